@@ -1,0 +1,24 @@
+# Compiler settings shared by every vfiokit target through the vfiokit_options interface library.
+add_library(vfiokit_options INTERFACE)
+target_compile_options(vfiokit_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
+  -Wold-style-cast -Wcast-align -Wimplicit-fallthrough -Wformat=2)
+if(VFIOKIT_WERROR)
+  target_compile_options(vfiokit_options INTERFACE -Werror)
+endif()
+target_include_directories(vfiokit_options INTERFACE ${PROJECT_SOURCE_DIR})
+target_compile_definitions(vfiokit_options INTERFACE
+  VFIOKIT_VERSION="${PROJECT_VERSION}" VFIOKIT_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+
+if(VFIOKIT_SANITIZE)
+  add_compile_options(-fsanitize=${VFIOKIT_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${VFIOKIT_SANITIZE})
+endif()
+
+# vfiokit_library(NAME SOURCES... DEPENDS targets...): one layer's library target.
+function(vfiokit_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
+  add_library(vfiokit_${name} STATIC ${ARG_SOURCES})
+  add_library(vfiokit::${name} ALIAS vfiokit_${name})
+  target_link_libraries(vfiokit_${name} PUBLIC vfiokit_options ${ARG_DEPENDS})
+endfunction()

@@ -1,0 +1,34 @@
+// Helpers for tests that run inside the hardware-in-loop rig (tools/rig/run sets VFIOKIT_RIG=1).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace vfiokit::hil {
+
+inline bool in_rig() {
+  const char* flag = std::getenv("VFIOKIT_RIG");
+  return flag != nullptr && std::string_view(flag) == "1";
+}
+
+// A rig test outside the rig skips and says why; inside the rig it always runs.
+#define VFIOKIT_REQUIRE_RIG()                                                               \
+  do {                                                                                      \
+    if (!::vfiokit::hil::in_rig())                                                          \
+      GTEST_SKIP() << "not inside the rig (VFIOKIT_RIG is not 1): run it with "            \
+                      "`ctest -L hil` or `tools/rig/run -- vfiokit_hil_tests`";             \
+  } while (false)
+
+// The BDF of the first PCI function with this vendor:device (e.g. 0x1234, 0x11e8), found by ID
+// because slots move when the rig's device list changes.
+std::optional<std::string> find_pci_function(unsigned vendor, unsigned device);
+
+inline constexpr unsigned kEduVendor = 0x1234, kEduDevice = 0x11e8;
+inline constexpr unsigned kNvmeVendor = 0x1b36, kNvmeDevice = 0x0010;
+inline constexpr unsigned kE1000eVendor = 0x8086, kE1000eDevice = 0x10d3;
+
+}  // namespace vfiokit::hil

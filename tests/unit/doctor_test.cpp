@@ -1,0 +1,173 @@
+#include "tools/vfiokit/doctor.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <linux/vfio.h>
+
+#include "tests/unit/fixtures.h"
+
+namespace vfiokit::cli {
+namespace {
+
+CheckResult find_check(const std::vector<CheckResult>& checks, std::string_view id) {
+  const auto it = std::find_if(checks.begin(), checks.end(),
+                               [&](const CheckResult& c) { return c.id == id; });
+  if (it == checks.end()) throw std::runtime_error("no check " + std::string(id));
+  return *it;
+}
+
+// A host where everything is in order; each test breaks one thing.
+DoctorFacts ready_host() {
+  DoctorFacts facts;
+  facts.iommu.units = {{"dmar0", iommu::IommuVendor::intel_vtd, true}};
+  facts.iommu.groups = {0, 1, 2};
+  facts.iommu.firmware_dmar = true;
+  facts.iommu.remapped_interrupts_seen = true;
+  facts.iommu.cpu_vendor = "GenuineIntel";
+  facts.kernel_release = "6.12.0";
+  facts.modules = {{"vfio", ModuleState::loaded},
+                   {"vfio_iommu_type1", ModuleState::loaded},
+                   {"vfio_pci", ModuleState::builtin}};
+  facts.vfio_container = {true, true, 0, VFIO_API_VERSION, 0};
+  facts.kvm = {true, true, 0, 12, 0};
+  facts.memlock = {RLIM_INFINITY, false};
+  return facts;
+}
+
+TEST(Doctor, ReadyHostPassesEverything) {
+  const auto checks = assess_doctor_facts(ready_host());
+  ASSERT_EQ(checks.size(), 6u);
+  for (const auto& check : checks) {
+    EXPECT_EQ(check.status, CheckStatus::pass) << check.id << ": " << check.summary;
+    EXPECT_TRUE(check.fix.empty()) << check.id;
+  }
+  EXPECT_NE(find_check(checks, "iommu").summary.find("Intel VT-d active (dmar0), 3 IOMMU groups"),
+            std::string::npos);
+}
+
+TEST(Doctor, VtdInFirmwareButOffInKernelSaysToAddIntelIommuOn) {
+  DoctorFacts facts = ready_host();
+  facts.iommu.units.clear();
+  facts.iommu.groups.clear();
+  facts.iommu.remapped_interrupts_seen = false;
+  const auto checks = assess_doctor_facts(facts);
+  EXPECT_EQ(find_check(checks, "iommu").status, CheckStatus::fail);
+  EXPECT_NE(find_check(checks, "iommu").fix.find("add intel_iommu=on"), std::string::npos);
+  EXPECT_EQ(find_check(checks, "interrupt-remapping").status, CheckStatus::fail);
+}
+
+TEST(Doctor, ExplicitIntelIommuOffIsNamed) {
+  DoctorFacts facts = ready_host();
+  facts.iommu.units.clear();
+  facts.iommu.groups.clear();
+  facts.iommu.kernel_cmdline = "ro intel_iommu=off";
+  EXPECT_NE(find_check(assess_doctor_facts(facts), "iommu").fix.find("remove intel_iommu=off"),
+            std::string::npos);
+}
+
+TEST(Doctor, AmdFirmwareGetsAmdAdvice) {
+  DoctorFacts facts = ready_host();
+  facts.iommu = {};
+  facts.iommu.firmware_ivrs = true;
+  facts.iommu.cpu_vendor = "AuthenticAMD";
+  facts.iommu.kernel_cmdline = "amd_iommu=off";
+  const auto& check = find_check(assess_doctor_facts(facts), "iommu");
+  EXPECT_EQ(check.status, CheckStatus::fail);
+  EXPECT_NE(check.summary.find("AMD-Vi"), std::string::npos);
+  EXPECT_NE(check.fix.find("remove amd_iommu=off"), std::string::npos);
+}
+
+TEST(Doctor, NoIommuAtAllPointsAtFirmwareAndVirtualIommu) {
+  DoctorFacts facts = ready_host();
+  facts.iommu = {};
+  const auto& check = find_check(assess_doctor_facts(facts), "iommu");
+  EXPECT_EQ(check.status, CheckStatus::fail);
+  EXPECT_NE(check.fix.find("VT-d"), std::string::npos);
+  EXPECT_NE(check.fix.find("intel-iommu,intremap=on"), std::string::npos);
+}
+
+TEST(Doctor, InterruptRemappingStates) {
+  DoctorFacts facts = ready_host();
+  facts.iommu.remapped_interrupts_seen = false;
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "interrupt-remapping").status,
+            CheckStatus::fail);
+  facts.iommu.kernel_cmdline = "intremap=off";
+  EXPECT_NE(find_check(assess_doctor_facts(facts), "interrupt-remapping").fix.find(
+                "remove intremap=off"),
+            std::string::npos);
+  facts.iommu.allow_unsafe_interrupts = true;
+  const auto& unsafe = find_check(assess_doctor_facts(facts), "interrupt-remapping");
+  EXPECT_EQ(unsafe.status, CheckStatus::warn);
+  EXPECT_NE(unsafe.summary.find("allow_unsafe_interrupts"), std::string::npos);
+}
+
+TEST(Doctor, ModulesThatCanBeLoadedWarnAndMissingOnesFail) {
+  DoctorFacts facts = ready_host();
+  facts.modules[2].state = ModuleState::available;
+  auto check = find_check(assess_doctor_facts(facts), "vfio-modules");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_EQ(check.fix, "modprobe vfio_pci (vfiokit bind loads vfio-pci itself)");
+  facts.modules[0].state = ModuleState::missing;
+  check = find_check(assess_doctor_facts(facts), "vfio-modules");
+  EXPECT_EQ(check.status, CheckStatus::fail);
+  EXPECT_NE(check.fix.find("6.12.0"), std::string::npos);
+}
+
+TEST(Doctor, ContainerNodeProblems) {
+  DoctorFacts facts = ready_host();
+  facts.vfio_container = {};
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "vfio-container").status, CheckStatus::fail);
+  facts.vfio_container = {true, true, EACCES, std::nullopt, 0};
+  const auto check = find_check(assess_doctor_facts(facts), "vfio-container");
+  EXPECT_EQ(check.status, CheckStatus::fail);
+  EXPECT_NE(check.fix.find("root"), std::string::npos);
+  facts.vfio_container = {true, true, 0, 1, 0};
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "vfio-container").status, CheckStatus::fail);
+}
+
+TEST(Doctor, KvmProblemsAreWarningsWithTheKvmGroupFix) {
+  DoctorFacts facts = ready_host();
+  facts.kvm = {true, true, EACCES, std::nullopt, 0};
+  const auto check = find_check(assess_doctor_facts(facts), "kvm");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_NE(check.fix.find("kvm group"), std::string::npos);
+  EXPECT_TRUE(all_passed(assess_doctor_facts(facts)));
+}
+
+TEST(Doctor, MemlockLimitWarnsUnlessCapIpcLock) {
+  DoctorFacts facts = ready_host();
+  facts.memlock = {8u << 20, false};
+  auto check = find_check(assess_doctor_facts(facts), "memlock");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_NE(check.summary.find("8 MiB"), std::string::npos);
+  facts.memlock.cap_ipc_lock = true;
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "memlock").status, CheckStatus::pass);
+  facts.memlock = {rlim_t{4} << 30, false};
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "memlock").status, CheckStatus::pass);
+}
+
+TEST(Doctor, GathersFactsFromAFixtureTree) {
+  const DoctorFacts facts = gather_doctor_facts(test::fixture_host("vtd-ready"));
+  EXPECT_EQ(facts.kernel_release, "6.12.0-test");
+  EXPECT_EQ(facts.modules.size(), 3u);
+  for (const auto& module : facts.modules) EXPECT_EQ(module.state, ModuleState::loaded);
+  EXPECT_TRUE(facts.vfio_container.exists);
+  EXPECT_FALSE(facts.vfio_container.is_char_device);  // a plain file stands in for the node
+  const auto checks = assess_doctor_facts(facts);
+  EXPECT_EQ(find_check(checks, "iommu").status, CheckStatus::pass);
+  EXPECT_EQ(find_check(checks, "interrupt-remapping").status, CheckStatus::pass);
+  EXPECT_EQ(find_check(checks, "vfio-container").status, CheckStatus::fail);
+}
+
+TEST(Doctor, GathersADisabledIommuHost) {
+  const auto checks = assess_doctor_facts(gather_doctor_facts(test::fixture_host("dmar-disabled")));
+  EXPECT_EQ(find_check(checks, "iommu").status, CheckStatus::fail);
+  EXPECT_EQ(find_check(checks, "vfio-modules").status, CheckStatus::warn);
+  EXPECT_EQ(find_check(checks, "vfio-container").status, CheckStatus::fail);
+  EXPECT_EQ(find_check(checks, "kvm").status, CheckStatus::warn);
+  EXPECT_FALSE(all_passed(checks));
+}
+
+}  // namespace
+}  // namespace vfiokit::cli

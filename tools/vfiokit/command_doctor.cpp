@@ -1,0 +1,35 @@
+#include <iostream>
+
+#include "tools/vfiokit/commands.h"
+#include "tools/vfiokit/doctor.h"
+#include "tools/vfiokit/report.h"
+
+namespace vfiokit::cli {
+
+Command add_doctor_command(CLI::App& app, GlobalOptions& options) {
+  CLI::App* sub = app.add_subcommand(
+      "doctor", "Check this host for passthrough readiness: IOMMU, interrupt remapping, VFIO "
+                "modules, /dev/vfio/vfio, /dev/kvm, memlock. Exit 0 if nothing fails, 1 otherwise");
+  sub->add_flag("--json", options.json, "Print the checks as JSON");
+  return {sub, [&options] {
+            const DoctorFacts facts = gather_doctor_facts(options.paths());
+            const std::vector<CheckResult> checks = assess_doctor_facts(facts);
+            const bool ready = all_passed(checks);
+            if (options.json) {
+              std::cout << nlohmann::json{{"ready", ready},
+                                          {"kernel", facts.kernel_release},
+                                          {"checks", to_json(checks)}}
+                               .dump(2)
+                        << '\n';
+            } else {
+              std::cout << "vfiokit doctor: passthrough readiness of this host (kernel "
+                        << facts.kernel_release << ")\n";
+              print_checks(std::cout, checks);
+              std::cout << (ready ? "ready: nothing failed\n"
+                                  : "not ready: fix the FAIL items above\n");
+            }
+            return ready ? 0 : 1;
+          }};
+}
+
+}  // namespace vfiokit::cli

@@ -1,0 +1,33 @@
+// The subcommands; each lives in its own command_*.cpp and registers itself in make_commands().
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/host_paths.h"
+
+namespace vfiokit::cli {
+
+struct GlobalOptions {
+  int verbosity = 0;
+  std::string host_root;  // empty: the live system
+  bool json = false;      // set by the subcommand that ran, so errors come out as JSON too
+
+  [[nodiscard]] HostPaths paths() const {
+    return host_root.empty() ? HostPaths{} : HostPaths::under(host_root);
+  }
+};
+
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;  // returns the exit status; throws vfiokit::Error on failure
+};
+
+std::vector<Command> make_commands(CLI::App& app, GlobalOptions& options);
+
+Command add_doctor_command(CLI::App& app, GlobalOptions& options);
+
+}  // namespace vfiokit::cli

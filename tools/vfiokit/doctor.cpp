@@ -1,0 +1,231 @@
+#include "tools/vfiokit/doctor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "base/fs.h"
+#include "iommu/vfio_uapi.h"
+#include "kvm/uapi.h"
+
+namespace vfiokit::cli {
+namespace {
+
+constexpr int kCapIpcLock = 14;  // <linux/capability.h> CAP_IPC_LOCK
+constexpr rlim_t kComfortableMemlock = rlim_t{1} << 30;
+
+std::string join(const std::vector<std::string>& parts, std::string_view separator) {
+  std::string out;
+  for (const auto& part : parts) {
+    if (!out.empty()) out += separator;
+    out += part;
+  }
+  return out;
+}
+
+std::string mib(rlim_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+bool has_capability(std::string_view proc_status, int capability) {
+  const auto effective = find_key_value(proc_status, "CapEff");
+  if (!effective) return false;
+  const auto bits = parse_uint(*effective, 16);
+  return bits && ((*bits >> capability) & 1u) != 0;
+}
+
+bool prefers_amd(const iommu::HostIommu& host) {
+  return host.firmware_ivrs || host.cpu_vendor == "AuthenticAMD";
+}
+
+CheckResult assess_iommu(const iommu::HostIommu& host) {
+  CheckResult check{"iommu", CheckStatus::pass, {}, {}};
+  if (!host.units.empty() && !host.groups.empty()) {
+    std::vector<std::string> names;
+    for (const auto& unit : host.units) names.push_back(unit.name);
+    check.summary = std::string(iommu::to_string(host.units.front().vendor)) + " active (" +
+                    join(names, ", ") + "), " + std::to_string(host.groups.size()) +
+                    " IOMMU groups";
+    if (iommu::cmdline_has(host.kernel_cmdline, "iommu=pt")) {
+      check.summary += "; iommu=pt: host drivers' DMA is identity-mapped, VFIO groups still get "
+                       "their own translated domains";
+    }
+    return check;
+  }
+  check.status = CheckStatus::fail;
+  if (host.firmware_dmar && !prefers_amd(host)) {
+    check.summary = "Intel VT-d is described by firmware (ACPI DMAR) but the kernel did not enable it";
+    check.fix = iommu::cmdline_has(host.kernel_cmdline, "intel_iommu=off")
+                    ? "remove intel_iommu=off from the kernel command line and reboot"
+                    : "add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in "
+                      "/etc/default/grub, then update-grub) and reboot";
+  } else if (host.firmware_ivrs) {
+    check.summary = "AMD-Vi is described by firmware (ACPI IVRS) but the kernel did not enable it";
+    check.fix = iommu::cmdline_has(host.kernel_cmdline, "amd_iommu=off")
+                    ? "remove amd_iommu=off from the kernel command line and reboot"
+                    : "make sure the kernel has CONFIG_AMD_IOMMU and that iommu=off is not on "
+                      "its command line, then reboot";
+  } else if (!host.units.empty()) {
+    check.summary = "IOMMU units exist but no device is in an IOMMU group";
+    check.fix = "check dmesg for IOMMU errors; the IOMMU may be in a disabled or bypass mode";
+  } else {
+    check.summary = "no IOMMU found: no /sys/class/iommu units and no ACPI DMAR or IVRS table";
+    check.fix = std::string("enable ") +
+                (prefers_amd(host) ? "AMD-Vi (often called IOMMU or SVM/IOMMU)" : "VT-d") +
+                " in the firmware setup; in a virtual machine, give it a virtual IOMMU (QEMU: -M "
+                "q35,kernel-irqchip=split -device intel-iommu,intremap=on)";
+  }
+  return check;
+}
+
+CheckResult assess_interrupt_remapping(const iommu::HostIommu& host) {
+  CheckResult check{"interrupt-remapping", CheckStatus::pass, {}, {}};
+  if (host.remapped_interrupts_seen) {
+    check.summary = "active (remapped IR- interrupt chips in /proc/interrupts)";
+    return check;
+  }
+  const bool capable = std::any_of(host.units.begin(), host.units.end(), [](const auto& unit) {
+    return unit.remapping_capable.value_or(false);
+  });
+  if (host.allow_unsafe_interrupts.value_or(false)) {
+    check.status = CheckStatus::warn;
+    check.summary = "not active; vfio_iommu_type1 allow_unsafe_interrupts=Y lets VFIO go on, but a "
+                    "device can then forge interrupts to the host";
+    check.fix = "enable interrupt remapping (do not boot with intremap=off) and drop "
+                "allow_unsafe_interrupts";
+    return check;
+  }
+  check.status = CheckStatus::fail;
+  if (host.units.empty()) {
+    check.summary = "not active: there is no active IOMMU to remap interrupts";
+    check.fix = "enable the IOMMU first (see the iommu check)";
+  } else if (capable) {
+    check.summary = "the IOMMU supports remapping but no remapped interrupts are in use";
+    check.fix = iommu::cmdline_has(host.kernel_cmdline, "intremap=off")
+                    ? "remove intremap=off from the kernel command line and reboot"
+                    : "check dmesg for 'DMAR-IR' messages; firmware may have disabled x2APIC or "
+                      "interrupt remapping";
+  } else {
+    check.summary = "not active: VFIO will refuse to enable MSI/MSI-X without it";
+    check.fix = "enable interrupt remapping in firmware; only if you trust the device, load "
+                "vfio_iommu_type1 with allow_unsafe_interrupts=1";
+  }
+  return check;
+}
+
+CheckResult assess_modules(const DoctorFacts& facts) {
+  CheckResult check{"vfio-modules", CheckStatus::pass, {}, {}};
+  std::vector<std::string> states;
+  std::vector<std::string> to_load;
+  std::vector<std::string> missing;
+  for (const auto& module : facts.modules) {
+    states.push_back(module.name + " " + std::string(to_string(module.state)));
+    if (module.state == ModuleState::available) to_load.push_back(module.name);
+    if (module.state == ModuleState::missing) missing.push_back(module.name);
+  }
+  check.summary = join(states, ", ");
+  if (!missing.empty()) {
+    check.status = CheckStatus::fail;
+    check.fix = "the running kernel (" + facts.kernel_release + ") has no " + join(missing, ", ") +
+                ": install a kernel built with CONFIG_VFIO_PCI (Debian's stock kernels are)";
+  } else if (!to_load.empty()) {
+    check.status = CheckStatus::warn;
+    check.fix = "modprobe " + join(to_load, " ") + " (vfiokit bind loads vfio-pci itself)";
+  }
+  return check;
+}
+
+CheckResult assess_vfio_container(const DoctorFacts& facts) {
+  const auto& node = facts.vfio_container;
+  CheckResult check{"vfio-container", CheckStatus::fail, {}, {}};
+  if (!node.exists) {
+    check.summary = "/dev/vfio/vfio does not exist";
+    check.fix = "modprobe vfio (it creates /dev/vfio/vfio)";
+  } else if (!node.is_char_device) {
+    check.summary = "/dev/vfio/vfio is not a character device";
+    check.fix = "remove it and reload the vfio module";
+  } else if (node.open_errno != 0) {
+    check.summary = "/dev/vfio/vfio cannot be opened: " + std::string(std::strerror(node.open_errno));
+    check.fix = node.open_errno == EACCES ? "run as root, or grant access to /dev/vfio/vfio"
+                                          : "check dmesg for vfio errors";
+  } else if (node.api_version != VFIO_API_VERSION) {
+    check.summary = "/dev/vfio/vfio answers API version " +
+                    (node.api_version ? std::to_string(*node.api_version) : "(none)") +
+                    ", expected " + std::to_string(VFIO_API_VERSION);
+    check.fix = "this is not the VFIO container interface vfiokit knows";
+  } else {
+    check.status = CheckStatus::pass;
+    check.summary = "/dev/vfio/vfio opens, API version " + std::to_string(VFIO_API_VERSION);
+  }
+  return check;
+}
+
+CheckResult assess_kvm(const DoctorFacts& facts) {
+  // KVM matters only for launching guests, so its problems are warnings, not failures.
+  const auto& node = facts.kvm;
+  CheckResult check{"kvm", CheckStatus::warn, {}, {}};
+  if (!node.exists) {
+    check.summary = "/dev/kvm does not exist: guests cannot be launched (user-space drivers can "
+                    "still use VFIO)";
+    check.fix = "enable VT-x/AMD-V in firmware and modprobe kvm_intel or kvm_amd";
+  } else if (node.open_errno == EACCES || node.open_errno == EPERM) {
+    check.summary = "/dev/kvm exists but this user may not open it";
+    check.fix = "add the user to the kvm group (usermod -aG kvm USER) and log in again";
+  } else if (node.open_errno != 0) {
+    check.summary = "/dev/kvm cannot be opened: " + std::string(std::strerror(node.open_errno));
+    check.fix = "check dmesg for kvm errors";
+  } else if (node.api_version && *node.api_version != kvm_uapi::kExpectedApiVersion) {
+    check.summary = "/dev/kvm answers API version " + std::to_string(*node.api_version) +
+                    ", expected " + std::to_string(kvm_uapi::kExpectedApiVersion);
+    check.fix = "this kernel's KVM is not one vfiokit can drive";
+  } else {
+    check.status = CheckStatus::pass;
+    check.summary = "/dev/kvm opens, API version " +
+                    (node.api_version ? std::to_string(*node.api_version) : "unknown");
+  }
+  return check;
+}
+
+CheckResult assess_memlock(const MemlockFact& memlock) {
+  CheckResult check{"memlock", CheckStatus::pass, {}, {}};
+  if (memlock.cap_ipc_lock) {
+    check.summary = "CAP_IPC_LOCK held: VFIO's page pinning is not limited by RLIMIT_MEMLOCK";
+  } else if (memlock.soft == RLIM_INFINITY) {
+    check.summary = "RLIMIT_MEMLOCK unlimited";
+  } else if (memlock.soft >= kComfortableMemlock) {
+    check.summary = "RLIMIT_MEMLOCK " + mib(memlock.soft);
+  } else {
+    check.status = CheckStatus::warn;
+    check.summary = "RLIMIT_MEMLOCK " + mib(memlock.soft) +
+                    ": every DMA-mapped page is pinned and counted against it";
+    check.fix = "raise it to at least the DMA memory (a guest's RAM): ulimit -l unlimited, "
+                "LimitMEMLOCK=infinity in a systemd unit, or memlock in "
+                "/etc/security/limits.conf";
+  }
+  return check;
+}
+
+}  // namespace
+
+DoctorFacts gather_doctor_facts(const HostPaths& paths) {
+  DoctorFacts facts;
+  facts.iommu = iommu::probe_host_iommu(paths);
+  facts.kernel_release = kernel_release(paths);
+  for (const char* name : {"vfio", "vfio_iommu_type1", "vfio_pci"}) {
+    facts.modules.push_back({name, module_state(paths, name)});
+  }
+  facts.vfio_container = probe_device_node(paths.dev / "vfio/vfio", vfio_uapi::kGetApiVersion);
+  facts.kvm = probe_device_node(paths.dev / "kvm", kvm_uapi::kGetApiVersion);
+  struct rlimit limit {};
+  ::getrlimit(RLIMIT_MEMLOCK, &limit);
+  facts.memlock.soft = limit.rlim_cur;
+  facts.memlock.cap_ipc_lock = has_capability(
+      read_file_if_exists(paths.proc / "self/status").value_or(""), kCapIpcLock);
+  return facts;
+}
+
+std::vector<CheckResult> assess_doctor_facts(const DoctorFacts& facts) {
+  return {assess_iommu(facts.iommu),   assess_interrupt_remapping(facts.iommu),
+          assess_modules(facts),       assess_vfio_container(facts),
+          assess_kvm(facts),           assess_memlock(facts.memlock)};
+}
+
+}  // namespace vfiokit::cli

@@ -1,0 +1,46 @@
+// `vfiokit doctor`: is this host ready for VFIO passthrough, and if not, what to do.
+//
+// Pure core, thin shell: gather_doctor_facts() reads the host (or a fixture tree);
+// assess_doctor_facts() turns facts into checks without touching the system.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/check.h"
+#include "base/device_node.h"
+#include "base/host_paths.h"
+#include "base/kmod.h"
+#include "iommu/host_iommu.h"
+
+namespace vfiokit::cli {
+
+struct ModuleFact {
+  std::string name;
+  ModuleState state = ModuleState::missing;
+};
+
+struct MemlockFact {
+  rlim_t soft = 0;
+  bool cap_ipc_lock = false;  // exempts the process from RLIMIT_MEMLOCK for VFIO pinning
+};
+
+struct DoctorFacts {
+  iommu::HostIommu iommu;
+  std::string kernel_release;
+  std::vector<ModuleFact> modules;  // vfio, vfio_iommu_type1, vfio_pci
+  DeviceNodeStatus vfio_container;  // /dev/vfio/vfio
+  DeviceNodeStatus kvm;             // /dev/kvm
+  MemlockFact memlock;
+};
+
+// Reads everything below `paths`; the memlock facts are always this process's own.
+DoctorFacts gather_doctor_facts(const HostPaths& paths);
+
+std::vector<CheckResult> assess_doctor_facts(const DoctorFacts& facts);
+
+}  // namespace vfiokit::cli

@@ -1,0 +1,3 @@
+#include "tools/vfiokit/cli.h"
+
+int main(int argc, char** argv) { return vfiokit::cli::run(argc, argv); }

@@ -1,0 +1,73 @@
+#include "tools/vfiokit/report.h"
+
+#include <algorithm>
+#include <iostream>
+
+namespace vfiokit::cli {
+
+namespace {
+
+// Passes stay quiet ("ok"); what needs attention is in capitals so it stands out in a column.
+std::string_view status_word(CheckStatus status) {
+  switch (status) {
+    case CheckStatus::pass: return "ok";
+    case CheckStatus::warn: return "WARN";
+    case CheckStatus::fail: return "FAIL";
+  }
+  return "FAIL";
+}
+
+}  // namespace
+
+void print_checks(std::ostream& out, const std::vector<CheckResult>& checks) {
+  constexpr std::size_t kStatusWidth = 6;
+  std::size_t id_width = 0;
+  for (const auto& check : checks) id_width = std::max(id_width, check.id.size());
+  const std::string fix_indent(2 + kStatusWidth + id_width + 2, ' ');
+  for (const auto& check : checks) {
+    const std::string_view word = status_word(check.status);
+    out << "  " << word << std::string(kStatusWidth - word.size(), ' ') << check.id
+        << std::string(id_width + 2 - check.id.size(), ' ') << check.summary << '\n';
+    if (!check.fix.empty()) out << fix_indent << "fix: " << check.fix << '\n';
+  }
+}
+
+nlohmann::json to_json(const CheckResult& check) {
+  nlohmann::json j = {{"id", check.id}, {"status", to_string(check.status)}, {"summary", check.summary}};
+  if (!check.fix.empty()) j["fix"] = check.fix;
+  return j;
+}
+
+nlohmann::json to_json(const std::vector<CheckResult>& checks) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& check : checks) list.push_back(to_json(check));
+  return list;
+}
+
+nlohmann::json to_json(const Error& error) {
+  nlohmann::json context = nlohmann::json::object();
+  for (const auto& entry : error.context()) context[entry.key] = entry.value;
+  nlohmann::json j = {{"kind", to_string(error.kind())},
+                      {"exit_status", exit_status_for(error.kind())},
+                      {"operation", error.operation()},
+                      {"message", error.message()},
+                      {"context", context},
+                      {"text", error.what()}};
+  if (error.errno_value() != 0) {
+    j["errno"] = error.errno_value();
+    j["errno_name"] = errno_name(error.errno_value());
+  }
+  if (!error.hint().empty()) j["fix"] = error.hint();
+  return j;
+}
+
+void print_error(const Error& error, bool json) {
+  if (json) {
+    std::cout << nlohmann::json{{"error", to_json(error)}}.dump(2) << '\n';
+    return;
+  }
+  std::cerr << "vfiokit: error: " << error.what() << '\n';
+  if (!error.hint().empty()) std::cerr << "  fix: " << error.hint() << '\n';
+}
+
+}  // namespace vfiokit::cli

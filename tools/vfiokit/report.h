@@ -1,0 +1,25 @@
+// How the CLI shows results and errors: text for people, JSON (--json) with the same facts.
+#pragma once
+
+#include <iosfwd>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/check.h"
+#include "base/error.h"
+
+namespace vfiokit::cli {
+
+// A check list as aligned lines: status, id, summary, and "fix:" under each warn or fail.
+void print_checks(std::ostream& out, const std::vector<CheckResult>& checks);
+
+nlohmann::json to_json(const CheckResult& check);
+nlohmann::json to_json(const std::vector<CheckResult>& checks);
+nlohmann::json to_json(const Error& error);
+
+// The one place errors are formatted: text on stderr, or {"error": {...}} on stdout with --json.
+void print_error(const Error& error, bool json);
+
+}  // namespace vfiokit::cli
