@@ -7,7 +7,8 @@ namespace vfiokit {
 
 void init_logging(int verbosity) {
   auto logger = spdlog::stderr_logger_st("vfiokit");
-  logger->set_pattern("vfiokit: %l: %v");
+  // Debug output carries microsecond timestamps: it is what one reads to see where time goes.
+  logger->set_pattern(verbosity >= 2 ? "vfiokit: %H:%M:%S.%f %l: %v" : "vfiokit: %l: %v");
   switch (verbosity) {
     case 0: logger->set_level(spdlog::level::warn); break;
     case 1: logger->set_level(spdlog::level::info); break;

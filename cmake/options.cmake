@@ -10,6 +10,12 @@ target_include_directories(vfiokit_options INTERFACE ${PROJECT_SOURCE_DIR})
 target_compile_definitions(vfiokit_options INTERFACE
   VFIOKIT_VERSION="${PROJECT_VERSION}" VFIOKIT_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 
+if(VFIOKIT_STATIC_RUNTIME AND NOT VFIOKIT_SANITIZE)
+  # Every vfiokit command is a short-lived process; in the TCG rig loading libstdc++ and
+  # relocating against it is a measurable part of each run (docs/performance.md).
+  add_link_options(-static-libstdc++ -static-libgcc)
+endif()
+
 if(VFIOKIT_SANITIZE)
   add_compile_options(-fsanitize=${VFIOKIT_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${VFIOKIT_SANITIZE})

@@ -2,6 +2,8 @@
 
 #include "base/fs.h"
 
+#include <fcntl.h>
+
 namespace vfiokit::hil {
 
 std::optional<std::string> find_pci_function(unsigned vendor, unsigned device) {
@@ -12,6 +14,75 @@ std::optional<std::string> find_pci_function(unsigned vendor, unsigned device) {
     if (v == vendor && d == device) return name;
   }
   return std::nullopt;
+}
+
+}  // namespace vfiokit::hil
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+extern char** environ;
+
+namespace vfiokit::hil {
+
+CommandResult vfiokit(std::vector<std::string> args) {
+  args.insert(args.begin(), "vfiokit");
+  return run_command(args);
+}
+
+pid_t spawn_background(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       const std::string& log) {
+  std::vector<std::string> environment(env);
+  for (char** e = environ; *e; ++e) environment.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+int wait_for_exit(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool wait_until_stopped(pid_t pid, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 20) {
+    const std::string stat = read_file_if_exists("/proc/" + std::to_string(pid) + "/stat").value_or("");
+    const std::size_t close = stat.rfind(')');
+    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'T') return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+bool wait_for_path(const std::string& path, bool exists, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; waited += 20) {
+    if (std::filesystem::exists(path) == exists) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+std::string driver_of(const std::string& bdf) {
+  return read_link_name("/sys/bus/pci/devices/" + bdf + "/driver").value_or("(none)");
 }
 
 }  // namespace vfiokit::hil

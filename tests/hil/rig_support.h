@@ -32,3 +32,28 @@ inline constexpr unsigned kNvmeVendor = 0x1b36, kNvmeDevice = 0x0010;
 inline constexpr unsigned kE1000eVendor = 0x8086, kE1000eDevice = 0x10d3;
 
 }  // namespace vfiokit::hil
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "base/process.h"
+
+namespace vfiokit::hil {
+
+// Runs the vfiokit CLI (on PATH in the rig) and returns its status and output.
+CommandResult vfiokit(std::vector<std::string> args);
+
+// Starts argv in the background with extra "NAME=VALUE" environment entries, output to `log`.
+pid_t spawn_background(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       const std::string& log);
+// Waits for a child; returns its exit status, or 128 + signal.
+int wait_for_exit(pid_t pid);
+// Polls /proc/PID/stat until the process is stopped (state T); false after `timeout_ms`.
+bool wait_until_stopped(pid_t pid, int timeout_ms);
+// Polls until `path` exists (or stops existing); false after `timeout_ms`.
+bool wait_for_path(const std::string& path, bool exists, int timeout_ms);
+
+std::string driver_of(const std::string& bdf);
+
+}  // namespace vfiokit::hil

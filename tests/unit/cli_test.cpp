@@ -14,6 +14,7 @@ CommandResult vfiokit_cli(std::vector<std::string> args) {
 }
 
 std::string host_root(const char* name) { return test::fixture("hosts").append(name).string(); }
+std::string sysfs_root(const char* name) { return test::fixture("sysfs").append(name).string(); }
 
 TEST(Cli, VersionPrintsTheProjectVersion) {
   const auto result = vfiokit_cli({"--version"});
@@ -49,6 +50,94 @@ TEST(Cli, DoctorJsonCarriesTheSameChecks) {
 
 TEST(Cli, HostRootMustExist) {
   EXPECT_EQ(vfiokit_cli({"--host-root", "/nonexistent/vfiokit", "doctor"}).exit_status, 2);
+}
+
+TEST(Cli, ListGroupsDevicesByIommuGroup) {
+  const auto result = vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "list"});
+  EXPECT_EQ(result.exit_status, 0);
+  EXPECT_NE(result.output.find("IOMMU group 1\n  0000:00:01.0  8086:1901  pcieport"),
+            std::string::npos)
+      << result.output;
+  const auto json = nlohmann::json::parse(
+      vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "list", "--json"}).output);
+  ASSERT_EQ(json["groups"].size(), 2u);
+  EXPECT_EQ(json["groups"][1]["group"], 1);
+  EXPECT_EQ(json["groups"][1]["viable"], false);
+  EXPECT_EQ(json["groups"][1]["blockers"].size(), 2u);
+  EXPECT_EQ(json["groups"][1]["devices"][1]["driver"], "nouveau");
+}
+
+TEST(Cli, ShowJsonHasTheParsedFacts) {
+  const auto result = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "00:02.0", "--json"});
+  ASSERT_EQ(result.exit_status, 0) << result.output;
+  const auto json = nlohmann::json::parse(result.output);
+  EXPECT_EQ(json["bdf"], "0000:00:02.0");
+  EXPECT_EQ(json["device"], "QEMU NVM Express Controller");
+  EXPECT_EQ(json["msix"]["vectors"], 65);
+  EXPECT_EQ(json["msix"]["table_offset"], "0x2000");
+  EXPECT_EQ(json["iommu_group_devices"], nlohmann::json::array({"0000:00:02.0"}));
+  EXPECT_EQ(json["host_use"]["block"][0]["name"], "nvme0n1");
+}
+
+TEST(Cli, MalformedBdfIsAUsageErrorAndAMissingDeviceAFailure) {
+  const auto malformed = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "00:02"});
+  EXPECT_EQ(malformed.exit_status, 2);
+  EXPECT_NE(malformed.output.find("'00:02' is not a PCI address"), std::string::npos);
+  const auto missing = vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "0000:00:09.0"});
+  EXPECT_EQ(missing.exit_status, 1);
+  EXPECT_NE(missing.output.find("no PCI function 0000:00:09.0"), std::string::npos);
+  const auto json = vfiokit_cli({"--host-root", sysfs_root("rig"), "bind", "zz", "--json"});
+  EXPECT_EQ(json.exit_status, 2);
+  EXPECT_EQ(nlohmann::json::parse(json.output)["error"]["kind"], "usage");
+}
+
+TEST(Cli, CheckExitsOneWhenAnythingFails) {
+  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "0000:00:02.0"}).exit_status, 0);
+  const auto json = vfiokit_cli({"--host-root", sysfs_root("boot-vga"), "check", "0000:00:02.0", "--json"});
+  EXPECT_EQ(json.exit_status, 1);
+  EXPECT_EQ(nlohmann::json::parse(json.output)["ready"], false);
+}
+
+TEST(Cli, BindDryRunShowsThePlanAndRefusesWithExitThree) {
+  const auto ok = vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "bind", "--dry-run",
+                               "0000:01:00.0"});
+  EXPECT_EQ(ok.exit_status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("0000:01:00.1  snd_hda_intel -> vfio-pci"), std::string::npos)
+      << ok.output;
+  const auto refused = vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind",
+                                    "--dry-run", "0000:04:00.0"});
+  EXPECT_EQ(refused.exit_status, 3);
+  EXPECT_NE(refused.output.find("override with --force-block"), std::string::npos);
+  const auto json = vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind", "--dry-run",
+                                 "--json", "0000:04:00.0"});
+  EXPECT_EQ(json.exit_status, 3);
+  const auto document = nlohmann::json::parse(json.output);
+  EXPECT_EQ(document["plan"]["refused"][0]["check"], "block");
+  EXPECT_EQ(document["plan"]["refused"][0]["force_flag"], "--force-block");
+  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind", "--dry-run",
+                         "--force-block", "0000:04:00.0"}).exit_status, 0);
+}
+
+TEST(Cli, RestoreNeedsDevicesOrAll) {
+  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore"}).exit_status, 2);
+  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "0000:00:02.0"}).exit_status, 2);
+  const auto empty = vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "--dry-run"});
+  EXPECT_EQ(empty.exit_status, 0);
+  EXPECT_NE(empty.output.find("nothing to restore"), std::string::npos);
+}
+
+TEST(Cli, PersistWritesRulesUnderTheHostRoot) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const std::string root = copy.root().string();
+  const auto result = vfiokit_cli({"--host-root", root, "persist", "0000:01:00.0"});
+  EXPECT_EQ(result.exit_status, 0) << result.output;
+  const auto list = nlohmann::json::parse(
+      vfiokit_cli({"--host-root", root, "persist", "--list", "--json"}).output);
+  ASSERT_EQ(list["persisted"].size(), 2u);  // the GPU and its audio function
+  EXPECT_EQ(list["persisted"][1]["host_driver"], "snd_hda_intel");
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "persist", "--remove", "0000:01:00.0", "0000:01:00.1"}).exit_status, 0);
+  EXPECT_NE(vfiokit_cli({"--host-root", root, "persist", "--list"}).output.find("no devices"),
+            std::string::npos);
 }
 
 }  // namespace

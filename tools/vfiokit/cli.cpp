@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include <spdlog/spdlog.h>
+
 #include "base/error.h"
 #include "base/log.h"
 #include "tools/vfiokit/commands.h"
@@ -34,6 +36,7 @@ int run(int argc, char** argv) {
     return status == 0 ? 0 : exit_status_for(ErrorKind::usage);
   }
   init_logging(options.verbosity);
+  spdlog::debug("vfiokit {} started", VFIOKIT_VERSION);
   for (auto& command : commands) {
     if (!command.app->parsed()) continue;
     try {

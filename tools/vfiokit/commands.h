@@ -29,5 +29,12 @@ struct Command {
 std::vector<Command> make_commands(CLI::App& app, GlobalOptions& options);
 
 Command add_doctor_command(CLI::App& app, GlobalOptions& options);
+Command add_list_command(CLI::App& app, GlobalOptions& options);
+Command add_show_command(CLI::App& app, GlobalOptions& options);
+Command add_check_command(CLI::App& app, GlobalOptions& options);
+Command add_bind_command(CLI::App& app, GlobalOptions& options);
+Command add_unbind_command(CLI::App& app, GlobalOptions& options);
+Command add_restore_command(CLI::App& app, GlobalOptions& options);
+Command add_persist_command(CLI::App& app, GlobalOptions& options);
 
 }  // namespace vfiokit::cli

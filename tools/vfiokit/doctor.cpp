@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/fs.h"
+#include "base/text.h"
 #include "iommu/vfio_uapi.h"
 #include "kvm/uapi.h"
 
@@ -13,15 +14,6 @@ namespace {
 
 constexpr int kCapIpcLock = 14;  // <linux/capability.h> CAP_IPC_LOCK
 constexpr rlim_t kComfortableMemlock = rlim_t{1} << 30;
-
-std::string join(const std::vector<std::string>& parts, std::string_view separator) {
-  std::string out;
-  for (const auto& part : parts) {
-    if (!out.empty()) out += separator;
-    out += part;
-  }
-  return out;
-}
 
 std::string mib(rlim_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 

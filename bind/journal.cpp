@@ -1,0 +1,161 @@
+#include "bind/journal.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+
+#include "base/error.h"
+#include "base/fs.h"
+
+namespace vfiokit::bind {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::string_view kMagic = "vfiokit-journal 1";
+
+Error journal_error(std::string message) { return Error("parse journal", std::move(message)); }
+
+// Driver names and override values are kernel driver names: no spaces, no control characters,
+// at most NAME_MAX. Anything else in a journal is damage, not data.
+bool is_driver_name(std::string_view value) {
+  return !value.empty() && value.size() <= 255 &&
+         std::all_of(value.begin(), value.end(), [](char c) {
+           return c > ' ' && c < 0x7f && c != '/';
+         });
+}
+
+std::string optional_text(const std::optional<std::string>& value) {
+  return value ? *value : std::string("-");
+}
+
+std::optional<std::string> optional_driver(const std::string& key, const std::string& value) {
+  if (value == "-") return std::nullopt;
+  if (!is_driver_name(value)) throw journal_error(key + " '" + value + "' is not a driver name");
+  return value;
+}
+
+}  // namespace
+
+std::string_view to_string(JournalState state) noexcept {
+  return state == JournalState::bound ? "bound" : "binding";
+}
+
+std::string format_journal_entry(const JournalEntry& entry) {
+  std::string text(kMagic);
+  text += "\nbdf " + entry.bdf.to_string();
+  text += "\ngroup " + std::to_string(entry.group);
+  text += "\noriginal-driver " + optional_text(entry.original_driver);
+  text += "\noriginal-override " + optional_text(entry.original_override);
+  text += "\ntarget-driver " + entry.target_driver;
+  text += "\nstate " + std::string(to_string(entry.state));
+  text += "\npid " + std::to_string(entry.pid);
+  text += '\n';
+  return text;
+}
+
+JournalEntry parse_journal_entry(std::string_view text) {
+  std::map<std::string, std::string> values;
+  bool first = true;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    const std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (std::exchange(first, false)) {
+      if (line != kMagic) throw journal_error("not a vfiokit journal (first line '" + std::string(line.substr(0, 40)) + "')");
+      continue;
+    }
+    if (line.empty()) continue;
+    const std::size_t space = line.find(' ');
+    if (space == std::string_view::npos || space == 0 || space + 1 == line.size()) {
+      throw journal_error("malformed line '" + std::string(line.substr(0, 80)) + "'");
+    }
+    std::string key(line.substr(0, space));
+    if (!values.emplace(key, std::string(line.substr(space + 1))).second) {
+      throw journal_error("key '" + key + "' appears twice");
+    }
+  }
+  if (first) throw journal_error("empty journal entry");
+  static const std::vector<std::string> kKeys = {"bdf",   "group", "original-driver",
+                                                 "original-override", "target-driver",
+                                                 "state", "pid"};
+  for (const auto& [key, value] : values) {
+    if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
+      throw journal_error("unknown key '" + key + "'");
+    }
+  }
+  for (const auto& key : kKeys) {
+    if (!values.count(key)) throw journal_error("key '" + key + "' is missing");
+  }
+
+  JournalEntry entry;
+  const auto bdf = pci::parse_bdf(values["bdf"]);
+  if (!bdf) throw journal_error("bdf '" + values["bdf"] + "' is not a PCI address");
+  entry.bdf = *bdf;
+  const auto group = parse_uint(values["group"]);
+  if (!group || *group > 0xffffffffu) throw journal_error("group '" + values["group"] + "' is not a number");
+  entry.group = static_cast<unsigned>(*group);
+  entry.original_driver = optional_driver("original-driver", values["original-driver"]);
+  entry.original_override = optional_driver("original-override", values["original-override"]);
+  if (!is_driver_name(values["target-driver"])) {
+    throw journal_error("target-driver '" + values["target-driver"] + "' is not a driver name");
+  }
+  entry.target_driver = values["target-driver"];
+  if (values["state"] == "binding") {
+    entry.state = JournalState::binding;
+  } else if (values["state"] == "bound") {
+    entry.state = JournalState::bound;
+  } else {
+    throw journal_error("state '" + values["state"] + "' is neither binding nor bound");
+  }
+  const auto pid = parse_uint(values["pid"]);
+  if (!pid || *pid > 0x7fffffff) throw journal_error("pid '" + values["pid"] + "' is not a process id");
+  entry.pid = static_cast<int>(*pid);
+  return entry;
+}
+
+Journal::Journal(fs::path run_dir) : dir_(std::move(run_dir) / "devices") {}
+
+fs::path Journal::entry_path(const pci::Bdf& bdf) const { return dir_ / bdf.to_string(); }
+
+void Journal::record(const JournalEntry& entry) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) {
+    throw Error::from_errno(ec.value(), "create journal folder").with("path", dir_.string());
+  }
+  // World-readable like the sysfs state it mirrors, so `check` and `show` work unprivileged.
+  write_file_durable(entry_path(entry.bdf), format_journal_entry(entry), 0644);
+}
+
+std::optional<JournalEntry> Journal::find(const pci::Bdf& bdf) const {
+  const auto text = read_file_if_exists(entry_path(bdf));
+  if (!text) return std::nullopt;
+  try {
+    return parse_journal_entry(*text);
+  } catch (Error& e) {
+    e.with("path", entry_path(bdf).string())
+        .hint("the journal entry is damaged; check the device by hand, then delete the file");
+    throw;
+  }
+}
+
+std::vector<JournalEntry> Journal::entries() const {
+  std::vector<JournalEntry> all;
+  for (const auto& name : list_dir(dir_)) {
+    if (const auto bdf = pci::parse_bdf(name)) {
+      if (auto entry = find(*bdf)) all.push_back(std::move(*entry));
+    }
+  }
+  return all;
+}
+
+void Journal::remove(const pci::Bdf& bdf) {
+  std::error_code ec;
+  fs::remove(entry_path(bdf), ec);
+  if (ec) throw Error::from_errno(ec.value(), "remove journal entry").with("bdf", bdf.to_string());
+}
+
+}  // namespace vfiokit::bind

@@ -1,0 +1,149 @@
+#include "bind/persist.h"
+
+#include <algorithm>
+#include <set>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "pci/device.h"
+
+namespace vfiokit::bind {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::string_view kMetadataPrefix = "# vfiokit-persist ";
+constexpr std::string_view kRulePrefix = "61-vfiokit-";
+
+void create_parent(const fs::path& path) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) throw Error::from_errno(ec.value(), "create folder").with("path", path.parent_path().string());
+}
+
+}  // namespace
+
+std::string render_udev_rule(const PersistEntry& entry) {
+  const std::string bdf = entry.bdf.to_string();
+  const std::string ids = pci::id_hex(entry.vendor_id) + ":" + pci::id_hex(entry.device_id);
+  std::string text = "# Written by `vfiokit persist`; remove with `vfiokit persist --remove " + bdf + "`.\n";
+  text += "# Keeps " + bdf + " [" + ids + "] on vfio-pci from boot on";
+  if (entry.host_driver) text += " instead of " + *entry.host_driver;
+  text += ".\n";
+  text += std::string(kMetadataPrefix) + "bdf=" + bdf + " id=" + ids +
+          " host-driver=" + entry.host_driver.value_or("-") + "\n";
+  text += "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"" + bdf + "\", ATTR{vendor}==\"0x" +
+          pci::id_hex(entry.vendor_id) + "\", ATTR{device}==\"0x" + pci::id_hex(entry.device_id) +
+          "\", ATTR{driver_override}=\"vfio-pci\"\n";
+  return text;
+}
+
+std::optional<PersistEntry> parse_udev_rule(std::string_view text) {
+  const std::size_t start = text.find(kMetadataPrefix);
+  if (start == std::string_view::npos) return std::nullopt;
+  std::string_view line = text.substr(start + kMetadataPrefix.size());
+  line = line.substr(0, line.find('\n'));
+  PersistEntry entry;
+  bool have_bdf = false, have_id = false;
+  while (!line.empty()) {
+    const std::size_t space = line.find(' ');
+    const std::string_view field = line.substr(0, space);
+    line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+    const std::size_t eq = field.find('=');
+    if (eq == std::string_view::npos) return std::nullopt;
+    const std::string_view key = field.substr(0, eq);
+    const std::string_view value = field.substr(eq + 1);
+    if (key == "bdf") {
+      const auto bdf = pci::parse_bdf(value);
+      if (!bdf) return std::nullopt;
+      entry.bdf = *bdf;
+      have_bdf = true;
+    } else if (key == "id") {
+      const std::size_t colon = value.find(':');
+      const auto vendor = colon == 4 ? parse_uint(value.substr(0, 4), 16) : std::nullopt;
+      const auto device = colon == 4 ? parse_uint(value.substr(5), 16) : std::nullopt;
+      if (!vendor || !device || value.size() != 9) return std::nullopt;
+      entry.vendor_id = static_cast<std::uint16_t>(*vendor);
+      entry.device_id = static_cast<std::uint16_t>(*device);
+      have_id = true;
+    } else if (key == "host-driver") {
+      if (value.empty()) return std::nullopt;
+      if (value != "-") entry.host_driver = std::string(value);
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (!have_bdf || !have_id) return std::nullopt;
+  return entry;
+}
+
+std::string render_softdeps(const std::vector<PersistEntry>& entries) {
+  std::set<std::string> drivers;
+  for (const auto& entry : entries) {
+    if (entry.host_driver) drivers.insert(*entry.host_driver);
+  }
+  if (drivers.empty()) return {};
+  std::string text =
+      "# Written by `vfiokit persist`: vfio-pci must be registered before these drivers load,\n"
+      "# so that the devices vfiokit's udev rules reserve bind to it instead.\n";
+  for (const auto& driver : drivers) text += "softdep " + driver + " pre: vfio-pci\n";
+  return text;
+}
+
+PersistStore::PersistStore(fs::path etc) : etc_(std::move(etc)) {}
+
+fs::path PersistStore::rule_path(const pci::Bdf& bdf) const {
+  return etc_ / "udev/rules.d" / (std::string(kRulePrefix) + bdf.to_string() + ".rules");
+}
+
+fs::path PersistStore::softdep_path() const { return etc_ / "modprobe.d/vfiokit.conf"; }
+
+std::vector<PersistEntry> PersistStore::entries() const {
+  std::vector<PersistEntry> all;
+  for (const auto& name : list_dir(etc_ / "udev/rules.d")) {
+    if (!name.starts_with(kRulePrefix) || !name.ends_with(".rules")) continue;
+    if (auto entry = parse_udev_rule(read_file(etc_ / "udev/rules.d" / name))) {
+      all.push_back(std::move(*entry));
+    }
+  }
+  std::sort(all.begin(), all.end(),
+            [](const PersistEntry& a, const PersistEntry& b) { return a.bdf < b.bdf; });
+  return all;
+}
+
+std::vector<fs::path> PersistStore::write_softdeps() {
+  const std::string text = render_softdeps(entries());
+  const fs::path path = softdep_path();
+  if (text.empty()) {
+    std::error_code ec;
+    if (fs::remove(path, ec)) return {path};
+    return {};
+  }
+  create_parent(path);
+  write_file_durable(path, text);
+  return {path};
+}
+
+std::vector<fs::path> PersistStore::add(const std::vector<PersistEntry>& added) {
+  std::vector<fs::path> written;
+  for (const auto& entry : added) {
+    const fs::path path = rule_path(entry.bdf);
+    create_parent(path);
+    write_file_durable(path, render_udev_rule(entry));
+    written.push_back(path);
+  }
+  for (auto& path : write_softdeps()) written.push_back(std::move(path));
+  return written;
+}
+
+std::vector<fs::path> PersistStore::remove(const std::vector<pci::Bdf>& removed) {
+  std::vector<fs::path> changed;
+  for (const auto& bdf : removed) {
+    std::error_code ec;
+    if (fs::remove(rule_path(bdf), ec)) changed.push_back(rule_path(bdf));
+    if (ec) throw Error::from_errno(ec.value(), "remove").with("path", rule_path(bdf).string());
+  }
+  for (auto& path : write_softdeps()) changed.push_back(std::move(path));
+  return changed;
+}
+
+}  // namespace vfiokit::bind

@@ -1,0 +1,270 @@
+#include "bind/plan.h"
+
+#include <algorithm>
+#include <set>
+
+#include "base/error.h"
+#include "base/text.h"
+#include "iommu/group.h"
+
+namespace vfiokit::bind {
+namespace {
+
+// Adds a refusal, or records it as overridden when its --force flag was given.
+void refuse(Plan& plan, const pci::Bdf& bdf, std::string check, std::string reason,
+            std::string force_flag, bool forced) {
+  Refusal refusal{bdf, std::move(check), std::move(reason), std::move(force_flag)};
+  if (forced && !refusal.force_flag.empty()) {
+    plan.forced.push_back(std::move(refusal));
+  } else {
+    plan.refusals.push_back(std::move(refusal));
+  }
+}
+
+// The checks that protect the host from losing something it is using.
+void check_host_use(Plan& plan, const DeviceFacts& facts, const ForceFlags& force) {
+  const pci::PciDevice& dev = facts.device;
+  if (dev.boot_vga) {
+    refuse(plan, dev.bdf, "boot-vga",
+           "it is the boot VGA device: the host console and firmware framebuffer run on it",
+           "--force-boot-vga", force.boot_vga);
+  }
+  std::vector<std::string> nets;
+  for (const auto& net : facts.usage.net) {
+    if (net.in_use()) nets.push_back(net.describe());
+  }
+  if (!nets.empty()) refuse(plan, dev.bdf, "net", join(nets, "; "), "--force-net", force.net);
+  std::vector<std::string> blocks;
+  for (const auto& block : facts.usage.block) {
+    if (block.in_use()) blocks.push_back(block.describe());
+  }
+  if (!blocks.empty()) {
+    refuse(plan, dev.bdf, "block", join(blocks, "; "), "--force-block", force.block);
+  }
+  if (dev.sriov_num_vfs.value_or(0) > 0) {
+    refuse(plan, dev.bdf, "sriov",
+           "it is an SR-IOV physical function with " + std::to_string(*dev.sriov_num_vfs) +
+               " virtual functions enabled; unbinding its driver destroys them",
+           "--force-sriov", force.sriov);
+  }
+}
+
+void check_group_holders(Plan& plan, const GroupFacts& group, const pci::Bdf& bdf,
+                         const ForceFlags& force) {
+  if (group.holders.empty()) return;
+  std::vector<std::string> who;
+  for (const auto& holder : group.holders) {
+    who.push_back(holder.command + " (pid " + std::to_string(holder.pid) + ")");
+  }
+  refuse(plan, bdf, "group-in-use",
+         "/dev/vfio/" + std::to_string(group.number) + " is open by " + join(who, ", ") +
+             ": the device is in use through VFIO",
+         "--force-group-in-use", force.group_in_use);
+}
+
+const DeviceFacts& facts_of(const HostView& view, const pci::Bdf& bdf) {
+  const auto it = view.devices.find(bdf);
+  if (it == view.devices.end()) {
+    throw Error("plan", "no facts gathered for " + bdf.to_string()).with("bdf", bdf.to_string());
+  }
+  return it->second;
+}
+
+// The requested devices first, in the order given, then the other members of their groups in
+// BDF order; devices without a group stand alone.
+std::vector<std::pair<pci::Bdf, bool>> closure(const HostView& view,
+                                               std::span<const pci::Bdf> requested) {
+  std::vector<std::pair<pci::Bdf, bool>> order;
+  std::set<pci::Bdf> seen;
+  for (const auto& bdf : requested) {
+    if (seen.insert(bdf).second) order.emplace_back(bdf, true);
+  }
+  for (const auto& bdf : requested) {
+    const auto& group = facts_of(view, bdf).device.iommu_group;
+    if (!group) continue;
+    for (const auto& member : view.groups.at(*group).members) {
+      if (seen.insert(member).second) order.emplace_back(member, false);
+    }
+  }
+  return order;
+}
+
+std::string closure_note(bool requested, const PlannedDevice& device) {
+  if (requested) return "requested";
+  return "shares IOMMU group " + std::to_string(device.group.value_or(0));
+}
+
+}  // namespace
+
+std::vector<const PlannedDevice*> Plan::moves() const {
+  std::vector<const PlannedDevice*> out;
+  for (const auto& device : devices) {
+    if (device.action == PlannedAction::move) out.push_back(&device);
+  }
+  return out;
+}
+
+HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requested,
+                          const Journal& journal, int self_pid, pci::ConfigDepth depth) {
+  HostView view;
+  auto add_device = [&](const pci::Bdf& bdf) {
+    if (view.devices.count(bdf)) return;
+    DeviceFacts facts;
+    facts.device = pci::read_pci_device(paths, bdf, depth);
+    facts.usage = probe_device_usage(paths, bdf);
+    facts.journal = journal.find(bdf);
+    view.devices.emplace(bdf, std::move(facts));
+  };
+  for (const auto& bdf : requested) {
+    add_device(bdf);
+    const auto group = view.devices.at(bdf).device.iommu_group;
+    if (!group || view.groups.count(*group)) continue;
+    GroupFacts facts;
+    facts.number = *group;
+    facts.members = iommu::read_iommu_group(paths, *group).devices;
+    facts.holders = find_vfio_group_holders(paths, *group, self_pid);
+    for (const auto& member : facts.members) add_device(member);
+    view.groups.emplace(*group, std::move(facts));
+  }
+  return view;
+}
+
+Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const ForceFlags& force) {
+  Plan plan;
+  std::set<unsigned> groups_with_moves;
+  for (const auto& [bdf, requested_here] : closure(view, requested)) {
+    const DeviceFacts& facts = facts_of(view, bdf);
+    const pci::PciDevice& dev = facts.device;
+    PlannedDevice item;
+    item.bdf = bdf;
+    item.group = dev.iommu_group;
+    item.requested = requested_here;
+    item.current_driver = dev.driver;
+    item.current_override = dev.driver_override;
+    item.target_driver = std::string(kVfioPci);
+    item.target_override = std::string(kVfioPci);
+    item.original_driver = facts.journal ? facts.journal->original_driver : dev.driver;
+    item.original_override = facts.journal ? facts.journal->original_override : dev.driver_override;
+    item.note = closure_note(requested_here, item);
+
+    if (!dev.iommu_group) {
+      refuse(plan, bdf, "iommu",
+             "it has no IOMMU group: the IOMMU is off, so VFIO cannot isolate its DMA", "", false);
+    }
+    if (dev.is_bridge()) {
+      item.action = PlannedAction::stay;
+      item.target_driver = dev.driver;
+      item.target_override = dev.driver_override;
+      if (requested_here) {
+        refuse(plan, bdf, "bridge",
+               "it is a PCI bridge; VFIO passes through endpoints: bind the devices behind it",
+               "", false);
+      } else if (dev.driver && !iommu::driver_keeps_group_viable(*dev.driver, true)) {
+        refuse(plan, bdf, "group-viable",
+               "bridge " + bdf.to_string() + " in the same IOMMU group is bound to " +
+                   *dev.driver + ", which keeps the group from being viable",
+               "", false);
+      } else {
+        item.note = "bridge, stays on " + dev.driver.value_or("no driver");
+      }
+      plan.devices.push_back(std::move(item));
+      continue;
+    }
+    if (dev.driver && iommu::is_vfio_driver(*dev.driver)) {
+      item.action = PlannedAction::already;
+      item.note = "already on " + *dev.driver;
+      plan.devices.push_back(std::move(item));
+      continue;
+    }
+    item.action = PlannedAction::move;
+    check_host_use(plan, facts, force);
+    if (dev.iommu_group) groups_with_moves.insert(*dev.iommu_group);
+    plan.devices.push_back(std::move(item));
+  }
+  for (unsigned group : groups_with_moves) {
+    const auto& facts = view.groups.at(group);
+    check_group_holders(plan, facts, facts.members.front(), force);
+  }
+  return plan;
+}
+
+namespace {
+
+// A device going home: from the journal if there is an entry, else to whatever drivers_probe
+// picks once the override is cleared.
+PlannedDevice plan_home(const DeviceFacts& facts, bool requested_here) {
+  const pci::PciDevice& dev = facts.device;
+  PlannedDevice item;
+  item.bdf = dev.bdf;
+  item.group = dev.iommu_group;
+  item.requested = requested_here;
+  item.current_driver = dev.driver;
+  item.current_override = dev.driver_override;
+  if (facts.journal) {
+    item.target_driver = facts.journal->original_driver;
+    item.target_override = facts.journal->original_override;
+  }
+  const bool home = facts.journal && dev.driver == item.target_driver &&
+                    dev.driver_override == item.target_override;
+  const bool on_vfio = dev.driver && iommu::is_vfio_driver(*dev.driver);
+  if (home) {
+    item.action = PlannedAction::already;
+    item.note = "already on " + dev.driver.value_or("no driver") + ", its original driver";
+  } else if (facts.journal || on_vfio) {
+    item.action = PlannedAction::move;
+    item.note = item.target_driver ? "back to " + *item.target_driver
+                                   : "to the driver drivers_probe picks";
+  } else {
+    item.action = PlannedAction::already;
+    item.note = "not on a VFIO driver and not journalled: left on " +
+                dev.driver.value_or("no driver");
+  }
+  return item;
+}
+
+}  // namespace
+
+Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
+                 const ForceFlags& force) {
+  Plan plan;
+  std::set<unsigned> groups_with_moves;
+  for (const auto& [bdf, requested_here] : closure(view, requested)) {
+    const DeviceFacts& facts = facts_of(view, bdf);
+    if (facts.device.is_bridge() && !facts.journal) {
+      PlannedDevice item;
+      item.bdf = bdf;
+      item.group = facts.device.iommu_group;
+      item.current_driver = facts.device.driver;
+      item.action = PlannedAction::stay;
+      item.note = "bridge, stays on " + facts.device.driver.value_or("no driver");
+      plan.devices.push_back(std::move(item));
+      continue;
+    }
+    PlannedDevice item = plan_home(facts, requested_here);
+    if (item.action == PlannedAction::move && item.group) groups_with_moves.insert(*item.group);
+    plan.devices.push_back(std::move(item));
+  }
+  for (unsigned group : groups_with_moves) {
+    const auto& facts = view.groups.at(group);
+    check_group_holders(plan, facts, facts.members.front(), force);
+  }
+  return plan;
+}
+
+Plan plan_restore(const HostView& view, std::span<const pci::Bdf> journalled,
+                  const ForceFlags& force) {
+  Plan plan;
+  std::set<unsigned> groups_with_moves;
+  for (const auto& bdf : journalled) {
+    PlannedDevice item = plan_home(facts_of(view, bdf), true);
+    if (item.action == PlannedAction::move && item.group) groups_with_moves.insert(*item.group);
+    plan.devices.push_back(std::move(item));
+  }
+  for (unsigned group : groups_with_moves) {
+    const auto& facts = view.groups.at(group);
+    check_group_holders(plan, facts, facts.members.front(), force);
+  }
+  return plan;
+}
+
+}  // namespace vfiokit::bind

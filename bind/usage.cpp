@@ -1,0 +1,212 @@
+#include "bind/usage.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/fs.h"
+#include "base/text.h"
+#include "base/unique_fd.h"
+
+namespace vfiokit::bind {
+namespace fs = std::filesystem;
+namespace {
+
+// Calls `visit(line)` for each line of `text`.
+template <typename Visit>
+void for_each_line(std::string_view text, Visit visit) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t end = std::min(text.find('\n', pos), text.size());
+    visit(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+}
+
+std::vector<std::string_view> fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  std::size_t pos = 0;
+  while (pos < line.size()) {
+    const std::size_t start = line.find_first_not_of(" \t", pos);
+    if (start == std::string_view::npos) break;
+    const std::size_t end = std::min(line.find_first_of(" \t", start), line.size());
+    out.push_back(line.substr(start, end - start));
+    pos = end;
+  }
+  return out;
+}
+
+void add_unique(std::vector<std::string>& names, std::string_view name) {
+  if (std::find(names.begin(), names.end(), name) == names.end()) names.emplace_back(name);
+}
+
+// True if a /sys/class/{block,net} link target passes through the device directory of `bdf`.
+bool link_is_below(const std::string& target, const std::string& bdf) {
+  return target.find('/' + bdf + '/') != std::string::npos;
+}
+
+std::vector<std::string> class_members_below(const fs::path& class_dir, const std::string& bdf) {
+  std::vector<std::string> names;
+  for (const auto& name : list_dir(class_dir)) {
+    std::error_code ec;
+    const fs::path target = fs::read_symlink(class_dir / name, ec);
+    if (!ec && link_is_below(target.string(), bdf)) names.push_back(name);
+  }
+  return names;
+}
+
+bool exclusive_open_is_busy(const fs::path& node) {
+  // The kernel's own test for "in use": an O_EXCL open of a block device fails with EBUSY while
+  // it is mounted, held by device-mapper/md, or opened exclusively by anyone else.
+  UniqueFd fd(::open(node.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK));
+  return !fd && errno == EBUSY;
+}
+
+}  // namespace
+
+std::vector<MountEntry> parse_mountinfo(std::string_view text) {
+  std::vector<MountEntry> mounts;
+  for_each_line(text, [&](std::string_view line) {
+    const auto f = fields(line);
+    // id parent major:minor root mount-point options [optional...] - fstype source super-options
+    if (f.size() < 5) return;
+    MountEntry entry{std::string(f[2]), std::string(f[4]), {}};
+    const auto dash = std::find(f.begin() + 5, f.end(), "-");
+    if (f.end() - dash >= 3) entry.source = std::string(*(dash + 2));
+    mounts.push_back(std::move(entry));
+  });
+  return mounts;
+}
+
+std::vector<std::string> parse_ipv4_route_interfaces(std::string_view text) {
+  std::vector<std::string> names;
+  bool header = true;
+  for_each_line(text, [&](std::string_view line) {
+    if (std::exchange(header, false)) return;
+    const auto f = fields(line);
+    if (f.size() >= 2) add_unique(names, f[0]);
+  });
+  return names;
+}
+
+std::vector<std::string> parse_ipv6_route_interfaces(std::string_view text) {
+  std::vector<std::string> names;
+  for_each_line(text, [&](std::string_view line) {
+    const auto f = fields(line);
+    if (f.size() < 10 || f[0].size() != 32) return;
+    const std::string_view destination = f[0];
+    const bool link_local = destination.starts_with("fe8") || destination.starts_with("fe9") ||
+                            destination.starts_with("fea") || destination.starts_with("feb");
+    const bool multicast = destination.starts_with("ff");
+    if (link_local || multicast || f[9] == "lo") return;
+    add_unique(names, f[9]);
+  });
+  return names;
+}
+
+std::vector<std::string> parse_swap_devices(std::string_view text) {
+  std::vector<std::string> devices;
+  bool header = true;
+  for_each_line(text, [&](std::string_view line) {
+    if (std::exchange(header, false)) return;
+    const auto f = fields(line);
+    if (!f.empty()) devices.emplace_back(f[0]);
+  });
+  return devices;
+}
+
+bool NetInterfaceUse::in_use() const noexcept {
+  return up || ipv4_routes || ipv6_routes || master.has_value();
+}
+
+std::string NetInterfaceUse::describe() const {
+  std::vector<std::string> uses;
+  if (up) uses.emplace_back("is up");
+  if (ipv4_routes) uses.emplace_back("carries IPv4 routes");
+  if (ipv6_routes) uses.emplace_back("carries IPv6 routes");
+  if (master) uses.push_back("is enslaved to " + *master);
+  return "network interface " + name + ' ' + (uses.empty() ? "is idle" : join(uses, ", "));
+}
+
+bool BlockDeviceUse::in_use() const noexcept {
+  return !mount_points.empty() || !holders.empty() || swap || busy;
+}
+
+std::string BlockDeviceUse::describe() const {
+  std::vector<std::string> uses;
+  if (!mount_points.empty()) uses.push_back("is mounted on " + join(mount_points, ", "));
+  if (!holders.empty()) uses.push_back("is held by " + join(holders, ", "));
+  if (swap) uses.emplace_back("is in use as swap");
+  if (busy && mount_points.empty() && holders.empty() && !swap) {
+    uses.emplace_back("is open exclusively by another program");
+  }
+  return "block device " + name + ' ' + (uses.empty() ? "is idle" : join(uses, ", "));
+}
+
+DeviceUsage probe_device_usage(const HostPaths& paths, const pci::Bdf& bdf) {
+  DeviceUsage usage;
+  const std::string address = bdf.to_string();
+
+  const auto ipv4 = parse_ipv4_route_interfaces(
+      read_file_if_exists(paths.proc / "net/route").value_or(""));
+  const auto ipv6 = parse_ipv6_route_interfaces(
+      read_file_if_exists(paths.proc / "net/ipv6_route").value_or(""));
+  const fs::path net_dir = paths.sys / "class/net";
+  for (const auto& name : class_members_below(net_dir, address)) {
+    NetInterfaceUse net;
+    net.name = name;
+    // IFF_UP is bit 0 of "flags"; operstate alone misses an interface that is up without carrier.
+    const auto flags = parse_uint(read_line_if_exists(net_dir / name / "flags").value_or(""), 16);
+    net.up = (flags && (*flags & 0x1u)) || read_line_if_exists(net_dir / name / "operstate") == "up";
+    net.ipv4_routes = std::find(ipv4.begin(), ipv4.end(), name) != ipv4.end();
+    net.ipv6_routes = std::find(ipv6.begin(), ipv6.end(), name) != ipv6.end();
+    net.master = read_link_name(net_dir / name / "master");
+    usage.net.push_back(std::move(net));
+  }
+
+  const auto mounts =
+      parse_mountinfo(read_file_if_exists(paths.proc / "self/mountinfo").value_or(""));
+  const auto swaps = parse_swap_devices(read_file_if_exists(paths.proc / "swaps").value_or(""));
+  const fs::path block_dir = paths.sys / "class/block";
+  for (const auto& name : class_members_below(block_dir, address)) {
+    BlockDeviceUse block;
+    block.name = name;
+    block.device_number = read_line_if_exists(block_dir / name / "dev").value_or("");
+    for (const auto& mount : mounts) {
+      if (!block.device_number.empty() && mount.device_number == block.device_number) {
+        block.mount_points.push_back(mount.mount_point);
+      }
+    }
+    block.holders = list_dir(block_dir / name / "holders");
+    const std::string node = "/dev/" + name;
+    block.swap = std::find(swaps.begin(), swaps.end(), node) != swaps.end();
+    block.busy = exclusive_open_is_busy(paths.dev / name);
+    usage.block.push_back(std::move(block));
+  }
+  return usage;
+}
+
+std::vector<VfioGroupHolder> find_vfio_group_holders(const HostPaths& paths, unsigned group,
+                                                     int self_pid) {
+  const std::string node = "/dev/vfio/" + std::to_string(group);
+  std::vector<VfioGroupHolder> holders;
+  for (const auto& entry : list_dir(paths.proc)) {
+    const auto pid = parse_uint(entry);
+    if (!pid || static_cast<int>(*pid) == self_pid) continue;
+    const fs::path fd_dir = paths.proc / entry / "fd";
+    std::error_code ec;
+    for (fs::directory_iterator it(fd_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code link_ec;
+      if (fs::read_symlink(it->path(), link_ec) == node && !link_ec) {
+        holders.push_back({static_cast<int>(*pid),
+                           read_line_if_exists(paths.proc / entry / "comm").value_or("?")});
+        break;
+      }
+    }
+  }
+  return holders;
+}
+
+}  // namespace vfiokit::bind

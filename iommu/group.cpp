@@ -1,0 +1,53 @@
+#include "iommu/group.h"
+
+#include <algorithm>
+
+#include "base/error.h"
+#include "base/fs.h"
+
+namespace vfiokit::iommu {
+
+IommuGroup read_iommu_group(const HostPaths& paths, unsigned number) {
+  const auto dir = paths.sys / "kernel/iommu_groups" / std::to_string(number);
+  if (!std::filesystem::exists(dir)) {
+    throw Error("read IOMMU group", "IOMMU group " + std::to_string(number) + " does not exist")
+        .with("group", std::to_string(number));
+  }
+  IommuGroup group;
+  group.number = number;
+  for (const auto& name : list_dir(dir / "devices")) {
+    if (auto bdf = pci::parse_bdf(name)) group.devices.push_back(*bdf);
+  }
+  std::sort(group.devices.begin(), group.devices.end());
+  group.type = read_line_if_exists(dir / "type").value_or("");
+  return group;
+}
+
+std::filesystem::path vfio_group_node(const HostPaths& paths, unsigned group) {
+  return paths.dev / "vfio" / std::to_string(group);
+}
+
+bool is_vfio_driver(std::string_view driver) noexcept {
+  // vfio-pci itself and the vendor variants (mlx5_vfio_pci, hisi_acc-vfio-pci,
+  // nvgrace-gpu-vfio-pci, virtio_vfio_pci, ...): all built on vfio-pci-core.
+  return driver == "vfio-pci" || driver.ends_with("vfio_pci") || driver.ends_with("vfio-pci");
+}
+
+bool driver_keeps_group_viable(std::string_view driver, bool is_bridge) noexcept {
+  if (is_vfio_driver(driver) || driver == "pci-stub") return true;
+  return is_bridge && driver == "pcieport";
+}
+
+std::vector<GroupBlocker> group_blockers(std::span<const pci::PciDevice> members) {
+  std::vector<GroupBlocker> blockers;
+  for (const auto& member : members) {
+    if (member.driver && !driver_keeps_group_viable(*member.driver, member.is_bridge())) {
+      blockers.push_back({member.bdf, *member.driver});
+    }
+  }
+  std::sort(blockers.begin(), blockers.end(),
+            [](const GroupBlocker& a, const GroupBlocker& b) { return a.bdf < b.bdf; });
+  return blockers;
+}
+
+}  // namespace vfiokit::iommu

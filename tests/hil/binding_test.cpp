@@ -1,0 +1,184 @@
+// vfiokit bind, unbind and restore on the rig's real kernel: nvme leaves its driver for
+// vfio-pci and comes back, edu binds, a mounted disk and an open group are refused, a bind
+// killed midway is restored, and two binds at once take turns.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <thread>
+
+#include "base/fs.h"
+#include "base/unique_fd.h"
+#include "tests/hil/rig_support.h"
+
+namespace vfiokit::hil {
+namespace {
+
+class Binding : public testing::Test {
+ protected:
+  void SetUp() override {
+    VFIOKIT_REQUIRE_RIG();
+    nvme_ = find_pci_function(kNvmeVendor, kNvmeDevice).value_or("");
+    edu_ = find_pci_function(kEduVendor, kEduDevice).value_or("");
+    ASSERT_FALSE(nvme_.empty());
+    ASSERT_FALSE(edu_.empty());
+    ASSERT_EQ(driver_of(nvme_), "nvme") << "a previous test left nvme off its driver";
+    nvme_group_ = read_link_name("/sys/bus/pci/devices/" + nvme_ + "/iommu_group").value_or("?");
+    edu_group_ = read_link_name("/sys/bus/pci/devices/" + edu_ + "/iommu_group").value_or("?");
+  }
+  void TearDown() override {
+    if (!in_rig()) return;
+    // Whatever a test did, every journalled device goes home, and nvme must be on nvme again.
+    const auto restore = vfiokit({"restore", "--all"});
+    EXPECT_EQ(restore.exit_status, 0) << restore.output;
+    if (!nvme_.empty()) {
+      EXPECT_EQ(driver_of(nvme_), "nvme");
+    }
+  }
+  std::string nvme_, edu_, nvme_group_, edu_group_;
+};
+
+TEST_F(Binding, NvmeMovesToVfioPciAndBackWithItsDisk) {
+  ASSERT_TRUE(std::filesystem::exists("/dev/nvme0n1"));
+  const auto bind = vfiokit({"bind", nvme_, "--json"});
+  ASSERT_EQ(bind.exit_status, 0) << bind.output;
+  const auto document = nlohmann::json::parse(bind.output);
+  EXPECT_EQ(document["vfio_groups"][0], "/dev/vfio/" + nvme_group_);
+  EXPECT_EQ(driver_of(nvme_), "vfio-pci");
+  EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "vfio-pci");
+  EXPECT_TRUE(std::filesystem::exists("/dev/vfio/" + nvme_group_));
+  EXPECT_TRUE(wait_for_path("/dev/nvme0n1", false, 2000)) << "the disk outlived its driver";
+  EXPECT_TRUE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
+
+  const auto unbind = vfiokit({"unbind", nvme_});
+  ASSERT_EQ(unbind.exit_status, 0) << unbind.output;
+  EXPECT_EQ(driver_of(nvme_), "nvme");
+  EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "(null)");
+  EXPECT_TRUE(wait_for_path("/dev/nvme0n1", true, 5000)) << "the nvme driver did not come back";
+  EXPECT_FALSE(std::filesystem::exists("/dev/vfio/" + nvme_group_));
+  EXPECT_FALSE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
+}
+
+TEST_F(Binding, EduBindsWithAnOwnerAndUnbindsToNoDriver) {
+  const auto bind = vfiokit({"bind", edu_, "--owner", "1234:4321"});
+  ASSERT_EQ(bind.exit_status, 0) << bind.output;
+  EXPECT_EQ(driver_of(edu_), "vfio-pci");
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/vfio/" + edu_group_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1234u);
+  EXPECT_EQ(st.st_gid, 4321u);
+  const auto unbind = vfiokit({"unbind", edu_});
+  ASSERT_EQ(unbind.exit_status, 0) << unbind.output;
+  EXPECT_EQ(driver_of(edu_), "(none)");  // edu has no host driver: it goes back to none
+}
+
+TEST_F(Binding, AMountedDiskIsRefusedWithExitThreeAndNothingChanges) {
+  ASSERT_EQ(run_command({"mke2fs", "-q", "-F", "/dev/nvme0n1"}).exit_status, 0);
+  std::filesystem::create_directories("/mnt/scratch");
+  ASSERT_EQ(::mount("/dev/nvme0n1", "/mnt/scratch", "ext2", 0, nullptr), 0) << strerror(errno);
+  const auto bind = vfiokit({"bind", nvme_});
+  ::umount("/mnt/scratch");
+  EXPECT_EQ(bind.exit_status, 3) << bind.output;
+  EXPECT_NE(bind.output.find("block device nvme0n1 is mounted on /mnt/scratch"), std::string::npos)
+      << bind.output;
+  EXPECT_NE(bind.output.find("--force-block"), std::string::npos);
+  EXPECT_EQ(driver_of(nvme_), "nvme");
+  EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "(null)");
+  EXPECT_FALSE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
+}
+
+TEST_F(Binding, AnOpenGroupIsNotUnboundFromUnderItsUser) {
+  ASSERT_EQ(vfiokit({"bind", edu_}).exit_status, 0);
+  {
+    UniqueFd group(::open(("/dev/vfio/" + edu_group_).c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(group) << strerror(errno);
+    const auto unbind = vfiokit({"unbind", edu_});
+    EXPECT_EQ(unbind.exit_status, 3) << unbind.output;
+    EXPECT_NE(unbind.output.find("is open by vfiokit_hil_tes"), std::string::npos) << unbind.output;
+    EXPECT_EQ(driver_of(edu_), "vfio-pci");
+  }
+  EXPECT_EQ(vfiokit({"unbind", edu_}).exit_status, 0);
+}
+
+TEST_F(Binding, ABindKilledMidwayIsRestored) {
+  for (const char* step : {"unbind", "probe"}) {
+    SCOPED_TRACE(step);
+    const pid_t pid = spawn_background({"vfiokit", "bind", nvme_},
+                                       {std::string("VFIOKIT_DEBUG_STOP_AT=") + step},
+                                       "/tmp/killed-bind.log");
+    ASSERT_GT(pid, 0);
+    ASSERT_TRUE(wait_until_stopped(pid, 20000)) << read_file("/tmp/killed-bind.log");
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(wait_for_exit(pid), 128 + SIGKILL);
+    // Killed after the override was written: the device is no longer simply on nvme.
+    EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "vfio-pci");
+    EXPECT_TRUE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
+    const auto restore = vfiokit({"restore", "--all"});
+    ASSERT_EQ(restore.exit_status, 0) << restore.output;
+    EXPECT_EQ(driver_of(nvme_), "nvme");
+    EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "(null)");
+    EXPECT_TRUE(wait_for_path("/dev/nvme0n1", true, 5000));
+    EXPECT_FALSE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
+  }
+}
+
+TEST_F(Binding, TwoBindsAtOnceTakeTurns) {
+  // The first bind stops while it holds the lock.
+  const pid_t first = spawn_background({"vfiokit", "bind", edu_}, {"VFIOKIT_DEBUG_STOP_AT=override"},
+                                       "/tmp/first-bind.log");
+  ASSERT_TRUE(wait_until_stopped(first, 20000)) << read_file("/tmp/first-bind.log");
+  const auto impatient = vfiokit({"bind", nvme_, "--wait", "0"});
+  EXPECT_EQ(impatient.exit_status, 1);
+  EXPECT_NE(impatient.output.find("another vfiokit process (pid " + std::to_string(first) + ")"),
+            std::string::npos)
+      << impatient.output;
+  EXPECT_EQ(driver_of(nvme_), "nvme");
+  const pid_t second = spawn_background({"vfiokit", "bind", nvme_, "--wait", "60"}, {},
+                                        "/tmp/second-bind.log");
+  ASSERT_TRUE(wait_for_path("/tmp/second-bind.log", true, 5000));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(driver_of(nvme_), "nvme") << "the second bind did not wait for the first";
+  ::kill(first, SIGCONT);
+  EXPECT_EQ(wait_for_exit(first), 0) << read_file("/tmp/first-bind.log");
+  EXPECT_EQ(wait_for_exit(second), 0) << read_file("/tmp/second-bind.log");
+  EXPECT_NE(read_file("/tmp/second-bind.log").find("waiting for another vfiokit process"),
+            std::string::npos);
+  EXPECT_EQ(driver_of(edu_), "vfio-pci");
+  EXPECT_EQ(driver_of(nvme_), "vfio-pci");
+}
+
+TEST_F(Binding, LoadsVfioPciWhenItIsMissing) {
+  ASSERT_EQ(run_command({"rmmod", "vfio_pci"}).exit_status, 0);
+  ASSERT_FALSE(std::filesystem::exists("/sys/bus/pci/drivers/vfio-pci"));
+  const auto bind = vfiokit({"bind", edu_});
+  ASSERT_EQ(bind.exit_status, 0) << bind.output;
+  EXPECT_TRUE(std::filesystem::exists("/sys/bus/pci/drivers/vfio-pci"));
+  EXPECT_EQ(driver_of(edu_), "vfio-pci");
+}
+
+TEST_F(Binding, CheckAndListSeeTheRealDevices) {
+  const auto check = vfiokit({"check", nvme_, "--json"});
+  EXPECT_EQ(check.exit_status, 0) << check.output;
+  const auto list = nlohmann::json::parse(vfiokit({"list", "--json"}).output);
+  bool found = false;
+  for (const auto& group : list["groups"]) {
+    for (const auto& device : group["devices"]) {
+      if (device["bdf"] == nvme_) {
+        found = true;
+        EXPECT_EQ(device["driver"], "nvme");
+        EXPECT_EQ(device["msix"]["vectors"], 65);
+        EXPECT_EQ(std::to_string(group["group"].get<int>()), nvme_group_);
+      }
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace vfiokit::hil

@@ -1,0 +1,268 @@
+// bind, unbind, rollback and restore against the fake kernel: the exact order of sysfs writes,
+// a failure injected at every single write, and a process that dies mid-bind.
+#include "bind/execute.h"
+
+#include <gtest/gtest.h>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "tests/unit/fake_kernel.h"
+#include "tests/unit/fixtures.h"
+
+namespace vfiokit::bind {
+namespace {
+
+using Write = test::FakeKernel::Write;
+
+pci::Bdf bdf(const char* text) { return *pci::parse_bdf(text); }
+
+struct Rig {
+  explicit Rig(const char* fixture)
+      : copy(test::fixture("sysfs") / fixture), paths(copy.paths()), kernel(paths),
+        journal(paths.run / "vfiokit") {
+    options.pid = 777;
+    options.probe_retry_delay = std::chrono::milliseconds(0);
+  }
+  Plan plan_bind_of(std::vector<pci::Bdf> requested, ForceFlags force = {}) {
+    return bind::plan_bind(gather_host_view(paths, requested, journal, 1), requested, force);
+  }
+  Plan plan_unbind_of(std::vector<pci::Bdf> requested) {
+    return bind::plan_unbind(gather_host_view(paths, requested, journal, 1), requested, {});
+  }
+  std::optional<std::string> driver(const char* device) { return current_driver(paths, bdf(device)); }
+  std::optional<std::string> override_of(const char* device) { return current_override(paths, bdf(device)); }
+  bool group_node(unsigned group) { return std::filesystem::exists(paths.dev / "vfio" / std::to_string(group)); }
+
+  test::FixtureCopy copy;
+  HostPaths paths;
+  test::FakeKernel kernel;
+  Journal journal;
+  ExecuteOptions options;
+};
+
+TEST(ExecuteBind, NvmeGoesOverridenUnboundProbedInThatOrder) {
+  Rig rig("rig");
+  const auto result = execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel,
+                                   rig.journal, rig.options);
+  EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
+                                   {"bus/pci/devices/0000:00:02.0/driver_override", "vfio-pci"},
+                                   {"bus/pci/drivers/nvme/unbind", "0000:00:02.0"},
+                                   {"bus/pci/drivers_probe", "0000:00:02.0"},
+                               }));
+  EXPECT_EQ(rig.driver("0000:00:02.0"), "vfio-pci");
+  EXPECT_EQ(rig.override_of("0000:00:02.0"), "vfio-pci");  // kept, so a re-probe keeps it
+  EXPECT_TRUE(rig.group_node(2));
+  EXPECT_EQ(result.groups, std::vector<unsigned>{2});
+  const auto entry = rig.journal.find(bdf("0000:00:02.0"));
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->state, JournalState::bound);
+  EXPECT_EQ(entry->original_driver, "nvme");
+  EXPECT_FALSE(entry->original_override);
+  EXPECT_EQ(entry->pid, 777);
+  EXPECT_TRUE(rig.kernel.modules_loaded.empty());  // vfio-pci was registered in the rig
+}
+
+TEST(ExecuteBind, AnUnboundDeviceIsOnlyOverriddenAndProbed) {
+  Rig rig("rig");
+  execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:01.0")}), rig.kernel, rig.journal,
+               rig.options);
+  EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
+                                   {"bus/pci/devices/0000:00:01.0/driver_override", "vfio-pci"},
+                                   {"bus/pci/drivers_probe", "0000:00:01.0"},
+                               }));
+  EXPECT_EQ(rig.driver("0000:00:01.0"), "vfio-pci");
+}
+
+TEST(ExecuteBind, LoadsVfioPciThenMovesTheWholeGroupAndAppliesTheOwner) {
+  Rig rig("gpu-audio-group");
+  rig.options.owner = Owner{1000, 1001};
+  execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel, rig.journal,
+               rig.options);
+  EXPECT_EQ(rig.kernel.modules_loaded, std::vector<std::string>{"vfio-pci"});
+  EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
+                                   {"bus/pci/devices/0000:01:00.0/driver_override", "vfio-pci"},
+                                   {"bus/pci/drivers/nouveau/unbind", "0000:01:00.0"},
+                                   {"bus/pci/drivers_probe", "0000:01:00.0"},
+                                   {"bus/pci/devices/0000:01:00.1/driver_override", "vfio-pci"},
+                                   {"bus/pci/drivers/snd_hda_intel/unbind", "0000:01:00.1"},
+                                   {"bus/pci/drivers_probe", "0000:01:00.1"},
+                               }));
+  EXPECT_EQ(rig.driver("0000:00:01.0"), "pcieport");
+  EXPECT_EQ(rig.kernel.owners_set, std::vector<std::string>{"vfio/1 1000:1001"});
+}
+
+TEST(ExecuteUnbind, GoesBackToTheJournalledDriverAndForgetsTheEntry) {
+  Rig rig("gpu-audio-group");
+  execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel, rig.journal,
+               rig.options);
+  rig.kernel.writes.clear();
+  const auto result = execute_homecoming(rig.paths, rig.plan_unbind_of({bdf("0000:01:00.0")}),
+                                         rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
+                                   {"bus/pci/devices/0000:01:00.0/driver_override", "\n"},
+                                   {"bus/pci/drivers/vfio-pci/unbind", "0000:01:00.0"},
+                                   {"bus/pci/drivers/nouveau/bind", "0000:01:00.0"},
+                                   {"bus/pci/devices/0000:01:00.1/driver_override", "\n"},
+                                   {"bus/pci/drivers/vfio-pci/unbind", "0000:01:00.1"},
+                                   {"bus/pci/drivers/snd_hda_intel/bind", "0000:01:00.1"},
+                               }));
+  EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+  EXPECT_EQ(rig.driver("0000:01:00.1"), "snd_hda_intel");
+  EXPECT_FALSE(rig.override_of("0000:01:00.0"));
+  EXPECT_FALSE(rig.group_node(1));
+  EXPECT_TRUE(rig.journal.entries().empty());
+  ASSERT_EQ(result.devices.size(), 3u);
+  EXPECT_EQ(result.devices[0].detail, "back on nouveau");
+}
+
+TEST(ExecuteUnbind, WithoutAJournalTheDefaultDriverComesBackThroughDriversProbe) {
+  Rig rig("vfio-in-use");
+  ForceFlags force;
+  force.group_in_use = true;
+  const std::vector<pci::Bdf> requested{bdf("0000:06:00.0")};
+  const Plan plan = plan_unbind(gather_host_view(rig.paths, requested, rig.journal, 1), requested, force);
+  execute_homecoming(rig.paths, plan, rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
+                                   {"bus/pci/devices/0000:06:00.0/driver_override", "\n"},
+                                   {"bus/pci/drivers/vfio-pci/unbind", "0000:06:00.0"},
+                                   {"bus/pci/drivers_probe", "0000:06:00.0"},
+                               }));
+}
+
+// Every write of a two-device bind fails once, in turn; each time every device must end where
+// it started, with its override, and the journal must be empty.
+TEST(ExecuteBind, AFailureAtEveryWriteRollsEverythingBack) {
+  std::size_t total_writes;
+  {
+    Rig probe("gpu-audio-group");
+    execute_bind(probe.paths, probe.plan_bind_of({bdf("0000:01:00.0")}), probe.kernel,
+                 probe.journal, probe.options);
+    total_writes = probe.kernel.writes.size();
+  }
+  ASSERT_EQ(total_writes, 6u);
+  for (std::size_t failing = 0; failing < total_writes; ++failing) {
+    SCOPED_TRACE("failing write " + std::to_string(failing));
+    Rig rig("gpu-audio-group");
+    rig.kernel.fail_write_at = failing;
+    rig.kernel.fail_errno = EBUSY;
+    try {
+      execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel, rig.journal,
+                   rig.options);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.errno_value(), EBUSY);
+      EXPECT_NE(e.context_value("0000:01:00.0"), "");  // the outcome of each touched device
+      EXPECT_EQ(e.context_value("0000:01:00.0").find("rollback FAILED"), std::string::npos);
+    }
+    EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+    EXPECT_EQ(rig.driver("0000:01:00.1"), "snd_hda_intel");
+    EXPECT_EQ(rig.driver("0000:00:01.0"), "pcieport");
+    EXPECT_FALSE(rig.override_of("0000:01:00.0"));
+    EXPECT_FALSE(rig.override_of("0000:01:00.1"));
+    EXPECT_FALSE(rig.group_node(1));
+    EXPECT_TRUE(rig.journal.entries().empty());
+  }
+}
+
+TEST(ExecuteBind, AProbeThatNeverBindsIsRetriedThenRolledBack) {
+  Rig rig("rig");
+  rig.kernel.refusing_drivers = {"vfio-pci"};
+  rig.options.probe_attempts = 3;
+  try {
+    execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel, rig.journal,
+                 rig.options);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no driver after 3 drivers_probe attempts"),
+              std::string::npos);
+    EXPECT_EQ(e.context_value("0000:00:02.0"), "rolled back: back on nvme");
+  }
+  EXPECT_EQ(rig.kernel.sleeps, 2);
+  EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
+  EXPECT_TRUE(rig.journal.entries().empty());
+}
+
+// What kill -9 leaves: the step hook throws something that is not a vfiokit::Error, so no
+// rollback runs, exactly as if the process had died there. Then restore brings everyone home.
+struct Killed {};
+
+TEST(ExecuteRestore, AfterDyingAtEveryStepRestoreBringsEveryDeviceHome) {
+  const std::vector<std::string> steps = {"journal", "override", "unbind", "probe", "verify"};
+  for (const auto& stop_step : steps) {
+    for (const char* stop_device : {"0000:01:00.0", "0000:01:00.1"}) {
+      SCOPED_TRACE(stop_step + "@" + stop_device);
+      Rig rig("gpu-audio-group");
+      rig.options.on_step = [&](std::string_view step, const pci::Bdf& at) {
+        if (step == stop_step && at.to_string() == stop_device) throw Killed{};
+      };
+      EXPECT_THROW(execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel,
+                                rig.journal, rig.options),
+                   Killed);
+      rig.options.on_step = nullptr;
+      std::vector<pci::Bdf> journalled;
+      for (const auto& entry : rig.journal.entries()) journalled.push_back(entry.bdf);
+      const Plan plan = plan_restore(gather_host_view(rig.paths, journalled, rig.journal, 1),
+                                     journalled, {});
+      execute_homecoming(rig.paths, plan, rig.kernel, rig.journal, rig.options);
+      EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+      EXPECT_EQ(rig.driver("0000:01:00.1"), "snd_hda_intel");
+      EXPECT_FALSE(rig.override_of("0000:01:00.0"));
+      EXPECT_FALSE(rig.override_of("0000:01:00.1"));
+      EXPECT_TRUE(rig.journal.entries().empty());
+    }
+  }
+}
+
+TEST(ExecuteBind, ASecondBindAfterACrashKeepsTheRecordedOriginalDriver) {
+  Rig rig("rig");
+  rig.options.on_step = [](std::string_view step, const pci::Bdf&) {
+    if (step == "probe") throw Killed{};  // unbound from nvme, not yet on vfio-pci
+  };
+  EXPECT_THROW(execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel,
+                            rig.journal, rig.options),
+               Killed);
+  EXPECT_FALSE(rig.driver("0000:00:02.0"));
+  rig.options.on_step = nullptr;
+  execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel, rig.journal,
+               rig.options);
+  EXPECT_EQ(rig.driver("0000:00:02.0"), "vfio-pci");
+  EXPECT_EQ(rig.journal.find(bdf("0000:00:02.0"))->original_driver, "nvme");
+  execute_homecoming(rig.paths, rig.plan_unbind_of({bdf("0000:00:02.0")}), rig.kernel,
+                     rig.journal, rig.options);
+  EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
+}
+
+TEST(ExecuteRestore, AFailedHomecomingKeepsTheJournalAndSaysSo) {
+  Rig rig("rig");
+  execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel, rig.journal,
+               rig.options);
+  rig.kernel.fail_write_at = rig.kernel.writes.size() + 1;  // the unbind from vfio-pci
+  try {
+    execute_homecoming(rig.paths, rig.plan_unbind_of({bdf("0000:00:02.0")}), rig.kernel,
+                       rig.journal, rig.options);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.context_value("0000:00:02.0")).find("FAILED"), std::string::npos);
+    EXPECT_NE(e.hint().find("restore --all"), std::string::npos);
+  }
+  EXPECT_TRUE(rig.journal.find(bdf("0000:00:02.0")));
+  rig.kernel.fail_write_at.reset();
+  std::vector<pci::Bdf> journalled{bdf("0000:00:02.0")};
+  execute_homecoming(rig.paths,
+                     plan_restore(gather_host_view(rig.paths, journalled, rig.journal, 1), journalled, {}),
+                     rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
+  EXPECT_TRUE(rig.journal.entries().empty());
+}
+
+TEST(ExecuteBind, ARefusedPlanIsNeverExecuted) {
+  Rig rig("boot-vga");
+  EXPECT_THROW(execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel,
+                            rig.journal, rig.options),
+               Error);
+  EXPECT_TRUE(rig.kernel.writes.empty());
+  EXPECT_TRUE(rig.journal.entries().empty());
+}
+
+}  // namespace
+}  // namespace vfiokit::bind

@@ -1,0 +1,62 @@
+#include "bind/persist.h"
+
+#include <gtest/gtest.h>
+
+#include "base/fs.h"
+#include "tests/unit/fixtures.h"
+
+namespace vfiokit::bind {
+namespace {
+
+PersistEntry gpu() { return {*pci::parse_bdf("0000:01:00.0"), 0x10de, 0x2204, "nouveau"}; }
+PersistEntry audio() { return {*pci::parse_bdf("0000:01:00.1"), 0x10de, 0x1aef, "snd_hda_intel"}; }
+
+TEST(Persist, UdevRuleSetsTheOverrideInTheAddEventForThisCardOnly) {
+  const std::string rule = render_udev_rule(gpu());
+  EXPECT_NE(rule.find("ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"0000:01:00.0\", "
+                      "ATTR{vendor}==\"0x10de\", ATTR{device}==\"0x2204\", "
+                      "ATTR{driver_override}=\"vfio-pci\"\n"),
+            std::string::npos)
+      << rule;
+  EXPECT_EQ(parse_udev_rule(rule), gpu());
+  PersistEntry driverless = gpu();
+  driverless.host_driver.reset();
+  EXPECT_EQ(parse_udev_rule(render_udev_rule(driverless)), driverless);
+}
+
+TEST(Persist, ForeignOrDamagedRulesAreNotOurs) {
+  EXPECT_FALSE(parse_udev_rule("ACTION==\"add\", RUN+=\"/bin/true\"\n"));
+  EXPECT_FALSE(parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0\n"));  // no id
+  EXPECT_FALSE(parse_udev_rule("# vfiokit-persist bdf=01:00 id=10de:2204 host-driver=-\n"));
+  EXPECT_FALSE(parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0 id=10de2204 host-driver=-\n"));
+  EXPECT_FALSE(parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0 id=10de:2204 colour=red\n"));
+}
+
+TEST(Persist, SoftdepsNameEachHostDriverOnce) {
+  PersistEntry second_gpu = gpu();
+  second_gpu.bdf = *pci::parse_bdf("0000:02:00.0");
+  const std::string text = render_softdeps({gpu(), audio(), second_gpu});
+  EXPECT_NE(text.find("softdep nouveau pre: vfio-pci\nsoftdep snd_hda_intel pre: vfio-pci\n"),
+            std::string::npos);
+  EXPECT_EQ(text.find("nouveau pre"), text.rfind("nouveau pre"));
+  EXPECT_EQ(render_softdeps({}), "");
+}
+
+TEST(Persist, StoreAddsListsAndRemovesAgainstAFixtureRoot) {
+  test::TempDir etc;
+  PersistStore store(etc.path());
+  const auto written = store.add({gpu(), audio()});
+  EXPECT_EQ(written.size(), 3u);
+  EXPECT_TRUE(std::filesystem::exists(etc.path() / "udev/rules.d/61-vfiokit-0000:01:00.0.rules"));
+  EXPECT_EQ(store.entries(), (std::vector<PersistEntry>{gpu(), audio()}));
+  write_file_durable(etc.path() / "udev/rules.d/70-other.rules", "# someone else's\n");
+  store.remove({gpu().bdf});
+  EXPECT_EQ(store.entries(), std::vector<PersistEntry>{audio()});
+  EXPECT_EQ(read_file(store.softdep_path()).find("nouveau"), std::string::npos);
+  store.remove({audio().bdf});
+  EXPECT_FALSE(std::filesystem::exists(store.softdep_path()));
+  EXPECT_TRUE(std::filesystem::exists(etc.path() / "udev/rules.d/70-other.rules"));
+}
+
+}  // namespace
+}  // namespace vfiokit::bind

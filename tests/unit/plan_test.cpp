@@ -1,0 +1,166 @@
+#include "bind/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "base/error.h"
+#include "tests/unit/fixtures.h"
+
+namespace vfiokit::bind {
+namespace {
+
+pci::Bdf bdf(const char* text) { return *pci::parse_bdf(text); }
+
+struct Scenario {
+  explicit Scenario(const char* name, std::vector<pci::Bdf> requested_devices)
+      : paths(test::fixture_sysfs(name)),
+        journal(paths.run / "vfiokit"),
+        requested(std::move(requested_devices)),
+        view(gather_host_view(paths, requested, journal, 1)) {}
+  HostPaths paths;
+  Journal journal;
+  std::vector<pci::Bdf> requested;
+  HostView view;
+};
+
+std::vector<std::string> checks_of(const std::vector<Refusal>& refusals) {
+  std::vector<std::string> checks;
+  for (const auto& r : refusals) checks.push_back(r.check + "@" + r.bdf.to_string());
+  return checks;
+}
+
+TEST(PlanBind, PlainEndpointMovesAlone) {
+  Scenario s("rig", {bdf("0000:00:02.0")});
+  const Plan plan = plan_bind(s.view, s.requested, {});
+  EXPECT_FALSE(plan.refused());
+  ASSERT_EQ(plan.devices.size(), 1u);
+  EXPECT_EQ(plan.devices[0].action, PlannedAction::move);
+  EXPECT_EQ(plan.devices[0].current_driver, "nvme");
+  EXPECT_EQ(plan.devices[0].target_driver, "vfio-pci");
+  EXPECT_EQ(plan.devices[0].original_driver, "nvme");
+}
+
+TEST(PlanBind, GpuTakesItsAudioFunctionAlongAndTheRootPortStays) {
+  Scenario s("gpu-audio-group", {bdf("0000:01:00.0")});
+  const Plan plan = plan_bind(s.view, s.requested, {});
+  EXPECT_FALSE(plan.refused()) << checks_of(plan.refusals).front();
+  ASSERT_EQ(plan.devices.size(), 3u);
+  EXPECT_EQ(plan.devices[0].bdf, bdf("0000:01:00.0"));  // requested first
+  EXPECT_TRUE(plan.devices[0].requested);
+  EXPECT_EQ(plan.devices[1].bdf, bdf("0000:00:01.0"));
+  EXPECT_EQ(plan.devices[1].action, PlannedAction::stay);
+  EXPECT_EQ(plan.devices[1].note, "bridge, stays on pcieport");
+  EXPECT_EQ(plan.devices[2].bdf, bdf("0000:01:00.1"));
+  EXPECT_EQ(plan.devices[2].action, PlannedAction::move);
+  EXPECT_FALSE(plan.devices[2].requested);
+  EXPECT_EQ(plan.devices[2].note, "shares IOMMU group 1");
+  EXPECT_EQ(plan.moves().size(), 2u);
+}
+
+TEST(PlanBind, RequestingTheBridgeItselfIsRefusedForGood) {
+  Scenario s("gpu-audio-group", {bdf("0000:00:01.0")});
+  const Plan plan = plan_bind(s.view, s.requested, ForceFlags{true, true, true, true, true});
+  EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"bridge@0000:00:01.0"});
+  EXPECT_TRUE(plan.refusals[0].force_flag.empty());
+}
+
+TEST(PlanBind, BootVgaIsRefusedUnlessForced) {
+  Scenario s("boot-vga", {bdf("0000:00:02.0")});
+  Plan plan = plan_bind(s.view, s.requested, {});
+  ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"boot-vga@0000:00:02.0"});
+  EXPECT_EQ(plan.refusals[0].force_flag, "--force-boot-vga");
+  ForceFlags force;
+  force.boot_vga = true;
+  plan = plan_bind(s.view, s.requested, force);
+  EXPECT_FALSE(plan.refused());
+  EXPECT_EQ(checks_of(plan.forced), std::vector<std::string>{"boot-vga@0000:00:02.0"});
+}
+
+TEST(PlanBind, SriovPfWithVfsAndLiveNetworkIsRefusedTwice) {
+  Scenario s("sriov-pf", {bdf("0000:03:00.0")});
+  const Plan plan = plan_bind(s.view, s.requested, {});
+  EXPECT_EQ(checks_of(plan.refusals),
+            (std::vector<std::string>{"net@0000:03:00.0", "sriov@0000:03:00.0"}));
+  EXPECT_NE(plan.refusals[0].reason.find("eth1 is up"), std::string::npos);
+  EXPECT_NE(plan.refusals[1].reason.find("2 virtual functions"), std::string::npos);
+  ForceFlags only_net;
+  only_net.net = true;
+  EXPECT_EQ(checks_of(plan_bind(s.view, s.requested, only_net).refusals),
+            std::vector<std::string>{"sriov@0000:03:00.0"});
+}
+
+TEST(PlanBind, EnslavedPortIsRefusedAndAVirtualFunctionIsNot) {
+  Scenario port("sriov-pf", {bdf("0000:03:00.1")});
+  const Plan plan = plan_bind(port.view, port.requested, {});
+  ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"net@0000:03:00.1"});
+  EXPECT_NE(plan.refusals[0].reason.find("enslaved to bond0"), std::string::npos);
+  Scenario vf("sriov-pf", {bdf("0000:03:02.0")});
+  EXPECT_FALSE(plan_bind(vf.view, vf.requested, {}).refused());
+}
+
+TEST(PlanBind, MountedAndHeldDiskIsRefusedTheIdleOneIsNot) {
+  Scenario busy("mounted-disk", {bdf("0000:04:00.0")});
+  const Plan plan = plan_bind(busy.view, busy.requested, {});
+  ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"block@0000:04:00.0"});
+  EXPECT_NE(plan.refusals[0].reason.find("mounted on /boot/efi"), std::string::npos);
+  EXPECT_NE(plan.refusals[0].reason.find("held by dm-0"), std::string::npos);
+  EXPECT_EQ(plan.refusals[0].force_flag, "--force-block");
+  Scenario idle("mounted-disk", {bdf("0000:05:00.0")});
+  EXPECT_FALSE(plan_bind(idle.view, idle.requested, {}).refused());
+}
+
+TEST(PlanBind, NoIommuIsRefusedEvenWhenEverythingIsForced) {
+  Scenario s("no-iommu", {bdf("0000:00:1f.6")});
+  const Plan plan = plan_bind(s.view, s.requested, ForceFlags{true, true, true, true, true});
+  EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"iommu@0000:00:1f.6"});
+}
+
+TEST(PlanBind, ADeviceAlreadyOnVfioIsLeftAloneEvenWhileInUse) {
+  Scenario s("vfio-in-use", {bdf("0000:06:00.0")});
+  const Plan plan = plan_bind(s.view, s.requested, {});
+  EXPECT_FALSE(plan.refused());
+  ASSERT_EQ(plan.devices.size(), 1u);
+  EXPECT_EQ(plan.devices[0].action, PlannedAction::already);
+  EXPECT_TRUE(plan.moves().empty());
+}
+
+TEST(PlanBind, DuplicatesAndTwoMembersOfOneGroupPlanEachDeviceOnce) {
+  Scenario s("gpu-audio-group", {bdf("0000:01:00.1"), bdf("0000:01:00.0"), bdf("0000:01:00.1")});
+  const Plan plan = plan_bind(s.view, s.requested, {});
+  ASSERT_EQ(plan.devices.size(), 3u);
+  EXPECT_EQ(plan.devices[0].bdf, bdf("0000:01:00.1"));
+  EXPECT_EQ(plan.devices[1].bdf, bdf("0000:01:00.0"));
+  EXPECT_TRUE(plan.devices[1].requested);
+}
+
+TEST(PlanBind, AnUnknownDeviceFailsWhileGathering) {
+  const HostPaths paths = test::fixture_sysfs("rig");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{bdf("0000:00:09.0")};
+  EXPECT_THROW(gather_host_view(paths, requested, journal, 1), Error);
+}
+
+TEST(PlanUnbind, AGroupInUseIsRefusedUnlessForced) {
+  Scenario s("vfio-in-use", {bdf("0000:06:00.0")});
+  Plan plan = plan_unbind(s.view, s.requested, {});
+  ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"group-in-use@0000:06:00.0"});
+  EXPECT_NE(plan.refusals[0].reason.find("qemu-system-x86 (pid 4242)"), std::string::npos);
+  ForceFlags force;
+  force.group_in_use = true;
+  plan = plan_unbind(s.view, s.requested, force);
+  EXPECT_FALSE(plan.refused());
+  ASSERT_EQ(plan.moves().size(), 1u);
+  // Not journalled: it goes to whatever drivers_probe picks.
+  EXPECT_FALSE(plan.devices[0].target_driver);
+}
+
+TEST(PlanUnbind, DevicesOnHostDriversAreLeftAlone) {
+  Scenario s("rig", {bdf("0000:00:02.0")});
+  const Plan plan = plan_unbind(s.view, s.requested, {});
+  ASSERT_EQ(plan.devices.size(), 1u);
+  EXPECT_EQ(plan.devices[0].action, PlannedAction::already);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind

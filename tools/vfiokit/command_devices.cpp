@@ -1,0 +1,152 @@
+// `vfiokit list`, `show BDF` and `check BDF`: read-only views of PCI devices and IOMMU groups.
+#include <unistd.h>
+
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "base/text.h"
+#include "bind/plan.h"
+#include "bind/readiness.h"
+#include "iommu/group.h"
+#include "iommu/host_iommu.h"
+#include "pci/names.h"
+#include "tools/vfiokit/commands.h"
+#include "tools/vfiokit/device_report.h"
+#include "tools/vfiokit/report.h"
+
+namespace vfiokit::cli {
+namespace {
+
+void print_list_line(std::ostream& out, const NamedDevice& named, std::size_t driver_width) {
+  const auto& d = named.device;
+  const std::string driver = d.driver.value_or("-");
+  out << "  " << d.bdf.to_string() << "  " << pci::id_hex(d.vendor_id) << ':'
+      << pci::id_hex(d.device_id) << "  " << driver
+      << std::string(driver_width > driver.size() ? driver_width - driver.size() : 0, ' ') << "  "
+      << describe(named).substr(0, describe(named).rfind(" ["));
+  if (d.driver_override) out << "  (driver_override " << *d.driver_override << ')';
+  out << '\n';
+}
+
+int run_list(const GlobalOptions& options) {
+  const HostPaths paths = options.paths();
+  pci::PciNames names;
+  std::map<std::optional<unsigned>, std::vector<NamedDevice>> by_group;
+  std::size_t driver_width = 1;
+  for (const auto& bdf : pci::list_pci_devices(paths)) {
+    NamedDevice named = name_device(names, pci::read_pci_device(paths, bdf));
+    driver_width = std::max(driver_width, named.device.driver.value_or("-").size());
+    by_group[named.device.iommu_group].push_back(std::move(named));
+  }
+  if (options.json) {
+    Json groups = Json::array();
+    Json ungrouped = Json::array();
+    for (const auto& [group, devices] : by_group) {
+      Json list = Json::array();
+      for (const auto& named : devices) list.push_back(device_json(named, nullptr));
+      if (group) {
+        std::vector<pci::PciDevice> members;
+        for (const auto& named : devices) members.push_back(named.device);
+        Json blockers = Json::array();
+        for (const auto& blocker : iommu::group_blockers(members)) {
+          blockers.push_back({{"bdf", blocker.bdf.to_string()}, {"driver", blocker.driver}});
+        }
+        groups.push_back({{"group", *group}, {"viable", blockers.empty()},
+                          {"blockers", blockers}, {"devices", list}});
+      } else {
+        ungrouped = list;
+      }
+    }
+    std::cout << Json{{"groups", groups}, {"without_group", ungrouped}}.dump(2) << '\n';
+    return 0;
+  }
+  if (by_group.empty()) {
+    std::cout << "no PCI devices under " << (paths.sys / "bus/pci/devices").string() << '\n';
+    return 0;
+  }
+  for (const auto& [group, devices] : by_group) {
+    std::cout << (group ? "IOMMU group " + std::to_string(*group)
+                        : std::string("no IOMMU group (the IOMMU is off)"))
+              << '\n';
+    for (const auto& named : devices) print_list_line(std::cout, named, driver_width);
+  }
+  return 0;
+}
+
+int run_show(const GlobalOptions& options, const std::string& text) {
+  const HostPaths paths = options.paths();
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  pci::PciNames names;
+  const NamedDevice named = name_device(names, pci::read_pci_device(paths, bdf));
+  const bind::DeviceUsage usage = bind::probe_device_usage(paths, bdf);
+  std::vector<pci::Bdf> members;
+  if (named.device.iommu_group) {
+    members = iommu::read_iommu_group(paths, *named.device.iommu_group).devices;
+  }
+  if (options.json) {
+    Json j = device_json(named, &usage);
+    Json group = Json::array();
+    for (const auto& member : members) group.push_back(member.to_string());
+    j["iommu_group_devices"] = group;
+    std::cout << j.dump(2) << '\n';
+  } else {
+    print_device_details(std::cout, named, members, usage);
+  }
+  return 0;
+}
+
+int run_check(const GlobalOptions& options, const std::string& text) {
+  const HostPaths paths = options.paths();
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  const std::vector<pci::Bdf> requested{bdf};
+  const bind::Journal journal(paths.run / "vfiokit");
+  const bind::HostView view =
+      bind::gather_host_view(paths, requested, journal, ::getpid(), pci::ConfigDepth::full);
+  const auto checks = bind::assess_readiness(view, bdf, iommu::probe_host_iommu(paths));
+  const bool ready = all_passed(checks);
+  if (options.json) {
+    std::cout << Json{{"bdf", bdf.to_string()}, {"ready", ready}, {"checks", to_json(checks)}}
+                     .dump(2)
+              << '\n';
+  } else {
+    pci::PciNames names;
+    std::cout << bdf.to_string() << "  "
+              << describe(name_device(names, view.devices.at(bdf).device)) << '\n';
+    print_checks(std::cout, checks);
+    std::cout << (ready ? "ready for passthrough: nothing failed\n"
+                        : "not ready for passthrough: fix the FAIL items above\n");
+  }
+  return ready ? 0 : 1;
+}
+
+}  // namespace
+
+Command add_list_command(CLI::App& app, GlobalOptions& options) {
+  CLI::App* sub = app.add_subcommand(
+      "list", "List PCI devices grouped by IOMMU group, with IDs, drivers and names");
+  sub->add_flag("--json", options.json, "Print JSON: groups with viability, and every device");
+  return {sub, [&options] { return run_list(options); }};
+}
+
+Command add_show_command(CLI::App& app, GlobalOptions& options) {
+  auto bdf = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand(
+      "show", "Show one PCI device: driver, IOMMU group, BARs, capabilities, MSI/MSI-X, reset "
+              "methods, SR-IOV, host use");
+  sub->add_option("BDF", *bdf, "PCI address, e.g. 0000:01:00.0")->required();
+  sub->add_flag("--json", options.json, "Print JSON");
+  return {sub, [&options, bdf] { return run_show(options, *bdf); }};
+}
+
+Command add_check_command(CLI::App& app, GlobalOptions& options) {
+  auto bdf = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand(
+      "check", "Check one device for passthrough readiness, each item with its fix. Exit 0 if "
+               "nothing fails, 1 otherwise");
+  sub->add_option("BDF", *bdf, "PCI address, e.g. 0000:01:00.0")->required();
+  sub->add_flag("--json", options.json, "Print JSON");
+  return {sub, [&options, bdf] { return run_check(options, *bdf); }};
+}
+
+}  // namespace vfiokit::cli

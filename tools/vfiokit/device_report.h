@@ -1,0 +1,35 @@
+// How `list` and `show` present PCI devices: text lines and JSON with the same facts.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "bind/usage.h"
+#include "pci/device.h"
+#include "pci/names.h"
+
+namespace vfiokit::cli {
+
+using Json = nlohmann::ordered_json;
+
+struct NamedDevice {
+  pci::PciDevice device;
+  std::string vendor_name;
+  std::string device_name;
+  std::string class_name;
+  std::string subsystem_name;
+};
+NamedDevice name_device(pci::PciNames& names, pci::PciDevice device);
+
+
+// "Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express Controller [1b36:0010]"
+std::string describe(const NamedDevice& named);
+
+Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage);
+void print_device_details(std::ostream& out, const NamedDevice& named,
+                          const std::vector<pci::Bdf>& group_members,
+                          const bind::DeviceUsage& usage);
+
+}  // namespace vfiokit::cli
