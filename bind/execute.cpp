@@ -55,7 +55,7 @@ class Executor {
     for (int attempt = 1; attempt <= attempts; ++attempt) {
       step("probe", bdf);
       ops_.write(paths_.sys / "bus/pci/drivers_probe", bdf.to_string());
-      if (auto driver = current_driver(paths_, bdf)) return driver;
+      if (auto driver = pci::read_driver(paths_, bdf)) return driver;
       if (attempt < attempts) ops_.sleep(options_.probe_retry_delay);
     }
     return std::nullopt;
@@ -66,7 +66,7 @@ class Executor {
     step("override", device.bdf);
     write_override(device.bdf, target);
     touched_.push_back(&device);
-    if (auto driver = current_driver(paths_, device.bdf); driver && *driver != target) {
+    if (auto driver = pci::read_driver(paths_, device.bdf); driver && *driver != target) {
       unbind(device.bdf, *driver);
     }
     const auto bound = probe(device.bdf, options_.probe_attempts);
@@ -86,17 +86,17 @@ class Executor {
   std::string go_home(const pci::Bdf& bdf, const std::optional<std::string>& driver,
                       const std::optional<std::string>& override_value) {
     step("home", bdf);
-    const auto before = current_driver(paths_, bdf);
+    const auto before = pci::read_driver(paths_, bdf);
     // The override first, so that nothing probing from here on picks the VFIO driver again.
-    if (current_override(paths_, bdf) != override_value) write_override(bdf, override_value);
+    if (pci::read_driver_override(paths_, bdf) != override_value) write_override(bdf, override_value);
     if (before && before != driver) unbind(bdf, *before);
-    if (!current_driver(paths_, bdf)) {
+    if (!pci::read_driver(paths_, bdf)) {
       bool bound = false;
       if (driver) {
         try {
           ensure_driver_registered(*driver);
           ops_.write(drivers_dir(paths_) / *driver / "bind", bdf.to_string());
-          bound = current_driver(paths_, bdf).has_value();
+          bound = pci::read_driver(paths_, bdf).has_value();
         } catch (const Error& e) {
           spdlog::warn("binding {} to {} directly failed ({}); trying drivers_probe",
                        bdf.to_string(), *driver, e.what());
@@ -105,7 +105,7 @@ class Executor {
       if (!bound) probe(bdf, driver ? options_.probe_attempts : 1);
     }
     step("verify", bdf);
-    const auto after = current_driver(paths_, bdf);
+    const auto after = pci::read_driver(paths_, bdf);
     if (driver && after != driver) {
       throw Error("restore", bdf.to_string() + " is on " + describe_driver(after) +
                                  ", not its original driver " + *driver)
@@ -158,16 +158,6 @@ class Executor {
 };
 
 }  // namespace
-
-std::optional<std::string> current_driver(const HostPaths& paths, const pci::Bdf& bdf) {
-  return read_link_name(pci::device_dir(paths, bdf) / "driver");
-}
-
-std::optional<std::string> current_override(const HostPaths& paths, const pci::Bdf& bdf) {
-  auto value = read_line_if_exists(pci::device_dir(paths, bdf) / "driver_override");
-  if (!value || value->empty() || *value == "(null)") return std::nullopt;
-  return value;
-}
 
 ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& ops,
                            Journal& journal, const ExecuteOptions& options) {

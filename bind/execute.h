@@ -66,8 +66,4 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
 ExecuteResult execute_homecoming(const HostPaths& paths, const Plan& plan, SysfsOps& ops,
                                  Journal& journal, const ExecuteOptions& options);
 
-// The driver bound to `bdf` right now, and its driver_override (nullopt when unset).
-std::optional<std::string> current_driver(const HostPaths& paths, const pci::Bdf& bdf);
-std::optional<std::string> current_override(const HostPaths& paths, const pci::Bdf& bdf);
-
 }  // namespace vfiokit::bind

@@ -62,6 +62,15 @@ void check_group_holders(Plan& plan, const GroupFacts& group, const pci::Bdf& bd
          "--force-group-in-use", force.group_in_use);
 }
 
+// One group-in-use check per group that has a device moving.
+void check_groups_in_use(Plan& plan, const HostView& view, const std::set<unsigned>& groups,
+                         const ForceFlags& force) {
+  for (unsigned group : groups) {
+    const auto& facts = view.groups.at(group);
+    check_group_holders(plan, facts, facts.members.front(), force);
+  }
+}
+
 const DeviceFacts& facts_of(const HostView& view, const pci::Bdf& bdf) {
   const auto it = view.devices.find(bdf);
   if (it == view.devices.end()) {
@@ -181,10 +190,7 @@ Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const 
     if (dev.iommu_group) groups_with_moves.insert(*dev.iommu_group);
     plan.devices.push_back(std::move(item));
   }
-  for (unsigned group : groups_with_moves) {
-    const auto& facts = view.groups.at(group);
-    check_group_holders(plan, facts, facts.members.front(), force);
-  }
+  check_groups_in_use(plan, view, groups_with_moves, force);
   return plan;
 }
 
@@ -244,10 +250,7 @@ Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
     if (item.action == PlannedAction::move && item.group) groups_with_moves.insert(*item.group);
     plan.devices.push_back(std::move(item));
   }
-  for (unsigned group : groups_with_moves) {
-    const auto& facts = view.groups.at(group);
-    check_group_holders(plan, facts, facts.members.front(), force);
-  }
+  check_groups_in_use(plan, view, groups_with_moves, force);
   return plan;
 }
 
@@ -260,10 +263,7 @@ Plan plan_restore(const HostView& view, std::span<const pci::Bdf> journalled,
     if (item.action == PlannedAction::move && item.group) groups_with_moves.insert(*item.group);
     plan.devices.push_back(std::move(item));
   }
-  for (unsigned group : groups_with_moves) {
-    const auto& facts = view.groups.at(group);
-    check_group_holders(plan, facts, facts.members.front(), force);
-  }
+  check_groups_in_use(plan, view, groups_with_moves, force);
   return plan;
 }
 

@@ -14,30 +14,6 @@ namespace vfiokit::bind {
 namespace fs = std::filesystem;
 namespace {
 
-// Calls `visit(line)` for each line of `text`.
-template <typename Visit>
-void for_each_line(std::string_view text, Visit visit) {
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t end = std::min(text.find('\n', pos), text.size());
-    visit(text.substr(pos, end - pos));
-    pos = end + 1;
-  }
-}
-
-std::vector<std::string_view> fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  std::size_t pos = 0;
-  while (pos < line.size()) {
-    const std::size_t start = line.find_first_not_of(" \t", pos);
-    if (start == std::string_view::npos) break;
-    const std::size_t end = std::min(line.find_first_of(" \t", start), line.size());
-    out.push_back(line.substr(start, end - start));
-    pos = end;
-  }
-  return out;
-}
-
 void add_unique(std::vector<std::string>& names, std::string_view name) {
   if (std::find(names.begin(), names.end(), name) == names.end()) names.emplace_back(name);
 }
@@ -68,52 +44,52 @@ bool exclusive_open_is_busy(const fs::path& node) {
 
 std::vector<MountEntry> parse_mountinfo(std::string_view text) {
   std::vector<MountEntry> mounts;
-  for_each_line(text, [&](std::string_view line) {
-    const auto f = fields(line);
+  for (const std::string_view line : split_lines(text)) {
+    const auto f = split_words(line);
     // id parent major:minor root mount-point options [optional...] - fstype source super-options
-    if (f.size() < 5) return;
+    if (f.size() < 5) continue;
     MountEntry entry{std::string(f[2]), std::string(f[4]), {}};
     const auto dash = std::find(f.begin() + 5, f.end(), "-");
     if (f.end() - dash >= 3) entry.source = std::string(*(dash + 2));
     mounts.push_back(std::move(entry));
-  });
+  }
   return mounts;
 }
 
 std::vector<std::string> parse_ipv4_route_interfaces(std::string_view text) {
   std::vector<std::string> names;
   bool header = true;
-  for_each_line(text, [&](std::string_view line) {
-    if (std::exchange(header, false)) return;
-    const auto f = fields(line);
+  for (const std::string_view line : split_lines(text)) {
+    if (std::exchange(header, false)) continue;
+    const auto f = split_words(line);
     if (f.size() >= 2) add_unique(names, f[0]);
-  });
+  }
   return names;
 }
 
 std::vector<std::string> parse_ipv6_route_interfaces(std::string_view text) {
   std::vector<std::string> names;
-  for_each_line(text, [&](std::string_view line) {
-    const auto f = fields(line);
-    if (f.size() < 10 || f[0].size() != 32) return;
+  for (const std::string_view line : split_lines(text)) {
+    const auto f = split_words(line);
+    if (f.size() < 10 || f[0].size() != 32) continue;
     const std::string_view destination = f[0];
     const bool link_local = destination.starts_with("fe8") || destination.starts_with("fe9") ||
                             destination.starts_with("fea") || destination.starts_with("feb");
     const bool multicast = destination.starts_with("ff");
-    if (link_local || multicast || f[9] == "lo") return;
+    if (link_local || multicast || f[9] == "lo") continue;
     add_unique(names, f[9]);
-  });
+  }
   return names;
 }
 
 std::vector<std::string> parse_swap_devices(std::string_view text) {
   std::vector<std::string> devices;
   bool header = true;
-  for_each_line(text, [&](std::string_view line) {
-    if (std::exchange(header, false)) return;
-    const auto f = fields(line);
+  for (const std::string_view line : split_lines(text)) {
+    if (std::exchange(header, false)) continue;
+    const auto f = split_words(line);
     if (!f.empty()) devices.emplace_back(f[0]);
-  });
+  }
   return devices;
 }
 

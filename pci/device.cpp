@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/text.h"
 
 namespace vfiokit::pci {
 namespace fs = std::filesystem;
@@ -35,19 +36,6 @@ std::optional<unsigned> read_decimal_attribute(const fs::path& path) {
   return static_cast<unsigned>(*value);
 }
 
-std::vector<std::string> split_words(std::string_view text) {
-  std::vector<std::string> words;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t start = text.find_first_not_of(" \t\n", pos);
-    if (start == std::string_view::npos) break;
-    const std::size_t end = std::min(text.find_first_of(" \t\n", start), text.size());
-    words.emplace_back(text.substr(start, end - start));
-    pos = end;
-  }
-  return words;
-}
-
 }  // namespace
 
 std::vector<ResourceRange> parse_resource_file(std::string_view text) {
@@ -59,13 +47,15 @@ std::vector<ResourceRange> parse_resource_file(std::string_view text) {
     pos = end + 1;
     if (line.empty()) continue;
     const auto words = split_words(line);
-    const auto start = words.size() == 3 ? parse_uint(words[0], 16) : std::nullopt;
-    const auto last = words.size() == 3 ? parse_uint(words[1], 16) : std::nullopt;
-    const auto flags = words.size() == 3 ? parse_uint(words[2], 16) : std::nullopt;
-    if (!start || !last || !flags || *last < *start) {
-      throw Error("parse sysfs resource", "line " + std::to_string(ranges.size()) + " is '" +
-                                              std::string(line) + "'");
-    }
+    auto malformed = [&] {
+      return Error("parse sysfs resource", "line " + std::to_string(ranges.size()) + " is '" +
+                                               std::string(line) + "'");
+    };
+    if (words.size() != 3) throw malformed();
+    const auto start = parse_uint(words[0], 16);
+    const auto last = parse_uint(words[1], 16);
+    const auto flags = parse_uint(words[2], 16);
+    if (!start || !last || !flags || *last < *start) throw malformed();
     ranges.push_back({*start, *last, *flags});
   }
   return ranges;
@@ -145,6 +135,16 @@ fs::path device_dir(const HostPaths& paths, const Bdf& bdf) {
   return paths.sys / "bus/pci/devices" / bdf.to_string();
 }
 
+std::optional<std::string> read_driver(const HostPaths& paths, const Bdf& bdf) {
+  return read_link_name(device_dir(paths, bdf) / "driver");
+}
+
+std::optional<std::string> read_driver_override(const HostPaths& paths, const Bdf& bdf) {
+  auto value = read_line_if_exists(device_dir(paths, bdf) / "driver_override");
+  if (!value || value->empty() || *value == "(null)") return std::nullopt;
+  return value;
+}
+
 std::vector<Bdf> list_pci_devices(const HostPaths& paths) {
   std::vector<Bdf> devices;
   for (const auto& name : list_dir(paths.sys / "bus/pci/devices")) {
@@ -173,11 +173,8 @@ PciDevice read_pci_device(const HostPaths& paths, const Bdf& bdf, ConfigDepth de
   dev.subsystem_id = read_hex_attribute<std::uint16_t>(dir / "subsystem_device").value_or(0);
   dev.class_code = read_hex_attribute<std::uint32_t>(dir / "class").value_or(0) & 0xffffffu;
   dev.revision = read_hex_attribute<std::uint8_t>(dir / "revision").value_or(0);
-  dev.driver = read_link_name(dir / "driver");
-  if (auto override_text = read_line_if_exists(dir / "driver_override");
-      override_text && !override_text->empty() && *override_text != "(null)") {
-    dev.driver_override = *override_text;
-  }
+  dev.driver = read_driver(paths, bdf);
+  dev.driver_override = read_driver_override(paths, bdf);
   if (auto group = read_link_name(dir / "iommu_group")) {
     if (auto number = parse_uint(*group); number && *number <= 0xffffffffu) {
       dev.iommu_group = static_cast<unsigned>(*number);
@@ -191,7 +188,7 @@ PciDevice read_pci_device(const HostPaths& paths, const Bdf& bdf, ConfigDepth de
   dev.sriov_num_vfs = read_decimal_attribute(dir / "sriov_numvfs");
   if (auto pf = read_link_name(dir / "physfn")) dev.physfn = parse_bdf(*pf);
   if (auto methods = read_line_if_exists(dir / "reset_method")) {
-    dev.reset_methods = split_words(*methods);
+    for (const auto word : split_words(*methods)) dev.reset_methods.emplace_back(word);
   }
   if (auto resource = read_file_if_exists(dir / "resource")) {
     try {

@@ -93,6 +93,11 @@ PciDevice read_pci_device(const HostPaths& paths, const Bdf& bdf,
 
 std::filesystem::path device_dir(const HostPaths& paths, const Bdf& bdf);
 
+// The driver bound to `bdf` right now, and its driver_override (nullopt when unset: sysfs
+// shows "(null)"). Cheap reads for code that watches a device change drivers.
+std::optional<std::string> read_driver(const HostPaths& paths, const Bdf& bdf);
+std::optional<std::string> read_driver_override(const HostPaths& paths, const Bdf& bdf);
+
 // "1b36": a vendor, device or subsystem ID as lspci -n prints it.
 std::string id_hex(std::uint16_t id);
 // "0108": base class and subclass of a 24-bit class code, as lspci -n prints them.

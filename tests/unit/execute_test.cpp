@@ -29,8 +29,8 @@ struct Rig {
   Plan plan_unbind_of(std::vector<pci::Bdf> requested) {
     return bind::plan_unbind(gather_host_view(paths, requested, journal, 1), requested, {});
   }
-  std::optional<std::string> driver(const char* device) { return current_driver(paths, bdf(device)); }
-  std::optional<std::string> override_of(const char* device) { return current_override(paths, bdf(device)); }
+  std::optional<std::string> driver(const char* device) { return pci::read_driver(paths, bdf(device)); }
+  std::optional<std::string> override_of(const char* device) { return pci::read_driver_override(paths, bdf(device)); }
   bool group_node(unsigned group) { return std::filesystem::exists(paths.dev / "vfio" / std::to_string(group)); }
 
   test::FixtureCopy copy;

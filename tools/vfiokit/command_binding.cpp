@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <memory>
 
@@ -201,6 +202,31 @@ void print_outcomes(std::ostream& out, const bind::ExecuteResult& result) {
   for (const auto& o : result.devices) out << "  " << o.bdf.to_string() << "  " << o.detail << '\n';
 }
 
+// The rest of bind, unbind and restore once the plan exists: show it, stop at refusals (exit 3)
+// or --dry-run, else execute and show what happened to each device.
+int present_and_execute(const GlobalOptions& options, const BindingArgs& args,
+                        const std::string& operation, const bind::Plan& plan,
+                        const std::string& title,
+                        const std::function<bind::ExecuteResult()>& execute) {
+  Json document{{"operation", operation}, {"dry_run", args.dry_run}, {"plan", plan_json(plan)}};
+  if (!options.json) print_plan(std::cout, plan, title);
+  if (int status = report_refusals(plan, options.json, document)) return status;
+  if (!args.dry_run) {
+    const bind::ExecuteResult result = execute();
+    Json nodes = Json::array();
+    for (unsigned group : result.groups) nodes.push_back("/dev/vfio/" + std::to_string(group));
+    document["result"] = outcomes_json(result);
+    document["vfio_groups"] = nodes;
+    if (!options.json) {
+      std::cout << "done:\n";
+      print_outcomes(std::cout, result);
+      for (unsigned group : result.groups) std::cout << "  /dev/vfio/" << group << " is ready\n";
+    }
+  }
+  if (options.json) std::cout << document.dump(2) << '\n';
+  return 0;
+}
+
 int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
   const auto bdfs = parse_bdfs(args.bdfs);
@@ -213,27 +239,10 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
   const auto plan = bind::plan_bind(view, bdfs, args.force);
   spdlog::debug("planned {} devices", plan.devices.size());
-  Json document{{"operation", "bind"}, {"dry_run", args.dry_run}, {"plan", plan_json(plan)}};
-  if (!options.json) print_plan(std::cout, plan, "plan: move to vfio-pci");
-  if (int status = report_refusals(plan, options.json, document)) return status;
-  if (args.dry_run) {
-    if (options.json) std::cout << document.dump(2) << '\n';
-    return 0;
-  }
-  bind::LiveSysfsOps ops;
-  const auto result = bind::execute_bind(paths, plan, ops, journal, exec);
-  if (options.json) {
-    Json nodes = Json::array();
-    for (unsigned group : result.groups) nodes.push_back("/dev/vfio/" + std::to_string(group));
-    document["result"] = outcomes_json(result);
-    document["vfio_groups"] = nodes;
-    std::cout << document.dump(2) << '\n';
-  } else {
-    std::cout << "done:\n";
-    print_outcomes(std::cout, result);
-    for (unsigned group : result.groups) std::cout << "  /dev/vfio/" << group << " is ready\n";
-  }
-  return 0;
+  return present_and_execute(options, args, "bind", plan, "plan: move to vfio-pci", [&] {
+    bind::LiveSysfsOps ops;
+    return bind::execute_bind(paths, plan, ops, journal, exec);
+  });
 }
 
 // unbind and restore: the same homecoming, from a group closure or from the journal.
@@ -273,23 +282,11 @@ int run_homecoming(const GlobalOptions& options, const BindingArgs& args, bool f
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
   const auto plan = from_journal ? bind::plan_restore(view, bdfs, args.force)
                                  : bind::plan_unbind(view, bdfs, args.force);
-  Json document{{"operation", verb}, {"dry_run", args.dry_run}, {"plan", plan_json(plan)}};
-  if (!options.json) print_plan(std::cout, plan, "plan: " + verb + " to the original drivers");
-  if (int status = report_refusals(plan, options.json, document)) return status;
-  if (args.dry_run) {
-    if (options.json) std::cout << document.dump(2) << '\n';
-    return 0;
-  }
-  bind::LiveSysfsOps ops;
-  const auto result = bind::execute_homecoming(paths, plan, ops, journal, exec);
-  if (options.json) {
-    document["result"] = outcomes_json(result);
-    std::cout << document.dump(2) << '\n';
-  } else {
-    std::cout << "done:\n";
-    print_outcomes(std::cout, result);
-  }
-  return 0;
+  return present_and_execute(options, args, verb, plan, "plan: " + verb + " to the original drivers",
+                             [&] {
+                               bind::LiveSysfsOps ops;
+                               return bind::execute_homecoming(paths, plan, ops, journal, exec);
+                             });
 }
 
 int run_persist(const GlobalOptions& options, const BindingArgs& args) {
