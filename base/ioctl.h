@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <string_view>
+#include <type_traits>
 
 #include "base/error.h"
 
@@ -45,8 +46,9 @@ int try_ioctl(int fd, IoctlValue<Arg> request, Arg value) noexcept {
   const int rc = ::ioctl(fd, request.code, value);
   return rc < 0 ? -errno : rc;
 }
+// The argument type is not deduced from it, so a T* fits a request declared on const T.
 template <typename Arg>
-int try_ioctl(int fd, IoctlPtr<Arg> request, Arg* arg) noexcept {
+int try_ioctl(int fd, IoctlPtr<Arg> request, std::type_identity_t<Arg>* arg) noexcept {
   // Kernel contract: arg points to a complete, correctly sized Arg for the whole call.
   const int rc = ::ioctl(fd, request.code, arg);
   return rc < 0 ? -errno : rc;
@@ -68,7 +70,7 @@ int do_ioctl(int fd, IoctlValue<Arg> request, Arg value) {
   return rc;
 }
 template <typename Arg>
-int do_ioctl(int fd, IoctlPtr<Arg> request, Arg* arg) {
+int do_ioctl(int fd, IoctlPtr<Arg> request, std::type_identity_t<Arg>* arg) {
   const int rc = try_ioctl(fd, request, arg);
   if (rc < 0) throw ioctl_error(rc, request.name);
   return rc;

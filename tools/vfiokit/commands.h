@@ -36,5 +36,7 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options);
 Command add_unbind_command(CLI::App& app, GlobalOptions& options);
 Command add_restore_command(CLI::App& app, GlobalOptions& options);
 Command add_persist_command(CLI::App& app, GlobalOptions& options);
+Command add_info_command(CLI::App& app, GlobalOptions& options);
+Command add_selftest_command(CLI::App& app, GlobalOptions& options);
 
 }  // namespace vfiokit::cli

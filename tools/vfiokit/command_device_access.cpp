@@ -1,0 +1,174 @@
+// `vfiokit info BDF` and `vfiokit selftest BDF`: a device on vfio-pci, seen and driven through
+// VFIO from user space.
+#include <linux/vfio.h>
+
+#include <iostream>
+#include <memory>
+
+#include "base/error.h"
+#include "base/text.h"
+#include "drivers/selftest.h"
+#include "iommu/backend.h"
+#include "tools/vfiokit/commands.h"
+#include "tools/vfiokit/device_report.h"
+#include "vfio/open.h"
+
+namespace vfiokit::cli {
+namespace {
+
+std::string page_sizes_text(std::uint64_t bitmap) {
+  std::vector<std::string> sizes;
+  for (unsigned bit = 0; bit < 64; ++bit) {
+    if (bitmap & (std::uint64_t{1} << bit)) sizes.push_back(human_size(std::uint64_t{1} << bit));
+  }
+  return sizes.empty() ? std::string("unknown") : join(sizes, ", ");
+}
+
+int run_info(const GlobalOptions& options, const std::string& text) {
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  vfio::OpenedDevice opened = vfio::open_vfio_device(options.paths(), bdf);
+  const auto& device = opened.device;
+  const iommu::IommuInfo iommu = opened.backend->info();
+  std::vector<vfio::RegionInfo> regions;
+  for (std::uint32_t i = 0; i < device.info().num_regions; ++i) {
+    try {
+      regions.push_back(device.region_info(i));
+    } catch (const Error&) {
+      // Indexes past the PCI ones (VGA on non-VGA devices) may be absent: EINVAL.
+    }
+  }
+  std::vector<vfio::IrqInfo> irqs;
+  for (std::uint32_t i = 0; i < device.info().num_irqs; ++i) irqs.push_back(device.irq_info(i));
+  const auto hot_reset = device.hot_reset_dependencies();
+
+  if (options.json) {
+    Json jregions = Json::array();
+    for (const auto& r : regions) {
+      Json areas = Json::array();
+      for (const auto& a : r.mappable_areas()) areas.push_back({{"offset", hex(a.offset)}, {"size", a.size}});
+      jregions.push_back({{"index", r.index}, {"name", vfio::region_name(r.index)},
+                          {"size", r.size}, {"offset", hex(r.offset)},
+                          {"read", r.readable()}, {"write", r.writable()}, {"mmap", r.mappable()},
+                          {"sparse", r.sparse_areas.has_value()}, {"mmap_areas", areas},
+                          {"msix_mappable", r.msix_mappable},
+                          {"type", r.type ? Json(*r.type) : Json(nullptr)},
+                          {"subtype", r.subtype ? Json(*r.subtype) : Json(nullptr)}});
+    }
+    Json jirqs = Json::array();
+    for (const auto& irq : irqs) {
+      jirqs.push_back({{"index", irq.index}, {"name", vfio::irq_index_name(irq.index)},
+                       {"count", irq.count}, {"eventfd", irq.eventfd()},
+                       {"maskable", irq.maskable()}, {"automasked", irq.automasked()},
+                       {"noresize", irq.noresize()}});
+    }
+    Json ranges = Json::array();
+    for (const auto& r : iommu.iova_ranges) ranges.push_back({{"start", hex(r.start)}, {"end", hex(r.end)}});
+    Json deps = Json::array();
+    for (const auto& d : hot_reset) deps.push_back({{"bdf", d.bdf.to_string()}, {"group", d.group}});
+    std::cout << Json{{"bdf", bdf.to_string()},
+                      {"flags", {{"reset", device.info().resettable()}, {"pci", device.info().is_pci()}}},
+                      {"regions", jregions},
+                      {"irqs", jirqs},
+                      {"iommu", {{"backend", iommu.backend}, {"page_sizes", iommu.page_sizes},
+                                 {"iova_ranges", ranges},
+                                 {"dma_available", iommu.dma_available ? Json(*iommu.dma_available) : Json(nullptr)}}},
+                      {"hot_reset_dependencies", deps}}
+                     .dump(2)
+              << '\n';
+    return 0;
+  }
+  std::cout << bdf.to_string() << " through VFIO (" << iommu.backend << ")\n";
+  std::cout << "  reset: " << (device.info().resettable() ? "VFIO_DEVICE_RESET available" : "none")
+            << "; bus reset " << (hot_reset.empty() ? "not possible" : "also resets:");
+  for (const auto& d : hot_reset) std::cout << ' ' << d.bdf.to_string() << " (group " << d.group << ')';
+  std::cout << "\n  regions:\n";
+  for (const auto& r : regions) {
+    if (r.size == 0) continue;
+    std::string areas;
+    if (r.sparse_areas) {
+      std::vector<std::string> parts;
+      for (const auto& a : *r.sparse_areas) parts.push_back(hex(a.offset) + "+" + human_size(a.size));
+      areas = "  mmap only " + (parts.empty() ? std::string("nothing") : join(parts, ", "));
+    }
+    std::cout << "    " << vfio::region_name(r.index) << std::string(8 - std::min<std::size_t>(7, vfio::region_name(r.index).size()), ' ')
+              << human_size(r.size) << "  " << r.flags_text() << areas
+              << (r.msix_mappable ? "  msix-mappable" : "") << '\n';
+  }
+  std::cout << "  interrupts:\n";
+  for (const auto& irq : irqs) {
+    if (irq.count == 0) continue;
+    std::cout << "    " << vfio::irq_index_name(irq.index) << "  " << irq.count << " vector"
+              << (irq.count == 1 ? "" : "s") << "  " << irq.flags_text() << '\n';
+  }
+  std::cout << "  IOMMU: page sizes " << page_sizes_text(iommu.page_sizes) << "\n";
+  for (const auto& r : iommu.iova_ranges) {
+    std::cout << "    usable IOVA " << hex(r.start) << " - " << hex(r.end) << '\n';
+  }
+  if (iommu.dma_available) std::cout << "    DMA mappings still allowed: " << *iommu.dma_available << '\n';
+  return 0;
+}
+
+struct SelftestArgs {
+  std::string bdf;
+  std::string expected_serial;
+  std::vector<std::string> stages;
+  double timeout_seconds = 10;
+};
+
+int run_selftest_command(const GlobalOptions& options, const SelftestArgs& args) {
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  drivers::SelftestOptions selftest;
+  selftest.timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
+  if (!args.expected_serial.empty()) selftest.expected_serial = args.expected_serial;
+  selftest.stages = args.stages;
+  const auto results = drivers::run_selftest(options.paths(), bdf, selftest);
+  const bool passed = std::none_of(results.begin(), results.end(), [](const auto& r) {
+    return r.status == drivers::StageStatus::failed;
+  });
+  if (options.json) {
+    Json stages = Json::array();
+    for (const auto& r : results) {
+      stages.push_back({{"stage", r.name}, {"status", drivers::to_string(r.status)}, {"detail", r.detail}});
+    }
+    std::cout << Json{{"bdf", bdf.to_string()}, {"passed", passed}, {"stages", stages}}.dump(2) << '\n';
+  } else {
+    std::cout << "selftest " << bdf.to_string() << '\n';
+    for (const auto& r : results) {
+      const std::string status(drivers::to_string(r.status));
+      std::cout << "  " << status << std::string(9 - status.size(), ' ') << r.name
+                << std::string(13 - r.name.size(), ' ') << r.detail << '\n';
+    }
+    std::cout << (passed ? "passed\n" : "FAILED\n");
+  }
+  return passed ? 0 : 1;
+}
+
+}  // namespace
+
+Command add_info_command(CLI::App& app, GlobalOptions& options) {
+  auto bdf = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand(
+      "info", "Show what VFIO offers for a device on vfio-pci: regions and their mmap areas, "
+              "interrupt indexes, IOMMU page sizes, usable IOVA ranges, DMA mappings left");
+  sub->add_option("BDF", *bdf, "PCI address of a device on vfio-pci")->required();
+  sub->add_flag("--json", options.json, "Print JSON");
+  return {sub, [&options, bdf] { return run_info(options, *bdf); }};
+}
+
+Command add_selftest_command(CLI::App& app, GlobalOptions& options) {
+  auto args = std::make_shared<SelftestArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "selftest", "Drive a device on vfio-pci from user space, stage by stage: config, bar, "
+                  "dma, irq-eventfd. Exit 0 if no stage fails");
+  sub->add_option("BDF", args->bdf, "PCI address of a device on vfio-pci")->required();
+  sub->add_option("--stage", args->stages, "Run only these stages (repeatable)");
+  sub->add_option("--expect-serial", args->expected_serial,
+                  "NVMe: fail the dma stage unless Identify reports this serial");
+  sub->add_option("--timeout", args->timeout_seconds, "Seconds to wait for the device each time")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_flag("--json", options.json, "Print JSON");
+  return {sub, [&options, args] { return run_selftest_command(options, *args); }};
+}
+
+}  // namespace vfiokit::cli

@@ -1,0 +1,96 @@
+#include "vfio/region.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "base/error.h"
+#include "base/text.h"
+
+namespace vfiokit::vfio {
+
+Region::Region(const VfioDevice& device, std::uint32_t index, RegionMapping mapping)
+    : device_(&device), info_(device.region_info(index)) {
+  if (mapping == RegionMapping::never) return;
+  const int prot = (info_.readable() ? PROT_READ : 0) | (info_.writable() ? PROT_WRITE : 0);
+  for (const SparseArea& area : info_.mappable_areas()) {
+    // Kernel contract: the mmap offset is the region's offset in the device fd plus the area's
+    // offset, page aligned; the length is the area's size.
+    void* address = ::mmap(nullptr, area.size, prot, MAP_SHARED, device.fd(),
+                           static_cast<off_t>(info_.offset + area.offset));
+    if (address == MAP_FAILED) {
+      // Not fatal: the area stays reachable through pread/pwrite.
+      const int err = errno;
+      spdlog::warn("{} {}: mmap of {}+{} failed ({}); using pread/pwrite", device.bdf().to_string(),
+                   region_name(index), hex(area.offset), hex(area.size), std::strerror(err));
+      continue;
+    }
+    areas_.push_back({area.offset, MappedMemory(address, area.size)});
+  }
+}
+
+bool Region::mapped(std::uint64_t offset, std::size_t width) const noexcept {
+  return address(offset, width) != nullptr;
+}
+
+std::string_view Region::path_for(std::uint64_t offset, std::size_t width) const noexcept {
+  return mapped(offset, width) ? "mmap" : "pread/pwrite";
+}
+
+volatile void* Region::address(std::uint64_t offset, std::size_t width) const noexcept {
+  for (const Area& area : areas_) {
+    if (offset >= area.offset && offset - area.offset + width <= area.memory.size()) {
+      return static_cast<volatile std::uint8_t*>(area.memory.data()) + (offset - area.offset);
+    }
+  }
+  return nullptr;
+}
+
+void Region::check(std::uint64_t offset, std::size_t width, bool writing) const {
+  auto fail = [&](std::string message) {
+    return Error(writing ? "write register" : "read register", std::move(message))
+        .with("bdf", device_->bdf().to_string())
+        .with("region", region_name(info_.index))
+        .with("offset", hex(offset))
+        .with("width", std::to_string(width));
+  };
+  if (offset > info_.size || width > info_.size - offset) throw fail("past the end of the region");
+  if (offset % width != 0) throw fail("unaligned access");
+  if (writing ? !info_.writable() : !info_.readable()) {
+    throw fail(writing ? "the region is not writable" : "the region is not readable");
+  }
+}
+
+template <typename T>
+T Region::read(std::uint64_t offset) const {
+  check(offset, sizeof(T), false);
+  if (volatile void* at = address(offset, sizeof(T))) return *static_cast<volatile T*>(at);
+  T value{};
+  device_->region_read(info_, offset, {reinterpret_cast<std::uint8_t*>(&value), sizeof value});
+  return value;
+}
+
+template <typename T>
+void Region::write(std::uint64_t offset, T value) const {
+  check(offset, sizeof(T), true);
+  if (volatile void* at = address(offset, sizeof(T))) {
+    *static_cast<volatile T*>(at) = value;
+    return;
+  }
+  device_->region_write(info_, offset,
+                        {reinterpret_cast<const std::uint8_t*>(&value), sizeof value});
+}
+
+std::uint8_t Region::read8(std::uint64_t offset) const { return read<std::uint8_t>(offset); }
+std::uint16_t Region::read16(std::uint64_t offset) const { return read<std::uint16_t>(offset); }
+std::uint32_t Region::read32(std::uint64_t offset) const { return read<std::uint32_t>(offset); }
+std::uint64_t Region::read64(std::uint64_t offset) const { return read<std::uint64_t>(offset); }
+void Region::write8(std::uint64_t offset, std::uint8_t value) const { write(offset, value); }
+void Region::write16(std::uint64_t offset, std::uint16_t value) const { write(offset, value); }
+void Region::write32(std::uint64_t offset, std::uint32_t value) const { write(offset, value); }
+void Region::write64(std::uint64_t offset, std::uint64_t value) const { write(offset, value); }
+
+}  // namespace vfiokit::vfio
