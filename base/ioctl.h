@@ -38,7 +38,9 @@ using IoctlPtr = Ioctl<Arg, IoctlPassing::pointer>;
 // The raw result: >= 0 on success, -errno on failure. For callers that interpret errors
 // (KVM_RUN's EINTR, CHECK_EXTENSION's probing); everyone else uses the throwing forms below.
 inline int try_ioctl(int fd, IoctlNone request) noexcept {
-  const int rc = ::ioctl(fd, request.code);
+  // Kernel contract: "no argument" still means an argument of 0; KVM rejects anything else
+  // (KVM_GET_API_VERSION, KVM_GET_VCPU_MMAP_SIZE: if (arg) return -EINVAL).
+  const int rc = ::ioctl(fd, request.code, 0UL);
   return rc < 0 ? -errno : rc;
 }
 template <typename Arg>

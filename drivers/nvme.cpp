@@ -106,7 +106,8 @@ void NvmeController::disable() noexcept {
   }
 }
 
-NvmeController::IdentifyResult NvmeController::identify_controller(std::chrono::milliseconds timeout) {
+NvmeController::IdentifyResult NvmeController::identify_controller(std::chrono::milliseconds timeout,
+                                                                   CompletionWait wait) {
   if (!enabled_) throw Error("NVMe Identify", "the controller is not enabled");
   const std::uint32_t stride = capabilities().doorbell_stride;
   const std::uint16_t command_id = next_command_id_++;
@@ -122,11 +123,20 @@ NvmeController::IdentifyResult NvmeController::identify_controller(std::chrono::
 
   IdentifyResult result;
   result.data_iova = data_iova;
-  result.interrupt_seen = vectors_->wait_for(0, timeout);
-  iommu::dma_read_barrier();
-  iommu::sync_for_cpu(as_bytes(bytes.subspan(kCqOffset, 2 * kPage)));
   const auto entry = bytes.subspan(kCqOffset + cq_head_ * nvme::kCompletionEntrySize,
                                    nvme::kCompletionEntrySize);
+  if (wait == CompletionWait::interrupt) {
+    result.interrupt_seen = vectors_->wait_for(0, timeout);
+  } else {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (nvme::parse_completion(entry).phase != cq_phase_ &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      iommu::sync_for_cpu(as_bytes(bytes.subspan(kCqOffset, kPage)));
+    }
+  }
+  iommu::dma_read_barrier();
+  iommu::sync_for_cpu(as_bytes(bytes.subspan(kCqOffset, 2 * kPage)));
   result.completion = nvme::parse_completion(entry);
   if (result.completion.phase != cq_phase_) {
     throw Error("NVMe Identify", result.interrupt_seen

@@ -34,8 +34,14 @@ class NvmeController {
     std::uint64_t data_iova = 0;
     bool interrupt_seen = false;  // MSI-X vector 0 fired for the completion
   };
+  enum class CompletionWait {
+    interrupt,  // wait for MSI-X vector 0's eventfd
+    poll,       // watch the completion queue's phase bit (the vector belongs to someone else,
+                // such as a VM the interrupt is wired into)
+  };
   // Submits Identify Controller on the admin queue and waits for its completion.
-  IdentifyResult identify_controller(std::chrono::milliseconds timeout);
+  IdentifyResult identify_controller(std::chrono::milliseconds timeout,
+                                     CompletionWait wait = CompletionWait::interrupt);
 
  private:
   bool wait_ready(bool ready, std::chrono::milliseconds timeout) const;

@@ -14,6 +14,12 @@
 #include "drivers/nvme.h"
 #include "iommu/dma.h"
 #include "iommu/dma_sync.h"
+#include "kvm/guest.h"
+#include "kvm/system.h"
+#include "msix/msi.h"
+#include "msix/wiring.h"
+#include "payloads/mailbox.h"
+#include "payloads/payloads.h"
 #include "msix/vectors.h"
 #include "pci/config_space.h"
 #include "pci/device.h"
@@ -24,6 +30,9 @@ namespace vfiokit::drivers {
 namespace {
 
 constexpr std::uint16_t kNvmeVendor = 0x1b36;
+// irq-kvm: device vector n becomes guest vector 0x30 + n, for at most 200 vectors (up to 0xf7).
+constexpr std::uint32_t kFirstGuestVector = 0x30;
+constexpr std::uint32_t kMaxGuestVectors = 200;
 constexpr std::uint16_t kNvmeDevice = 0x0010;
 constexpr std::uint32_t kNvmeClass = 0x010802;
 
@@ -210,6 +219,85 @@ std::string loopback_every_vector(msix::InterruptVectors& vectors, std::chrono::
          " vectors arrived on their own eventfd via the loopback trigger";
 }
 
+// The device's vectors wired into a fresh VM running irq-probe: vector v on GSI g_v, routed as
+// an MSI to APIC 0 with guest vector 0x30 + v. Each vector fired with the loopback must reach
+// the guest once; a real device interrupt (edu's raise register, nvme's Identify completion)
+// must reach it too, as a second arrival of vector 0x30; and nothing else may arrive.
+StageResult stage_irq_kvm(Context& ctx) {
+  const auto& device = ctx.opened.device;
+  std::uint32_t index = VFIO_PCI_MSIX_IRQ_INDEX;
+  std::uint32_t count = device.irq_info(index).count;
+  if (count == 0) {
+    index = VFIO_PCI_MSI_IRQ_INDEX;
+    count = device.irq_info(index).count;
+  }
+  if (count == 0) return skipped("irq-kvm", "the device has no MSI or MSI-X vectors");
+  count = std::min<std::uint32_t>(count, kMaxGuestVectors);
+  const kvm::KvmSystem kvm = kvm::KvmSystem::open(ctx.paths);
+  vfiokit_irq_params params{};
+  params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
+  params.count = count;
+  std::vector<msix::MsiMessage> messages;
+  for (std::uint32_t v = 0; v < count; ++v) {
+    params.vectors[v] = static_cast<std::uint8_t>(kFirstGuestVector + v);
+    messages.push_back(msix::encode_msi({0, params.vectors[v]}));
+  }
+  kvm::GuestOptions options;
+  options.parameters.resize(sizeof params);
+  std::memcpy(options.parameters.data(), &params, sizeof params);
+  const auto payload = payloads::find("irq-probe");
+  kvm::PayloadGuest guest(kvm, payload->image, options);
+  msix::MsixWiring wiring(device, index, guest.routes());
+  wiring.wire(messages);
+  guest.start();
+  if (!guest.wait_for(VFIOKIT_MAILBOX_READY, ctx.options.timeout)) {
+    return {"irq-kvm", StageStatus::failed, "the guest payload never reported ready; log: " + guest.log()};
+  }
+  auto expect_vector = [&](std::uint32_t vector, std::uint32_t arrival) {
+    const auto event = guest.wait_for(VFIOKIT_MAILBOX_VECTOR, ctx.options.timeout);
+    if (!event) {
+      throw Error("irq-kvm", "guest vector " + hex(vector) + " never arrived");
+    }
+    if (event->value != (vector | arrival << 8)) {
+      throw Error("irq-kvm", "expected guest vector " + hex(vector) + " (arrival " +
+                                 std::to_string(arrival) + "), the guest saw " +
+                                 hex(event->value & 0xff) + " (arrival " +
+                                 std::to_string(event->value >> 8) + ")");
+    }
+  };
+  for (std::uint32_t v = 0; v < count; ++v) {
+    wiring.vectors().trigger(v);
+    expect_vector(kFirstGuestVector + v, 1);
+  }
+  if (!guest.wait_for(VFIOKIT_MAILBOX_VALUE, ctx.options.timeout)) {
+    throw Error("irq-kvm", "the guest never said it had seen every expected vector");
+  }
+  std::string real;
+  if (ctx.is_edu()) {
+    device.enable_bus_master();
+    const Edu edu(device);
+    edu.raise_interrupt(0x1);
+    expect_vector(kFirstGuestVector, 2);
+    edu.acknowledge_interrupt(0x1);
+    real = "; edu's own MSI reached guest vector 0x30 too";
+  } else if (ctx.is_nvme()) {
+    iommu::DmaSpace dma(*ctx.opened.backend, ~std::uint64_t{0});
+    NvmeController controller(device, dma, wiring.vectors());
+    controller.enable();
+    controller.identify_controller(ctx.options.timeout, NvmeController::CompletionWait::poll);
+    expect_vector(kFirstGuestVector, 2);
+    real = "; the Identify completion's MSI-X reached guest vector 0x30 too";
+  }
+  // Anything more would be an interrupt the guest should not have seen.
+  if (const auto extra = guest.wait_for(VFIOKIT_MAILBOX_VECTOR, std::chrono::milliseconds(200))) {
+    throw Error("irq-kvm", "the guest also saw vector " + hex(extra->value & 0xff));
+  }
+  return {"irq-kvm", StageStatus::passed,
+          std::to_string(count) + " " + vfio::irq_index_name(index) + " vectors wired through " +
+              "KVM_IRQFD and " + std::to_string(guest.routes().commits()) +
+              " KVM_SET_GSI_ROUTING; each reached guest vector 0x30 + n exactly once" + real};
+}
+
 StageResult stage_irq(Context& ctx) {
   const auto& device = ctx.opened.device;
   for (std::uint32_t index : {VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX}) {
@@ -255,12 +343,13 @@ std::vector<StageResult> run_selftest(const HostPaths& paths, const pci::Bdf& bd
   ctx.device = identity.device_id;
   ctx.class_code = identity.class_code;
   const std::vector<std::pair<std::string, std::function<StageResult(Context&)>>> stages = {
-      {"config", stage_config}, {"bar", stage_bar}, {"dma", stage_dma}, {"irq-eventfd", stage_irq}};
+      {"config", stage_config}, {"bar", stage_bar}, {"dma", stage_dma},
+      {"irq-eventfd", stage_irq}, {"irq-kvm", stage_irq_kvm}};
   for (const auto& wanted : options.stages) {
     if (std::none_of(stages.begin(), stages.end(), [&](const auto& s) { return s.first == wanted; })) {
       throw Error("selftest", "no stage '" + wanted + "'")
           .kind(ErrorKind::usage)
-          .hint("stages are config, bar, dma, irq-eventfd");
+          .hint("stages are config, bar, dma, irq-eventfd, irq-kvm");
     }
   }
   std::vector<StageResult> results;

@@ -7,6 +7,9 @@
 //                data arriving by DMA and the completion on MSI-X vector 0; others: skipped
 //   irq-eventfd  every MSI-X vector (or MSI, or INTx) fired with the kernel's loopback trigger
 //                arrives on its own eventfd, and only there; edu also raises a real interrupt
+//   irq-kvm      the vectors wired into a fresh VM (GSI routes, KVM_IRQFD) running the
+//                irq-probe payload: each fired vector reaches the guest as its own vector, once,
+//                and a real device interrupt (edu, nvme) does too
 #pragma once
 
 #include <chrono>

@@ -1,7 +1,11 @@
-// Typed KVM ioctls (<linux/kvm.h>).
+// Typed KVM ioctls (<linux/kvm.h>), with every struct layout vfiokit relies on checked against
+// the kernel's.
 #pragma once
 
 #include <linux/kvm.h>
+
+#include <cstddef>
+#include <cstdint>
 
 #include "base/ioctl.h"
 
@@ -9,6 +13,66 @@ namespace vfiokit::kvm_uapi {
 
 // KVM_API_VERSION: every kernel since 2.6.22 answers 12; anything else is not a usable KVM.
 inline constexpr int kExpectedApiVersion = 12;
+
+// /dev/kvm
 inline constexpr IoctlNone kGetApiVersion = VFIOKIT_IOCTL_NONE(KVM_GET_API_VERSION);
+// The argument is the machine type (0 on x86), by value.
+inline constexpr IoctlValue<unsigned long> kCreateVm = VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CREATE_VM);
+inline constexpr IoctlValue<unsigned long> kCheckExtension =
+    VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CHECK_EXTENSION);
+inline constexpr IoctlNone kGetVcpuMmapSize = VFIOKIT_IOCTL_NONE(KVM_GET_VCPU_MMAP_SIZE);
+
+// VM fd
+inline constexpr IoctlValue<unsigned long> kCreateVcpu = VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CREATE_VCPU);
+// Kernel contract: userspace_addr..+memory_size stays mapped for as long as the slot exists.
+inline constexpr IoctlPtr<const kvm_userspace_memory_region> kSetUserMemoryRegion =
+    VFIOKIT_IOCTL_PTR(const kvm_userspace_memory_region, KVM_SET_USER_MEMORY_REGION);
+inline constexpr IoctlNone kCreateIrqchip = VFIOKIT_IOCTL_NONE(KVM_CREATE_IRQCHIP);
+inline constexpr IoctlValue<unsigned long> kSetTssAddr = VFIOKIT_IOCTL_VALUE(unsigned long, KVM_SET_TSS_ADDR);
+// struct kvm_irq_routing is {u32 nr; u32 flags; entries[]}: the kernel, compiled as C, finds
+// the entries at offset 8 and encodes sizeof == 8 into KVM_SET_GSI_ROUTING. With the 6.1 UAPI
+// headers, C++ sees __DECLARE_FLEX_ARRAY's empty struct as one byte, so `entries` moves to
+// offset 16, sizeof becomes 16, and the KVM_SET_GSI_ROUTING macro expands to 0x4010ae6a, a
+// request the kernel does not know (ENOTTY). Linux 6.3 fixed the macro for C++. vfiokit
+// therefore never uses `entries`, and builds the request from the kernel's header size.
+inline constexpr std::size_t kIrqRoutingEntriesOffset = 8;
+// Kernel contract: `nr` entries of kvm_irq_routing_entry follow the 8-byte header.
+inline constexpr IoctlPtr<const kvm_irq_routing> kSetGsiRouting{
+    _IOC(_IOC_WRITE, KVMIO, 0x6a, kIrqRoutingEntriesOffset), "KVM_SET_GSI_ROUTING"};
+inline constexpr IoctlPtr<const kvm_irqfd> kIrqfd = VFIOKIT_IOCTL_PTR(const kvm_irqfd, KVM_IRQFD);
+inline constexpr IoctlPtr<const kvm_msi> kSignalMsi = VFIOKIT_IOCTL_PTR(const kvm_msi, KVM_SIGNAL_MSI);
+
+// vCPU fd
+inline constexpr IoctlNone kRun = VFIOKIT_IOCTL_NONE(KVM_RUN);
+inline constexpr IoctlPtr<kvm_regs> kGetRegs = VFIOKIT_IOCTL_PTR(kvm_regs, KVM_GET_REGS);
+inline constexpr IoctlPtr<const kvm_regs> kSetRegs = VFIOKIT_IOCTL_PTR(const kvm_regs, KVM_SET_REGS);
+inline constexpr IoctlPtr<kvm_sregs> kGetSregs = VFIOKIT_IOCTL_PTR(kvm_sregs, KVM_GET_SREGS);
+inline constexpr IoctlPtr<const kvm_sregs> kSetSregs = VFIOKIT_IOCTL_PTR(const kvm_sregs, KVM_SET_SREGS);
+
+// struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
+// then 16 bytes of padding the kernel requires to be zero.
+static_assert(sizeof(kvm_irqfd) == 32);
+static_assert(offsetof(kvm_irqfd, fd) == 0);
+static_assert(offsetof(kvm_irqfd, gsi) == 4);
+static_assert(offsetof(kvm_irqfd, flags) == 8);
+static_assert(offsetof(kvm_irqfd, resamplefd) == 12);
+static_assert(offsetof(kvm_irqfd, pad) == 16);
+static_assert(offsetof(kvm_irq_routing, nr) == 0);
+static_assert(offsetof(kvm_irq_routing, flags) == 4);
+static_assert(sizeof(kvm_irq_routing_entry) == 48);
+static_assert(offsetof(kvm_irq_routing_entry, type) == 4);
+static_assert(offsetof(kvm_irq_routing_entry, u) == 16);
+static_assert(sizeof(kvm_irq_routing_msi) == 16);
+static_assert(offsetof(kvm_irq_routing_msi, data) == 8);
+static_assert(sizeof(kvm_irq_routing_irqchip) == 8);
+static_assert(sizeof(kvm_msi) == 32);
+static_assert(offsetof(kvm_msi, data) == 8);
+static_assert(sizeof(kvm_userspace_memory_region) == 32);
+static_assert(offsetof(kvm_userspace_memory_region, guest_phys_addr) == 8);
+static_assert(offsetof(kvm_userspace_memory_region, userspace_addr) == 24);
+static_assert(offsetof(kvm_run, exit_reason) == 8);
+static_assert(offsetof(kvm_run, immediate_exit) == 1);
+static_assert(offsetof(kvm_run, io) == 32);
+static_assert(sizeof(kvm_regs) == 144);
 
 }  // namespace vfiokit::kvm_uapi

@@ -76,17 +76,19 @@ void expect_all_passed(const std::vector<drivers::StageResult>& results, std::si
 
 TEST_F(DeviceAccess, EduSelftestCopiesAPatternThroughTheIommu) {
   const auto results = drivers::run_selftest({}, bdf(edu_), {});
-  expect_all_passed(results, 4);
+  expect_all_passed(results, 5);
   EXPECT_EQ(results[2].status, drivers::StageStatus::passed);
   EXPECT_NE(results[2].detail.find("identical"), std::string::npos);
   EXPECT_NE(results[3].detail.find("raised by edu itself"), std::string::npos);
+  EXPECT_EQ(results[4].name, "irq-kvm");
+  EXPECT_NE(results[4].detail.find("edu's own MSI reached guest vector 0x30"), std::string::npos);
 }
 
 TEST_F(DeviceAccess, NvmeSelftestRunsIdentifyAndChecksTheRigsSerial) {
   drivers::SelftestOptions options;
   options.expected_serial = "vfiokit-nvme-0";
   const auto results = drivers::run_selftest({}, bdf(nvme_), options);
-  expect_all_passed(results, 4);
+  expect_all_passed(results, 5);
   EXPECT_EQ(results[2].status, drivers::StageStatus::passed);
   EXPECT_NE(results[2].detail.find("completion on MSI-X vector 0"), std::string::npos);
   EXPECT_NE(results[3].detail.find("65/65 MSI-X vectors"), std::string::npos);

@@ -129,10 +129,25 @@ TEST(Doctor, ContainerNodeProblems) {
 TEST(Doctor, KvmProblemsAreWarningsWithTheKvmGroupFix) {
   DoctorFacts facts = ready_host();
   facts.kvm = {true, true, EACCES, std::nullopt, 0};
+  facts.kvm_host.node_group = "kvm";
   const auto check = find_check(assess_doctor_facts(facts), "kvm");
   EXPECT_EQ(check.status, CheckStatus::warn);
-  EXPECT_NE(check.fix.find("kvm group"), std::string::npos);
+  EXPECT_NE(check.fix.find("usermod -aG kvm"), std::string::npos);
   EXPECT_TRUE(all_passed(assess_doctor_facts(facts)));
+}
+
+TEST(Doctor, KvmMissingOrBusyGetsTheSameDiagnosisAsTheLibrary) {
+  DoctorFacts facts = ready_host();
+  facts.kvm = {};
+  facts.kvm_host.cpu_vendor = "AuthenticAMD";
+  facts.kvm_host.cpu_has_virtualization = true;
+  EXPECT_NE(find_check(assess_doctor_facts(facts), "kvm").fix.find("modprobe kvm_amd"), std::string::npos);
+  facts.kvm = {true, true, 0, 12, 0};
+  facts.kvm_create_vm_errno = EBUSY;
+  const auto busy = find_check(assess_doctor_facts(facts), "kvm");
+  EXPECT_EQ(busy.status, CheckStatus::warn);
+  EXPECT_NE(busy.summary.find("KVM_CREATE_VM"), std::string::npos);
+  EXPECT_NE(busy.fix.find("another hypervisor"), std::string::npos);
 }
 
 TEST(Doctor, MemlockLimitWarnsUnlessCapIpcLock) {

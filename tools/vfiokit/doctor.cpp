@@ -8,6 +8,7 @@
 #include "base/text.h"
 #include "iommu/vfio_uapi.h"
 #include "kvm/uapi.h"
+#include "kvm/vm.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -154,25 +155,28 @@ CheckResult assess_kvm(const DoctorFacts& facts) {
   // KVM matters only for launching guests, so its problems are warnings, not failures.
   const auto& node = facts.kvm;
   CheckResult check{"kvm", CheckStatus::warn, {}, {}};
-  if (!node.exists) {
-    check.summary = "/dev/kvm does not exist: guests cannot be launched (user-space drivers can "
-                    "still use VFIO)";
-    check.fix = "enable VT-x/AMD-V in firmware and modprobe kvm_intel or kvm_amd";
-  } else if (node.open_errno == EACCES || node.open_errno == EPERM) {
-    check.summary = "/dev/kvm exists but this user may not open it";
-    check.fix = "add the user to the kvm group (usermod -aG kvm USER) and log in again";
-  } else if (node.open_errno != 0) {
-    check.summary = "/dev/kvm cannot be opened: " + std::string(std::strerror(node.open_errno));
-    check.fix = "check dmesg for kvm errors";
-  } else if (node.api_version && *node.api_version != kvm_uapi::kExpectedApiVersion) {
+  auto diagnosed = [&](int error, const char* operation) {
+    kvm::KvmHostFacts host = facts.kvm_host;
+    host.error = error;
+    const Error e = kvm::diagnose_kvm_failure(host, operation);
+    check.summary = std::string(e.what()) + ": guests cannot be launched (user-space drivers can "
+                                            "still use VFIO)";
+    check.fix = e.hint();
+    return check;
+  };
+  if (!node.exists) return diagnosed(ENOENT, "/dev/kvm");
+  if (node.open_errno != 0) return diagnosed(node.open_errno, "open /dev/kvm");
+  if (node.api_version && *node.api_version != kvm_uapi::kExpectedApiVersion) {
     check.summary = "/dev/kvm answers API version " + std::to_string(*node.api_version) +
                     ", expected " + std::to_string(kvm_uapi::kExpectedApiVersion);
     check.fix = "this kernel's KVM is not one vfiokit can drive";
-  } else {
-    check.status = CheckStatus::pass;
-    check.summary = "/dev/kvm opens, API version " +
-                    (node.api_version ? std::to_string(*node.api_version) : "unknown");
+    return check;
   }
+  if (facts.kvm_create_vm_errno != 0) return diagnosed(facts.kvm_create_vm_errno, "KVM_CREATE_VM");
+  check.status = CheckStatus::pass;
+  check.summary = "/dev/kvm opens, API version " +
+                  (node.api_version ? std::to_string(*node.api_version) : "unknown") +
+                  (node.api_version ? ", a VM can be created" : "");
   return check;
 }
 
@@ -206,6 +210,15 @@ DoctorFacts gather_doctor_facts(const HostPaths& paths) {
   }
   facts.vfio_container = probe_device_node(paths.dev / "vfio/vfio", vfio_uapi::kGetApiVersion);
   facts.kvm = probe_device_node(paths.dev / "kvm", kvm_uapi::kGetApiVersion);
+  facts.kvm_host = kvm::gather_kvm_facts(paths, 0);
+  if (facts.kvm.api_version == kvm_uapi::kExpectedApiVersion) {
+    try {
+      const kvm::KvmSystem system = kvm::KvmSystem::open(paths);
+      const kvm::Vm vm = system.create_vm();
+    } catch (const Error& e) {
+      facts.kvm_create_vm_errno = e.errno_value() != 0 ? e.errno_value() : EINVAL;
+    }
+  }
   struct rlimit limit {};
   ::getrlimit(RLIMIT_MEMLOCK, &limit);
   facts.memlock.soft = limit.rlim_cur;

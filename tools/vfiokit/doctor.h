@@ -16,6 +16,7 @@
 #include "base/host_paths.h"
 #include "base/kmod.h"
 #include "iommu/host_iommu.h"
+#include "kvm/system.h"
 
 namespace vfiokit::cli {
 
@@ -35,6 +36,8 @@ struct DoctorFacts {
   std::vector<ModuleFact> modules;  // vfio, vfio_iommu_type1, vfio_pci
   DeviceNodeStatus vfio_container;  // /dev/vfio/vfio
   DeviceNodeStatus kvm;             // /dev/kvm
+  kvm::KvmHostFacts kvm_host;       // for diagnosing a failure
+  int kvm_create_vm_errno = 0;      // KVM_CREATE_VM's error, when /dev/kvm opened fine
   MemlockFact memlock;
 };
 

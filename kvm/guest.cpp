@@ -1,0 +1,169 @@
+#include "kvm/guest.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "base/error.h"
+#include "base/text.h"
+#include "payloads/mailbox.h"
+
+namespace vfiokit::kvm {
+namespace {
+
+MappedMemory allocate_ram(std::size_t size) {
+  void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (address == MAP_FAILED) {
+    const int err = errno;
+    throw Error::from_errno(err, "allocate guest RAM").with("size", human_size(size));
+  }
+  return MappedMemory(address, size);
+}
+
+kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type) {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xffffffff;
+  s.selector = selector;
+  s.type = type;
+  s.present = 1;
+  s.dpl = 0;
+  s.db = 1;  // 32-bit
+  s.s = 1;   // code/data, not system
+  s.l = 0;
+  s.g = 1;   // 4 KiB granularity
+  return s;
+}
+
+// KVM wants the irqchip before any vCPU exists, so the VM is completed here, in the member
+// initializer of the vCPU.
+Vcpu first_vcpu(Vm& vm, bool irqchip) {
+  if (irqchip) vm.create_irqchip();
+  return vm.create_vcpu(0);
+}
+
+}  // namespace
+
+void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack) {
+  kvm_sregs sregs = vcpu.sregs();
+  sregs.cs = flat_segment(0x08, 0xb);  // execute/read, accessed
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(0x10, 0x3);  // read/write
+  sregs.cr0 |= 0x1;                       // PE
+  sregs.cr0 &= ~std::uint64_t{0x80000000};  // PG off
+  vcpu.set_sregs(sregs);
+  kvm_regs regs{};
+  regs.rip = entry;
+  regs.rsp = stack;
+  regs.rflags = 0x2;  // bit 1 is reserved and always set; interrupts off until the payload sti's
+  vcpu.set_regs(regs);
+}
+
+PayloadGuest::PayloadGuest(const KvmSystem& system, std::span<const std::uint8_t> image,
+                           const GuestOptions& options)
+    : memory_(allocate_ram(options.memory)),
+      vm_(system.create_vm()),
+      routes_(vm_, options.irqchip),
+      vcpu_(first_vcpu(vm_, options.irqchip)) {
+  if (VFIOKIT_PAYLOAD_ADDRESS + image.size() > options.memory) {
+    throw Error("load payload", "a " + human_size(image.size()) + " image does not fit in " +
+                                    human_size(options.memory) + " of guest RAM");
+  }
+  if (options.parameters.size() > 4096) throw Error("load payload", "parameters exceed one page");
+  std::memcpy(memory_.bytes().data() + VFIOKIT_PAYLOAD_ADDRESS, image.data(), image.size());
+  std::memcpy(memory_.bytes().data() + VFIOKIT_PARAMS_ADDRESS, options.parameters.data(),
+              options.parameters.size());
+  vm_.add_memory(0, 0, memory_.bytes());
+  enter_protected_mode(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
+  loop_.on_io(VFIOKIT_MAILBOX_FIRST, VFIOKIT_MAILBOX_LAST,
+              [this](const IoExit& io, std::span<std::uint8_t> data) { on_mailbox(io, data); });
+}
+
+PayloadGuest::~PayloadGuest() { stop(); }
+
+void PayloadGuest::start() {
+  if (thread_.joinable()) throw Error("start guest", "already running");
+  thread_ = std::thread([this] { run_vcpu(); });
+}
+
+void PayloadGuest::stop() noexcept {
+  loop_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void PayloadGuest::run_vcpu() noexcept {
+  try {
+    loop_.run(vcpu_);
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    failure_ = std::current_exception();
+  }
+  std::lock_guard lock(mutex_);
+  finished_ = true;
+  changed_.notify_all();
+}
+
+void PayloadGuest::on_mailbox(const IoExit& io, std::span<std::uint8_t> data) {
+  if (!io.out) {
+    std::memset(data.data(), 0xff, data.size());  // nothing to read from the mailbox
+    return;
+  }
+  std::uint32_t value = 0;
+  std::memcpy(&value, data.data(), std::min<std::size_t>(data.size(), sizeof value));
+  std::lock_guard lock(mutex_);
+  if (io.port == VFIOKIT_MAILBOX_LOG) {
+    for (std::uint8_t c : data) {
+      if (c == '\n') {
+        spdlog::debug("guest: {}", log_line_);
+        log_ += log_line_ + '\n';
+        log_line_.clear();
+      } else {
+        log_line_ += static_cast<char>(c);
+      }
+    }
+    return;
+  }
+  events_.push_back({io.port, value});
+  changed_.notify_all();
+}
+
+std::optional<MailboxEvent> PayloadGuest::next_event(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  changed_.wait_for(lock, timeout, [this] { return !events_.empty() || finished_; });
+  if (!events_.empty()) {
+    const MailboxEvent event = events_.front();
+    events_.pop_front();
+    return event;
+  }
+  if (failure_) std::rethrow_exception(failure_);
+  return std::nullopt;
+}
+
+std::optional<MailboxEvent> PayloadGuest::wait_for(std::uint16_t port, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    const auto it = std::find_if(events_.begin(), events_.end(),
+                                 [port](const MailboxEvent& e) { return e.port == port; });
+    if (it != events_.end()) {
+      const MailboxEvent event = *it;
+      events_.erase(it);
+      return event;
+    }
+    if (finished_) {
+      if (failure_) std::rethrow_exception(failure_);
+      return std::nullopt;
+    }
+    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return std::nullopt;
+  }
+}
+
+std::string PayloadGuest::log() const {
+  std::lock_guard lock(mutex_);
+  return log_ + log_line_;
+}
+
+}  // namespace vfiokit::kvm

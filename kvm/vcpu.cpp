@@ -1,0 +1,160 @@
+#include "kvm/vcpu.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "base/text.h"
+#include "kvm/uapi.h"
+
+namespace vfiokit::kvm {
+
+VcpuExit classify_exit(const kvm_run& run) {
+  VcpuExit exit;
+  exit.reason = run.exit_reason;
+  switch (run.exit_reason) {
+    case KVM_EXIT_IO:
+      exit.kind = ExitKind::io;
+      exit.io = {run.io.port, run.io.size, run.io.direction == KVM_EXIT_IO_OUT, run.io.count,
+                 run.io.data_offset};
+      break;
+    case KVM_EXIT_MMIO:
+      exit.kind = ExitKind::mmio;
+      exit.mmio = {run.mmio.phys_addr, run.mmio.len, run.mmio.is_write != 0};
+      break;
+    case KVM_EXIT_HLT: exit.kind = ExitKind::hlt; break;
+    case KVM_EXIT_SHUTDOWN: exit.kind = ExitKind::shutdown; break;
+    case KVM_EXIT_FAIL_ENTRY:
+      exit.kind = ExitKind::fail_entry;
+      exit.hardware_entry_failure_reason = run.fail_entry.hardware_entry_failure_reason;
+      break;
+    case KVM_EXIT_INTERNAL_ERROR:
+      exit.kind = ExitKind::internal_error;
+      exit.internal_suberror = run.internal.suberror;
+      for (std::uint32_t i = 0; i < std::min<std::uint32_t>(run.internal.ndata, 16); ++i) {
+        exit.internal_data.push_back(run.internal.data[i]);
+      }
+      break;
+    case KVM_EXIT_SYSTEM_EVENT:
+      exit.kind = ExitKind::system_event;
+      exit.system_event_type = run.system_event.type;
+      break;
+    case KVM_EXIT_INTR: exit.kind = ExitKind::interrupted; break;
+    default: exit.kind = ExitKind::other; break;
+  }
+  return exit;
+}
+
+std::string exit_reason_name(std::uint32_t reason) {
+  static const char* const kNames[] = {
+      "KVM_EXIT_UNKNOWN", "KVM_EXIT_EXCEPTION", "KVM_EXIT_IO", "KVM_EXIT_HYPERCALL",
+      "KVM_EXIT_DEBUG", "KVM_EXIT_HLT", "KVM_EXIT_MMIO", "KVM_EXIT_IRQ_WINDOW_OPEN",
+      "KVM_EXIT_SHUTDOWN", "KVM_EXIT_FAIL_ENTRY", "KVM_EXIT_INTR", "KVM_EXIT_SET_TPR",
+      "KVM_EXIT_TPR_ACCESS", "KVM_EXIT_S390_SIEIC", "KVM_EXIT_S390_RESET", "KVM_EXIT_DCR",
+      "KVM_EXIT_NMI", "KVM_EXIT_INTERNAL_ERROR", "KVM_EXIT_OSI", "KVM_EXIT_PAPR_HCALL",
+      "KVM_EXIT_S390_UCONTROL", "KVM_EXIT_WATCHDOG", "KVM_EXIT_S390_TSCH", "KVM_EXIT_EPR",
+      "KVM_EXIT_SYSTEM_EVENT", "KVM_EXIT_S390_STSI", "KVM_EXIT_IOAPIC_EOI", "KVM_EXIT_HYPERV",
+      "KVM_EXIT_ARM_NISV", "KVM_EXIT_X86_RDMSR", "KVM_EXIT_X86_WRMSR",
+      "KVM_EXIT_DIRTY_RING_FULL", "KVM_EXIT_AP_RESET_HOLD", "KVM_EXIT_X86_BUS_LOCK",
+      "KVM_EXIT_XEN", "KVM_EXIT_RISCV_SBI", "KVM_EXIT_RISCV_CSR", "KVM_EXIT_NOTIFY"};
+  if (reason < std::size(kNames)) return kNames[reason];
+  return "exit reason " + std::to_string(reason);
+}
+
+std::string internal_suberror_name(std::uint32_t suberror) {
+  switch (suberror) {
+    case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure";
+    case KVM_INTERNAL_ERROR_SIMUL_EX: return "exception while delivering an exception";
+    case KVM_INTERNAL_ERROR_DELIVERY_EV: return "exit while delivering an event";
+    case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: return "unexpected exit reason";
+    default: return "suberror " + std::to_string(suberror);
+  }
+}
+
+Error exit_error(const VcpuExit& exit, std::uint32_t vcpu) {
+  Error e("KVM_RUN", exit_reason_name(exit.reason));
+  e.with("vcpu", std::to_string(vcpu));
+  switch (exit.kind) {
+    case ExitKind::shutdown:
+      return std::move(e.hint("the guest triple-faulted (or asked to shut down): an exception it "
+                              "could not handle; check its IDT, GDT and stack"));
+    case ExitKind::fail_entry:
+      e.with("hardware_entry_failure_reason", hex(exit.hardware_entry_failure_reason));
+      return std::move(e.hint("the CPU refused the guest state (segments, control registers)"));
+    case ExitKind::internal_error: {
+      e.with("suberror", internal_suberror_name(exit.internal_suberror));
+      std::vector<std::string> data;
+      for (auto d : exit.internal_data) data.push_back(hex(d));
+      if (!data.empty()) e.with("data", join(data, " "));
+      return std::move(e.hint(exit.internal_suberror == KVM_INTERNAL_ERROR_EMULATION
+                                  ? "KVM could not emulate an instruction; on a host KVM that "
+                                    "runs only real-mode code, run the guest in the rig"
+                                  : "see dmesg for kvm messages"));
+    }
+    case ExitKind::system_event:
+      e.with("type", std::to_string(exit.system_event_type));
+      return std::move(e.hint("the guest requested a reset, shutdown or crash"));
+    default:
+      return e;
+  }
+}
+
+Vcpu::Vcpu(UniqueFd fd, std::uint32_t id, std::size_t mmap_size) : fd_(std::move(fd)), id_(id) {
+  // Kernel contract: the vCPU fd maps KVM_GET_VCPU_MMAP_SIZE bytes of kvm_run and friends.
+  void* shared = ::mmap(nullptr, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+  if (shared == MAP_FAILED) {
+    const int err = errno;
+    throw Error::from_errno(err, "mmap kvm_run").with("vcpu", std::to_string(id));
+  }
+  run_ = MappedMemory(shared, mmap_size);
+}
+
+kvm_regs Vcpu::regs() const {
+  kvm_regs regs{};
+  do_ioctl(fd_.get(), kvm_uapi::kGetRegs, &regs);
+  return regs;
+}
+
+void Vcpu::set_regs(const kvm_regs& regs) { do_ioctl(fd_.get(), kvm_uapi::kSetRegs, &regs); }
+
+kvm_sregs Vcpu::sregs() const {
+  kvm_sregs sregs{};
+  do_ioctl(fd_.get(), kvm_uapi::kGetSregs, &sregs);
+  return sregs;
+}
+
+void Vcpu::set_sregs(const kvm_sregs& sregs) { do_ioctl(fd_.get(), kvm_uapi::kSetSregs, &sregs); }
+
+VcpuExit Vcpu::run() {
+  for (;;) {
+    const int rc = try_ioctl(fd_.get(), kvm_uapi::kRun);
+    if (rc == 0) return classify_exit(shared());
+    if (rc == -EAGAIN) continue;
+    if (rc == -EINTR) {
+      VcpuExit exit;
+      exit.kind = ExitKind::interrupted;
+      exit.reason = KVM_EXIT_INTR;
+      return exit;
+    }
+    throw ioctl_error(rc, kvm_uapi::kRun.name).with("vcpu", std::to_string(id_));
+  }
+}
+
+std::span<std::uint8_t> Vcpu::io_data(const IoExit& io) const {
+  auto* base = static_cast<std::uint8_t*>(run_.data());
+  const std::size_t length = std::size_t{io.size} * io.count;
+  if (io.data_offset > run_.size() || length > run_.size() - io.data_offset) {
+    throw Error("KVM I/O exit", "data lies outside the kvm_run page").with("vcpu", std::to_string(id_));
+  }
+  return {base + io.data_offset, length};
+}
+
+std::span<std::uint8_t> Vcpu::mmio_data() const { return {shared().mmio.data, 8}; }
+
+void Vcpu::set_immediate_exit(bool value) noexcept {
+  // A plain store: KVM reads the flag on entry, and the signal that follows a set makes a
+  // running KVM_RUN come back to look at it.
+  shared().immediate_exit = value ? 1 : 0;
+}
+
+}  // namespace vfiokit::kvm

@@ -1,0 +1,93 @@
+// A vCPU: its fd, the shared kvm_run page, registers, and KVM_RUN with every exit classified
+// the way the kernel means it.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/mapped_memory.h"
+#include "base/unique_fd.h"
+
+namespace vfiokit::kvm {
+
+enum class ExitKind {
+  io,              // port I/O: hand to a handler
+  mmio,            // memory-mapped I/O outside any memory slot: hand to a handler
+  hlt,             // HLT without an in-kernel irqchip
+  shutdown,        // triple fault or a shutdown request: the guest is dead
+  fail_entry,      // the hardware refused to enter the guest (bad state)
+  internal_error,  // KVM could not handle something (emulation failure, ...)
+  system_event,    // reset, shutdown or crash requested by the guest (PSCI, ...)
+  interrupted,     // KVM_RUN returned EINTR (a signal, immediate_exit): nothing happened
+  other,
+};
+
+struct IoExit {
+  std::uint16_t port = 0;
+  std::uint8_t size = 0;  // 1, 2 or 4 bytes
+  bool out = false;       // guest wrote (out/outs) rather than read
+  std::uint32_t count = 0;
+  std::uint64_t data_offset = 0;  // of the data in the kvm_run page
+};
+
+struct MmioExit {
+  std::uint64_t address = 0;
+  std::uint32_t length = 0;
+  bool write = false;
+};
+
+struct VcpuExit {
+  ExitKind kind = ExitKind::other;
+  std::uint32_t reason = 0;  // KVM_EXIT_*
+  IoExit io;
+  MmioExit mmio;
+  std::uint64_t hardware_entry_failure_reason = 0;
+  std::uint32_t internal_suberror = 0;
+  std::vector<std::uint64_t> internal_data;
+  std::uint32_t system_event_type = 0;
+};
+
+// Pure: what `run` says after KVM_RUN returned 0.
+VcpuExit classify_exit(const kvm_run& run);
+std::string exit_reason_name(std::uint32_t reason);        // "KVM_EXIT_IO", ...
+std::string internal_suberror_name(std::uint32_t suberror);  // "emulation failure", ...
+// An Error for exits that end a guest (shutdown, fail_entry, internal_error, system_event,
+// other), naming the exit and decoding what the kernel reported.
+Error exit_error(const VcpuExit& exit, std::uint32_t vcpu);
+
+class Vcpu {
+ public:
+  Vcpu(UniqueFd fd, std::uint32_t id, std::size_t mmap_size);
+
+  [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+  [[nodiscard]] kvm_regs regs() const;
+  void set_regs(const kvm_regs& regs);
+  [[nodiscard]] kvm_sregs sregs() const;
+  void set_sregs(const kvm_sregs& sregs);
+
+  // One KVM_RUN. EAGAIN is retried; EINTR comes back as ExitKind::interrupted so a stop request
+  // can be honoured; other errors throw.
+  VcpuExit run();
+  // The bytes of an I/O exit's data inside the kvm_run page (in: fill them; out: read them).
+  [[nodiscard]] std::span<std::uint8_t> io_data(const IoExit& io) const;
+  // The 8-byte data of an MMIO exit.
+  [[nodiscard]] std::span<std::uint8_t> mmio_data() const;
+  // Makes the next (or current, with a signal) KVM_RUN return EINTR at once.
+  void set_immediate_exit(bool value) noexcept;
+  [[nodiscard]] kvm_run& shared() const noexcept { return *static_cast<kvm_run*>(run_.data()); }
+
+ private:
+  // The kvm_run mapping goes before the fd closes (members are destroyed bottom-up).
+  UniqueFd fd_;
+  MappedMemory run_;
+  std::uint32_t id_;
+};
+
+}  // namespace vfiokit::kvm

@@ -1,0 +1,170 @@
+#include "kvm/vm.h"
+
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+#include "base/text.h"
+#include "kvm/system.h"
+#include "kvm/uapi.h"
+#include "kvm/vcpu.h"
+
+namespace vfiokit::kvm {
+namespace {
+
+constexpr std::uint64_t kPage = 4096;
+
+std::string describe(const MemorySlot& s) {
+  return "slot " + std::to_string(s.slot) + " " + hex(s.guest_address) + "-" +
+         hex(s.guest_address + s.size - 1);
+}
+
+}  // namespace
+
+void MemorySlotTable::add(const MemorySlot& slot) {
+  auto fail = [&](std::string why) {
+    return Error("add memory slot", std::move(why)).with("slot", std::to_string(slot.slot));
+  };
+  if (slot.size == 0) throw fail("empty slot");
+  if (slot.guest_address % kPage || slot.size % kPage || slot.host_address % kPage) {
+    throw fail("guest address, size and host address must be page aligned");
+  }
+  if (slot.guest_address > ~std::uint64_t{0} - (slot.size - 1)) throw fail("range wraps around");
+  if (slots_.count(slot.slot)) throw fail("slot number already in use by " + describe(slots_.at(slot.slot)));
+  const std::uint64_t last = slot.guest_address + slot.size - 1;
+  for (const auto& [id, other] : slots_) {
+    const std::uint64_t other_last = other.guest_address + other.size - 1;
+    if (slot.guest_address <= other_last && other.guest_address <= last) {
+      throw fail(hex(slot.guest_address) + "-" + hex(last) + " overlaps " + describe(other));
+    }
+  }
+  slots_.emplace(slot.slot, slot);
+}
+
+void MemorySlotTable::remove(std::uint32_t slot) {
+  if (slots_.erase(slot) == 0) {
+    throw Error("remove memory slot", "no slot " + std::to_string(slot));
+  }
+}
+
+const MemorySlot* MemorySlotTable::find(std::uint32_t slot) const {
+  const auto it = slots_.find(slot);
+  return it == slots_.end() ? nullptr : &it->second;
+}
+
+const MemorySlot* MemorySlotTable::containing(std::uint64_t address) const {
+  for (const auto& [id, s] : slots_) {
+    if (address >= s.guest_address && address - s.guest_address < s.size) return &s;
+  }
+  return nullptr;
+}
+
+Vm::Vm(UniqueFd fd, const KvmSystem& system)
+    : fd_(std::move(fd)), vcpu_mmap_size_(system.vcpu_mmap_size()) {}
+
+void Vm::add_memory(std::uint32_t slot, std::uint64_t guest_address, std::span<std::uint8_t> host,
+                    std::uint32_t flags) {
+  const MemorySlot entry{slot, guest_address, host.size(),
+                         reinterpret_cast<std::uintptr_t>(host.data()), flags};
+  slots_.add(entry);
+  const kvm_userspace_memory_region region{slot, flags, guest_address, host.size(),
+                                           entry.host_address};
+  const int rc = try_ioctl(fd_.get(), kvm_uapi::kSetUserMemoryRegion, &region);
+  if (rc < 0) {
+    slots_.remove(slot);
+    throw ioctl_error(rc, kvm_uapi::kSetUserMemoryRegion.name)
+        .with("slot", std::to_string(slot))
+        .with("guest_address", hex(guest_address))
+        .with("size", human_size(host.size()));
+  }
+}
+
+void Vm::remove_memory(std::uint32_t slot) {
+  const MemorySlot* existing = slots_.find(slot);
+  if (!existing) throw Error("remove memory slot", "no slot " + std::to_string(slot));
+  // A slot is deleted by setting its size to 0.
+  const kvm_userspace_memory_region region{slot, 0, existing->guest_address, 0, 0};
+  do_ioctl(fd_.get(), kvm_uapi::kSetUserMemoryRegion, &region);
+  slots_.remove(slot);
+}
+
+void Vm::create_irqchip() {
+  do_ioctl(fd_.get(), kvm_uapi::kCreateIrqchip);
+  irqchip_ = true;
+}
+
+void Vm::set_gsi_routing(std::span<const msix::RouteEntry> entries) {
+  // Kernel contract: an 8-byte header {nr, flags = 0}, then exactly `nr` 48-byte entries (at
+  // the kernel's offset, not the one C++ computes: see kvm/uapi.h).
+  std::vector<std::uint8_t> buffer(kvm_uapi::kIrqRoutingEntriesOffset +
+                                   entries.size() * sizeof(kvm_irq_routing_entry));
+  auto* routing = reinterpret_cast<kvm_irq_routing*>(buffer.data());
+  routing->nr = static_cast<std::uint32_t>(entries.size());
+  routing->flags = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    kvm_irq_routing_entry e{};
+    e.gsi = entries[i].gsi;
+    if (const auto* msi = std::get_if<msix::MsiMessage>(&entries[i].target)) {
+      e.type = KVM_IRQ_ROUTING_MSI;
+      e.u.msi.address_lo = static_cast<std::uint32_t>(msi->address);
+      e.u.msi.address_hi = static_cast<std::uint32_t>(msi->address >> 32);
+      e.u.msi.data = msi->data;
+    } else {
+      const auto& pin = std::get<msix::IrqchipPin>(entries[i].target);
+      e.type = KVM_IRQ_ROUTING_IRQCHIP;
+      e.u.irqchip.irqchip = pin.chip;
+      e.u.irqchip.pin = pin.pin;
+    }
+    std::memcpy(buffer.data() + kvm_uapi::kIrqRoutingEntriesOffset + i * sizeof e, &e, sizeof e);
+  }
+  const int rc = try_ioctl(fd_.get(), kvm_uapi::kSetGsiRouting, routing);
+  if (rc < 0) {
+    throw ioctl_error(rc, kvm_uapi::kSetGsiRouting.name)
+        .with("routes", std::to_string(entries.size()))
+        .hint(has_irqchip() ? "a route names a GSI or irqchip pin KVM rejects"
+                            : "create the in-kernel irqchip first");
+  }
+}
+
+void Vm::assign_irqfd(int eventfd, std::uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<std::uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  const int rc = try_ioctl(fd_.get(), kvm_uapi::kIrqfd, &irqfd);
+  if (rc < 0) {
+    throw ioctl_error(rc, kvm_uapi::kIrqfd.name)
+        .with("gsi", std::to_string(gsi))
+        .with("eventfd", std::to_string(eventfd))
+        .hint(rc == -EBUSY ? "the eventfd is already assigned to this VM" : "");
+  }
+}
+
+void Vm::deassign_irqfd(int eventfd, std::uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<std::uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+  const int rc = try_ioctl(fd_.get(), kvm_uapi::kIrqfd, &irqfd);
+  if (rc < 0) {
+    throw ioctl_error(rc, "KVM_IRQFD (deassign)")
+        .with("gsi", std::to_string(gsi))
+        .with("eventfd", std::to_string(eventfd));
+  }
+}
+
+void Vm::signal_msi(const msix::MsiMessage& message) {
+  kvm_msi msi{};
+  msi.address_lo = static_cast<std::uint32_t>(message.address);
+  msi.address_hi = static_cast<std::uint32_t>(message.address >> 32);
+  msi.data = message.data;
+  const int rc = try_ioctl(fd_.get(), kvm_uapi::kSignalMsi, &msi);
+  if (rc < 0) throw ioctl_error(rc, kvm_uapi::kSignalMsi.name).with("msi_data", hex(message.data));
+}
+
+Vcpu Vm::create_vcpu(std::uint32_t id) {
+  const int rc = try_ioctl(fd_.get(), kvm_uapi::kCreateVcpu, static_cast<unsigned long>(id));
+  if (rc < 0) throw ioctl_error(rc, kvm_uapi::kCreateVcpu.name).with("vcpu", std::to_string(id));
+  return Vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
+}
+
+}  // namespace vfiokit::kvm

@@ -1,0 +1,70 @@
+// A KVM virtual machine: guest memory slots, the in-kernel irqchip, GSI routing and irqfds
+// (the msix::IrqRouting a RouteTable commits through), and its vCPUs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+
+#include "base/unique_fd.h"
+#include "msix/routing.h"
+
+namespace vfiokit::kvm {
+
+class KvmSystem;
+class Vcpu;
+
+struct MemorySlot {
+  std::uint32_t slot = 0;
+  std::uint64_t guest_address = 0;
+  std::uint64_t size = 0;
+  std::uintptr_t host_address = 0;
+  std::uint32_t flags = 0;  // KVM_MEM_READONLY, KVM_MEM_LOG_DIRTY_PAGES
+};
+
+// The slots of one VM, checked before KVM sees them: page-aligned, non-empty, no overlap in
+// guest-physical space, slot numbers unique. Pure.
+class MemorySlotTable {
+ public:
+  void add(const MemorySlot& slot);  // throws Error naming the conflicting slot
+  void remove(std::uint32_t slot);   // throws Error if there is no such slot
+  [[nodiscard]] const MemorySlot* find(std::uint32_t slot) const;
+  // The slot holding guest-physical `address`, if any.
+  [[nodiscard]] const MemorySlot* containing(std::uint64_t address) const;
+  [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
+
+ private:
+  std::map<std::uint32_t, MemorySlot> slots_;
+};
+
+class Vm final : public msix::IrqRouting {
+ public:
+  Vm(UniqueFd fd, const KvmSystem& system);
+
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+  // Kernel contract: [host, host + size) stays mapped in this process while the slot exists.
+  void add_memory(std::uint32_t slot, std::uint64_t guest_address, std::span<std::uint8_t> host,
+                  std::uint32_t flags = 0);
+  void remove_memory(std::uint32_t slot);
+  [[nodiscard]] const MemorySlotTable& memory() const noexcept { return slots_; }
+
+  // PIC, IOAPIC and a LAPIC per vCPU in the kernel; needed for irqfds and MSI routes.
+  void create_irqchip();
+  [[nodiscard]] bool has_irqchip() const noexcept { return irqchip_; }
+
+  void set_gsi_routing(std::span<const msix::RouteEntry> entries) override;
+  void assign_irqfd(int eventfd, std::uint32_t gsi) override;
+  void deassign_irqfd(int eventfd, std::uint32_t gsi) override;
+  void signal_msi(const msix::MsiMessage& message) override;
+
+  [[nodiscard]] Vcpu create_vcpu(std::uint32_t id);
+
+ private:
+  UniqueFd fd_;
+  std::size_t vcpu_mmap_size_;
+  MemorySlotTable slots_;
+  bool irqchip_ = false;
+};
+
+}  // namespace vfiokit::kvm

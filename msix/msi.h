@@ -1,0 +1,50 @@
+// x86 MSI messages: the address and data a device writes to raise an interrupt (Intel SDM vol. 3,
+// "Message Signalled Interrupts"). Pure encoding and decoding.
+//
+//   address: 0xFEE << 20 | destination APIC ID << 12 | redirection hint << 3 | logical << 2
+//   data:    trigger mode << 15 | level assert << 14 | delivery mode << 8 | vector
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace vfiokit::msix {
+
+enum class DeliveryMode : std::uint8_t {
+  fixed = 0,
+  lowest_priority = 1,
+  smi = 2,
+  nmi = 4,
+  init = 5,
+  extint = 7,
+};
+
+struct MsiMessage {
+  std::uint64_t address = 0;
+  std::uint32_t data = 0;
+  bool operator==(const MsiMessage&) const = default;
+};
+
+struct MsiFields {
+  std::uint8_t destination = 0;  // APIC ID (physical) or logical destination
+  std::uint8_t vector = 0;
+  DeliveryMode delivery = DeliveryMode::fixed;
+  bool logical_destination = false;
+  bool redirection_hint = false;
+  bool level_triggered = false;
+  bool level_assert = false;  // meaningful for level-triggered messages only
+  bool operator==(const MsiFields&) const = default;
+};
+
+inline constexpr std::uint64_t kMsiAddressBase = 0xfee00000;
+
+// Throws Error for vectors below 16 (reserved by the architecture for exceptions) with fixed or
+// lowest-priority delivery, and for reserved delivery modes.
+MsiMessage encode_msi(const MsiFields& fields);
+// Throws Error if the address is outside the 0xFEExxxxx interrupt window, uses reserved bits, or
+// the data names a reserved delivery mode.
+MsiFields decode_msi(const MsiMessage& message);
+
+std::string describe(const MsiFields& fields);  // "vector 0x30 to APIC 0, fixed, edge"
+
+}  // namespace vfiokit::msix

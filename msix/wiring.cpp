@@ -1,0 +1,107 @@
+#include "msix/wiring.h"
+
+#include <spdlog/spdlog.h>
+
+#include "base/error.h"
+
+namespace vfiokit::msix {
+
+MsixWiring::MsixWiring(const vfio::VfioDevice& device, std::uint32_t irq_index, RouteTable& routes)
+    : routes_(&routes), vectors_(device, irq_index) {}
+
+MsixWiring::~MsixWiring() { teardown(); }
+
+void MsixWiring::check(std::uint32_t vector) const {
+  if (vector >= gsis_.size()) {
+    throw Error("MSI-X wiring", "vector " + std::to_string(vector) + " is not wired (" +
+                                    std::to_string(gsis_.size()) + " are)");
+  }
+}
+
+void MsixWiring::wire(const std::vector<MsiMessage>& messages) {
+  if (!gsis_.empty()) throw Error("MSI-X wiring", "already wired; tear down first");
+  const auto count = static_cast<std::uint32_t>(messages.size());
+  std::vector<std::uint32_t> gsis = routes_->gsis().allocate(count);
+  try {
+    for (std::uint32_t v = 0; v < count; ++v) routes_->stage(gsis[v], messages[v]);
+    routes_->commit();
+    vectors_.enable(count);
+    gsis_ = gsis;
+    masked_.assign(count, true);  // not yet assigned
+    for (std::uint32_t v = 0; v < count; ++v) unmask(v);
+  } catch (...) {
+    teardown();
+    if (gsis_.empty()) {  // failed before the GSIs were taken over
+      for (std::uint32_t gsi : gsis) routes_->unstage(gsi);
+      try {
+        routes_->commit();
+      } catch (const Error& e) {
+        spdlog::error("{}", e.what());
+      }
+      routes_->gsis().release(gsis);
+    }
+    throw;
+  }
+}
+
+void MsixWiring::retarget(std::uint32_t vector, const MsiMessage& message) {
+  check(vector);
+  routes_->stage(gsis_[vector], message);
+  routes_->commit();
+}
+
+void MsixWiring::mask(std::uint32_t vector) {
+  check(vector);
+  if (masked_[vector]) return;
+  routes_->sink().deassign_irqfd(vectors_.eventfd(vector), gsis_[vector]);
+  masked_[vector] = true;
+}
+
+void MsixWiring::unmask(std::uint32_t vector) {
+  check(vector);
+  if (!masked_[vector]) return;
+  // KVM polls the eventfd while assigning: a count left there while masked is injected now.
+  routes_->sink().assign_irqfd(vectors_.eventfd(vector), gsis_[vector]);
+  masked_[vector] = false;
+}
+
+bool MsixWiring::masked(std::uint32_t vector) const {
+  check(vector);
+  return masked_[vector];
+}
+
+std::uint32_t MsixWiring::gsi(std::uint32_t vector) const {
+  check(vector);
+  return gsis_[vector];
+}
+
+void MsixWiring::teardown() noexcept {
+  // irqfds first: KVM must stop waiting on eventfds that are about to close.
+  for (std::uint32_t v = 0; v < gsis_.size(); ++v) {
+    if (masked_[v]) continue;
+    try {
+      routes_->sink().deassign_irqfd(vectors_.eventfd(v), gsis_[v]);
+    } catch (const Error& e) {
+      spdlog::error("{}", e.what());
+    }
+    masked_[v] = true;
+  }
+  // Then the device stops signalling them.
+  try {
+    vectors_.disable();
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+  }
+  if (gsis_.empty()) return;
+  for (std::uint32_t gsi : gsis_) routes_->unstage(gsi);
+  try {
+    routes_->commit();
+    routes_->gsis().release(gsis_);
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+  }
+  gsis_.clear();
+  masked_.clear();
+}
+
+}  // namespace vfiokit::msix

@@ -1,0 +1,40 @@
+/* The port-I/O mailbox between a guest payload and the VMM that runs it, shared by the payloads
+ * (freestanding C) and vfiokit (C++). Every message is one `out` instruction; the VMM sees it as
+ * a KVM_EXIT_IO. Documented for payload authors in docs/payloads.md. */
+#ifndef VFIOKIT_PAYLOADS_MAILBOX_H
+#define VFIOKIT_PAYLOADS_MAILBOX_H
+
+/* out32: the payload is up (VFIOKIT_MAILBOX_MAGIC) and waiting. */
+#define VFIOKIT_MAILBOX_READY 0x500
+/* out32: an interrupt arrived: vector | (how many times it has arrived so far) << 8. */
+#define VFIOKIT_MAILBOX_VECTOR 0x501
+/* out32: the payload is finished: 0 passed, anything else a failure code. */
+#define VFIOKIT_MAILBOX_DONE 0x502
+/* out8: one character of a log line; '\n' ends the line. */
+#define VFIOKIT_MAILBOX_LOG 0x503
+/* out32: a value the payload wants the VMM to print or check (its meaning is the payload's). */
+#define VFIOKIT_MAILBOX_VALUE 0x504
+#define VFIOKIT_MAILBOX_FIRST 0x500
+#define VFIOKIT_MAILBOX_LAST 0x50f
+
+#define VFIOKIT_MAILBOX_MAGIC 0x564b4d31u /* "VKM1" */
+
+/* DONE codes a payload's runtime uses; payloads add their own from 0x100 up. */
+#define VFIOKIT_DONE_PASSED 0u
+#define VFIOKIT_DONE_EXCEPTION 0xe000u /* | the exception vector */
+#define VFIOKIT_DONE_BAD_PARAMETERS 0x00ffu
+
+/* Guest-physical layout shared by the VMM and the payloads. */
+#define VFIOKIT_PARAMS_ADDRESS 0x1000u    /* a page the VMM fills before the first instruction */
+#define VFIOKIT_PAYLOAD_ADDRESS 0x100000u /* where the flat image is loaded and entered */
+#define VFIOKIT_STACK_TOP 0x90000u
+
+/* The irq-probe payload's parameters: which vectors to expect, each once. */
+#define VFIOKIT_IRQ_PARAMS_MAGIC 0x51524956u /* "VIRQ" */
+struct vfiokit_irq_params {
+  unsigned int magic;
+  unsigned int count;          /* how many of vectors[] are used */
+  unsigned char vectors[224];  /* 32..255 */
+};
+
+#endif

@@ -1,0 +1,154 @@
+#include "payloads/runtime.h"
+
+#define LAPIC_BASE 0xfee00000u
+#define LAPIC_TPR 0x80u
+#define LAPIC_EOI 0xb0u
+#define LAPIC_SVR 0xf0u
+#define SPURIOUS_VECTOR 0xffu
+
+struct gdt_entry {
+  uint16_t limit_low, base_low;
+  uint8_t base_mid, access, granularity, base_high;
+} __attribute__((packed));
+
+struct idt_entry {
+  uint16_t offset_low, selector;
+  uint8_t zero, type_attributes;
+  uint16_t offset_high;
+} __attribute__((packed));
+
+struct table_pointer {
+  uint16_t limit;
+  uint32_t base;
+} __attribute__((packed));
+
+/* Null, flat 4 GiB code (0x08) and data (0x10), as the VMM's initial segment registers say. */
+static const struct gdt_entry gdt[3] __attribute__((aligned(8))) = {
+    {0, 0, 0, 0, 0, 0},
+    {0xffff, 0, 0, 0x9a, 0xcf, 0},
+    {0xffff, 0, 0, 0x92, 0xcf, 0},
+};
+static struct idt_entry idt[256] __attribute__((aligned(8)));
+static volatile uint32_t counts[256];
+static interrupt_handler user_handler;
+
+/* Entry at the load address: a stack, the tables, then the payload. */
+__asm__(".section .text.entry, \"ax\"\n"
+        ".global _start\n"
+        "_start:\n"
+        "  movl $" "0x90000" ", %esp\n"
+        "  call runtime_main\n"
+        "1: hlt\n"
+        "  jmp 1b\n"
+        ".previous\n");
+
+/* 256 stubs, 16 bytes apart: push the vector (5-byte push imm32), jump to the common path. */
+__asm__(".text\n"
+        ".balign 16\n"
+        ".global interrupt_stubs\n"
+        "interrupt_stubs:\n"
+        ".set vector, 0\n"
+        ".rept 256\n"
+        "  .balign 16\n"
+        "  .byte 0x68\n"
+        "  .long vector\n"
+        "  jmp interrupt_common\n"
+        "  .set vector, vector + 1\n"
+        ".endr\n"
+        "interrupt_common:\n"
+        "  pushal\n"
+        "  pushl 32(%esp)\n" /* the vector the stub pushed, above the 8 saved registers */
+        "  call dispatch_interrupt\n"
+        "  addl $4, %esp\n"
+        "  popal\n"
+        "  addl $4, %esp\n"
+        "  iret\n");
+
+extern char interrupt_stubs[];
+
+void* memset(void* destination, int value, uint32_t size) {
+  uint8_t* d = destination;
+  while (size--) *d++ = (uint8_t)value;
+  return destination;
+}
+
+void* memcpy(void* destination, const void* source, uint32_t size) {
+  uint8_t* d = destination;
+  const uint8_t* s = source;
+  while (size--) *d++ = *s++;
+  return destination;
+}
+
+void log_text(const char* text) {
+  while (*text) outb(VFIOKIT_MAILBOX_LOG, (uint8_t)*text++);
+}
+
+void log_hex(const char* label, uint32_t value) {
+  static const char digits[] = "0123456789abcdef";
+  char text[11] = "0x";
+  for (int i = 0; i < 8; ++i) text[2 + i] = digits[(value >> (28 - 4 * i)) & 0xf];
+  text[10] = 0;
+  log_text(label);
+  log_text(" ");
+  log_text(text);
+  log_text("\n");
+}
+
+void finish(uint32_t code) {
+  outl(VFIOKIT_MAILBOX_DONE, code);
+  for (;;) __asm__ volatile("cli; hlt");
+}
+
+void set_interrupt_handler(interrupt_handler handler) { user_handler = handler; }
+
+uint32_t interrupt_count(uint32_t vector) { return vector < 256 ? counts[vector] : 0; }
+
+void wait_for_interrupt(void) {
+  /* sti takes effect after the next instruction, so an interrupt pending now wakes the hlt. */
+  __asm__ volatile("sti; hlt; cli" ::: "memory");
+}
+
+void dispatch_interrupt(uint32_t vector);
+void dispatch_interrupt(uint32_t vector) {
+  if (vector < 32) {
+    log_hex("exception", vector);
+    finish(VFIOKIT_DONE_EXCEPTION | vector);
+  }
+  if (vector == SPURIOUS_VECTOR) return; /* no EOI for the spurious vector */
+  counts[vector]++;
+  if (user_handler) user_handler(vector);
+  mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
+}
+
+static void load_tables(void) {
+  const struct table_pointer gdtr = {sizeof gdt - 1, (uint32_t)(uintptr_t)gdt};
+  __asm__ volatile(
+      "lgdt %0\n"
+      "ljmp $0x08, $1f\n"
+      "1: movw $0x10, %%ax\n"
+      "movw %%ax, %%ds\n movw %%ax, %%es\n movw %%ax, %%ss\n movw %%ax, %%fs\n movw %%ax, %%gs\n"
+      ::"m"(gdtr)
+      : "eax", "memory");
+  for (uint32_t v = 0; v < 256; ++v) {
+    const uint32_t stub = (uint32_t)(uintptr_t)interrupt_stubs + 16 * v;
+    idt[v].offset_low = (uint16_t)stub;
+    idt[v].selector = 0x08;
+    idt[v].zero = 0;
+    idt[v].type_attributes = 0x8e; /* present, ring 0, 32-bit interrupt gate */
+    idt[v].offset_high = (uint16_t)(stub >> 16);
+  }
+  const struct table_pointer idtr = {sizeof idt - 1, (uint32_t)(uintptr_t)idt};
+  __asm__ volatile("lidt %0" ::"m"(idtr) : "memory");
+}
+
+static void enable_lapic(void) {
+  mmio_write32(LAPIC_BASE + LAPIC_TPR, 0); /* accept every priority */
+  mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x100u | SPURIOUS_VECTOR); /* software enable */
+}
+
+void runtime_main(void);
+void runtime_main(void) {
+  load_tables();
+  enable_lapic();
+  finish(payload_main());
+}

@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include "base/error.h"
+#include "msix/msi.h"
+#include "msix/routing.h"
+
+namespace vfiokit::msix {
+namespace {
+
+TEST(Msi, EncodesTheFieldsWhereTheSdmPutsThem) {
+  const MsiMessage m = encode_msi({3, 0x31, DeliveryMode::fixed, false, false, false, false});
+  EXPECT_EQ(m.address, 0xfee03000u);
+  EXPECT_EQ(m.data, 0x31u);
+  const MsiMessage level = encode_msi({0xff, 0xef, DeliveryMode::lowest_priority, true, true, true, true});
+  EXPECT_EQ(level.address, 0xfeeff00cu);
+  EXPECT_EQ(level.data, 0xc1efu);
+  EXPECT_EQ(encode_msi({0, 2, DeliveryMode::nmi}).data, 0x402u);  // NMI ignores the vector
+}
+
+TEST(Msi, RoundTripsEveryVectorDestinationAndMode) {
+  for (unsigned vector = 16; vector < 256; ++vector) {
+    for (unsigned dest : {0u, 1u, 7u, 255u}) {
+      for (DeliveryMode mode : {DeliveryMode::fixed, DeliveryMode::lowest_priority, DeliveryMode::nmi}) {
+        for (bool level : {false, true}) {
+          const MsiFields fields{static_cast<std::uint8_t>(dest), static_cast<std::uint8_t>(vector),
+                                 mode, dest == 7, dest == 255, level, level};
+          ASSERT_EQ(decode_msi(encode_msi(fields)), fields) << describe(fields);
+        }
+      }
+    }
+  }
+}
+
+TEST(Msi, RejectsReservedAndForeignMessages) {
+  EXPECT_THROW(encode_msi({0, 15}), Error);                               // an exception vector
+  EXPECT_THROW(encode_msi({0, 0x30, static_cast<DeliveryMode>(3)}), Error);
+  EXPECT_THROW(decode_msi({0xfed00000, 0x30}), Error);                     // not the MSI window
+  EXPECT_THROW(decode_msi({0xfee00001, 0x30}), Error);                     // reserved address bits
+  EXPECT_THROW(decode_msi({0xfee00000, 0x10030}), Error);                  // reserved data bits
+  EXPECT_THROW(decode_msi({0xfee00000, 0x630}), Error);                    // reserved mode 6
+  EXPECT_EQ(describe(decode_msi({0xfee01000, 0x8031})), "vector 0x31 to APIC 1, fixed, level");
+}
+
+TEST(GsiAllocator, HandsOutFromTwentyFourAndRunsOutAt4096) {
+  GsiAllocator gsis;
+  EXPECT_EQ(gsis.available(), 4096u - 24);
+  const auto first = gsis.allocate(3);
+  EXPECT_EQ(first, (std::vector<std::uint32_t>{24, 25, 26}));
+  const auto rest = gsis.allocate(gsis.available());
+  EXPECT_EQ(rest.back(), 4095u);
+  EXPECT_EQ(gsis.available(), 0u);
+  try {
+    gsis.allocate(1);
+    FAIL() << "exhausted";
+  } catch (const Error& e) {
+    EXPECT_NE(e.hint().find("4096"), std::string::npos);
+  }
+  const std::vector<std::uint32_t> back = {25};
+  gsis.release(back);
+  EXPECT_EQ(gsis.allocate(1), back);
+  EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{5}), Error);    // an irqchip GSI
+  EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{9999}), Error);
+}
+
+TEST(GsiAllocator, AFailedRequestAllocatesNothing) {
+  GsiAllocator gsis(24, 34);
+  gsis.allocate(8);
+  EXPECT_THROW(gsis.allocate(3), Error);
+  EXPECT_EQ(gsis.available(), 2u);
+}
+
+// Records what a VM would be asked to do.
+class RecordingSink final : public IrqRouting {
+ public:
+  void set_gsi_routing(std::span<const RouteEntry> entries) override {
+    tables.emplace_back(entries.begin(), entries.end());
+  }
+  void assign_irqfd(int fd, std::uint32_t gsi) override { irqfds.push_back({fd, gsi}); }
+  void deassign_irqfd(int fd, std::uint32_t gsi) override {
+    std::erase(irqfds, std::pair<int, std::uint32_t>{fd, gsi});
+  }
+  void signal_msi(const MsiMessage& m) override { signalled.push_back(m); }
+  std::vector<std::vector<RouteEntry>> tables;
+  std::vector<std::pair<int, std::uint32_t>> irqfds;
+  std::vector<MsiMessage> signalled;
+};
+
+TEST(RouteTable, DefaultIrqchipRoutesMirrorKvms) {
+  const auto routes = default_irqchip_routes();
+  EXPECT_EQ(routes.size(), 40u);  // 16 GSIs on IOAPIC and PIC, 8 on the IOAPIC only
+  EXPECT_EQ(routes[0], (RouteEntry{0, IrqchipPin{2, 0}}));
+  EXPECT_EQ(routes[1], (RouteEntry{0, IrqchipPin{0, 0}}));
+  EXPECT_EQ(routes[19], (RouteEntry{9, IrqchipPin{1, 1}}));
+  EXPECT_EQ(routes.back(), (RouteEntry{23, IrqchipPin{2, 23}}));
+}
+
+TEST(RouteTable, AWholeChangeSetIsOneCommit) {
+  RecordingSink vm;
+  RouteTable table(vm);
+  const auto gsis = table.gsis().allocate(512);
+  for (std::uint32_t i = 0; i < gsis.size(); ++i) {
+    table.stage(gsis[i], encode_msi({0, static_cast<std::uint8_t>(0x30 + i % 200)}));
+  }
+  EXPECT_TRUE(vm.tables.empty());  // nothing reaches KVM before the commit
+  table.commit();
+  ASSERT_EQ(vm.tables.size(), 1u);
+  EXPECT_EQ(vm.tables[0].size(), 40u + 512);
+  EXPECT_EQ(table.commits(), 1u);
+  table.commit();  // unchanged: no second ioctl
+  EXPECT_EQ(vm.tables.size(), 1u);
+  table.stage(gsis[0], encode_msi({0, 0x30}));  // the same message again: still clean
+  EXPECT_FALSE(table.dirty());
+  table.stage(gsis[0], encode_msi({1, 0x30}));
+  table.unstage(gsis[1]);
+  table.commit();
+  ASSERT_EQ(vm.tables.size(), 2u);
+  EXPECT_EQ(vm.tables[1].size(), 40u + 511);
+  EXPECT_EQ(table.route(gsis[0]), encode_msi({1, 0x30}));
+  EXPECT_FALSE(table.route(gsis[1]));
+}
+
+TEST(RouteTable, IrqchipGsisAndOutOfRangeGsisAreRefused) {
+  RecordingSink vm;
+  RouteTable table(vm);
+  EXPECT_THROW(table.stage(5, encode_msi({0, 0x30})), Error);
+  EXPECT_THROW(table.stage(4096, encode_msi({0, 0x30})), Error);
+  RouteTable bare(vm, false);  // no irqchip: every GSI is free for MSI
+  bare.stage(5, encode_msi({0, 0x30}));
+  bare.commit();
+  EXPECT_EQ(vm.tables.back().size(), 1u);
+}
+
+}  // namespace
+}  // namespace vfiokit::msix
