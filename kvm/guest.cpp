@@ -111,6 +111,7 @@ void PayloadGuest::on_mailbox(const IoExit& io, std::span<std::uint8_t> data) {
     std::memset(data.data(), 0xff, data.size());  // nothing to read from the mailbox
     return;
   }
+  const auto now = std::chrono::steady_clock::now();
   std::uint32_t value = 0;
   std::memcpy(&value, data.data(), std::min<std::size_t>(data.size(), sizeof value));
   std::lock_guard lock(mutex_);
@@ -126,7 +127,7 @@ void PayloadGuest::on_mailbox(const IoExit& io, std::span<std::uint8_t> data) {
     }
     return;
   }
-  events_.push_back({io.port, value});
+  events_.push_back({io.port, value, now});
   changed_.notify_all();
 }
 

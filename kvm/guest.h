@@ -33,6 +33,7 @@ struct GuestOptions {
 struct MailboxEvent {
   std::uint16_t port = 0;  // VFIOKIT_MAILBOX_*
   std::uint32_t value = 0;
+  std::chrono::steady_clock::time_point time;  // when the vCPU thread saw the exit
 };
 
 class PayloadGuest {

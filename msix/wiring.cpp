@@ -18,7 +18,7 @@ void MsixWiring::check(std::uint32_t vector) const {
   }
 }
 
-void MsixWiring::wire(const std::vector<MsiMessage>& messages) {
+void MsixWiring::wire(const std::vector<MsiMessage>& messages, const std::vector<bool>& masked) {
   if (!gsis_.empty()) throw Error("MSI-X wiring", "already wired; tear down first");
   const auto count = static_cast<std::uint32_t>(messages.size());
   std::vector<std::uint32_t> gsis = routes_->gsis().allocate(count);
@@ -28,7 +28,9 @@ void MsixWiring::wire(const std::vector<MsiMessage>& messages) {
     vectors_.enable(count);
     gsis_ = gsis;
     masked_.assign(count, true);  // not yet assigned
-    for (std::uint32_t v = 0; v < count; ++v) unmask(v);
+    for (std::uint32_t v = 0; v < count; ++v) {
+      if (v >= masked.size() || !masked[v]) unmask(v);
+    }
   } catch (...) {
     teardown();
     if (gsis_.empty()) {  // failed before the GSIs were taken over

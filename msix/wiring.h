@@ -27,8 +27,9 @@ class MsixWiring {
   MsixWiring& operator=(const MsixWiring&) = delete;
 
   // Wires vectors 0..messages.size()-1 to `messages`: GSIs allocated, all routes committed in
-  // one KVM_SET_GSI_ROUTING, eventfds given to VFIO and to KVM_IRQFD.
-  void wire(const std::vector<MsiMessage>& messages);
+  // one KVM_SET_GSI_ROUTING, eventfds given to VFIO and to KVM_IRQFD, except for the vectors
+  // `masked` says start masked (an MSI-X table fresh from reset masks them all).
+  void wire(const std::vector<MsiMessage>& messages, const std::vector<bool>& masked = {});
   // Points a wired vector at a new message (the guest reprogrammed its MSI-X table entry).
   void retarget(std::uint32_t vector, const MsiMessage& message);
   void mask(std::uint32_t vector);

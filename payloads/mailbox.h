@@ -14,6 +14,9 @@
 #define VFIOKIT_MAILBOX_LOG 0x503
 /* out32: a value the payload wants the VMM to print or check (its meaning is the payload's). */
 #define VFIOKIT_MAILBOX_VALUE 0x504
+/* out8: the runtime's first instructions, before anything else runs; marks the moment the
+ * guest started executing (launch timing). */
+#define VFIOKIT_MAILBOX_STARTED 0x505
 #define VFIOKIT_MAILBOX_FIRST 0x500
 #define VFIOKIT_MAILBOX_LAST 0x50f
 
@@ -36,5 +39,21 @@ struct vfiokit_irq_params {
   unsigned int count;          /* how many of vectors[] are used */
   unsigned char vectors[224];  /* 32..255 */
 };
+
+/* nvme-identify's parameters: the serial Identify Controller must report ("" accepts any
+ * printable serial). */
+#define VFIOKIT_NVME_PARAMS_MAGIC 0x454d564eu /* "NVME" */
+struct vfiokit_nvme_params {
+  unsigned int magic;
+  char serial[24]; /* NUL-terminated, at most 20 characters */
+};
+
+/* DONE codes of the passthrough payloads. */
+#define VFIOKIT_DONE_NO_DEVICE 0x0101u       /* the device is not on the guest's PCI bus */
+#define VFIOKIT_DONE_NO_CAPABILITY 0x0102u   /* it lacks the MSI or MSI-X capability */
+#define VFIOKIT_DONE_TIMEOUT 0x0103u         /* the device did not answer in time */
+#define VFIOKIT_DONE_MISMATCH 0x0104u        /* data came back different */
+#define VFIOKIT_DONE_DEVICE_ERROR 0x0105u    /* the device reported an error */
+#define VFIOKIT_DONE_WRONG_SERIAL 0x0106u    /* Identify reported another serial */
 
 #endif

@@ -5,6 +5,7 @@
 #define LAPIC_EOI 0xb0u
 #define LAPIC_SVR 0xf0u
 #define SPURIOUS_VECTOR 0xffu
+#define TIMER_VECTOR 0x20u
 
 struct gdt_entry {
   uint16_t limit_low, base_low;
@@ -36,6 +37,9 @@ static interrupt_handler user_handler;
 __asm__(".section .text.entry, \"ax\"\n"
         ".global _start\n"
         "_start:\n"
+        /* VFIOKIT_MAILBOX_STARTED, before anything else (a port above 0xff needs %dx). */
+        "  movw $0x505, %dx\n"
+        "  outb %al, %dx\n"
         "  movl $" "0x90000" ", %esp\n"
         "  call runtime_main\n"
         "1: hlt\n"
@@ -103,6 +107,15 @@ void set_interrupt_handler(interrupt_handler handler) { user_handler = handler; 
 
 uint32_t interrupt_count(uint32_t vector) { return vector < 256 ? counts[vector] : 0; }
 
+int wait_for_interrupt_count(uint32_t vector, uint32_t count, uint32_t timeout_ticks) {
+  /* Each round is one hlt: any interrupt, or the LAPIC timer tick, wakes it. */
+  for (uint32_t tick = 0; tick < timeout_ticks; ++tick) {
+    if (counts[vector] >= count) return 1;
+    wait_for_interrupt();
+  }
+  return counts[vector] >= count;
+}
+
 void wait_for_interrupt(void) {
   /* sti takes effect after the next instruction, so an interrupt pending now wakes the hlt. */
   __asm__ volatile("sti; hlt; cli" ::: "memory");
@@ -116,7 +129,7 @@ void dispatch_interrupt(uint32_t vector) {
   }
   if (vector == SPURIOUS_VECTOR) return; /* no EOI for the spurious vector */
   counts[vector]++;
-  if (user_handler) user_handler(vector);
+  if (vector != TIMER_VECTOR && user_handler) user_handler(vector);
   mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
 }
 
@@ -141,9 +154,17 @@ static void load_tables(void) {
   __asm__ volatile("lidt %0" ::"m"(idtr) : "memory");
 }
 
+#define LAPIC_LVT_TIMER 0x320u
+#define LAPIC_TIMER_INITIAL 0x380u
+#define LAPIC_TIMER_DIVIDE 0x3e0u
+
 static void enable_lapic(void) {
   mmio_write32(LAPIC_BASE + LAPIC_TPR, 0); /* accept every priority */
   mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x100u | SPURIOUS_VECTOR); /* software enable */
+  /* A periodic timer tick, so waits for a device can time out instead of halting forever. */
+  mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIVIDE, 0xb); /* divide by 1 */
+  mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, 0x20000u | TIMER_VECTOR); /* periodic */
+  mmio_write32(LAPIC_BASE + LAPIC_TIMER_INITIAL, 10000000u); /* ~10 ms at KVM's 1 GHz APIC clock */
 }
 
 void runtime_main(void);

@@ -40,6 +40,13 @@ uint32_t interrupt_count(uint32_t vector);
 
 /* Halts until the next interrupt, with no window in which one could be missed (sti; hlt). */
 void wait_for_interrupt(void);
+/* Halts until `vector` has arrived `count` times in all, or `timeout_ticks` wake-ups passed
+ * (the runtime's LAPIC timer wakes the CPU regularly; vector 0x20 is its own). Returns 1 when
+ * the count was reached. */
+int wait_for_interrupt_count(uint32_t vector, uint32_t count, uint32_t timeout_ticks);
+
+/* The runtime's timer vector; payloads choose their device vectors from 0x30 up. */
+#define RUNTIME_TIMER_VECTOR 0x20u
 
 void* memset(void* destination, int value, uint32_t size);
 void* memcpy(void* destination, const void* source, uint32_t size);

@@ -36,6 +36,15 @@ bool Region::mapped(std::uint64_t offset, std::size_t width) const noexcept {
   return address(offset, width) != nullptr;
 }
 
+std::span<std::uint8_t> Region::mapped_range(std::uint64_t offset, std::size_t length) const noexcept {
+  for (const Area& area : areas_) {
+    if (offset >= area.offset && offset - area.offset + length <= area.memory.size()) {
+      return area.memory.bytes().subspan(offset - area.offset, length);
+    }
+  }
+  return {};
+}
+
 std::string_view Region::path_for(std::uint64_t offset, std::size_t width) const noexcept {
   return mapped(offset, width) ? "mmap" : "pread/pwrite";
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +28,9 @@ class Region {
   // True when [offset, offset + width) lies in an mmap()ed area.
   [[nodiscard]] bool mapped(std::uint64_t offset, std::size_t width) const noexcept;
   [[nodiscard]] std::string_view path_for(std::uint64_t offset, std::size_t width) const noexcept;
+  // The process's mapping of [offset, offset + length), for handing the memory to someone else
+  // (a KVM memory slot); empty when that range is not wholly mmap()ed.
+  [[nodiscard]] std::span<std::uint8_t> mapped_range(std::uint64_t offset, std::size_t length) const noexcept;
 
   std::uint8_t read8(std::uint64_t offset) const;
   std::uint16_t read16(std::uint64_t offset) const;

@@ -11,6 +11,14 @@
 #include "tools/vfiokit/report.h"
 
 namespace vfiokit::cli {
+namespace {
+
+// Dynamic initialization runs before main(): as early as vfiokit's own code can see the clock.
+const std::chrono::steady_clock::time_point g_process_start = std::chrono::steady_clock::now();
+
+}  // namespace
+
+std::chrono::steady_clock::time_point process_start() noexcept { return g_process_start; }
 
 int run(int argc, char** argv) {
   CLI::App app{"vfiokit: find PCI devices, hand them to VFIO safely, and drive them from user space",

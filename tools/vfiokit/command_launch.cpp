@@ -1,0 +1,294 @@
+// `vfiokit launch BDF --payload NAME|PATH` (the built-in VMM) and `vfiokit launch BDF --qemu --
+// QEMU-ARGS...` (a full OS guest): the device's group on vfio-pci for the run, and back after.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
+#include <memory>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "base/text.h"
+#include "payloads/mailbox.h"
+#include "payloads/payloads.h"
+#include "tools/vfiokit/binding_session.h"
+#include "tools/vfiokit/cli.h"
+#include "tools/vfiokit/commands.h"
+#include "tools/vfiokit/device_report.h"
+#include "vfio/open.h"
+#include "vmm/launch.h"
+#include "vmm/qemu_command.h"
+
+namespace vfiokit::cli {
+namespace {
+
+struct LaunchArgs {
+  std::string bdf;
+  std::string payload;
+  bool qemu = false;
+  bool dry_run = false;
+  std::string expected_serial;
+  double timeout_seconds = 30;
+  unsigned memory_mib = 64;
+  std::string qemu_binary = "qemu-system-x86_64";
+  std::vector<std::string> qemu_arguments;
+  double wait_seconds = 30;
+  bind::ForceFlags force;
+};
+
+std::atomic<bool> g_interrupted{false};
+std::atomic<pid_t> g_child{0};
+
+// SIGINT/SIGTERM/SIGHUP while a guest runs: a payload run stops and restores; a QEMU child gets
+// the signal passed on, and the devices are restored when it has gone.
+void on_signal(int signal) {
+  g_interrupted = true;
+  if (const pid_t child = g_child.load(); child > 0) ::kill(child, signal);
+}
+
+struct SignalGuard {
+  SignalGuard() {
+    struct sigaction action {};
+    action.sa_handler = on_signal;
+    sigemptyset(&action.sa_mask);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &action, &saved[s == SIGINT ? 0 : s == SIGTERM ? 1 : 2]);
+  }
+  ~SignalGuard() {
+    ::sigaction(SIGINT, &saved[0], nullptr);
+    ::sigaction(SIGTERM, &saved[1], nullptr);
+    ::sigaction(SIGHUP, &saved[2], nullptr);
+  }
+  struct sigaction saved[3] {};
+};
+
+struct ResolvedPayload {
+  std::string name;
+  std::vector<std::uint8_t> image;
+};
+
+ResolvedPayload resolve_payload(const std::string& name_or_path) {
+  if (const auto payload = payloads::find(name_or_path)) {
+    return {std::string(payload->name), {payload->image.begin(), payload->image.end()}};
+  }
+  if (name_or_path.find('/') != std::string::npos || std::filesystem::exists(name_or_path)) {
+    if (!std::filesystem::is_regular_file(name_or_path)) {
+      throw Error("launch", "payload file '" + name_or_path + "' does not exist")
+          .kind(ErrorKind::usage)
+          .hint("give a flat binary built as docs/payloads.md describes");
+    }
+    return {name_or_path, read_bytes(name_or_path, std::size_t{8} << 20)};
+  }
+  std::vector<std::string> names;
+  for (const auto& p : payloads::all()) names.emplace_back(p.name);
+  throw Error("launch", "no payload '" + name_or_path + "'")
+      .kind(ErrorKind::usage)
+      .hint("vfiokit carries " + join(names, ", ") + "; or give the path of your own flat binary "
+            "(docs/payloads.md)");
+}
+
+std::vector<std::uint8_t> parameters_for(const ResolvedPayload& payload, const LaunchArgs& args) {
+  if (payload.name != "nvme-identify") return {};
+  vfiokit_nvme_params params{};
+  params.magic = VFIOKIT_NVME_PARAMS_MAGIC;
+  if (args.expected_serial.size() > 20) {
+    throw Error("launch", "an NVMe serial has at most 20 characters").kind(ErrorKind::usage);
+  }
+  std::memcpy(params.serial, args.expected_serial.data(), args.expected_serial.size());
+  std::vector<std::uint8_t> bytes(sizeof params);
+  std::memcpy(bytes.data(), &params, sizeof params);
+  return bytes;
+}
+
+int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
+  const HostPaths paths = options.paths();
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  const ResolvedPayload payload = resolve_payload(args.payload);
+  std::ostream* progress = options.json ? nullptr : &std::cout;
+  if (progress) *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
+  SignalGuard signals;
+  g_interrupted = false;
+  BindingSession session(paths, bdf, args.force,
+                         std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000)),
+                         progress);
+  vmm::LaunchResult result;
+  {
+    vfio::OpenedDevice opened = vfio::open_vfio_device(paths, bdf);
+    vmm::LaunchOptions launch;
+    launch.memory = std::size_t{args.memory_mib} << 20;
+    launch.timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
+    launch.parameters = parameters_for(payload, args);
+    launch.start = process_start();
+    launch.cancel = &g_interrupted;
+    result = vmm::launch_payload(paths, opened, payload.image, launch);
+  }
+  session.restore();
+  if (options.json) {
+    Json values = Json::array();
+    for (auto v : result.values) values.push_back(v);
+    Json timing = Json::object();
+    if (result.first_instruction_ms) timing["first_instruction_ms"] = *result.first_instruction_ms;
+    if (result.first_mailbox_ms) timing["first_mailbox_ms"] = *result.first_mailbox_ms;
+    if (result.first_instruction_monotonic_ns) timing["first_instruction_monotonic_ns"] = *result.first_instruction_monotonic_ns;
+    if (result.first_mailbox_monotonic_ns) timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
+    Json moved = Json::array();
+    for (const auto& b : session.moved()) moved.push_back(b.to_string());
+    std::cout << Json{{"bdf", bdf.to_string()},
+                      {"payload", payload.name},
+                      {"passed", result.passed},
+                      {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code)) : Json(nullptr)},
+                      {"done_code", result.done_code ? Json(*result.done_code) : Json(nullptr)},
+                      {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
+                      {"guest_bdf", result.guest_bdf},
+                      {"layout", result.layout},
+                      {"values", values},
+                      {"log", result.log},
+                      {"timing", timing},
+                      {"bound_and_restored", moved}}
+                     .dump(2)
+              << '\n';
+  } else {
+    std::cout << "guest: " << args.memory_mib << " MiB of RAM, DMA-mapped at IOVA = guest-physical; "
+              << bdf.to_string() << " is guest " << result.guest_bdf << '\n';
+    for (const auto& line : result.layout) std::cout << "  " << line << '\n';
+    if (result.first_instruction_ms) {
+      std::printf("guest's first instruction %.1f ms after vfiokit started", *result.first_instruction_ms);
+      if (result.first_mailbox_ms) std::printf(", first mailbox write %.1f ms", *result.first_mailbox_ms);
+      std::printf("\n");
+    }
+    std::cout << "payload log:\n";
+    for (const auto line : split_lines(result.log)) std::cout << "  | " << line << '\n';
+    std::cout << (result.passed ? "result: passed\n" : "result: FAILED: " + result.failure + "\n");
+    std::cout << "devices restored to their original drivers\n";
+  }
+  return result.passed ? 0 : 1;
+}
+
+// Runs QEMU as a child that dies with vfiokit (PR_SET_PDEATHSIG), passing signals on.
+int run_qemu(const std::vector<std::string>& command) {
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child < 0) {
+    const int err = errno;
+    throw Error::from_errno(err, "fork QEMU");
+  }
+  if (child == 0) {
+    // If vfiokit is killed, QEMU must go too: otherwise it keeps the group open and `vfiokit
+    // restore` would have to wait for it.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);
+    std::vector<char*> argv;
+    for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "vfiokit: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  g_child = child;
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  g_child = 0;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
+  const HostPaths paths = options.paths();
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  if (args.dry_run) {
+    const auto run_dir = paths.run / "vfiokit";
+    bind::Journal journal(run_dir);
+    const std::vector<pci::Bdf> requested{bdf};
+    const auto view = bind::gather_host_view(paths, requested, journal, ::getpid());
+    const auto plan = bind::plan_bind(view, requested, args.force);
+    std::vector<pci::Bdf> endpoints;
+    for (const auto& d : plan.devices) {
+      if (d.action != bind::PlannedAction::stay) endpoints.push_back(d.bdf);
+    }
+    const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, endpoints);
+    if (options.json) {
+      Json devices = Json::array();
+      for (const auto& d : plan.devices) {
+        devices.push_back({{"bdf", d.bdf.to_string()}, {"driver", d.current_driver ? Json(*d.current_driver) : Json(nullptr)},
+                           {"note", d.note}});
+      }
+      Json refused = Json::array();
+      for (const auto& r : plan.refusals) refused.push_back({{"bdf", r.bdf.to_string()}, {"check", r.check}, {"reason", r.reason}});
+      std::cout << Json{{"dry_run", true}, {"devices", devices}, {"refused", refused}, {"command", command}}.dump(2) << '\n';
+    } else {
+      std::cout << "plan: bind for the guest, restore when QEMU exits\n";
+      for (const auto& d : plan.devices) {
+        std::cout << "  " << d.bdf.to_string() << "  " << d.current_driver.value_or("(none)") << "  " << d.note << '\n';
+      }
+      for (const auto& r : plan.refusals) std::cout << "  refused: " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason << '\n';
+      std::cout << "command:\n  " << vmm::shell_quote(command) << '\n';
+    }
+    return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
+  }
+  std::ostream* progress = options.json ? nullptr : &std::cout;
+  SignalGuard signals;
+  g_interrupted = false;
+  BindingSession session(paths, bdf, args.force,
+                         std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000)),
+                         progress);
+  const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
+  if (progress) *progress << "running: " << vmm::shell_quote(command) << '\n' << std::flush;
+  const int status = run_qemu(command);
+  session.restore();
+  if (options.json) {
+    std::cout << Json{{"command", command}, {"qemu_exit_status", status}, {"restored", true}}.dump(2) << '\n';
+  } else {
+    std::cout << "QEMU exited with status " << status << "; devices restored to their original drivers\n";
+  }
+  return status == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+Command add_launch_command(CLI::App& app, GlobalOptions& options) {
+  auto args = std::make_shared<LaunchArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "launch", "Run a guest that owns the device: a payload in the built-in VMM (--payload) or a "
+                "full OS in QEMU (--qemu -- QEMU-ARGS...). The device's IOMMU group is bound for "
+                "the run and restored after it, whatever happens");
+  sub->add_option("BDF", args->bdf, "PCI address of the device")->required();
+  auto* payload = sub->add_option("--payload", args->payload,
+                                  "A payload vfiokit carries (edu-dma, nvme-identify, irq-probe) or "
+                                  "the path of a flat binary (docs/payloads.md)");
+  auto* qemu = sub->add_flag("--qemu", args->qemu, "Run QEMU with the device passed through");
+  payload->excludes(qemu);
+  sub->add_option("QEMU_ARGS", args->qemu_arguments, "Arguments for QEMU, after --");
+  sub->add_flag("--dry-run", args->dry_run, "With --qemu: print the plan and the command; change nothing");
+  sub->add_option("--qemu-binary", args->qemu_binary, "QEMU to run")->capture_default_str();
+  sub->add_option("--expect-serial", args->expected_serial, "nvme-identify: the serial to expect");
+  sub->add_option("--timeout", args->timeout_seconds, "Seconds to wait for the payload's result")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  sub->add_option("--memory", args->memory_mib, "Guest RAM in MiB (payloads)")
+      ->check(CLI::Range(4u, 1024u))->capture_default_str();
+  sub->add_option("--wait", args->wait_seconds, "Seconds to wait for another vfiokit to finish")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  sub->add_flag("--json", options.json, "Print JSON");
+  sub->add_flag("--force-boot-vga", args->force.boot_vga, "Bind the boot VGA device anyway");
+  sub->add_flag("--force-net", args->force.net, "Bind although its network interfaces are in use");
+  sub->add_flag("--force-block", args->force.block, "Bind although its disks are in use");
+  sub->add_flag("--force-sriov", args->force.sriov, "Bind an SR-IOV PF with VFs enabled");
+  sub->callback([args] {
+    if (args->payload.empty() && !args->qemu) {
+      throw CLI::ValidationError("launch", "give --payload NAME|PATH or --qemu");
+    }
+    if (!args->qemu && !args->qemu_arguments.empty()) {
+      throw CLI::ValidationError("launch", "arguments after the BDF are for QEMU: use --qemu");
+    }
+    if (args->dry_run && !args->qemu) {
+      throw CLI::ValidationError("launch", "--dry-run goes with --qemu");
+    }
+  });
+  return {sub, [&options, args] {
+            return args->qemu ? run_qemu_launch(options, *args) : run_payload_launch(options, *args);
+          }};
+}
+
+}  // namespace vfiokit::cli

@@ -1,0 +1,59 @@
+#include "vmm/bar_layout.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "base/error.h"
+#include "base/text.h"
+
+namespace vfiokit::vmm {
+namespace {
+
+// The next naturally aligned place for `size` at or after `cursor`, if it ends by `end`.
+bool place(std::uint64_t& cursor, std::uint64_t end, std::uint64_t size, std::uint64_t& address) {
+  const std::uint64_t aligned = (cursor + size - 1) & ~(size - 1);
+  if (aligned < cursor || aligned > end || size - 1 > end - aligned) return false;
+  address = aligned;
+  cursor = aligned + size;
+  return true;
+}
+
+}  // namespace
+
+std::vector<GuestBar> assign_bars(std::span<const BarSpec> bars, const BarWindows& windows) {
+  std::vector<BarSpec> order(bars.begin(), bars.end());
+  for (const auto& bar : order) {
+    if (!std::has_single_bit(bar.size)) {
+      throw Error("lay out BARs", "BAR" + std::to_string(bar.index) + " size " + hex(bar.size) +
+                                      " is not a power of two");
+    }
+  }
+  // Largest first keeps the natural alignment from wasting space.
+  std::stable_sort(order.begin(), order.end(),
+                   [](const BarSpec& a, const BarSpec& b) { return a.size > b.size; });
+  std::uint64_t mmio32 = windows.mmio32_start, mmio64 = windows.mmio64_start, io = windows.io_start;
+  std::vector<GuestBar> placed;
+  for (const BarSpec& bar : order) {
+    GuestBar guest{bar, 0};
+    // Memory BARs smaller than a page still take a whole page: KVM maps guest memory in pages.
+    const std::uint64_t size = bar.kind == pci::BarKind::io ? bar.size : std::max<std::uint64_t>(bar.size, 4096);
+    bool ok = false;
+    if (bar.kind == pci::BarKind::io) {
+      ok = place(io, windows.io_end, size, guest.address);
+    } else {
+      ok = place(mmio32, windows.mmio32_end, size, guest.address) ||
+           (bar.kind == pci::BarKind::mem64 && place(mmio64, windows.mmio64_end, size, guest.address));
+    }
+    if (!ok) {
+      throw Error("lay out BARs", "BAR" + std::to_string(bar.index) + " (" + human_size(bar.size) +
+                                      ") does not fit in the guest's " +
+                                      (bar.kind == pci::BarKind::io ? "I/O" : "MMIO") + " window");
+    }
+    placed.push_back(guest);
+  }
+  std::sort(placed.begin(), placed.end(),
+            [](const GuestBar& a, const GuestBar& b) { return a.spec.index < b.spec.index; });
+  return placed;
+}
+
+}  // namespace vfiokit::vmm

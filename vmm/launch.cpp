@@ -1,0 +1,149 @@
+#include "vmm/launch.h"
+
+#include <spdlog/spdlog.h>
+
+#include "base/error.h"
+#include "base/text.h"
+#include "iommu/backend.h"
+#include "kvm/guest.h"
+#include "kvm/system.h"
+#include "payloads/mailbox.h"
+#include "vmm/passthrough.h"
+#include "vmm/pci_bus.h"
+
+namespace vfiokit::vmm {
+namespace {
+
+constexpr std::uint32_t kFirstBarSlot = 1;  // slot 0 is guest RAM
+
+double ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+// steady_clock is CLOCK_MONOTONIC on Linux.
+std::int64_t monotonic_ns(std::chrono::steady_clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::string describe_done_code(std::uint32_t code) {
+  static constexpr const char* kExceptions[] = {
+      "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
+      "device not available", "double fault", "coprocessor segment overrun", "invalid TSS",
+      "segment not present", "stack fault", "general protection", "page fault", "reserved",
+      "x87 floating point", "alignment check", "machine check", "SIMD floating point"};
+  if ((code & 0xff00u) == VFIOKIT_DONE_EXCEPTION) {
+    const std::uint32_t vector = code & 0xffu;
+    return "exception " + hex(vector) +
+           (vector < std::size(kExceptions) ? " (" + std::string(kExceptions[vector]) + ")" : "");
+  }
+  switch (code) {
+    case VFIOKIT_DONE_PASSED: return "passed";
+    case VFIOKIT_DONE_BAD_PARAMETERS: return "bad parameters";
+    case VFIOKIT_DONE_NO_DEVICE: return "the device is not on the guest's PCI bus";
+    case VFIOKIT_DONE_NO_CAPABILITY: return "the device lacks the MSI or MSI-X capability";
+    case VFIOKIT_DONE_TIMEOUT: return "the device did not answer in time";
+    case VFIOKIT_DONE_MISMATCH: return "data came back different";
+    case VFIOKIT_DONE_DEVICE_ERROR: return "the device reported an error";
+    case VFIOKIT_DONE_WRONG_SERIAL: return "Identify reported another serial";
+    default: return "failure code " + hex(code);
+  }
+}
+
+LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
+                            std::span<const std::uint8_t> image, const LaunchOptions& options) {
+  LaunchResult result;
+  const kvm::KvmSystem kvm = kvm::KvmSystem::open(paths);
+  kvm::GuestOptions guest_options;
+  guest_options.memory = options.memory;
+  guest_options.parameters = options.parameters;
+  // Destroyed bottom-up after the vCPU has stopped: the device model (interrupts unwired, BAR
+  // slots removed), then the DMA mapping of guest RAM, then the guest and its RAM.
+  kvm::PayloadGuest guest(kvm, image, guest_options);
+  const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
+                                                    iommu::DmaDirection::bidirectional);
+  PassthroughDevice device(opened.device, guest.vm(), guest.routes(), kFirstBarSlot);
+  PciBus bus;
+  bus.attach(1, 0, device);
+  result.layout = device.describe();
+
+  const BarWindows windows;
+  kvm::RunLoop& loop = guest.run_loop();
+  loop.on_io(kConfigAddressPort, kConfigDataPort + 3,
+             [&bus](const kvm::IoExit& io, std::span<std::uint8_t> data) {
+               for (std::uint32_t i = 0; i < io.count; ++i) {
+                 bus.io(io.port, io.out, data.subspan(std::size_t{i} * io.size, io.size));
+               }
+             });
+  auto trapped_io = [&device](const kvm::IoExit& io, std::span<std::uint8_t> data) {
+    if (!device.io(io, data)) {
+      throw Error("guest I/O", "port " + hex(io.port) + " is in the I/O window but in no BAR");
+    }
+  };
+  auto trapped_mmio = [&device](const kvm::MmioExit& mmio, std::span<std::uint8_t> data) {
+    if (!device.mmio(mmio, data)) {
+      throw Error("guest MMIO", hex(mmio.address) + " is in the MMIO window but in no BAR");
+    }
+  };
+  loop.on_io(static_cast<std::uint16_t>(windows.io_start), static_cast<std::uint16_t>(windows.io_end), trapped_io);
+  loop.on_mmio(windows.mmio32_start, windows.mmio32_end, trapped_mmio);
+  loop.on_mmio(windows.mmio64_start, windows.mmio64_end, trapped_mmio);
+
+  struct StopGuest {
+    kvm::PayloadGuest& guest;
+    ~StopGuest() { guest.stop(); }
+  } stop{guest};
+  guest.start();
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  try {
+    for (;;) {
+      if (options.cancel && options.cancel->load()) {
+        result.failure = "interrupted before the payload reported a result";
+        break;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        result.failure = "the payload reported no result within " +
+                         std::to_string(options.timeout.count() / 1000) + " s";
+        break;
+      }
+      // Short waits, so a cancel request is seen promptly.
+      const auto event = guest.next_event(std::min(left, std::chrono::milliseconds(100)));
+      if (!event) continue;
+      switch (event->port) {
+        case VFIOKIT_MAILBOX_STARTED:
+          if (!result.first_instruction_ms) {
+            result.first_instruction_ms = ms_between(options.start, event->time);
+            result.first_instruction_monotonic_ns = monotonic_ns(event->time);
+          }
+          break;
+        case VFIOKIT_MAILBOX_VALUE:
+          result.values.push_back(event->value);
+          [[fallthrough]];
+        default:
+          if (!result.first_mailbox_ms) {
+            result.first_mailbox_ms = ms_between(options.start, event->time);
+            result.first_mailbox_monotonic_ns = monotonic_ns(event->time);
+          }
+          break;
+      }
+      if (event->port == VFIOKIT_MAILBOX_DONE) {
+        result.done_code = event->value;
+        result.passed = event->value == VFIOKIT_DONE_PASSED;
+        if (!result.passed) result.failure = "the payload failed: " + describe_done_code(event->value);
+        break;
+      }
+    }
+  } catch (const Error& e) {
+    // The vCPU died: a triple fault, an access nothing handles, an emulation failure.
+    result.failure = std::string("the guest stopped: ") + e.what() +
+                     (e.hint().empty() ? "" : " (" + e.hint() + ")");
+  }
+  guest.stop();
+  result.log = guest.log();
+  return result;
+}
+
+}  // namespace vfiokit::vmm

@@ -1,0 +1,54 @@
+// `vfiokit launch BDF --payload NAME`: a guest that owns the device. The built-in VMM runs a
+// payload with the device as PCI function 00:01.0, its RAM DMA-mapped at IOVA = guest-physical
+// address (so the guest programs the device with its own addresses), and reports what the
+// payload said through the mailbox.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/host_paths.h"
+#include "vfio/open.h"
+
+namespace vfiokit::vmm {
+
+struct LaunchOptions {
+  std::size_t memory = std::size_t{64} << 20;  // guest RAM
+  std::chrono::milliseconds timeout{30000};    // for the payload's result
+  std::vector<std::uint8_t> parameters;        // at VFIOKIT_PARAMS_ADDRESS
+  // Timings are measured from here (the CLI passes the moment its main() began).
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  // Set from a signal handler to end the run early (Ctrl-C): the guest stops, the result says so.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct LaunchResult {
+  bool passed = false;
+  std::optional<std::uint32_t> done_code;  // what the payload reported, if it did
+  std::string failure;                     // why it did not pass; empty when it did
+  std::string log;                         // the payload's log lines
+  std::vector<std::uint32_t> values;       // VFIOKIT_MAILBOX_VALUE reports
+  std::string guest_bdf = "0000:00:01.0";
+  std::vector<std::string> layout;         // the device's BARs in the guest
+  std::optional<double> first_instruction_ms;  // since LaunchOptions::start
+  std::optional<double> first_mailbox_ms;
+  // The same moments on CLOCK_MONOTONIC, comparable across processes (benchmarks).
+  std::optional<std::int64_t> first_instruction_monotonic_ns;
+  std::optional<std::int64_t> first_mailbox_monotonic_ns;
+};
+
+// Runs `image` with `opened`'s device passed through. Throws Error when the VM cannot be set
+// up; a payload that faults, reports a failure, or never reports within the timeout is a
+// LaunchResult that did not pass, with the reason in `failure`.
+LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
+                            std::span<const std::uint8_t> image, const LaunchOptions& options);
+
+// "passed", "exception 0x0 (divide error)", "the device is not on the guest's PCI bus", ...
+std::string describe_done_code(std::uint32_t code);
+
+}  // namespace vfiokit::vmm
