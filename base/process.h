@@ -1,7 +1,10 @@
 // Running helper programs (modprobe, and later QEMU) without a shell in between.
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vfiokit {
@@ -14,5 +17,9 @@ struct CommandResult {
 // Runs argv[0] (looked up in PATH) with argv and waits for it. Throws Error if it cannot be
 // started (e.g. ENOENT when the program is not installed).
 CommandResult run_command(const std::vector<std::string>& argv);
+
+// Where execvp would find `program`: itself if it holds a '/', else the first executable regular
+// file of that name in `search_path` (a PATH value). nullopt if there is none.
+std::optional<std::filesystem::path> find_program(std::string_view program, std::string_view search_path);
 
 }  // namespace vfiokit

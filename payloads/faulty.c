@@ -4,6 +4,8 @@
 
 uint32_t payload_main(void) {
   log_text("faulty: about to divide by zero\n");
-  volatile uint32_t zero = 0;
-  return 1u / zero;
+  /* In assembly: in C, 1u / x is undefined for 0 and compilers turn it into x == 1. */
+  uint32_t quotient, remainder = 0;
+  __asm__ volatile("divl %2" : "=a"(quotient), "+d"(remainder) : "r"(0u), "a"(1u));
+  return quotient;
 }

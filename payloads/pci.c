@@ -93,3 +93,12 @@ uint64_t pci_bar_address(uint32_t bdf, uint32_t index) {
 }
 
 void pci_enable(uint32_t bdf) { pci_write16(bdf, 4, (uint16_t)(pci_read16(bdf, 4) | 0x6)); }
+
+void pci_log_function(const char* label, uint32_t bdf) {
+  static const char digits[] = "0123456789abcdef";
+  const uint32_t bus = (bdf >> 8) & 0xffu, device = (bdf >> 3) & 0x1fu;
+  const char text[] = {' ', digits[bus >> 4], digits[bus & 0xf], ':', digits[device >> 4],
+                       digits[device & 0xf], '.', digits[bdf & 7u], '\n', 0};
+  log_text(label);
+  log_text(text);
+}

@@ -19,6 +19,8 @@ int pci_find_class(uint32_t class_code, uint32_t* bdf); /* 24-bit class code */
 uint32_t pci_find_capability(uint32_t bdf, uint8_t id);
 /* A memory BAR's address (64-bit BARs take the next register as their upper half). */
 uint64_t pci_bar_address(uint32_t bdf, uint32_t index);
+/* Logs "label 00:01.0\n". */
+void pci_log_function(const char* label, uint32_t bdf);
 /* Memory space and bus master on: the device decodes its BARs and may start DMA. */
 void pci_enable(uint32_t bdf);
 

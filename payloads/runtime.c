@@ -33,11 +33,25 @@ static struct idt_entry idt[256] __attribute__((aligned(8)));
 static volatile uint32_t counts[256];
 static interrupt_handler user_handler;
 
-/* Entry at the load address: a stack, the tables, then the payload. */
+/* Entry at the load address: a stack, the tables, then the payload. The multiboot header (with
+ * its address fields, so the flat image needs no ELF) lets QEMU boot the same image with
+ * `-kernel NAME.bin`; vfiokit's VMM enters at the first byte and jumps over it. */
 __asm__(".section .text.entry, \"ax\"\n"
         ".global _start\n"
         "_start:\n"
-        /* VFIOKIT_MAILBOX_STARTED, before anything else (a port above 0xff needs %dx). */
+        "  jmp 2f\n"
+        "  .balign 4\n"
+        "multiboot_header:\n"
+        "  .long 0x1badb002\n"                /* magic */
+        "  .long 0x00010000\n"                /* flags: the address fields below are valid */
+        "  .long -(0x1badb002 + 0x00010000)\n" /* checksum */
+        "  .long multiboot_header\n"          /* header_addr */
+        "  .long _start\n"                    /* load_addr: the image's first byte */
+        "  .long _edata\n"                    /* load_end_addr */
+        "  .long _end\n"                      /* bss_end_addr: the loader zeroes up to here */
+        "  .long _start\n"                    /* entry_addr */
+        "2:\n"
+        /* VFIOKIT_MAILBOX_STARTED before anything else (a port above 0xff needs %dx). */
         "  movw $0x505, %dx\n"
         "  outb %al, %dx\n"
         "  movl $" "0x90000" ", %esp\n"

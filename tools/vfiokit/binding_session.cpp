@@ -50,6 +50,7 @@ BindingSession::BindingSession(const HostPaths& paths, const pci::Bdf& bdf,
   }
   if (log_) {
     for (const auto& outcome : result.devices) *log_ << "  " << outcome.bdf.to_string() << "  " << outcome.detail << '\n';
+    *log_ << std::flush;  // a guest may run for long: say now what moved
   }
 }
 
@@ -78,6 +79,7 @@ void BindingSession::restore() {
   const auto result = bind::execute_homecoming(paths_, plan, ops, journal, options);
   if (log_) {
     for (const auto& outcome : result.devices) *log_ << "  " << outcome.bdf.to_string() << "  " << outcome.detail << '\n';
+    *log_ << std::flush;  // a guest may run for long: say now what moved
   }
 }
 

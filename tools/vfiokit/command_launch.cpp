@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/process.h"
 #include "base/text.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
@@ -41,12 +42,14 @@ struct LaunchArgs {
 };
 
 std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_signal{0};  // the last signal received, for the report
 std::atomic<pid_t> g_child{0};
 
 // SIGINT/SIGTERM/SIGHUP while a guest runs: a payload run stops and restores; a QEMU child gets
 // the signal passed on, and the devices are restored when it has gone.
 void on_signal(int signal) {
   g_interrupted = true;
+  g_signal = signal;
   if (const pid_t child = g_child.load(); child > 0) ::kill(child, signal);
 }
 
@@ -103,6 +106,19 @@ std::vector<std::uint8_t> parameters_for(const ResolvedPayload& payload, const L
   return bytes;
 }
 
+void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf, const vmm::LaunchResult& result) {
+  std::cout << "guest: " << args.memory_mib << " MiB of RAM, DMA-mapped at IOVA = guest-physical; "
+            << bdf.to_string() << " is guest " << result.guest_bdf << '\n';
+  for (const auto& line : result.layout) std::cout << "  " << line << '\n';
+  if (result.first_instruction_ms) {
+    std::printf("guest's first instruction %.1f ms after vfiokit started", *result.first_instruction_ms);
+    if (result.first_mailbox_ms) std::printf(", first mailbox write %.1f ms", *result.first_mailbox_ms);
+    std::printf("\n");
+  }
+  std::cout << "payload log:\n";
+  for (const auto line : split_lines(result.log)) std::cout << "  | " << line << '\n';
+}
+
 int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
@@ -125,6 +141,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     launch.cancel = &g_interrupted;
     result = vmm::launch_payload(paths, opened, payload.image, launch);
   }
+  if (!options.json) print_payload_report(args, bdf, result);
   session.restore();
   if (options.json) {
     Json values = Json::array();
@@ -151,18 +168,8 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
                      .dump(2)
               << '\n';
   } else {
-    std::cout << "guest: " << args.memory_mib << " MiB of RAM, DMA-mapped at IOVA = guest-physical; "
-              << bdf.to_string() << " is guest " << result.guest_bdf << '\n';
-    for (const auto& line : result.layout) std::cout << "  " << line << '\n';
-    if (result.first_instruction_ms) {
-      std::printf("guest's first instruction %.1f ms after vfiokit started", *result.first_instruction_ms);
-      if (result.first_mailbox_ms) std::printf(", first mailbox write %.1f ms", *result.first_mailbox_ms);
-      std::printf("\n");
-    }
-    std::cout << "payload log:\n";
-    for (const auto line : split_lines(result.log)) std::cout << "  | " << line << '\n';
-    std::cout << (result.passed ? "result: passed\n" : "result: FAILED: " + result.failure + "\n");
-    std::cout << "devices restored to their original drivers\n";
+    std::cout << "devices restored to their original drivers\n"
+              << (result.passed ? "result: passed\n" : "result: FAILED: " + result.failure + "\n");
   }
   return result.passed ? 0 : 1;
 }
@@ -195,9 +202,19 @@ int run_qemu(const std::vector<std::string>& command) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// Before anything moves: a QEMU that cannot start would only bind and restore for nothing.
+void require_qemu(const std::string& binary) {
+  const char* path = std::getenv("PATH");
+  if (find_program(binary, path ? path : "/usr/bin:/bin")) return;
+  throw Error("launch", "QEMU '" + binary + "' is not installed or not executable")
+      .kind(ErrorKind::usage)
+      .hint("install it (apt-get install qemu-system-x86) or name it with --qemu-binary PATH");
+}
+
 int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  require_qemu(args.qemu_binary);
   if (args.dry_run) {
     const auto run_dir = paths.run / "vfiokit";
     bind::Journal journal(run_dir);
@@ -231,6 +248,7 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   std::ostream* progress = options.json ? nullptr : &std::cout;
   SignalGuard signals;
   g_interrupted = false;
+  g_signal = 0;
   BindingSession session(paths, bdf, args.force,
                          std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000)),
                          progress);
@@ -239,9 +257,17 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const int status = run_qemu(command);
   session.restore();
   if (options.json) {
-    std::cout << Json{{"command", command}, {"qemu_exit_status", status}, {"restored", true}}.dump(2) << '\n';
+    const int forwarded = g_signal.load();
+    std::cout << Json{{"command", command},
+                      {"qemu_exit_status", status},
+                      {"signal_passed_on", forwarded ? Json(sigabbrev_np(forwarded)) : Json(nullptr)},
+                      {"restored", true}}
+                     .dump(2)
+              << '\n';
   } else {
-    std::cout << "QEMU exited with status " << status << "; devices restored to their original drivers\n";
+    std::cout << "QEMU exited with status " << status;
+    if (const int forwarded = g_signal.load()) std::cout << " after SIG" << sigabbrev_np(forwarded) << ", which vfiokit passed on";
+    std::cout << "; devices restored to their original drivers\n";
   }
   return status == 0 ? 0 : 1;
 }

@@ -1,0 +1,264 @@
+// vfiokit launch on the rig's real kernel: payloads in the built-in VMM drive edu and the NVMe
+// as guest PCI functions (DMA into guest RAM through the IOMMU, MSI and MSI-X into the guest),
+// failures end clearly and restore the device, and QEMU boots a Linux guest that reads edu's
+// identification register through its BAR. Every test ends with the devices home.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "base/fs.h"
+#include "tests/hil/rig_support.h"
+
+namespace vfiokit::hil {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool wait_for_text(const std::string& path, const std::string& text, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    if (read_file_if_exists(path).value_or("").find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+bool qemu_running() {
+  for (const auto& pid : list_dir("/proc")) {
+    if (read_line_if_exists("/proc/" + pid + "/comm").value_or("") == "qemu-system-x86") return true;
+  }
+  return false;
+}
+
+// A background vfiokit that a failed assertion must not leave running into the next test.
+struct Background {
+  explicit Background(pid_t started) : pid(started) {}
+  ~Background() {
+    if (pid > 0 && ::kill(pid, SIGKILL) == 0) wait_for_exit(pid);
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  void signal(int number) const { ::kill(pid, number); }
+  int wait() { return wait_for_exit(std::exchange(pid, -1)); }
+  pid_t pid;
+};
+
+class LaunchTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    VFIOKIT_REQUIRE_RIG();
+    nvme_ = find_pci_function(kNvmeVendor, kNvmeDevice).value_or("");
+    edu_ = find_pci_function(kEduVendor, kEduDevice).value_or("");
+    ASSERT_FALSE(nvme_.empty());
+    ASSERT_FALSE(edu_.empty());
+    ASSERT_EQ(driver_of(nvme_), "nvme") << "a previous test left nvme off its driver";
+  }
+  void TearDown() override {
+    if (!in_rig()) return;
+    const auto restore = vfiokit({"restore", "--all"});
+    EXPECT_EQ(restore.exit_status, 0) << restore.output;
+  }
+  // Both devices where they started and nothing left in the journal.
+  void expect_everything_home() {
+    EXPECT_EQ(driver_of(nvme_), "nvme");
+    EXPECT_EQ(driver_of(edu_), "(none)");
+    EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "(null)");
+    EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + edu_ + "/driver_override"), "(null)");
+    EXPECT_TRUE(list_dir("/run/vfiokit/devices").empty());
+    EXPECT_TRUE(wait_for_path("/dev/nvme0n1", true, 5000)) << "the nvme disk did not come back";
+  }
+  std::string nvme_, edu_;
+};
+
+using Launch = LaunchTest;
+using LaunchQemu = LaunchTest;
+
+TEST_F(Launch, EduDmaPassesInTheGuest) {
+  const auto run = vfiokit({"launch", edu_, "--payload", "edu-dma", "--json"});
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  const auto document = nlohmann::json::parse(run.output);
+  EXPECT_EQ(document["passed"], true);
+  EXPECT_EQ(document["result"], "passed");
+  const std::string log = document["log"];
+  EXPECT_NE(log.find("edu at guest 00:01.0"), std::string::npos) << log;
+  EXPECT_NE(log.find("identical"), std::string::npos) << log;
+  // The payload reports how many MSIs it took: one per DMA transfer, all delivered by irqfd.
+  ASSERT_EQ(document["values"].size(), 1u);
+  EXPECT_GE(document["values"][0].get<unsigned>(), 2u);
+  EXPECT_LT(document["timing"]["first_instruction_ms"].get<double>(),
+            document["timing"]["first_mailbox_ms"].get<double>());
+  EXPECT_EQ(document["bound_and_restored"][0], edu_);
+  expect_everything_home();
+}
+
+TEST_F(Launch, NvmeIdentifyReadsTheSerialByDmaWithAnMsixCompletion) {
+  const auto run = vfiokit({"launch", nvme_, "--payload", "nvme-identify", "--expect-serial",
+                            "vfiokit-nvme-0"});
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  EXPECT_NE(run.output.find("serial 'vfiokit-nvme-0'"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("MSI-X entry 0"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("result: passed"), std::string::npos) << run.output;
+  expect_everything_home();
+
+  const auto wrong = vfiokit({"launch", nvme_, "--payload", "nvme-identify", "--expect-serial",
+                              "someone-else"});
+  EXPECT_EQ(wrong.exit_status, 1) << wrong.output;
+  EXPECT_NE(wrong.output.find("Identify reported another serial"), std::string::npos) << wrong.output;
+  expect_everything_home();
+}
+
+TEST_F(Launch, AFlatBinaryFromAPathRunsLikeABuiltInPayload) {
+  const auto run = vfiokit({"launch", edu_, "--payload", "/opt/vfiokit/payloads/edu-dma.bin"});
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  EXPECT_NE(run.output.find("result: passed"), std::string::npos) << run.output;
+  const auto missing = vfiokit({"launch", edu_, "--payload", "/opt/nothing/here.bin"});
+  EXPECT_EQ(missing.exit_status, 2) << missing.output;
+  EXPECT_NE(missing.output.find("'/opt/nothing/here.bin' does not exist"), std::string::npos);
+  expect_everything_home();
+}
+
+TEST_F(Launch, AFaultingPayloadEndsWithTheExceptionAndRestores) {
+  const auto run = vfiokit({"launch", nvme_, "--payload", "faulty"});
+  EXPECT_EQ(run.exit_status, 1) << run.output;
+  EXPECT_NE(run.output.find("result: FAILED: the payload failed: exception 0x0 (divide error)"),
+            std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find("back on nvme"), std::string::npos) << run.output;
+  expect_everything_home();
+}
+
+TEST_F(Launch, ASilentPayloadTimesOutAndRestores) {
+  const auto start = Clock::now();
+  const auto run = vfiokit({"launch", nvme_, "--payload", "silent", "--timeout", "3"});
+  const auto took = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
+  EXPECT_EQ(run.exit_status, 1) << run.output;
+  EXPECT_NE(run.output.find("the payload reported no result within 3 s"), std::string::npos)
+      << run.output;
+  EXPECT_LT(took.count(), 20) << "the timeout did not end the run";
+  expect_everything_home();
+}
+
+TEST_F(Launch, SigtermStopsTheGuestAndRestores) {
+  const std::string log = "/tmp/launch-sigterm.log";
+  Background launch(spawn_background({"vfiokit", "launch", nvme_, "--payload", "silent"}, {}, log));
+  ASSERT_GT(launch.pid, 0);
+  ASSERT_TRUE(wait_for_text(log, "moved nvme -> vfio-pci", 20000)) << read_file(log);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  launch.signal(SIGTERM);
+  EXPECT_EQ(launch.wait(), 1) << read_file(log);
+  EXPECT_NE(read_file(log).find("interrupted before the payload reported a result"),
+            std::string::npos)
+      << read_file(log);
+  expect_everything_home();
+}
+
+TEST_F(Launch, AKilledLaunchIsUndoneByRestore) {
+  const std::string log = "/tmp/launch-killed.log";
+  Background launch(spawn_background({"vfiokit", "launch", nvme_, "--payload", "silent"}, {}, log));
+  ASSERT_GT(launch.pid, 0);
+  ASSERT_TRUE(wait_for_text(log, "moved nvme -> vfio-pci", 20000)) << read_file(log);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  launch.signal(SIGKILL);
+  EXPECT_EQ(launch.wait(), 128 + SIGKILL);
+  EXPECT_EQ(driver_of(nvme_), "vfio-pci");
+  const auto restore = vfiokit({"restore", "--all"});
+  ASSERT_EQ(restore.exit_status, 0) << restore.output;
+  expect_everything_home();
+}
+
+// QEMU with the inner Linux guest that tools/rig/run --with-qemu carries.
+std::vector<std::string> inner_guest_launch(const std::string& bdf) {
+  return {"launch", bdf, "--qemu", "--", "-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256M",
+          "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+          "-nic", "none", "-kernel", "/opt/vfiokit/guest/vmlinuz", "-initrd",
+          "/opt/vfiokit/guest/initrd.gz", "-append", "console=ttyS0 quiet panic=-1"};
+}
+
+TEST_F(LaunchQemu, ALinuxGuestReadsEduIdentificationThroughItsBar) {
+  ASSERT_TRUE(std::filesystem::exists("/opt/vfiokit/guest/vmlinuz"))
+      << "the rig was booted without --with-qemu";
+  const auto run = vfiokit(inner_guest_launch(edu_));
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  EXPECT_NE(run.output.find("-device vfio-pci,host=" + edu_), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("inner-guest: edu "), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("identification 0x010000ed"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("QEMU exited with status 0"), std::string::npos) << run.output;
+  expect_everything_home();
+}
+
+TEST_F(LaunchQemu, NvmeReturnsToItsDriverAfterTheGuest) {
+  const auto run = vfiokit(inner_guest_launch(nvme_));
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  EXPECT_NE(run.output.find("inner-guest: no edu on the PCI bus"), std::string::npos) << run.output;
+  expect_everything_home();
+}
+
+TEST_F(LaunchQemu, DryRunPrintsTheCommandAndChangesNothing) {
+  const auto run = vfiokit({"launch", nvme_, "--qemu", "--dry-run", "--json", "--", "-m", "1G"});
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  const auto document = nlohmann::json::parse(run.output);
+  const std::vector<std::string> expected{"qemu-system-x86_64", "-m", "1G", "-device",
+                                          "vfio-pci,host=" + nvme_};
+  EXPECT_EQ(document["command"].get<std::vector<std::string>>(), expected);
+  EXPECT_EQ(driver_of(nvme_), "nvme");
+}
+
+TEST_F(LaunchQemu, AMissingQemuIsAUsageErrorBeforeAnythingMoves) {
+  const auto run = vfiokit({"launch", nvme_, "--qemu", "--qemu-binary", "/opt/no/qemu"});
+  EXPECT_EQ(run.exit_status, 2) << run.output;
+  EXPECT_NE(run.output.find("/opt/no/qemu"), std::string::npos) << run.output;
+  EXPECT_EQ(driver_of(nvme_), "nvme");
+  EXPECT_TRUE(list_dir("/run/vfiokit/devices").empty());
+}
+
+// A payload never finishes, so QEMU runs until it is told to stop.
+std::vector<std::string> endless_qemu_launch(const std::string& bdf) {
+  return {"vfiokit", "launch", bdf, "--qemu", "--", "-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "64M",
+          "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "none", "-nic", "none",
+          "-kernel", "/opt/vfiokit/payloads/silent.bin"};
+}
+
+TEST_F(LaunchQemu, SigtermReachesQemuAndTheDevicesComeHome) {
+  const std::string log = "/tmp/launch-qemu-sigterm.log";
+  Background launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
+  ASSERT_GT(launch.pid, 0);
+  ASSERT_TRUE(wait_for_text(log, "running: ", 20000)) << read_file(log);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_TRUE(qemu_running()) << read_file(log);
+  launch.signal(SIGTERM);
+  // QEMU ends cleanly on SIGTERM, and launch --qemu exits as QEMU did.
+  EXPECT_EQ(launch.wait(), 0) << read_file(log);
+  EXPECT_NE(read_file(log).find("QEMU exited with status 0 after SIGTERM, which vfiokit passed on; "
+                                "devices restored"),
+            std::string::npos)
+      << read_file(log);
+  EXPECT_FALSE(qemu_running());
+  expect_everything_home();
+}
+
+TEST_F(LaunchQemu, AKilledLaunchTakesQemuWithItAndRestoreLeavesNothing) {
+  const std::string log = "/tmp/launch-qemu-killed.log";
+  Background launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
+  ASSERT_GT(launch.pid, 0);
+  ASSERT_TRUE(wait_for_text(log, "running: ", 20000)) << read_file(log);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_TRUE(qemu_running()) << read_file(log);
+  launch.signal(SIGKILL);
+  EXPECT_EQ(launch.wait(), 128 + SIGKILL);
+  // PR_SET_PDEATHSIG: QEMU is told to go when vfiokit dies, and with it goes its hold on the group.
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (qemu_running() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_FALSE(qemu_running()) << "QEMU outlived the vfiokit that started it";
+  EXPECT_EQ(driver_of(nvme_), "vfio-pci");
+  const auto restore = vfiokit({"restore", "--all"});
+  ASSERT_EQ(restore.exit_status, 0) << restore.output;
+  expect_everything_home();
+}
+
+}  // namespace
+}  // namespace vfiokit::hil
