@@ -22,7 +22,7 @@
 
 #define VFIOKIT_MAILBOX_MAGIC 0x564b4d31u /* "VKM1" */
 
-/* DONE codes a payload's runtime uses; payloads add their own from 0x100 up. */
+/* DONE codes a payload's runtime uses; vfiokit's payloads use 0x0100 up, yours 0x0200 up. */
 #define VFIOKIT_DONE_PASSED 0u
 #define VFIOKIT_DONE_EXCEPTION 0xe000u /* | the exception vector */
 #define VFIOKIT_DONE_BAD_PARAMETERS 0x00ffu

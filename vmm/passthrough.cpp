@@ -17,6 +17,8 @@ namespace {
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint32_t kBarRegisters = 0x10;
 constexpr std::uint32_t kRomRegister = 0x30;
+constexpr std::uint32_t kCommandRegister = 0x04;
+constexpr std::uint16_t kCommandMemory = 0x2;
 
 std::uint64_t page_down(std::uint64_t v) { return v & ~(kPage - 1); }
 std::uint64_t page_up(std::uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
@@ -62,7 +64,18 @@ PassthroughDevice::PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm
     bar.region = std::make_unique<vfio::Region>(device, layout[i].spec.index);
     bars_.push_back(std::move(bar));
   }
-  for (Bar& bar : bars_) map_bar(bar);
+  memory_decoding_ = (device.config_read16(kCommandRegister) & kCommandMemory) != 0;
+  try {
+    // The slots are made now, whatever the Memory Space bit says: adding them later, when the
+    // guest turns decoding on, sometimes left the guest hung on its next BAR access in the
+    // rig's nested KVM. While decoding is off vfio-pci revokes the mmap, so a guest touching a
+    // mapped page then ends the run with EFAULT from KVM_RUN: a guest bug, reported clearly.
+    for (Bar& bar : bars_) map_bar(bar);
+  } catch (...) {
+    // No destructor runs for a half-built object: no slot may outlive the mappings it points at.
+    for (Bar& bar : bars_) unmap_bar(bar);
+    throw;
+  }
 }
 
 PassthroughDevice::~PassthroughDevice() {
@@ -109,7 +122,14 @@ void PassthroughDevice::map_bar(Bar& bar) {
       const auto host = bar.region->mapped_range(start, end - start);
       if (host.empty()) continue;
       const std::uint32_t slot = next_slot_++;
-      vm_.add_memory(slot, bar.guest.address + start, host);
+      try {
+        vm_.add_memory(slot, bar.guest.address + start, host);
+      } catch (const Error& e) {
+        spdlog::warn("BAR{} at {} stays trapped: {}", bar.guest.spec.index,
+                     hex(bar.guest.address), e.what());
+        unmap_bar(bar);
+        return;
+      }
       bar.slots.push_back(slot);
       bar.mapped_bytes += end - start;
     }
@@ -272,6 +292,9 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
   }
   // BAR registers are written whole: sizing and moving need the dword, not its bytes.
   if (bar_written && size == 4) write_bar_register(offset, value);
+  if (offset <= kCommandRegister && offset + size > kCommandRegister) {
+    memory_decoding_ = (device_.config_read16(kCommandRegister) & kCommandMemory) != 0;
+  }
   if (msi_change.any()) apply_msi(msi_change);
   if (msix_change.any()) apply_msix(msix_change, std::nullopt);
 }
@@ -279,8 +302,11 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
 // ---- Interrupts --------------------------------------------------------------------------
 
 void PassthroughDevice::apply_msi(const InterruptChange& change) {
+  // A device signals with MSI-X or MSI, never both: while MSI-X is on, it wins (as in QEMU).
+  if (msix_control_.enabled) return;
+  const bool msi_wired = wiring_ && wired_index_ == VFIO_PCI_MSI_IRQ_INDEX;
   const unsigned count = msi_->vectors();
-  if (change.enable || (change.message && msi_->enabled() && wiring_ && wiring_->count() != count)) {
+  if (change.enable || (change.message && msi_->enabled() && msi_wired && wiring_->count() != count)) {
     wiring_.reset();
     if (!msi_->enabled()) return;
     std::vector<msix::MsiMessage> messages;
@@ -290,11 +316,12 @@ void PassthroughDevice::apply_msi(const InterruptChange& change) {
       masked.push_back(msi_->masked(v));
     }
     wiring_.emplace(device_, VFIO_PCI_MSI_IRQ_INDEX, routes_);
+    wired_index_ = VFIO_PCI_MSI_IRQ_INDEX;
     wiring_->wire(messages, masked);
     spdlog::debug("guest enabled MSI: {} vector(s)", count);
     return;
   }
-  if (!wiring_ || !msi_->enabled()) return;
+  if (!msi_wired || !msi_->enabled()) return;
   for (unsigned v = 0; v < wiring_->count(); ++v) {
     if (change.message) wiring_->retarget(v, msi_->message(v));
     if (change.mask) msi_->masked(v) ? wiring_->mask(v) : wiring_->unmask(v);
@@ -310,6 +337,7 @@ void PassthroughDevice::wire_msix() {
   }
   wiring_.reset();  // MSI, if the guest had it on, goes: a device uses one or the other
   wiring_.emplace(device_, VFIO_PCI_MSIX_IRQ_INDEX, routes_);
+  wired_index_ = VFIO_PCI_MSIX_IRQ_INDEX;
   wiring_->wire(messages, masked);
   spdlog::debug("guest enabled MSI-X: {} vectors", table_->size());
 }
@@ -320,10 +348,12 @@ void PassthroughDevice::apply_msix(const InterruptChange& change, std::optional<
       wire_msix();
     } else {
       wiring_.reset();
+      // MSI enabled underneath takes over again.
+      if (msi_ && msi_->enabled()) apply_msi({.enable = true});
     }
     return;
   }
-  if (!wiring_ || !msix_control_.enabled) return;
+  if (!wiring_ || wired_index_ != VFIO_PCI_MSIX_IRQ_INDEX || !msix_control_.enabled) return;
   const std::uint32_t first = vector.value_or(0);
   const std::uint32_t last = vector ? *vector + 1 : table_->size();
   for (std::uint32_t v = first; v < last; ++v) {
@@ -370,6 +400,10 @@ bool PassthroughDevice::mmio(const kvm::MmioExit& exit, std::span<std::uint8_t> 
       continue;
     }
     const std::uint64_t offset = exit.address - g.address;
+    if (!memory_decoding_) {  // the device does not answer: reads float high
+      if (!exit.write) std::memset(data.data(), 0xff, data.size());
+      return true;
+    }
     if (msix_mmio(bar, offset, exit.write, data)) return true;
     const vfio::Region& region = *bar.region;
     std::uint64_t value = 0;

@@ -61,6 +61,8 @@ class PassthroughDevice final : public PciFunction {
     bool sizing_high = false;
   };
 
+  // Slots for a memory BAR; a place KVM refuses (the guest put the BAR over RAM or another
+  // BAR, e.g. halfway through moving a 64-bit BAR) leaves it trapped.
   void map_bar(Bar& bar);
   void unmap_bar(Bar& bar) noexcept;
   // Region offsets [start, end) that must stay trapped: the MSI-X table and PBA pages.
@@ -87,6 +89,11 @@ class PassthroughDevice final : public PciFunction {
   std::optional<MsixTable> table_;
   MsixControl msix_control_;
   std::vector<Bar> bars_;
+  // The command register's Memory Space bit: while it is off, trapped accesses read all ones
+  // and writes go nowhere, as with a device that does not decode.
+  bool memory_decoding_ = false;
+  // Which interrupt index wiring_ serves (VFIO_PCI_MSI_IRQ_INDEX or _MSIX_), when it exists.
+  std::uint32_t wired_index_ = 0;
   // Declared last, destroyed first: the interrupts stop reaching the guest before anything else.
   std::optional<msix::MsixWiring> wiring_;
 };

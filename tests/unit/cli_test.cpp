@@ -142,3 +142,56 @@ TEST(Cli, PersistWritesRulesUnderTheHostRoot) {
 
 }  // namespace
 }  // namespace vfiokit
+
+namespace vfiokit {
+namespace {
+
+TEST(CliLaunch, NeedsAPayloadOrQemuAndChecksItsArgumentsFirst) {
+  const std::string root = test::fixture("sysfs").append("gpu-audio-group").string();
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0"}).exit_status, 2);
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
+                         "--dry-run"}).exit_status, 2);
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
+                         "--qemu"}).exit_status, 2);
+  const auto unknown = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "no-such"});
+  EXPECT_EQ(unknown.exit_status, 2);
+  EXPECT_NE(unknown.output.find("vfiokit carries edu-dma, nvme-identify, faulty, silent"), std::string::npos)
+      << unknown.output;
+  const auto probe = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "irq-probe"});
+  EXPECT_EQ(probe.exit_status, 2);
+  EXPECT_NE(probe.output.find("selftest BDF --stage irq-kvm"), std::string::npos) << probe.output;
+  const auto long_serial = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload",
+                                        "nvme-identify", "--expect-serial", std::string(21, 'x')});
+  EXPECT_EQ(long_serial.exit_status, 2) << long_serial.output;
+  const auto no_qemu = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--qemu",
+                                    "--qemu-binary", "/nonexistent/qemu"});
+  EXPECT_EQ(no_qemu.exit_status, 2);
+  EXPECT_NE(no_qemu.output.find("fix: install it"), std::string::npos) << no_qemu.output;
+}
+
+TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
+  const auto result = vfiokit_cli({"--host-root", test::fixture("sysfs").append("gpu-audio-group").string(), "launch",
+                                   "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary", "/bin/true",
+                                   "--", "-m", "4G", "-append", "a b"});
+  ASSERT_EQ(result.exit_status, 0) << result.output;
+  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel  shares IOMMU group 1"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("/bin/true -m 4G -append 'a b' -device "
+                               "vfio-pci,host=0000:01:00.0,addr=0x10.0,multifunction=on -device "
+                               "vfio-pci,host=0000:01:00.1,addr=0x10.1"),
+            std::string::npos)
+      << result.output;
+}
+
+TEST(CliLaunch, QemuDryRunOfTheBootVgaIsRefused) {
+  const auto result = vfiokit_cli({"--host-root", test::fixture("sysfs").append("boot-vga").string(), "launch",
+                                   "0000:00:02.0", "--qemu", "--dry-run", "--json", "--qemu-binary",
+                                   "/bin/true"});
+  EXPECT_EQ(result.exit_status, 3) << result.output;
+  const auto json = nlohmann::json::parse(result.output);
+  ASSERT_EQ(json["refused"].size(), 1u);
+  EXPECT_EQ(json["refused"][0]["check"], "boot-vga");
+}
+
+}  // namespace
+}  // namespace vfiokit

@@ -5,8 +5,10 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 
 #include "base/error.h"
+#include "base/process.h"
 
 namespace vfiokit {
 namespace {
@@ -88,6 +90,32 @@ TEST(Fs, WriteAttributeNeedsAnExistingFileAndNamesIt) {
   write_file_durable(dir.path() / "driver_override", "");
   write_attribute(dir.path() / "driver_override", "vfio-pci");
   EXPECT_EQ(read_file(dir.path() / "driver_override"), "vfio-pci");
+}
+
+}  // namespace
+}  // namespace vfiokit
+
+namespace vfiokit {
+namespace {
+
+TEST(FindProgram, SearchesThePathAsExecvpDoes) {
+  const auto dir = std::filesystem::temp_directory_path() / ("vfiokit-find-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "a");
+  std::filesystem::create_directories(dir / "b");
+  const auto write = [](const std::filesystem::path& p, std::filesystem::perms perms) {
+    std::ofstream(p) << "#!/bin/sh\n";
+    std::filesystem::permissions(p, perms);
+  };
+  write(dir / "a" / "tool", std::filesystem::perms::owner_read);  // not executable
+  write(dir / "b" / "tool", std::filesystem::perms::owner_all);
+  const std::string path = (dir / "a").string() + ":" + (dir / "b").string();
+  EXPECT_EQ(find_program("tool", path), dir / "b" / "tool");
+  EXPECT_EQ(find_program("missing", path), std::nullopt);
+  EXPECT_EQ(find_program("", path), std::nullopt);
+  EXPECT_EQ(find_program((dir / "b" / "tool").string(), ""), dir / "b" / "tool");
+  EXPECT_EQ(find_program((dir / "a" / "tool").string(), ""), std::nullopt);
+  EXPECT_EQ(find_program("a", dir.string()), std::nullopt);  // a directory is not a program
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -59,14 +59,22 @@ BindingSession::~BindingSession() {
   try {
     restore();
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
-    spdlog::error("run `vfiokit restore --all` to finish giving the devices back");
+    spdlog::error("{} ({})", e.what(), e.hint());
   }
 }
 
 void BindingSession::restore() {
   restored_ = true;
   if (moved_.empty()) return;
+  try {
+    give_back();
+  } catch (Error& e) {
+    if (e.hint().empty()) e.hint("run `vfiokit restore --all` to finish giving the devices back");
+    throw;
+  }
+}
+
+void BindingSession::give_back() {
   const auto run_dir = paths_.run / "vfiokit";
   bind::StateLock lock(run_dir, wait_);
   bind::Journal journal(run_dir);

@@ -30,6 +30,8 @@ class BindingSession {
   void restore();
 
  private:
+  void give_back();
+
   HostPaths paths_;
   std::chrono::milliseconds wait_;
   std::ostream* log_;

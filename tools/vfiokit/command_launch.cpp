@@ -74,6 +74,12 @@ struct ResolvedPayload {
 };
 
 ResolvedPayload resolve_payload(const std::string& name_or_path) {
+  if (name_or_path == "irq-probe") {
+    throw Error("launch", "irq-probe is the guest of `vfiokit selftest --stage irq-kvm`, which "
+                          "tells it which vectors to expect; it cannot run on its own")
+        .kind(ErrorKind::usage)
+        .hint("run `vfiokit selftest BDF --stage irq-kvm`");
+  }
   if (const auto payload = payloads::find(name_or_path)) {
     return {std::string(payload->name), {payload->image.begin(), payload->image.end()}};
   }
@@ -86,7 +92,9 @@ ResolvedPayload resolve_payload(const std::string& name_or_path) {
     return {name_or_path, read_bytes(name_or_path, std::size_t{8} << 20)};
   }
   std::vector<std::string> names;
-  for (const auto& p : payloads::all()) names.emplace_back(p.name);
+  for (const auto& p : payloads::all()) {
+    if (p.name != "irq-probe") names.emplace_back(p.name);
+  }
   throw Error("launch", "no payload '" + name_or_path + "'")
       .kind(ErrorKind::usage)
       .hint("vfiokit carries " + join(names, ", ") + "; or give the path of your own flat binary "
@@ -123,6 +131,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
   const ResolvedPayload payload = resolve_payload(args.payload);
+  const std::vector<std::uint8_t> parameters = parameters_for(payload, args);  // before binding
   std::ostream* progress = options.json ? nullptr : &std::cout;
   if (progress) *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
   SignalGuard signals;
@@ -136,7 +145,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     vmm::LaunchOptions launch;
     launch.memory = std::size_t{args.memory_mib} << 20;
     launch.timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
-    launch.parameters = parameters_for(payload, args);
+    launch.parameters = parameters;
     launch.start = process_start();
     launch.cancel = &g_interrupted;
     result = vmm::launch_payload(paths, opened, payload.image, launch);
@@ -195,10 +204,15 @@ int run_qemu(const std::vector<std::string>& command) {
     ::_exit(127);
   }
   g_child = child;
+  // A signal that came between fork() and the line above has not been passed on yet.
+  if (g_interrupted) ::kill(child, g_signal.load());
   int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  pid_t waited;
+  while ((waited = ::waitpid(child, &status, 0)) < 0 && errno == EINTR) {
   }
+  const int err = errno;
   g_child = 0;
+  if (waited < 0) throw Error::from_errno(err, "wait for QEMU").with("pid", std::to_string(child));
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -253,6 +267,11 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
                          std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000)),
                          progress);
   const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
+  if (g_interrupted) {  // stopped while binding (or waiting for the lock): no guest to start
+    session.restore();
+    throw Error("launch", std::string("stopped by SIG") + sigabbrev_np(g_signal.load()) +
+                              " before QEMU started; the devices are back on their drivers");
+  }
   if (progress) *progress << "running: " << vmm::shell_quote(command) << '\n' << std::flush;
   const int status = run_qemu(command);
   session.restore();
@@ -282,7 +301,7 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                 "the run and restored after it, whatever happens");
   sub->add_option("BDF", args->bdf, "PCI address of the device")->required();
   auto* payload = sub->add_option("--payload", args->payload,
-                                  "A payload vfiokit carries (edu-dma, nvme-identify, irq-probe) or "
+                                  "A payload vfiokit carries (edu-dma, nvme-identify, faulty, silent) or "
                                   "the path of a flat binary (docs/payloads.md)");
   auto* qemu = sub->add_flag("--qemu", args->qemu, "Run QEMU with the device passed through");
   payload->excludes(qemu);

@@ -1,0 +1,360 @@
+// The built-in VMM's pure parts: configuration mechanism #1, the PCI bus, guest BAR layout, the
+// emulated MSI capability and MSI-X table, and the QEMU command line of `launch --qemu`.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+#include "vmm/bar_layout.h"
+#include "vmm/interrupt_state.h"
+#include "vmm/pci_bus.h"
+#include "vmm/qemu_command.h"
+
+namespace vfiokit::vmm {
+namespace {
+
+std::uint32_t config_address(unsigned bus, unsigned device, unsigned function, unsigned reg) {
+  return 0x80000000u | bus << 16 | device << 11 | function << 8 | reg;
+}
+
+TEST(ConfigAddress, DecodesEveryField) {
+  EXPECT_EQ(decode_config_address(config_address(0, 1, 0, 0x10)),
+            (ConfigAddress{true, 0, 1, 0, 0x10}));
+  EXPECT_EQ(decode_config_address(config_address(0xff, 31, 7, 0xfc)),
+            (ConfigAddress{true, 0xff, 31, 7, 0xfc}));
+  // Bits 1:0 are not part of the register number; without bit 31 nothing is selected.
+  EXPECT_EQ(decode_config_address(config_address(0, 2, 3, 0x43)).offset, 0x40);
+  EXPECT_FALSE(decode_config_address(0x00000800u).enabled);
+}
+
+// A function that remembers the last write and answers reads with its offset and size.
+class RecordingFunction final : public PciFunction {
+ public:
+  std::uint32_t config_read(std::uint32_t offset, std::uint32_t size) override {
+    return 0xab000000u | offset << 8 | size;
+  }
+  void config_write(std::uint32_t offset, std::uint32_t size, std::uint32_t value) override {
+    writes.push_back({offset, size, value});
+  }
+  struct Write {
+    std::uint32_t offset, size, value;
+    bool operator==(const Write&) const = default;
+  };
+  std::vector<Write> writes;
+};
+
+std::uint32_t bus_read(PciBus& bus, std::uint16_t port, std::size_t size) {
+  std::array<std::uint8_t, 4> data{};
+  bus.io(port, false, std::span(data.data(), size));
+  std::uint32_t value = 0;
+  std::memcpy(&value, data.data(), size);
+  return value;
+}
+
+void bus_write(PciBus& bus, std::uint16_t port, std::size_t size, std::uint32_t value) {
+  std::array<std::uint8_t, 4> data{};
+  std::memcpy(data.data(), &value, 4);
+  bus.io(port, true, std::span(data.data(), size));
+}
+
+TEST(PciBus, TheHostBridgeIsAt00_00_0) {
+  PciBus bus;
+  bus_write(bus, kConfigAddressPort, 4, config_address(0, 0, 0, 0));
+  EXPECT_EQ(bus_read(bus, kConfigDataPort, 4), 0x29c08086u);
+  bus_write(bus, kConfigAddressPort, 4, config_address(0, 0, 0, 8));
+  EXPECT_EQ(bus_read(bus, kConfigDataPort, 4) >> 8, 0x060000u);  // class: host bridge
+}
+
+TEST(PciBus, AbsentFunctionsAndOtherBusesReadAllOnes) {
+  PciBus bus;
+  for (const auto address : {config_address(0, 5, 0, 0), config_address(1, 0, 0, 0),
+                             config_address(0, 0, 1, 0), 0x00000000u}) {
+    bus_write(bus, kConfigAddressPort, 4, address);
+    EXPECT_EQ(bus_read(bus, kConfigDataPort, 4), 0xffffffffu) << std::hex << address;
+    EXPECT_EQ(bus_read(bus, kConfigDataPort + 2, 2), 0xffffu);
+  }
+}
+
+TEST(PciBus, TheAddressRegisterReadsBackOnlyAsAWholeDword) {
+  PciBus bus;
+  bus_write(bus, kConfigAddressPort, 4, config_address(0, 1, 0, 0x3c));
+  EXPECT_EQ(bus_read(bus, kConfigAddressPort, 4), config_address(0, 1, 0, 0x3c));
+  // A byte write to 0xcf8 (or 0xcf9, the reset control register on real chipsets) is not it.
+  bus_write(bus, kConfigAddressPort, 1, 0);
+  EXPECT_EQ(bus_read(bus, kConfigAddressPort, 4), config_address(0, 1, 0, 0x3c));
+  EXPECT_EQ(bus_read(bus, kConfigAddressPort + 1, 1), 0xffu);
+}
+
+TEST(PciBus, DataPortBytesSelectTheOffsetWithinTheDword) {
+  PciBus bus;
+  RecordingFunction function;
+  bus.attach(1, 0, function);
+  bus_write(bus, kConfigAddressPort, 4, config_address(0, 1, 0, 0x40));
+  EXPECT_EQ(bus_read(bus, kConfigDataPort, 4), 0xab004004u);
+  EXPECT_EQ(bus_read(bus, kConfigDataPort + 2, 2), 0x4202u);  // offset 0x42, 2 bytes
+  EXPECT_EQ(bus_read(bus, kConfigDataPort + 3, 1), 0x01u);    // low byte of 0xab004301
+  bus_write(bus, kConfigDataPort + 1, 1, 0x5a);
+  bus_write(bus, kConfigDataPort + 2, 2, 0x1234);
+  bus_write(bus, kConfigDataPort, 4, 0xdeadbeef);
+  EXPECT_EQ(function.writes, (std::vector<RecordingFunction::Write>{
+                                 {0x41, 1, 0x5a}, {0x42, 2, 0x1234}, {0x40, 4, 0xdeadbeef}}));
+}
+
+TEST(PciBus, AccessesCrossingTheDwordAreDropped) {
+  PciBus bus;
+  RecordingFunction function;
+  bus.attach(1, 0, function);
+  bus_write(bus, kConfigAddressPort, 4, config_address(0, 1, 0, 0x40));
+  EXPECT_EQ(bus_read(bus, kConfigDataPort + 3, 2), 0xffffu);
+  bus_write(bus, kConfigDataPort + 2, 4, 1);
+  EXPECT_TRUE(function.writes.empty());
+}
+
+TEST(PciBus, RejectsSlotsThatDoNotExist) {
+  PciBus bus;
+  RecordingFunction function;
+  EXPECT_THROW(bus.attach(32, 0, function), Error);
+  EXPECT_THROW(bus.attach(1, 8, function), Error);
+}
+
+BarSpec bar(unsigned index, pci::BarKind kind, std::uint64_t size) { return {index, kind, false, size}; }
+
+TEST(BarLayout, LargestFirstNaturallyAlignedBelow4GiB) {
+  const std::vector<BarSpec> bars{bar(0, pci::BarKind::mem32, 0x4000),
+                                  bar(2, pci::BarKind::mem64, 0x1000000),
+                                  bar(4, pci::BarKind::io, 0x20),
+                                  bar(5, pci::BarKind::mem32, 0x100)};
+  const auto placed = assign_bars(bars);
+  ASSERT_EQ(placed.size(), 4u);
+  EXPECT_EQ(placed[0].spec.index, 0u);  // sorted back by index
+  EXPECT_EQ(placed[1].address, 0xc0000000u);          // 16 MiB first
+  EXPECT_EQ(placed[0].address, 0xc1000000u);          // then 16 KiB
+  EXPECT_EQ(placed[3].address, 0xc1004000u);          // 256 bytes still take a page
+  EXPECT_EQ(placed[2].address, 0xc000u);              // I/O window
+  for (const auto& p : placed) {
+    EXPECT_EQ(p.address % std::max<std::uint64_t>(p.spec.size, 1), 0u) << p.spec.index;
+  }
+}
+
+TEST(BarLayout, A64BitBarTooBigForTheLowWindowGoesHigh) {
+  const std::vector<BarSpec> bars{bar(0, pci::BarKind::mem64, std::uint64_t{8} << 30),
+                                  bar(2, pci::BarKind::mem32, 0x1000000)};
+  const auto placed = assign_bars(bars);
+  EXPECT_EQ(placed[0].address, std::uint64_t{1} << 36);
+  EXPECT_EQ(placed[1].address, 0xc0000000u);
+}
+
+TEST(BarLayout, ErrorsNameTheBarThatDoesNotFit) {
+  const std::vector<BarSpec> too_big{bar(3, pci::BarKind::mem32, std::uint64_t{2} << 30)};
+  try {
+    assign_bars(too_big);
+    FAIL() << "a 2 GiB 32-bit BAR fit a 1 GiB window";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("BAR3 (2 GiB) does not fit in the guest's MMIO window"),
+              std::string::npos)
+        << e.what();
+  }
+  const std::vector<BarSpec> odd{bar(1, pci::BarKind::mem32, 0x3000)};
+  EXPECT_THROW(assign_bars(odd), Error);
+  const std::vector<BarSpec> io{bar(0, pci::BarKind::io, 0x8000), bar(1, pci::BarKind::io, 0x8000)};
+  EXPECT_THROW(assign_bars(io), Error);  // 16 KiB of ports left, 32 KiB wanted
+}
+
+pci::MsiCapability msi(bool address_64bit, bool per_vector_masking, unsigned capable = 1) {
+  pci::MsiCapability c;
+  c.offset = 0x50;
+  c.address_64bit = address_64bit;
+  c.per_vector_masking = per_vector_masking;
+  c.vectors_capable = capable;
+  return c;
+}
+
+void write_word(MsiState& state, std::uint32_t offset, std::uint32_t value, unsigned bytes,
+                InterruptChange* total = nullptr) {
+  for (unsigned i = 0; i < bytes; ++i) {
+    const auto change = state.write_byte(offset + i, static_cast<std::uint8_t>(value >> (8 * i)));
+    if (total) {
+      total->enable |= change.enable;
+      total->message |= change.message;
+      total->mask |= change.mask;
+    }
+  }
+}
+
+std::uint32_t read_word(const MsiState& state, std::uint32_t offset, unsigned bytes) {
+  std::uint32_t value = 0;
+  for (unsigned i = 0; i < bytes; ++i) value |= std::uint32_t{state.read_byte(offset + i)} << (8 * i);
+  return value;
+}
+
+TEST(MsiState, ControlAdvertisesTheCapabilityAndOnlyEnableAndMmeAreWritable) {
+  MsiState state(msi(true, true, 8));
+  EXPECT_EQ(read_word(state, 2, 2), 0x0186u);  // per-vector masking, 64-bit, 8 vectors capable
+  write_word(state, 2, 0xffff, 2);
+  EXPECT_EQ(read_word(state, 2, 2), 0x01f7u);  // enable, MME = 7 (clamped to 8 when used)
+  EXPECT_TRUE(state.enabled());
+  EXPECT_EQ(state.vectors(), 8u);
+}
+
+TEST(MsiState, The32BitLayoutPutsDataAt8AndMaskAt12) {
+  MsiState state(msi(false, true, 4));
+  EXPECT_FALSE(state.owns(1));
+  EXPECT_TRUE(state.owns(19));   // pending bits end the capability
+  EXPECT_FALSE(state.owns(20));
+  InterruptChange change;
+  write_word(state, 4, 0xfee01003, 4, &change);  // bits 1:0 are reserved
+  write_word(state, 8, 0x4041, 2, &change);
+  EXPECT_TRUE(change.message);
+  EXPECT_EQ(read_word(state, 4, 4), 0xfee01000u);
+  EXPECT_EQ(read_word(state, 8, 2), 0x4041u);
+  InterruptChange mask;
+  write_word(state, 12, 0x2, 4, &mask);
+  EXPECT_TRUE(mask.mask);
+  EXPECT_FALSE(mask.message);
+  EXPECT_TRUE(state.masked(1));
+  EXPECT_FALSE(state.masked(0));
+}
+
+TEST(MsiState, The64BitLayoutCarriesTheHighAddress) {
+  MsiState state(msi(true, false));
+  EXPECT_FALSE(state.owns(14));  // 64-bit without masking: 14 bytes
+  write_word(state, 4, 0xfee00000, 4);
+  write_word(state, 8, 0x1, 4);
+  write_word(state, 12, 0x0031, 2);
+  const auto message = state.message(0);
+  EXPECT_EQ(message.address, 0x1fee00000ull);
+  EXPECT_EQ(message.data, 0x31u);
+  EXPECT_FALSE(state.masked(0));  // no per-vector masking: never masked
+}
+
+TEST(MsiState, MultipleMessagesReplaceTheLowDataBits) {
+  MsiState state(msi(false, false, 4));
+  write_word(state, 8, 0x0043, 2);
+  write_word(state, 2, 0x0021, 2);  // enable, MME = 2 (4 vectors)
+  ASSERT_EQ(state.vectors(), 4u);
+  EXPECT_EQ(state.message(0).data, 0x40u);
+  EXPECT_EQ(state.message(3).data, 0x43u);
+}
+
+TEST(MsiState, EnableTogglesAreReportedAsSuch) {
+  MsiState state(msi(false, false));
+  EXPECT_TRUE(state.write_byte(2, 1).enable);
+  EXPECT_FALSE(state.write_byte(2, 1).any());
+  EXPECT_TRUE(state.write_byte(2, 0).enable);
+}
+
+void table_write(MsixTable& table, std::uint64_t offset, std::uint32_t value, std::uint32_t& vector,
+                 InterruptChange& change) {
+  std::array<std::uint8_t, 4> bytes{};
+  std::memcpy(bytes.data(), &value, 4);
+  change = table.write(offset, bytes, vector);
+}
+
+TEST(MsixTable, EveryVectorStartsMasked) {
+  MsixTable table(65);
+  EXPECT_EQ(table.bytes(), 65u * 16);
+  for (std::uint32_t v = 0; v < table.size(); ++v) EXPECT_TRUE(table.masked(v)) << v;
+}
+
+TEST(MsixTable, WritesLandInTheirEntryAndSayWhatChanged) {
+  MsixTable table(4);
+  std::uint32_t vector = 99;
+  InterruptChange change;
+  table_write(table, 2 * 16 + 0, 0xfee00000, vector, change);
+  EXPECT_EQ(vector, 2u);
+  EXPECT_TRUE(change.message);
+  table_write(table, 2 * 16 + 8, 0x41, vector, change);
+  EXPECT_TRUE(change.message);
+  table_write(table, 2 * 16 + 8, 0x41, vector, change);
+  EXPECT_FALSE(change.any());  // the same value again changes nothing
+  table_write(table, 2 * 16 + 12, 0xfffffffe, vector, change);
+  EXPECT_TRUE(change.mask);
+  EXPECT_FALSE(table.masked(2));
+  EXPECT_EQ(table.message(2).address, 0xfee00000u);
+  EXPECT_EQ(table.message(2).data, 0x41u);
+  std::array<std::uint8_t, 8> readback{};
+  table.read(2 * 16 + 8, readback);
+  std::uint32_t words[2];
+  std::memcpy(words, readback.data(), 8);
+  EXPECT_EQ(words[0], 0x41u);
+  EXPECT_EQ(words[1], 0u);  // only the mask bit of vector control is kept
+}
+
+TEST(MsixTable, A64BitWriteCoversTwoFields) {
+  MsixTable table(2);
+  const std::uint64_t address = 0x00000001fee01000ull;
+  std::array<std::uint8_t, 8> bytes{};
+  std::memcpy(bytes.data(), &address, 8);
+  std::uint32_t vector = 0;
+  EXPECT_TRUE(table.write(16, bytes, vector).message);
+  EXPECT_EQ(vector, 1u);
+  EXPECT_EQ(table.message(1).address, address);
+}
+
+TEST(MsixTable, MisalignedOrOutsideAccessesDoNothing) {
+  MsixTable table(2);
+  std::uint32_t vector = 7;
+  InterruptChange change;
+  table_write(table, 2, 0x12345678, vector, change);  // not aligned
+  EXPECT_FALSE(change.any());
+  table_write(table, 32, 0x12345678, vector, change);  // past the end
+  EXPECT_FALSE(change.any());
+  std::array<std::uint8_t, 2> narrow{0xaa, 0xaa};
+  EXPECT_FALSE(table.write(0, narrow, vector).any());
+  std::array<std::uint8_t, 4> outside{1, 2, 3, 4};
+  table.read(64, outside);
+  EXPECT_EQ(outside, (std::array<std::uint8_t, 4>{}));
+  EXPECT_EQ(vector, 7u);
+  EXPECT_THROW((void)table.message(2), std::out_of_range);
+}
+
+TEST(MsixControl, EnableAndFunctionMaskAreTheWritableBits) {
+  MsixControl control{.table_size_field = 64};
+  EXPECT_EQ(control.value(), 64u);
+  auto change = control.write_high_byte(0xc0);
+  EXPECT_TRUE(change.enable);
+  EXPECT_TRUE(change.mask);
+  EXPECT_EQ(control.value(), 0xc040u);
+  change = control.write_high_byte(0x80);
+  EXPECT_FALSE(change.enable);
+  EXPECT_TRUE(change.mask);
+  EXPECT_EQ(control.value(), 0x8040u);
+  EXPECT_FALSE(control.write_high_byte(0xbf).any());  // reserved bits are ignored
+}
+
+pci::Bdf parse(const char* text) { return pci::parse_bdf_or_throw(text); }
+
+TEST(QemuCommand, ALoneFunctionIsLeftForQemuToPlace) {
+  EXPECT_EQ(qemu_command("qemu-system-x86_64", {"-m", "1G"}, {parse("0000:00:01.0")}),
+            (std::vector<std::string>{"qemu-system-x86_64", "-m", "1G", "-device",
+                                      "vfio-pci,host=0000:00:01.0"}));
+}
+
+TEST(QemuCommand, AGpuAndItsAudioShareOneGuestSlot) {
+  const auto command = qemu_command(
+      "qemu", {}, {parse("0000:01:00.1"), parse("0000:01:00.0"), parse("0000:02:00.0")});
+  EXPECT_EQ(command, (std::vector<std::string>{
+                         "qemu", "-device", "vfio-pci,host=0000:01:00.0,addr=0x10.0,multifunction=on",
+                         "-device", "vfio-pci,host=0000:01:00.1,addr=0x10.1", "-device",
+                         "vfio-pci,host=0000:02:00.0"}));
+}
+
+TEST(QemuCommand, TwoMultifunctionSlotsGetTwoGuestSlots) {
+  const auto command = qemu_command("q", {}, {parse("0000:03:00.0"), parse("0000:03:00.1"),
+                                              parse("0000:04:00.0"), parse("0000:04:00.3")});
+  ASSERT_EQ(command.size(), 9u);
+  EXPECT_EQ(command[6], "vfio-pci,host=0000:04:00.0,addr=0x11.0,multifunction=on");
+  EXPECT_EQ(command[8], "vfio-pci,host=0000:04:00.3,addr=0x11.3");
+}
+
+TEST(ShellQuote, QuotesOnlyWhatNeedsIt) {
+  EXPECT_EQ(shell_quote({"qemu", "-append", "console=ttyS0 quiet", "it's", ""}),
+            "qemu -append 'console=ttyS0 quiet' 'it'\\''s' ''");
+  EXPECT_EQ(shell_quote({"-device", "vfio-pci,host=0000:01:00.0"}), "-device vfio-pci,host=0000:01:00.0");
+  EXPECT_EQ(shell_quote({"a;b", "$HOME", "*"}), "'a;b' '$HOME' '*'");
+}
+
+}  // namespace
+}  // namespace vfiokit::vmm
