@@ -19,6 +19,8 @@ constexpr std::uint32_t kBarRegisters = 0x10;
 constexpr std::uint32_t kRomRegister = 0x30;
 constexpr std::uint32_t kCommandRegister = 0x04;
 constexpr std::uint16_t kCommandMemory = 0x2;
+constexpr std::uint16_t kCommandBusMaster = 0x4;
+constexpr std::uint32_t kInterruptPin = 0x3d;
 
 std::uint64_t page_down(std::uint64_t v) { return v & ~(kPage - 1); }
 std::uint64_t page_up(std::uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
@@ -80,6 +82,14 @@ PassthroughDevice::PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm
 
 PassthroughDevice::~PassthroughDevice() {
   wiring_.reset();
+  // The guest may have left the device running (an NVMe keeps fetching from its queues): stop
+  // its DMA before the VMM unmaps guest RAM from the IOMMU, or it faults there.
+  try {
+    const std::uint16_t command = device_.config_read16(kCommandRegister);
+    device_.config_write16(kCommandRegister, static_cast<std::uint16_t>(command & ~kCommandBusMaster));
+  } catch (const Error& e) {
+    spdlog::warn("could not turn off bus mastering: {}", e.what());
+  }
   for (Bar& bar : bars_) unmap_bar(bar);
 }
 
@@ -182,6 +192,7 @@ std::vector<std::string> PassthroughDevice::describe() const {
 PassthroughDevice::Owner PassthroughDevice::owner(std::uint32_t offset) const noexcept {
   if (offset >= kBarRegisters && offset < kBarRegisters + 24) return Owner::bar;
   if (offset >= kRomRegister && offset < kRomRegister + 4) return Owner::rom;
+  if (offset == kInterruptPin) return Owner::rom;  // no INTx in this VMM: reads 0, "none"
   if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset)) return Owner::msi;
   if (msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u)) {
     return Owner::msix_control;
@@ -252,7 +263,7 @@ std::uint32_t PassthroughDevice::config_read(std::uint32_t offset, std::uint32_t
     const std::uint32_t at = offset + i;
     switch (owner(at)) {
       case Owner::bar: bytes[i] = bar_register_byte(at); break;
-      case Owner::rom: bytes[i] = 0; break;  // no option ROM is exposed to the guest
+      case Owner::rom: bytes[i] = 0; break;  // no option ROM, no interrupt pin for the guest
       case Owner::msi: bytes[i] = msi_->read_byte(at - msi_cap_->offset); break;
       case Owner::msix_control:
         bytes[i] = static_cast<std::uint8_t>(msix_control_.value() >> (8 * (at - msix_cap_->offset - 2)));
@@ -290,8 +301,17 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
         break;
     }
   }
-  // BAR registers are written whole: sizing and moving need the dword, not its bytes.
-  if (bar_written && size == 4) write_bar_register(offset, value);
+  // Sizing and moving need the whole register: a narrower write is merged into what it reads.
+  if (bar_written) {
+    const std::uint32_t register_offset = offset & ~3u;
+    std::uint32_t merged = 0;
+    for (std::uint32_t i = 0; i < 4; ++i) {
+      const std::uint32_t at = register_offset + i;
+      const std::uint8_t byte = at >= offset && at < offset + size ? bytes[at - offset] : bar_register_byte(at);
+      merged |= std::uint32_t{byte} << (8 * i);
+    }
+    write_bar_register(register_offset, merged);
+  }
   if (offset <= kCommandRegister && offset + size > kCommandRegister) {
     memory_decoding_ = (device_.config_read16(kCommandRegister) & kCommandMemory) != 0;
   }

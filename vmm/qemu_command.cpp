@@ -5,6 +5,8 @@
 #include <map>
 #include <tuple>
 
+#include "base/error.h"
+
 namespace vfiokit::vmm {
 
 std::vector<std::string> qemu_command(const std::string& binary,
@@ -21,6 +23,10 @@ std::vector<std::string> qemu_command(const std::string& binary,
     if (functions.size() == 1) {
       command.insert(command.end(), {"-device", "vfio-pci,host=" + functions[0].to_string()});
       continue;
+    }
+    if (guest_slot > 0x1f) {
+      throw Error("QEMU command", "more multifunction devices than guest slots 0x10-0x1f")
+          .hint("pass fewer devices, or place them yourself with -device vfio-pci,addr=...");
     }
     for (std::size_t i = 0; i < functions.size(); ++i) {
       char addr[16];

@@ -20,28 +20,15 @@
 namespace vfiokit::hil {
 namespace {
 
-class Binding : public testing::Test {
+class Binding : public RigDeviceTest {
  protected:
   void SetUp() override {
-    VFIOKIT_REQUIRE_RIG();
-    nvme_ = find_pci_function(kNvmeVendor, kNvmeDevice).value_or("");
-    edu_ = find_pci_function(kEduVendor, kEduDevice).value_or("");
-    ASSERT_FALSE(nvme_.empty());
-    ASSERT_FALSE(edu_.empty());
-    ASSERT_EQ(driver_of(nvme_), "nvme") << "a previous test left nvme off its driver";
+    RigDeviceTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     nvme_group_ = read_link_name("/sys/bus/pci/devices/" + nvme_ + "/iommu_group").value_or("?");
     edu_group_ = read_link_name("/sys/bus/pci/devices/" + edu_ + "/iommu_group").value_or("?");
   }
-  void TearDown() override {
-    if (!in_rig()) return;
-    // Whatever a test did, every journalled device goes home, and nvme must be on nvme again.
-    const auto restore = vfiokit({"restore", "--all"});
-    EXPECT_EQ(restore.exit_status, 0) << restore.output;
-    if (!nvme_.empty()) {
-      EXPECT_EQ(driver_of(nvme_), "nvme");
-    }
-  }
-  std::string nvme_, edu_, nvme_group_, edu_group_;
+  std::string nvme_group_, edu_group_;
 };
 
 TEST_F(Binding, NvmeMovesToVfioPciAndBackWithItsDisk) {

@@ -50,21 +50,8 @@ struct Background {
   pid_t pid;
 };
 
-class LaunchTest : public testing::Test {
+class LaunchTest : public RigDeviceTest {
  protected:
-  void SetUp() override {
-    VFIOKIT_REQUIRE_RIG();
-    nvme_ = find_pci_function(kNvmeVendor, kNvmeDevice).value_or("");
-    edu_ = find_pci_function(kEduVendor, kEduDevice).value_or("");
-    ASSERT_FALSE(nvme_.empty());
-    ASSERT_FALSE(edu_.empty());
-    ASSERT_EQ(driver_of(nvme_), "nvme") << "a previous test left nvme off its driver";
-  }
-  void TearDown() override {
-    if (!in_rig()) return;
-    const auto restore = vfiokit({"restore", "--all"});
-    EXPECT_EQ(restore.exit_status, 0) << restore.output;
-  }
   // Both devices where they started and nothing left in the journal.
   void expect_everything_home() {
     EXPECT_EQ(driver_of(nvme_), "nvme");
@@ -74,7 +61,6 @@ class LaunchTest : public testing::Test {
     EXPECT_TRUE(list_dir("/run/vfiokit/devices").empty());
     EXPECT_TRUE(wait_for_path("/dev/nvme0n1", true, 5000)) << "the nvme disk did not come back";
   }
-  std::string nvme_, edu_;
 };
 
 using Launch = LaunchTest;

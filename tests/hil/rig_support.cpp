@@ -86,3 +86,25 @@ std::string driver_of(const std::string& bdf) {
 }
 
 }  // namespace vfiokit::hil
+
+namespace vfiokit::hil {
+
+void RigDeviceTest::SetUp() {
+  VFIOKIT_REQUIRE_RIG();
+  nvme_ = find_pci_function(kNvmeVendor, kNvmeDevice).value_or("");
+  edu_ = find_pci_function(kEduVendor, kEduDevice).value_or("");
+  ASSERT_FALSE(nvme_.empty());
+  ASSERT_FALSE(edu_.empty());
+  ASSERT_EQ(driver_of(nvme_), "nvme") << "a previous test left nvme off its driver";
+}
+
+void RigDeviceTest::TearDown() {
+  if (!in_rig()) return;
+  const auto restore = vfiokit({"restore", "--all"});
+  EXPECT_EQ(restore.exit_status, 0) << restore.output;
+  if (!nvme_.empty()) {
+    EXPECT_EQ(driver_of(nvme_), "nvme");
+  }
+}
+
+}  // namespace vfiokit::hil

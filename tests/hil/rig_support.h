@@ -31,6 +31,15 @@ inline constexpr unsigned kEduVendor = 0x1234, kEduDevice = 0x11e8;
 inline constexpr unsigned kNvmeVendor = 0x1b36, kNvmeDevice = 0x0010;
 inline constexpr unsigned kE1000eVendor = 0x8086, kE1000eDevice = 0x10d3;
 
+// Tests that move the rig's nvme and edu: both are found, nvme starts on its driver, and
+// whatever a test did, `vfiokit restore --all` brings every journalled device home after it.
+class RigDeviceTest : public testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  std::string nvme_, edu_;
+};
+
 }  // namespace vfiokit::hil
 
 #include <sys/types.h>

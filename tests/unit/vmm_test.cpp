@@ -349,6 +349,18 @@ TEST(QemuCommand, TwoMultifunctionSlotsGetTwoGuestSlots) {
   EXPECT_EQ(command[8], "vfio-pci,host=0000:04:00.3,addr=0x11.3");
 }
 
+TEST(QemuCommand, MoreMultifunctionSlotsThanGuestSlotsIsAnError) {
+  std::vector<pci::Bdf> devices;
+  for (unsigned bus = 1; bus <= 17; ++bus) {
+    for (unsigned function = 0; function < 2; ++function) {
+      devices.push_back(pci::Bdf{0, static_cast<std::uint8_t>(bus), 0, static_cast<std::uint8_t>(function)});
+    }
+  }
+  EXPECT_THROW(qemu_command("q", {}, devices), Error);
+  devices.resize(32);  // 16 slots: 0x10..0x1f
+  EXPECT_EQ(qemu_command("q", {}, devices).back(), "vfio-pci,host=0000:10:00.1,addr=0x1f.1");
+}
+
 TEST(ShellQuote, QuotesOnlyWhatNeedsIt) {
   EXPECT_EQ(shell_quote({"qemu", "-append", "console=ttyS0 quiet", "it's", ""}),
             "qemu -append 'console=ttyS0 quiet' 'it'\\''s' ''");
