@@ -38,6 +38,7 @@ static int transfer(uint32_t source, uint32_t destination, uint32_t command, uin
 }
 
 uint32_t payload_main(void) {
+  start_timer_tick(); /* every wait below can time out */
   uint32_t bdf;
   if (!pci_find_device(EDU_VENDOR, EDU_DEVICE, &bdf)) return VFIOKIT_DONE_NO_DEVICE;
   pci_log_function("edu-dma: edu at guest", bdf);

@@ -24,6 +24,7 @@ static int wait_ready(int ready) {
 }
 
 uint32_t payload_main(void) {
+  start_timer_tick(); /* every wait below can time out */
   const struct vfiokit_nvme_params* params = (const void*)VFIOKIT_PARAMS_ADDRESS;
   uint32_t bdf;
   if (!pci_find_class(NVME_CLASS, &bdf)) return VFIOKIT_DONE_NO_DEVICE;

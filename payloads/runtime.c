@@ -122,6 +122,7 @@ void set_interrupt_handler(interrupt_handler handler) { user_handler = handler; 
 uint32_t interrupt_count(uint32_t vector) { return vector < 256 ? counts[vector] : 0; }
 
 int wait_for_interrupt_count(uint32_t vector, uint32_t count, uint32_t timeout_ticks) {
+  start_timer_tick();
   /* Each round is one hlt: any interrupt, or the LAPIC timer tick, wakes it. */
   for (uint32_t tick = 0; tick < timeout_ticks; ++tick) {
     if (counts[vector] >= count) return 1;
@@ -175,7 +176,13 @@ static void load_tables(void) {
 static void enable_lapic(void) {
   mmio_write32(LAPIC_BASE + LAPIC_TPR, 0); /* accept every priority */
   mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x100u | SPURIOUS_VECTOR); /* software enable */
-  /* A periodic timer tick, so waits for a device can time out instead of halting forever. */
+}
+
+static int timer_started;
+
+void start_timer_tick(void) {
+  if (timer_started) return;
+  timer_started = 1;
   mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIVIDE, 0xb); /* divide by 1 */
   mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, 0x20000u | TIMER_VECTOR); /* periodic */
   mmio_write32(LAPIC_BASE + LAPIC_TIMER_INITIAL, 10000000u); /* ~10 ms at KVM's 1 GHz APIC clock */

@@ -40,9 +40,12 @@ uint32_t interrupt_count(uint32_t vector);
 
 /* Halts until the next interrupt, with no window in which one could be missed (sti; hlt). */
 void wait_for_interrupt(void);
-/* Halts until `vector` has arrived `count` times in all, or `timeout_ticks` wake-ups passed
- * (the runtime's LAPIC timer wakes the CPU regularly; vector 0x20 is its own). Returns 1 when
- * the count was reached. */
+/* Starts the LAPIC's periodic timer (vector 0x20, about every 10 ms), so that waits for a
+ * device can time out instead of halting forever. Off until a payload asks: a payload that
+ * counts interrupts (irq-probe) sees only the ones it is sent. */
+void start_timer_tick(void);
+/* Halts until `vector` has arrived `count` times in all, or `timeout_ticks` wake-ups passed.
+ * Starts the timer tick. Returns 1 when the count was reached. */
 int wait_for_interrupt_count(uint32_t vector, uint32_t count, uint32_t timeout_ticks);
 
 /* The runtime's timer vector; payloads choose their device vectors from 0x30 up. */
