@@ -61,12 +61,15 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   // Destroyed bottom-up after the vCPU has stopped: the device model (interrupts unwired, BAR
   // slots removed), then the DMA mapping of guest RAM, then the guest and its RAM.
   kvm::PayloadGuest guest(kvm, image, guest_options);
+  spdlog::debug("VM with {} of RAM, irqchip and a vCPU ready", human_size(guest.memory().size()));
   const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
                                                     iommu::DmaDirection::bidirectional);
+  spdlog::debug("guest RAM DMA-mapped at IOVA 0 (pinned)");
   PassthroughDevice device(opened.device, guest.vm(), guest.routes(), kFirstBarSlot);
   PciBus bus;
   bus.attach(1, 0, device);
   result.layout = device.describe();
+  spdlog::debug("device model ready: {} BAR memory slot(s)", device.memory_slots());
 
   const BarWindows windows;
   kvm::RunLoop& loop = guest.run_loop();
