@@ -94,6 +94,21 @@ void PayloadGuest::stop() noexcept {
   if (thread_.joinable()) thread_.join();
 }
 
+std::string PayloadGuest::describe_cpu() const {
+  try {
+    const kvm_regs regs = vcpu_.regs();
+    const bool interrupts = (regs.rflags & 0x200u) != 0;
+    if (vcpu_.mp_state() == KVM_MP_STATE_HALTED) {
+      return "halted at " + hex(regs.rip) +
+             (interrupts ? " with interrupts enabled: waiting for an interrupt that did not come"
+                         : " with interrupts disabled: stopped for good");
+    }
+    return "running at " + hex(regs.rip) + " (interrupts " + (interrupts ? "enabled" : "disabled") + ")";
+  } catch (const Error& e) {
+    return std::string("state unknown: ") + e.what();
+  }
+}
+
 void PayloadGuest::run_vcpu() noexcept {
   try {
     loop_.run(vcpu_);

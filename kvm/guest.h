@@ -60,6 +60,9 @@ class PayloadGuest {
   // Waits for an event on `port`, keeping the others queued; nullopt on timeout.
   std::optional<MailboxEvent> wait_for(std::uint16_t port, std::chrono::milliseconds timeout);
   [[nodiscard]] std::string log() const;
+  // After stop(): where the guest was, for a payload that never reported ("halted at
+  // 0x100234 with interrupts enabled: waiting for an interrupt that did not come").
+  [[nodiscard]] std::string describe_cpu() const;
 
  private:
   void on_mailbox(const IoExit& io, std::span<std::uint8_t> data);

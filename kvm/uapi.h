@@ -48,9 +48,11 @@ inline constexpr IoctlPtr<kvm_regs> kGetRegs = VFIOKIT_IOCTL_PTR(kvm_regs, KVM_G
 inline constexpr IoctlPtr<const kvm_regs> kSetRegs = VFIOKIT_IOCTL_PTR(const kvm_regs, KVM_SET_REGS);
 inline constexpr IoctlPtr<kvm_sregs> kGetSregs = VFIOKIT_IOCTL_PTR(kvm_sregs, KVM_GET_SREGS);
 inline constexpr IoctlPtr<const kvm_sregs> kSetSregs = VFIOKIT_IOCTL_PTR(const kvm_sregs, KVM_SET_SREGS);
+inline constexpr IoctlPtr<kvm_mp_state> kGetMpState = VFIOKIT_IOCTL_PTR(kvm_mp_state, KVM_GET_MP_STATE);
 
 // struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
 // then 16 bytes of padding the kernel requires to be zero.
+static_assert(sizeof(kvm_mp_state) == 4);
 static_assert(sizeof(kvm_irqfd) == 32);
 static_assert(offsetof(kvm_irqfd, fd) == 0);
 static_assert(offsetof(kvm_irqfd, gsi) == 4);

@@ -117,6 +117,12 @@ kvm_regs Vcpu::regs() const {
 
 void Vcpu::set_regs(const kvm_regs& regs) { do_ioctl(fd_.get(), kvm_uapi::kSetRegs, &regs); }
 
+std::uint32_t Vcpu::mp_state() const {
+  kvm_mp_state state{};
+  do_ioctl(fd_.get(), kvm_uapi::kGetMpState, &state);
+  return state.mp_state;
+}
+
 kvm_sregs Vcpu::sregs() const {
   kvm_sregs sregs{};
   do_ioctl(fd_.get(), kvm_uapi::kGetSregs, &sregs);

@@ -70,6 +70,8 @@ class Vcpu {
   [[nodiscard]] kvm_regs regs() const;
   void set_regs(const kvm_regs& regs);
   [[nodiscard]] kvm_sregs sregs() const;
+  // KVM_MP_STATE_RUNNABLE, _HALTED, ... (only meaningful while the vCPU is not running).
+  [[nodiscard]] std::uint32_t mp_state() const;
   void set_sregs(const kvm_sregs& sregs);
 
   // One KVM_RUN. EAGAIN is retried; EINTR comes back as ExitKind::interrupted so a stop request

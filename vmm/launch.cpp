@@ -108,8 +108,10 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
+        guest.stop();
         result.failure = "the payload reported no result within " +
-                         std::to_string(options.timeout.count() / 1000) + " s";
+                         std::to_string(options.timeout.count() / 1000) + " s; the vCPU was " +
+                         guest.describe_cpu();
         break;
       }
       // Short waits, so a cancel request is seen promptly.

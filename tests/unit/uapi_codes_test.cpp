@@ -37,6 +37,8 @@ TEST(UapiCodes, VfioDevice) {
 TEST(UapiCodes, Kvm) {
   EXPECT_EQ(kvm_uapi::kGetApiVersion.code, 0xae00u);
   EXPECT_EQ(kvm_uapi::kGetApiVersion.name, "KVM_GET_API_VERSION");
+  EXPECT_EQ(kvm_uapi::kGetMpState.code, 0x8004ae98u);
+  EXPECT_EQ(kvm_uapi::kGetMpState.name, "KVM_GET_MP_STATE");
 }
 
 }  // namespace
