@@ -169,7 +169,7 @@ Sample qemu_round(const std::string& bdf, const std::string& payload_path) {
   const int log = open_fifo("/tmp/launch-bench-log");
   const std::int64_t start = now_ns();
   const Child child = spawn({"vfiokit", "launch", bdf, "--qemu", "--json", "--",
-                             "-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "64M",
+                             "-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "16M",
                              "-display", "none", "-vga", "none", "-monitor", "none", "-serial",
                              "none", "-nic", "none", "-kernel", payload_path,
                              "-chardev", "pipe,id=started,path=/tmp/launch-bench-started",

@@ -18,7 +18,7 @@
 namespace vfiokit::vmm {
 
 struct LaunchOptions {
-  std::size_t memory = std::size_t{64} << 20;  // guest RAM
+  std::size_t memory = std::size_t{16} << 20;  // guest RAM
   std::chrono::milliseconds timeout{30000};    // for the payload's result
   std::vector<std::uint8_t> parameters;        // at VFIOKIT_PARAMS_ADDRESS
   // Timings are measured from here (the CLI passes the moment its main() began).
