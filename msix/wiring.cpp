@@ -1,5 +1,7 @@
 #include "msix/wiring.h"
 
+#include <poll.h>
+
 #include <spdlog/spdlog.h>
 
 #include "base/error.h"
@@ -70,6 +72,13 @@ void MsixWiring::unmask(std::uint32_t vector) {
 bool MsixWiring::masked(std::uint32_t vector) const {
   check(vector);
   return masked_[vector];
+}
+
+bool MsixWiring::pending(std::uint32_t vector) const {
+  check(vector);
+  if (!masked_[vector]) return false;
+  pollfd fd{vectors_.eventfd(vector), POLLIN, 0};
+  return ::poll(&fd, 1, 0) == 1 && (fd.revents & POLLIN) != 0;
 }
 
 std::uint32_t MsixWiring::gsi(std::uint32_t vector) const {

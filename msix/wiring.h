@@ -35,6 +35,9 @@ class MsixWiring {
   void mask(std::uint32_t vector);
   void unmask(std::uint32_t vector);
   [[nodiscard]] bool masked(std::uint32_t vector) const;
+  // Masked and fired since: what the MSI-X Pending Bit Array shows. The eventfd keeps the
+  // count while no irqfd drains it; unmask() delivers it (KVM_IRQFD injects a signalled fd).
+  [[nodiscard]] bool pending(std::uint32_t vector) const;
 
   [[nodiscard]] std::uint32_t count() const noexcept {
     return static_cast<std::uint32_t>(gsis_.size());

@@ -403,8 +403,19 @@ bool PassthroughDevice::msix_mmio(const Bar& bar, std::uint64_t offset, bool wri
   const std::uint64_t pba_bytes = 8 * ((std::uint64_t{msix_cap_->table_size} + 63) / 64);
   if (index == msix_cap_->pba_bar && offset >= msix_cap_->pba_offset &&
       offset < msix_cap_->pba_offset + pba_bytes) {
-    // Pending interrupts of masked vectors wait in their eventfds; the PBA reads as none.
-    if (!write) std::memset(data.data(), 0, data.size());
+    // Pending interrupts of masked vectors wait in their eventfds: bit n is vector n's.
+    if (!write) {
+      std::memset(data.data(), 0, data.size());
+      const bool wired = wiring_ && wired_index_ == VFIO_PCI_MSIX_IRQ_INDEX;
+      for (std::size_t byte = 0; wired && byte < data.size(); ++byte) {
+        for (unsigned bit = 0; bit < 8; ++bit) {
+          const std::uint64_t vector = (offset - msix_cap_->pba_offset + byte) * 8 + bit;
+          if (vector < wiring_->count() && wiring_->pending(static_cast<std::uint32_t>(vector))) {
+            data[byte] = static_cast<std::uint8_t>(data[byte] | 1u << bit);
+          }
+        }
+      }
+    }
     return true;
   }
   return false;

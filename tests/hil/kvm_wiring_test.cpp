@@ -104,13 +104,17 @@ TEST_F(KvmWiring, MaskFireUnmaskDeliversOnce) {
   ASSERT_TRUE(guest.wait_for(VFIOKIT_MAILBOX_READY, 10s)) << guest.log();
   wiring.mask(2);
   EXPECT_TRUE(wiring.masked(2));
+  EXPECT_FALSE(wiring.pending(2));
   wiring.vectors().trigger(2);
   wiring.vectors().trigger(2);
   EXPECT_EQ(next_vector(guest, 300ms), "none") << "delivered while masked";
+  EXPECT_TRUE(wiring.pending(2));
+  EXPECT_FALSE(wiring.pending(1));
   wiring.vectors().trigger(1);  // the others still work while 2 is masked
   EXPECT_EQ(next_vector(guest), "0x31#1");
   wiring.unmask(2);
   EXPECT_EQ(next_vector(guest), "0x32#1") << "the interrupt raised while masked was lost";
+  EXPECT_FALSE(wiring.pending(2));
   EXPECT_EQ(next_vector(guest, 300ms), "none") << "two triggers while masked must arrive once";
   wiring.vectors().trigger(2);
   EXPECT_EQ(next_vector(guest), "0x32#2");
