@@ -348,10 +348,21 @@ void PassthroughDevice::apply_msi(const InterruptChange& change) {
   }
 }
 
+// Vectors up to the highest one the guest has unmasked in the table (at least one): like QEMU,
+// the host allocates interrupts only for what the guest uses, not for a GPU's whole table.
+std::uint32_t PassthroughDevice::msix_vectors_in_use() const {
+  std::uint32_t in_use = 1;
+  for (std::uint32_t v = 0; v < table_->size(); ++v) {
+    if (!table_->masked(v)) in_use = v + 1;
+  }
+  return in_use;
+}
+
 void PassthroughDevice::wire_msix() {
   std::vector<msix::MsiMessage> messages;
   std::vector<bool> masked;
-  for (std::uint32_t v = 0; v < table_->size(); ++v) {
+  const std::uint32_t in_use = msix_vectors_in_use();
+  for (std::uint32_t v = 0; v < in_use; ++v) {
     messages.push_back(table_->message(v));
     masked.push_back(msix_control_.function_masked || table_->masked(v));
   }
@@ -359,7 +370,7 @@ void PassthroughDevice::wire_msix() {
   wiring_.emplace(device_, VFIO_PCI_MSIX_IRQ_INDEX, routes_);
   wired_index_ = VFIO_PCI_MSIX_IRQ_INDEX;
   wiring_->wire(messages, masked);
-  spdlog::debug("guest enabled MSI-X: {} vectors", table_->size());
+  spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
 }
 
 void PassthroughDevice::apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector) {
@@ -374,8 +385,12 @@ void PassthroughDevice::apply_msix(const InterruptChange& change, std::optional<
     return;
   }
   if (!wiring_ || wired_index_ != VFIO_PCI_MSIX_IRQ_INDEX || !msix_control_.enabled) return;
+  if (msix_vectors_in_use() > wiring_->count()) {  // the guest unmasked a vector not yet wired
+    wire_msix();
+    return;
+  }
   const std::uint32_t first = vector.value_or(0);
-  const std::uint32_t last = vector ? *vector + 1 : table_->size();
+  const std::uint32_t last = std::min(vector ? *vector + 1 : table_->size(), wiring_->count());
   for (std::uint32_t v = first; v < last; ++v) {
     if (change.message) wiring_->retarget(v, table_->message(v));
     if (change.mask) {

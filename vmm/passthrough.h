@@ -77,6 +77,7 @@ class PassthroughDevice final : public PciFunction {
   void apply_msi(const InterruptChange& change);
   void apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector);
   void wire_msix();
+  [[nodiscard]] std::uint32_t msix_vectors_in_use() const;
   bool msix_mmio(const Bar& bar, std::uint64_t offset, bool write, std::span<std::uint8_t> data);
 
   const vfio::VfioDevice& device_;
