@@ -45,6 +45,8 @@ class MsixWiring {
   [[nodiscard]] std::uint32_t gsi(std::uint32_t vector) const;
   // The vectors themselves: trigger(v) fires one with the kernel's loopback.
   [[nodiscard]] InterruptVectors& vectors() noexcept { return vectors_; }
+  // VFIO_PCI_MSI_IRQ_INDEX or VFIO_PCI_MSIX_IRQ_INDEX.
+  [[nodiscard]] std::uint32_t irq_index() const noexcept { return vectors_.info().index; }
 
  private:
   void check(std::uint32_t vector) const;

@@ -5,7 +5,6 @@
 #define LAPIC_EOI 0xb0u
 #define LAPIC_SVR 0xf0u
 #define SPURIOUS_VECTOR 0xffu
-#define TIMER_VECTOR 0x20u
 
 struct gdt_entry {
   uint16_t limit_low, base_low;
@@ -144,7 +143,7 @@ void dispatch_interrupt(uint32_t vector) {
   }
   if (vector == SPURIOUS_VECTOR) return; /* no EOI for the spurious vector */
   counts[vector]++;
-  if (vector != TIMER_VECTOR && user_handler) user_handler(vector);
+  if (vector != RUNTIME_TIMER_VECTOR && user_handler) user_handler(vector);
   mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
 }
 
@@ -184,7 +183,7 @@ void start_timer_tick(void) {
   if (timer_started) return;
   timer_started = 1;
   mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIVIDE, 0xb); /* divide by 1 */
-  mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, 0x20000u | TIMER_VECTOR); /* periodic */
+  mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, 0x20000u | RUNTIME_TIMER_VECTOR); /* periodic */
   mmio_write32(LAPIC_BASE + LAPIC_TIMER_INITIAL, 10000000u); /* ~10 ms at KVM's 1 GHz APIC clock */
 }
 

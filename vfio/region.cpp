@@ -37,12 +37,9 @@ bool Region::mapped(std::uint64_t offset, std::size_t width) const noexcept {
 }
 
 std::span<std::uint8_t> Region::mapped_range(std::uint64_t offset, std::size_t length) const noexcept {
-  for (const Area& area : areas_) {
-    if (offset >= area.offset && offset - area.offset + length <= area.memory.size()) {
-      return area.memory.bytes().subspan(offset - area.offset, length);
-    }
-  }
-  return {};
+  // Not for our own accesses (those stay volatile), so the qualifier can go.
+  auto* start = const_cast<std::uint8_t*>(static_cast<volatile std::uint8_t*>(address(offset, length)));
+  return start ? std::span<std::uint8_t>(start, length) : std::span<std::uint8_t>{};
 }
 
 std::string_view Region::path_for(std::uint64_t offset, std::size_t width) const noexcept {

@@ -17,6 +17,12 @@ struct InterruptChange {
   bool message = false;  // an address or data changed
   bool mask = false;     // a mask bit (per vector or function mask) changed
   [[nodiscard]] bool any() const noexcept { return enable || message || mask; }
+  InterruptChange& operator|=(const InterruptChange& other) noexcept {
+    enable |= other.enable;
+    message |= other.message;
+    mask |= other.mask;
+    return *this;
+  }
 };
 
 // The MSI capability's registers after its 2-byte header (control, address, data, mask).

@@ -109,9 +109,10 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         guest.stop();
+        const auto ms = options.timeout.count();
         result.failure = "the payload reported no result within " +
-                         std::to_string(options.timeout.count() / 1000) + " s; the vCPU was " +
-                         guest.describe_cpu();
+                         (ms % 1000 ? std::to_string(ms) + " ms" : std::to_string(ms / 1000) + " s") +
+                         "; the vCPU was " + guest.describe_cpu();
         break;
       }
       // Short waits, so a cancel request is seen promptly.

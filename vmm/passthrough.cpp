@@ -41,22 +41,24 @@ PassthroughDevice::PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm
     table_.emplace(msix_cap_->table_size);
     msix_control_.table_size_field = static_cast<std::uint16_t>(msix_cap_->table_size - 1);
   }
+  // A region VFIO reports with a size is a BAR; its register says what kind (one reading zero
+  // is a 32-bit non-prefetchable BAR at address 0, e.g. after a reset).
+  const std::vector<pci::BarRegister> registers = pci::decode_bar_registers(config);
   std::vector<BarSpec> specs;
   std::vector<std::uint32_t> flags;
   for (unsigned index = 0; index < 6; ++index) {
     const vfio::RegionInfo info = device.region_info(index);
-    if (info.size == 0) continue;
-    const std::uint32_t reg = device.config_read32(kBarRegisters + 4 * index);
-    BarSpec spec{index, pci::BarKind::mem32, (reg & 0x8u) != 0, info.size};
-    if (reg & 0x1u) {
-      spec.kind = pci::BarKind::io;
-      spec.prefetchable = false;
-    } else if ((reg & 0x6u) == 0x4u) {
-      spec.kind = pci::BarKind::mem64;
+    if (info.size == 0) continue;  // unimplemented, or the upper half of a 64-bit BAR
+    const auto reg = std::find_if(registers.begin(), registers.end(),
+                                  [index](const pci::BarRegister& r) { return r.index == index; });
+    BarSpec spec{index, pci::BarKind::mem32, false, info.size};
+    if (reg != registers.end()) {
+      spec.kind = reg->kind;
+      spec.prefetchable = reg->prefetchable;
     }
     specs.push_back(spec);
-    flags.push_back(reg & (spec.kind == pci::BarKind::io ? 0x3u : 0xfu));
-    if (spec.kind == pci::BarKind::mem64) ++index;  // the upper half is not a BAR of its own
+    flags.push_back(spec.kind == pci::BarKind::io       ? 0x1u
+                    : (spec.kind == pci::BarKind::mem64 ? 0x4u : 0x0u) | (spec.prefetchable ? 0x8u : 0x0u));
   }
   const auto layout = assign_bars(specs, windows);
   for (std::size_t i = 0; i < layout.size(); ++i) {
@@ -164,12 +166,6 @@ std::size_t PassthroughDevice::memory_slots() const noexcept {
   return slots;
 }
 
-std::vector<GuestBar> PassthroughDevice::bars() const {
-  std::vector<GuestBar> out;
-  for (const Bar& bar : bars_) out.push_back(bar.guest);
-  return out;
-}
-
 std::vector<std::string> PassthroughDevice::describe() const {
   std::vector<std::string> lines;
   for (const Bar& bar : bars_) {
@@ -191,8 +187,8 @@ std::vector<std::string> PassthroughDevice::describe() const {
 
 PassthroughDevice::Owner PassthroughDevice::owner(std::uint32_t offset) const noexcept {
   if (offset >= kBarRegisters && offset < kBarRegisters + 24) return Owner::bar;
-  if (offset >= kRomRegister && offset < kRomRegister + 4) return Owner::rom;
-  if (offset == kInterruptPin) return Owner::rom;  // no INTx in this VMM: reads 0, "none"
+  if (offset >= kRomRegister && offset < kRomRegister + 4) return Owner::hidden;
+  if (offset == kInterruptPin) return Owner::hidden;  // no INTx in this VMM: reads 0, "none"
   if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset)) return Owner::msi;
   if (msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u)) {
     return Owner::msix_control;
@@ -263,7 +259,7 @@ std::uint32_t PassthroughDevice::config_read(std::uint32_t offset, std::uint32_t
     const std::uint32_t at = offset + i;
     switch (owner(at)) {
       case Owner::bar: bytes[i] = bar_register_byte(at); break;
-      case Owner::rom: bytes[i] = 0; break;  // no option ROM, no interrupt pin for the guest
+      case Owner::hidden: bytes[i] = 0; break;  // no option ROM, no interrupt pin for the guest
       case Owner::msi: bytes[i] = msi_->read_byte(at - msi_cap_->offset); break;
       case Owner::msix_control:
         bytes[i] = static_cast<std::uint8_t>(msix_control_.value() >> (8 * (at - msix_cap_->offset - 2)));
@@ -285,12 +281,9 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
     const std::uint32_t at = offset + i;
     switch (owner(at)) {
       case Owner::bar: bar_written = true; break;
-      case Owner::rom: break;
+      case Owner::hidden: break;
       case Owner::msi: {
-        const InterruptChange c = msi_->write_byte(at - msi_cap_->offset, bytes[i]);
-        msi_change.enable |= c.enable;
-        msi_change.message |= c.message;
-        msi_change.mask |= c.mask;
+        msi_change |= msi_->write_byte(at - msi_cap_->offset, bytes[i]);
         break;
       }
       case Owner::msix_control:
@@ -324,7 +317,7 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
 void PassthroughDevice::apply_msi(const InterruptChange& change) {
   // A device signals with MSI-X or MSI, never both: while MSI-X is on, it wins (as in QEMU).
   if (msix_control_.enabled) return;
-  const bool msi_wired = wiring_ && wired_index_ == VFIO_PCI_MSI_IRQ_INDEX;
+  const bool msi_wired = wiring_ && wiring_->irq_index() == VFIO_PCI_MSI_IRQ_INDEX;
   const unsigned count = msi_->vectors();
   if (change.enable || (change.message && msi_->enabled() && msi_wired && wiring_->count() != count)) {
     wiring_.reset();
@@ -336,7 +329,6 @@ void PassthroughDevice::apply_msi(const InterruptChange& change) {
       masked.push_back(msi_->masked(v));
     }
     wiring_.emplace(device_, VFIO_PCI_MSI_IRQ_INDEX, routes_);
-    wired_index_ = VFIO_PCI_MSI_IRQ_INDEX;
     wiring_->wire(messages, masked);
     spdlog::debug("guest enabled MSI: {} vector(s)", count);
     return;
@@ -368,7 +360,6 @@ void PassthroughDevice::wire_msix() {
   }
   wiring_.reset();  // MSI, if the guest had it on, goes: a device uses one or the other
   wiring_.emplace(device_, VFIO_PCI_MSIX_IRQ_INDEX, routes_);
-  wired_index_ = VFIO_PCI_MSIX_IRQ_INDEX;
   wiring_->wire(messages, masked);
   spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
 }
@@ -384,7 +375,7 @@ void PassthroughDevice::apply_msix(const InterruptChange& change, std::optional<
     }
     return;
   }
-  if (!wiring_ || wired_index_ != VFIO_PCI_MSIX_IRQ_INDEX || !msix_control_.enabled) return;
+  if (!wiring_ || wiring_->irq_index() != VFIO_PCI_MSIX_IRQ_INDEX || !msix_control_.enabled) return;
   if (msix_vectors_in_use() > wiring_->count()) {  // the guest unmasked a vector not yet wired
     wire_msix();
     return;
@@ -421,7 +412,7 @@ bool PassthroughDevice::msix_mmio(const Bar& bar, std::uint64_t offset, bool wri
     // Pending interrupts of masked vectors wait in their eventfds: bit n is vector n's.
     if (!write) {
       std::memset(data.data(), 0, data.size());
-      const bool wired = wiring_ && wired_index_ == VFIO_PCI_MSIX_IRQ_INDEX;
+      const bool wired = wiring_ && wiring_->irq_index() == VFIO_PCI_MSIX_IRQ_INDEX;
       for (std::size_t byte = 0; wired && byte < data.size(); ++byte) {
         for (unsigned bit = 0; bit < 8; ++bit) {
           const std::uint64_t vector = (offset - msix_cap_->pba_offset + byte) * 8 + bit;

@@ -45,7 +45,6 @@ class PassthroughDevice final : public PciFunction {
   bool mmio(const kvm::MmioExit& exit, std::span<std::uint8_t> data);
   bool io(const kvm::IoExit& exit, std::span<std::uint8_t> data);
 
-  [[nodiscard]] std::vector<GuestBar> bars() const;
   [[nodiscard]] std::size_t memory_slots() const noexcept;
   // "BAR0 16 KiB mem64 at 0xc0000000 (12 KiB mapped, 4 KiB trapped)", one per BAR.
   [[nodiscard]] std::vector<std::string> describe() const;
@@ -71,7 +70,8 @@ class PassthroughDevice final : public PciFunction {
   std::uint8_t bar_register_byte(std::uint32_t offset);
   void write_bar_register(std::uint32_t register_offset, std::uint32_t value);
 
-  enum class Owner : std::uint8_t { device, bar, rom, msi, msix_control };
+  // hidden: reads zero, writes go nowhere (the ROM BAR, the interrupt pin).
+  enum class Owner : std::uint8_t { device, bar, hidden, msi, msix_control };
   [[nodiscard]] Owner owner(std::uint32_t offset) const noexcept;
 
   void apply_msi(const InterruptChange& change);
@@ -93,8 +93,6 @@ class PassthroughDevice final : public PciFunction {
   // The command register's Memory Space bit: while it is off, trapped accesses read all ones
   // and writes go nowhere, as with a device that does not decode.
   bool memory_decoding_ = false;
-  // Which interrupt index wiring_ serves (VFIO_PCI_MSI_IRQ_INDEX or _MSIX_), when it exists.
-  std::uint32_t wired_index_ = 0;
   // Declared last, destroyed first: the interrupts stop reaching the guest before anything else.
   std::optional<msix::MsixWiring> wiring_;
 };

@@ -175,11 +175,7 @@ void write_word(MsiState& state, std::uint32_t offset, std::uint32_t value, unsi
                 InterruptChange* total = nullptr) {
   for (unsigned i = 0; i < bytes; ++i) {
     const auto change = state.write_byte(offset + i, static_cast<std::uint8_t>(value >> (8 * i)));
-    if (total) {
-      total->enable |= change.enable;
-      total->message |= change.message;
-      total->mask |= change.mask;
-    }
+    if (total) *total |= change;
   }
 }
 

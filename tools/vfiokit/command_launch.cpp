@@ -53,20 +53,30 @@ void on_signal(int signal) {
   if (const pid_t child = g_child.load(); child > 0) ::kill(child, signal);
 }
 
+constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
 struct SignalGuard {
   SignalGuard() {
     struct sigaction action {};
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(s, &action, &saved[s == SIGINT ? 0 : s == SIGTERM ? 1 : 2]);
+    for (std::size_t i = 0; i < std::size(kForwardedSignals); ++i) {
+      ::sigaction(kForwardedSignals[i], &action, &saved[i]);
+    }
   }
   ~SignalGuard() {
-    ::sigaction(SIGINT, &saved[0], nullptr);
-    ::sigaction(SIGTERM, &saved[1], nullptr);
-    ::sigaction(SIGHUP, &saved[2], nullptr);
+    for (std::size_t i = 0; i < std::size(kForwardedSignals); ++i) {
+      ::sigaction(kForwardedSignals[i], &saved[i], nullptr);
+    }
   }
-  struct sigaction saved[3] {};
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+  struct sigaction saved[std::size(kForwardedSignals)] {};
 };
+
+std::chrono::milliseconds milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
 
 struct ResolvedPayload {
   std::string name;
@@ -137,14 +147,14 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   SignalGuard signals;
   g_interrupted = false;
   BindingSession session(paths, bdf, args.force,
-                         std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000)),
+                         milliseconds(args.wait_seconds),
                          progress);
   vmm::LaunchResult result;
   {
     vfio::OpenedDevice opened = vfio::open_vfio_device(paths, bdf);
     vmm::LaunchOptions launch;
     launch.memory = std::size_t{args.memory_mib} << 20;
-    launch.timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
+    launch.timeout = milliseconds(args.timeout_seconds);
     launch.parameters = parameters;
     launch.start = process_start();
     launch.cancel = &g_interrupted;
@@ -264,7 +274,7 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   g_interrupted = false;
   g_signal = 0;
   BindingSession session(paths, bdf, args.force,
-                         std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000)),
+                         milliseconds(args.wait_seconds),
                          progress);
   const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
   if (g_interrupted) {  // stopped while binding (or waiting for the lock): no guest to start
