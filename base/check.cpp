@@ -6,9 +6,12 @@ namespace vfiokit {
 
 std::string_view to_string(CheckStatus status) noexcept {
   switch (status) {
-    case CheckStatus::pass: return "pass";
-    case CheckStatus::warn: return "warn";
-    case CheckStatus::fail: return "fail";
+    case CheckStatus::pass:
+      return "pass";
+    case CheckStatus::warn:
+      return "warn";
+    case CheckStatus::fail:
+      return "fail";
   }
   return "fail";
 }

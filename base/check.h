@@ -10,7 +10,7 @@ namespace vfiokit {
 enum class CheckStatus { pass, warn, fail };
 
 struct CheckResult {
-  std::string id;       // stable machine name, e.g. "iommu", "interrupt-remapping"
+  std::string id;  // stable machine name, e.g. "iommu", "interrupt-remapping"
   CheckStatus status = CheckStatus::pass;
   std::string summary;  // one line: what was found
   std::string fix;      // what to do about a warn or fail; empty on pass

@@ -68,18 +68,24 @@ std::string errno_name(int err) {
 
 int exit_status_for(ErrorKind kind) noexcept {
   switch (kind) {
-    case ErrorKind::failed: return 1;
-    case ErrorKind::usage: return 2;
-    case ErrorKind::refused: return 3;
+    case ErrorKind::failed:
+      return 1;
+    case ErrorKind::usage:
+      return 2;
+    case ErrorKind::refused:
+      return 3;
   }
   return 1;
 }
 
 std::string_view to_string(ErrorKind kind) noexcept {
   switch (kind) {
-    case ErrorKind::failed: return "failed";
-    case ErrorKind::usage: return "usage";
-    case ErrorKind::refused: return "refused";
+    case ErrorKind::failed:
+      return "failed";
+    case ErrorKind::usage:
+      return "usage";
+    case ErrorKind::refused:
+      return "refused";
   }
   return "failed";
 }

@@ -125,8 +125,8 @@ void write_attribute(const fs::path& path, std::string_view value) {
 void write_file_durable(const fs::path& path, std::string_view contents, unsigned mode) {
   const fs::path tmp = path.string() + ".tmp";
   {
-    const UniqueFd fd = open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, "create",
-                                      static_cast<mode_t>(mode));
+    const UniqueFd fd =
+        open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, "create", static_cast<mode_t>(mode));
     std::size_t done = 0;
     while (done < contents.size()) {
       const ssize_t n = ::write(fd.get(), contents.data() + done, contents.size() - done);

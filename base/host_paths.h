@@ -17,8 +17,8 @@ struct HostPaths {
   // The same layout below `root`: root/sys, root/proc, root/dev, root/run, root/etc,
   // root/lib/modules.
   static HostPaths under(const std::filesystem::path& root) {
-    return {root / "sys", root / "proc", root / "dev", root / "run", root / "etc",
-            root / "lib/modules"};
+    return {root / "sys", root / "proc", root / "dev",
+            root / "run", root / "etc",  root / "lib/modules"};
   }
 };
 

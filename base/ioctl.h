@@ -31,9 +31,12 @@ template <typename Arg>
 using IoctlPtr = Ioctl<Arg, IoctlPassing::pointer>;
 
 // Declares a typed ioctl whose name is the request macro's own spelling.
-#define VFIOKIT_IOCTL_NONE(request) ::vfiokit::IoctlNone{request, #request}
-#define VFIOKIT_IOCTL_VALUE(type, request) ::vfiokit::IoctlValue<type>{request, #request}
-#define VFIOKIT_IOCTL_PTR(type, request) ::vfiokit::IoctlPtr<type>{request, #request}
+#define VFIOKIT_IOCTL_NONE(request) \
+  ::vfiokit::IoctlNone { request, #request }
+#define VFIOKIT_IOCTL_VALUE(type, request) \
+  ::vfiokit::IoctlValue<type> { request, #request }
+#define VFIOKIT_IOCTL_PTR(type, request) \
+  ::vfiokit::IoctlPtr<type> { request, #request }
 
 // The raw result: >= 0 on success, -errno on failure. For callers that interpret errors
 // (KVM_RUN's EINTR, CHECK_EXTENSION's probing); everyone else uses the throwing forms below.

@@ -31,10 +31,14 @@ bool listing_names_module(std::string_view listing, std::string_view canonical) 
 
 std::string_view to_string(ModuleState state) noexcept {
   switch (state) {
-    case ModuleState::loaded: return "loaded";
-    case ModuleState::builtin: return "built-in";
-    case ModuleState::available: return "available";
-    case ModuleState::missing: return "missing";
+    case ModuleState::loaded:
+      return "loaded";
+    case ModuleState::builtin:
+      return "built-in";
+    case ModuleState::available:
+      return "available";
+    case ModuleState::missing:
+      return "missing";
   }
   return "missing";
 }

@@ -10,10 +10,18 @@ void init_logging(int verbosity) {
   // Debug output carries microsecond timestamps: it is what one reads to see where time goes.
   logger->set_pattern(verbosity >= 2 ? "vfiokit: %H:%M:%S.%f %l: %v" : "vfiokit: %l: %v");
   switch (verbosity) {
-    case 0: logger->set_level(spdlog::level::warn); break;
-    case 1: logger->set_level(spdlog::level::info); break;
-    case 2: logger->set_level(spdlog::level::debug); break;
-    default: logger->set_level(spdlog::level::trace); break;
+    case 0:
+      logger->set_level(spdlog::level::warn);
+      break;
+    case 1:
+      logger->set_level(spdlog::level::info);
+      break;
+    case 2:
+      logger->set_level(spdlog::level::debug);
+      break;
+    default:
+      logger->set_level(spdlog::level::trace);
+      break;
   }
   spdlog::set_default_logger(std::move(logger));
 }

@@ -60,7 +60,8 @@ CommandResult run_command(const std::vector<std::string>& argv) {
   return result;
 }
 
-std::optional<std::filesystem::path> find_program(std::string_view program, std::string_view search_path) {
+std::optional<std::filesystem::path> find_program(std::string_view program,
+                                                  std::string_view search_path) {
   auto runnable = [](const std::filesystem::path& p) {
     std::error_code ec;
     return std::filesystem::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
@@ -74,7 +75,8 @@ std::optional<std::filesystem::path> find_program(std::string_view program, std:
     const auto colon = search_path.find(':');
     const std::string_view dir = search_path.substr(0, colon);
     // An empty PATH entry means the current directory, as execvp reads it.
-    const std::filesystem::path candidate = std::filesystem::path(dir.empty() ? "." : dir) / program;
+    const std::filesystem::path candidate =
+        std::filesystem::path(dir.empty() ? "." : dir) / program;
     if (runnable(candidate)) return candidate;
     if (colon == std::string_view::npos) return std::nullopt;
     search_path.remove_prefix(colon + 1);

@@ -20,6 +20,7 @@ CommandResult run_command(const std::vector<std::string>& argv);
 
 // Where execvp would find `program`: itself if it holds a '/', else the first executable regular
 // file of that name in `search_path` (a PATH value). nullopt if there is none.
-std::optional<std::filesystem::path> find_program(std::string_view program, std::string_view search_path);
+std::optional<std::filesystem::path> find_program(std::string_view program,
+                                                  std::string_view search_path);
 
 }  // namespace vfiokit

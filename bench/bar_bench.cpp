@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
       via_pread = std::max(via_pread, reads_per_second(trapped, seconds));
     }
     std::printf("BAR0 32-bit reads per second (emulated time: compare the ratio)\n");
-    std::printf("  mmap   %12.0f\n  pread  %12.0f\n  ratio mmap/pread %6.1f\n", via_mmap,
-                via_pread, via_mmap / via_pread);
+    std::printf("  mmap   %12.0f\n  pread  %12.0f\n  ratio mmap/pread %6.1f\n", via_mmap, via_pread,
+                via_mmap / via_pread);
   } catch (const Error& e) {
     std::fprintf(stderr, "bar_bench: %s\n", e.what());
     return 1;

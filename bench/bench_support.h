@@ -15,8 +15,10 @@ namespace vfiokit::bench {
 inline pci::Bdf find_function(const std::string& id) {
   const auto colon = id.find(':');
   const auto vendor = parse_uint(id.substr(0, colon), 16);
-  const auto device = colon == std::string::npos ? std::nullopt : parse_uint(id.substr(colon + 1), 16);
-  if (!vendor || !device) throw Error("bench", "'" + id + "' is not VENDOR:DEVICE").kind(ErrorKind::usage);
+  const auto device =
+      colon == std::string::npos ? std::nullopt : parse_uint(id.substr(colon + 1), 16);
+  if (!vendor || !device)
+    throw Error("bench", "'" + id + "' is not VENDOR:DEVICE").kind(ErrorKind::usage);
   for (const auto& bdf : pci::list_pci_devices({})) {
     const auto dev = pci::read_pci_device({}, bdf, pci::ConfigDepth::header);
     if (dev.vendor_id == *vendor && dev.device_id == *device) return bdf;

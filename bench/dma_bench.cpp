@@ -13,8 +13,8 @@
 
 #include "base/error.h"
 #include "base/fs.h"
-#include "iommu/dma.h"
 #include "bench/bench_support.h"
+#include "iommu/dma.h"
 #include "vfio/open.h"
 
 using namespace vfiokit;
@@ -28,7 +28,8 @@ double ms_since(Clock::time_point start) {
 
 double naive(iommu::IommuBackend& backend, std::size_t size) {
   const auto start = Clock::now();
-  const auto buffer = iommu::DmaBuffer::allocate(size, {.allow_huge_pages = false, .prefault = false});
+  const auto buffer =
+      iommu::DmaBuffer::allocate(size, {.allow_huge_pages = false, .prefault = false});
   std::vector<iommu::DmaMapping> pages;
   pages.reserve(size / 4096);
   for (std::size_t offset = 0; offset < size; offset += 4096) {
@@ -40,9 +41,10 @@ double naive(iommu::IommuBackend& backend, std::size_t size) {
 
 double vfiokit_way(iommu::IommuBackend& backend, std::size_t size, iommu::PageBacking& backing) {
   const auto start = Clock::now();
-  const auto buffer = iommu::DmaBuffer::allocate(size, {.allow_huge_pages = true, .prefault = true});
-  const auto mapping = backend.map(buffer.data(), 0x100000000, buffer.size(),
-                                   iommu::DmaDirection::bidirectional);
+  const auto buffer =
+      iommu::DmaBuffer::allocate(size, {.allow_huge_pages = true, .prefault = true});
+  const auto mapping =
+      backend.map(buffer.data(), 0x100000000, buffer.size(), iommu::DmaDirection::bidirectional);
   backing = buffer.backing();
   return ms_since(start);
 }
@@ -63,7 +65,8 @@ int main(int argc, char** argv) {
     write_attribute("/sys/module/vfio_iommu_type1/parameters/dma_entry_limit", "1048576");
     write_attribute("/proc/sys/vm/nr_hugepages", "600");
     vfio::OpenedDevice opened = vfio::open_vfio_device({}, bench::bound_device(argv[1]));
-    std::printf("DMA-ready time: allocate, fault in, pin and map (emulated time: compare ratios)\n");
+    std::printf(
+        "DMA-ready time: allocate, fault in, pin and map (emulated time: compare ratios)\n");
     for (const std::size_t size : {std::size_t{256} << 20, std::size_t{1} << 30}) {
       std::vector<double> slow, fast;
       iommu::PageBacking backing = iommu::PageBacking::small;
@@ -76,10 +79,11 @@ int main(int argc, char** argv) {
           slow.push_back(naive(*opened.backend, size));
         }
       }
-      std::printf("  %4zu MiB  naive (4K pages, %zu maps) %9.1f ms   vfiokit (%s, 1 map) %8.1f ms   "
-                  "ratio naive/vfiokit %6.1f\n",
-                  size >> 20, size / 4096, median(slow), std::string(iommu::to_string(backing)).c_str(),
-                  median(fast), median(slow) / median(fast));
+      std::printf(
+          "  %4zu MiB  naive (4K pages, %zu maps) %9.1f ms   vfiokit (%s, 1 map) %8.1f ms   "
+          "ratio naive/vfiokit %6.1f\n",
+          size >> 20, size / 4096, median(slow), std::string(iommu::to_string(backing)).c_str(),
+          median(fast), median(slow) / median(fast));
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "dma_bench: %s\n", e.what());

@@ -82,7 +82,9 @@ int main(int argc, char** argv) {
     stop = true;
     relay.join();
     guest.vm().deassign_irqfd(direct.fd(), gsi);
-    std::printf("interrupt round trip into the guest and back (%d each; emulated time: compare ratios)\n", rounds);
+    std::printf(
+        "interrupt round trip into the guest and back (%d each; emulated time: compare ratios)\n",
+        rounds);
     std::printf("  irqfd (kernel only)         median %8.1f us   p90 %8.1f us\n",
                 percentile(via_irqfd, 0.5), percentile(via_irqfd, 0.9));
     std::printf("  relay thread + SIGNAL_MSI   median %8.1f us   p90 %8.1f us\n",

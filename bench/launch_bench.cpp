@@ -67,8 +67,8 @@ int run_floor() {
   const int vcpu = ::ioctl(vm, KVM_CREATE_VCPU, 0);
   if (vcpu < 0) die("KVM_CREATE_VCPU");
   const int run_size = ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-  auto* run = static_cast<kvm_run*>(
-      ::mmap(nullptr, static_cast<std::size_t>(run_size), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0));
+  auto* run = static_cast<kvm_run*>(::mmap(nullptr, static_cast<std::size_t>(run_size),
+                                           PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0));
   if (run == MAP_FAILED) die("mmap kvm_run");
   kvm_sregs sregs{};
   if (::ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) die("KVM_GET_SREGS");
@@ -115,7 +115,8 @@ std::string read_all(int fd) {
   std::string out;
   char buffer[4096];
   ssize_t n;
-  while ((n = ::read(fd, buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<std::size_t>(n));
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
+    out.append(buffer, static_cast<std::size_t>(n));
   ::close(fd);
   return out;
 }
@@ -158,7 +159,8 @@ Sample payload_round(const std::string& bdf) {
 int open_fifo(const std::string& path) {
   ::unlink((path + ".in").c_str());
   ::unlink((path + ".out").c_str());
-  if (::mkfifo((path + ".in").c_str(), 0600) < 0 || ::mkfifo((path + ".out").c_str(), 0600) < 0) die("mkfifo");
+  if (::mkfifo((path + ".in").c_str(), 0600) < 0 || ::mkfifo((path + ".out").c_str(), 0600) < 0)
+    die("mkfifo");
   const int fd = ::open((path + ".out").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) die("open fifo");
   return fd;
@@ -168,14 +170,23 @@ Sample qemu_round(const std::string& bdf, const std::string& payload_path) {
   const int started = open_fifo("/tmp/launch-bench-started");
   const int log = open_fifo("/tmp/launch-bench-log");
   const std::int64_t start = now_ns();
-  const Child child = spawn({"vfiokit", "launch", bdf, "--qemu", "--json", "--",
-                             "-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "16M",
-                             "-display", "none", "-vga", "none", "-monitor", "none", "-serial",
-                             "none", "-nic", "none", "-kernel", payload_path,
+  const Child child = spawn({"vfiokit",  "launch",
+                             bdf,        "--qemu",
+                             "--json",   "--",
+                             "-M",       "q35",
+                             "-accel",   "kvm",
+                             "-cpu",     "host",
+                             "-m",       "16M",
+                             "-display", "none",
+                             "-vga",     "none",
+                             "-monitor", "none",
+                             "-serial",  "none",
+                             "-nic",     "none",
+                             "-kernel",  payload_path,
                              "-chardev", "pipe,id=started,path=/tmp/launch-bench-started",
-                             "-device", "isa-debugcon,iobase=0x505,chardev=started",
+                             "-device",  "isa-debugcon,iobase=0x505,chardev=started",
                              "-chardev", "pipe,id=log,path=/tmp/launch-bench-log",
-                             "-device", "isa-debugcon,iobase=0x503,chardev=log"});
+                             "-device",  "isa-debugcon,iobase=0x503,chardev=log"});
   std::optional<std::int64_t> first_instruction, first_mailbox;
   const std::int64_t deadline = start + std::int64_t{120} * 1000000000;
   while ((!first_instruction || !first_mailbox) && now_ns() < deadline) {
@@ -183,7 +194,8 @@ Sample qemu_round(const std::string& bdf, const std::string& payload_path) {
     if (::poll(fds, 2, 100) <= 0) continue;
     const std::int64_t at = now_ns();
     char buffer[256];
-    if ((fds[0].revents & POLLIN) && ::read(started, buffer, sizeof buffer) > 0 && !first_instruction) {
+    if ((fds[0].revents & POLLIN) && ::read(started, buffer, sizeof buffer) > 0 &&
+        !first_instruction) {
       first_instruction = at;
     }
     if ((fds[1].revents & POLLIN) && ::read(log, buffer, sizeof buffer) > 0 && !first_mailbox) {
@@ -195,7 +207,8 @@ Sample qemu_round(const std::string& bdf, const std::string& payload_path) {
   wait_child(child.pid);
   ::close(started);
   ::close(log);
-  if (!first_instruction || !first_mailbox) throw Error("bench", "QEMU's guest never wrote to the debug ports");
+  if (!first_instruction || !first_mailbox)
+    throw Error("bench", "QEMU's guest never wrote to the debug ports");
   return {ms(start, *first_instruction), ms(start, *first_mailbox)};
 }
 
@@ -241,10 +254,12 @@ int main(int argc, char** argv) {
     const double payload_mailbox = column(payload, &Sample::first_mailbox_ms);
     const double qemu_first = column(qemu, &Sample::first_instruction_ms);
     const double qemu_mailbox = column(qemu, &Sample::first_mailbox_ms);
-    std::printf("device %s, %d rounds, medians in emulated ms (compare ratios only)\n", bdf.c_str(), rounds);
+    std::printf("device %s, %d rounds, medians in emulated ms (compare ratios only)\n", bdf.c_str(),
+                rounds);
     std::printf("%-34s %12s %12s\n", "from fork() to", "first instr", "first mailbox");
     std::printf("%-34s %12.1f %12.1f\n", "floor (bare VM, one OUT)", floor_ms, floor_ms);
-    std::printf("%-34s %12.1f %12.1f\n", "vfiokit launch --payload", payload_first, payload_mailbox);
+    std::printf("%-34s %12.1f %12.1f\n", "vfiokit launch --payload", payload_first,
+                payload_mailbox);
     std::printf("%-34s %12.1f %12.1f\n", "vfiokit launch --qemu", qemu_first, qemu_mailbox);
     std::printf("ratio payload / floor: %.1f (first instruction)\n", payload_first / floor_ms);
     std::printf("ratio qemu / floor:    %.1f (first instruction)\n", qemu_first / floor_ms);

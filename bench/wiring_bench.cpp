@@ -69,8 +69,9 @@ int main() {
           batched.push_back(wire(system, count, true));
         }
       }
-      std::printf("  %5u vectors  batched %9.2f ms   one update per vector %9.2f ms   ratio %7.1f\n",
-                  count, median(batched), median(single), median(single) / median(batched));
+      std::printf(
+          "  %5u vectors  batched %9.2f ms   one update per vector %9.2f ms   ratio %7.1f\n", count,
+          median(batched), median(single), median(single) / median(batched));
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "wiring_bench: %s\n", e.what());

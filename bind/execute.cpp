@@ -33,8 +33,8 @@ class Executor {
     if (fs::exists(drivers_dir(paths_) / driver)) return;
     ops_.load_module(driver);
     if (!fs::exists(drivers_dir(paths_) / driver)) {
-      throw Error("load driver", "modprobe succeeded but no PCI driver " + std::string(driver) +
-                                     " is registered")
+      throw Error("load driver",
+                  "modprobe succeeded but no PCI driver " + std::string(driver) + " is registered")
           .with("driver", std::string(driver))
           .hint("check dmesg; the module may have failed to initialise");
     }
@@ -72,11 +72,11 @@ class Executor {
     const auto bound = probe(device.bdf, options_.probe_attempts);
     step("verify", device.bdf);
     if (bound != target) {
-      throw Error("bind", bound ? device.bdf.to_string() + " was bound to " + *bound +
-                                      " instead of " + target
-                                : device.bdf.to_string() + " has no driver after " +
-                                      std::to_string(options_.probe_attempts) +
-                                      " drivers_probe attempts")
+      throw Error("bind",
+                  bound
+                      ? device.bdf.to_string() + " was bound to " + *bound + " instead of " + target
+                      : device.bdf.to_string() + " has no driver after " +
+                            std::to_string(options_.probe_attempts) + " drivers_probe attempts")
           .with("bdf", device.bdf.to_string())
           .hint("see dmesg for " + target + " probe errors");
     }
@@ -88,7 +88,8 @@ class Executor {
     step("home", bdf);
     const auto before = pci::read_driver(paths_, bdf);
     // The override first, so that nothing probing from here on picks the VFIO driver again.
-    if (pci::read_driver_override(paths_, bdf) != override_value) write_override(bdf, override_value);
+    if (pci::read_driver_override(paths_, bdf) != override_value)
+      write_override(bdf, override_value);
     if (before && before != driver) unbind(bdf, *before);
     if (!pci::read_driver(paths_, bdf)) {
       bool bound = false;
@@ -110,8 +111,8 @@ class Executor {
       throw Error("restore", bdf.to_string() + " is on " + describe_driver(after) +
                                  ", not its original driver " + *driver)
           .with("bdf", bdf.to_string())
-          .hint("bind it by hand: echo " + bdf.to_string() + " > /sys/bus/pci/drivers/" +
-                *driver + "/bind");
+          .hint("bind it by hand: echo " + bdf.to_string() + " > /sys/bus/pci/drivers/" + *driver +
+                "/bind");
     }
     return "back on " + describe_driver(after) + (before == after ? " (unchanged)" : "");
   }
@@ -197,7 +198,8 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
       if (std::find(executor.touched_.begin(), executor.touched_.end(), device) ==
           executor.touched_.end()) {
         journal.remove(device->bdf);
-        failure.with(device->bdf.to_string(), "unchanged, still on " + describe_driver(device->current_driver));
+        failure.with(device->bdf.to_string(),
+                     "unchanged, still on " + describe_driver(device->current_driver));
       }
     }
     throw;

@@ -21,9 +21,8 @@ Error journal_error(std::string message) { return Error("parse journal", std::mo
 // at most NAME_MAX. Anything else in a journal is damage, not data.
 bool is_driver_name(std::string_view value) {
   return !value.empty() && value.size() <= 255 &&
-         std::all_of(value.begin(), value.end(), [](char c) {
-           return c > ' ' && c < 0x7f && c != '/';
-         });
+         std::all_of(value.begin(), value.end(),
+                     [](char c) { return c > ' ' && c < 0x7f && c != '/'; });
 }
 
 std::string optional_text(const std::optional<std::string>& value) {
@@ -64,7 +63,9 @@ JournalEntry parse_journal_entry(std::string_view text) {
     const std::string_view line = text.substr(pos, end - pos);
     pos = end + 1;
     if (std::exchange(first, false)) {
-      if (line != kMagic) throw journal_error("not a vfiokit journal (first line '" + std::string(line.substr(0, 40)) + "')");
+      if (line != kMagic)
+        throw journal_error("not a vfiokit journal (first line '" +
+                            std::string(line.substr(0, 40)) + "')");
       continue;
     }
     if (line.empty()) continue;
@@ -78,9 +79,8 @@ JournalEntry parse_journal_entry(std::string_view text) {
     }
   }
   if (first) throw journal_error("empty journal entry");
-  static const std::vector<std::string> kKeys = {"bdf",   "group", "original-driver",
-                                                 "original-override", "target-driver",
-                                                 "state", "pid"};
+  static const std::vector<std::string> kKeys = {
+      "bdf", "group", "original-driver", "original-override", "target-driver", "state", "pid"};
   for (const auto& [key, value] : values) {
     if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
       throw journal_error("unknown key '" + key + "'");
@@ -95,7 +95,8 @@ JournalEntry parse_journal_entry(std::string_view text) {
   if (!bdf) throw journal_error("bdf '" + values["bdf"] + "' is not a PCI address");
   entry.bdf = *bdf;
   const auto group = parse_uint(values["group"]);
-  if (!group || *group > 0xffffffffu) throw journal_error("group '" + values["group"] + "' is not a number");
+  if (!group || *group > 0xffffffffu)
+    throw journal_error("group '" + values["group"] + "' is not a number");
   entry.group = static_cast<unsigned>(*group);
   entry.original_driver = optional_driver("original-driver", values["original-driver"]);
   entry.original_override = optional_driver("original-override", values["original-override"]);
@@ -111,7 +112,8 @@ JournalEntry parse_journal_entry(std::string_view text) {
     throw journal_error("state '" + values["state"] + "' is neither binding nor bound");
   }
   const auto pid = parse_uint(values["pid"]);
-  if (!pid || *pid > 0x7fffffff) throw journal_error("pid '" + values["pid"] + "' is not a process id");
+  if (!pid || *pid > 0x7fffffff)
+    throw journal_error("pid '" + values["pid"] + "' is not a process id");
   entry.pid = static_cast<int>(*pid);
   return entry;
 }

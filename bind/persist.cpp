@@ -17,7 +17,8 @@ constexpr std::string_view kRulePrefix = "61-vfiokit-";
 void create_parent(const fs::path& path) {
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
-  if (ec) throw Error::from_errno(ec.value(), "create folder").with("path", path.parent_path().string());
+  if (ec)
+    throw Error::from_errno(ec.value(), "create folder").with("path", path.parent_path().string());
 }
 
 }  // namespace
@@ -25,7 +26,8 @@ void create_parent(const fs::path& path) {
 std::string render_udev_rule(const PersistEntry& entry) {
   const std::string bdf = entry.bdf.to_string();
   const std::string ids = pci::id_hex(entry.vendor_id) + ":" + pci::id_hex(entry.device_id);
-  std::string text = "# Written by `vfiokit persist`; remove with `vfiokit persist --remove " + bdf + "`.\n";
+  std::string text =
+      "# Written by `vfiokit persist`; remove with `vfiokit persist --remove " + bdf + "`.\n";
   text += "# Keeps " + bdf + " [" + ids + "] on vfio-pci from boot on";
   if (entry.host_driver) text += " instead of " + *entry.host_driver;
   text += ".\n";

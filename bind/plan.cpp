@@ -166,12 +166,12 @@ Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const 
       item.target_override = dev.driver_override;
       if (requested_here) {
         refuse(plan, bdf, "bridge",
-               "it is a PCI bridge; VFIO passes through endpoints: bind the devices behind it",
-               "", false);
+               "it is a PCI bridge; VFIO passes through endpoints: bind the devices behind it", "",
+               false);
       } else if (dev.driver && !iommu::driver_keeps_group_viable(*dev.driver, true)) {
         refuse(plan, bdf, "group-viable",
-               "bridge " + bdf.to_string() + " in the same IOMMU group is bound to " +
-                   *dev.driver + ", which keeps the group from being viable",
+               "bridge " + bdf.to_string() + " in the same IOMMU group is bound to " + *dev.driver +
+                   ", which keeps the group from being viable",
                "", false);
       } else {
         item.note = "bridge, stays on " + dev.driver.value_or("no driver");
@@ -218,12 +218,12 @@ PlannedDevice plan_home(const DeviceFacts& facts, bool requested_here) {
     item.note = "already on " + dev.driver.value_or("no driver") + ", its original driver";
   } else if (facts.journal || on_vfio) {
     item.action = PlannedAction::move;
-    item.note = item.target_driver ? "back to " + *item.target_driver
-                                   : "to the driver drivers_probe picks";
+    item.note =
+        item.target_driver ? "back to " + *item.target_driver : "to the driver drivers_probe picks";
   } else {
     item.action = PlannedAction::already;
-    item.note = "not on a VFIO driver and not journalled: left on " +
-                dev.driver.value_or("no driver");
+    item.note =
+        "not on a VFIO driver and not journalled: left on " + dev.driver.value_or("no driver");
   }
   return item;
 }

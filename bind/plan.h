@@ -80,7 +80,7 @@ struct PlannedDevice {
 
 struct Refusal {
   pci::Bdf bdf;
-  std::string check;       // "boot-vga", "net", "block", "group-in-use", "sriov", "iommu", ...
+  std::string check;  // "boot-vga", "net", "block", "group-in-use", "sriov", "iommu", ...
   std::string reason;
   std::string force_flag;  // empty when nothing can override it
 };

@@ -31,22 +31,26 @@ CheckResult check_group(const HostView& view, const pci::PciDevice& dev) {
     }
     (member.is_bridge() ? stuck : to_move).push_back(bdf.to_string() + " (" + *member.driver + ")");
   }
-  const std::string size = std::to_string(group.members.size()) +
-                           (group.members.size() == 1 ? " device" : " devices");
+  const std::string size =
+      std::to_string(group.members.size()) + (group.members.size() == 1 ? " device" : " devices");
   if (!stuck.empty()) {
     return {"group-viable", CheckStatus::fail,
-            "group " + std::to_string(group.number) + " has bridges on drivers VFIO does not "
-            "accept: " + join(stuck, ", "),
+            "group " + std::to_string(group.number) +
+                " has bridges on drivers VFIO does not "
+                "accept: " +
+                join(stuck, ", "),
             "unbind those bridges from their drivers, or use a slot in another IOMMU group"};
   }
   if (!to_move.empty()) {
     return {"group-viable", CheckStatus::warn,
-            "group " + std::to_string(group.number) + " (" + size + ") is not viable yet: " +
-                join(to_move, ", ") + " on host drivers",
+            "group " + std::to_string(group.number) + " (" + size +
+                ") is not viable yet: " + join(to_move, ", ") + " on host drivers",
             "`vfiokit bind " + dev.bdf.to_string() + "` moves the whole group to vfio-pci"};
   }
-  return {"group-viable", CheckStatus::pass,
-          "group " + std::to_string(group.number) + " (" + size + ") is viable", {}};
+  return {"group-viable",
+          CheckStatus::pass,
+          "group " + std::to_string(group.number) + " (" + size + ") is viable",
+          {}};
 }
 
 CheckResult check_header(const pci::PciDevice& dev) {
@@ -58,20 +62,22 @@ CheckResult check_header(const pci::PciDevice& dev) {
     return {"header-type", CheckStatus::pass, "type 0 (endpoint)", {}};
   }
   return {"header-type", CheckStatus::fail,
-          "type " + std::to_string(dev.config.header->header_type) + " (bridge): VFIO passes "
-          "through endpoints only",
+          "type " + std::to_string(dev.config.header->header_type) +
+              " (bridge): VFIO passes "
+              "through endpoints only",
           "pass through the devices behind the bridge instead"};
 }
 
 CheckResult check_sriov(const pci::PciDevice& dev) {
   if (dev.physfn) {
-    return {"sriov", CheckStatus::pass,
-            "virtual function of " + dev.physfn->to_string(), {}};
+    return {"sriov", CheckStatus::pass, "virtual function of " + dev.physfn->to_string(), {}};
   }
-  if (!dev.sriov_total_vfs) return {"sriov", CheckStatus::pass, "not an SR-IOV physical function", {}};
+  if (!dev.sriov_total_vfs)
+    return {"sriov", CheckStatus::pass, "not an SR-IOV physical function", {}};
   const unsigned enabled = dev.sriov_num_vfs.value_or(0);
   if (enabled == 0) {
-    return {"sriov", CheckStatus::pass,
+    return {"sriov",
+            CheckStatus::pass,
             "SR-IOV physical function, no virtual functions enabled (of " +
                 std::to_string(*dev.sriov_total_vfs) + ")",
             {}};
@@ -80,7 +86,8 @@ CheckResult check_sriov(const pci::PciDevice& dev) {
           "SR-IOV physical function with " + std::to_string(enabled) +
               " virtual functions enabled; unbinding its driver destroys them",
           "pass through a virtual function instead, or disable them first: echo 0 > "
-          "/sys/bus/pci/devices/" + dev.bdf.to_string() + "/sriov_numvfs"};
+          "/sys/bus/pci/devices/" +
+              dev.bdf.to_string() + "/sriov_numvfs"};
 }
 
 CheckResult check_boot_vga(const pci::PciDevice& dev) {
@@ -137,8 +144,7 @@ CheckResult check_host_use(const DeviceFacts& facts) {
   if (uses.size() > net_uses) flags.emplace_back("--force-block");
   if (uses.empty()) return {"host-use", CheckStatus::pass, "nothing on the host is using it", {}};
   return {"host-use", CheckStatus::warn, join(uses, "; "),
-          "stop using it on the host first; bind refuses otherwise (or " + join(flags, ", ") +
-              ")"};
+          "stop using it on the host first; bind refuses otherwise (or " + join(flags, ", ") + ")"};
 }
 
 // GPU passthrough facts: functions in the same slot (HDMI/DP audio), huge BARs, the ROM.
@@ -150,8 +156,8 @@ void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
         bdf.device != dev.bdf.device) {
       continue;
     }
-    siblings.push_back(bdf.to_string() + " (class " + pci::class_hex(facts.device.class_code) + ", " +
-                       facts.device.driver.value_or("no driver") + ")");
+    siblings.push_back(bdf.to_string() + " (class " + pci::class_hex(facts.device.class_code) +
+                       ", " + facts.device.driver.value_or("no driver") + ")");
   }
   if (!siblings.empty()) {
     checks.push_back({"gpu-functions", CheckStatus::warn,
@@ -159,8 +165,10 @@ void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
                       "pass them through together on one guest slot (QEMU: "
                       "multifunction=on on function 0, addr=SLOT.N for the others)"});
   } else if (dev.multifunction()) {
-    checks.push_back({"gpu-functions", CheckStatus::pass,
-                      "multifunction device; no sibling functions share its group", {}});
+    checks.push_back({"gpu-functions",
+                      CheckStatus::pass,
+                      "multifunction device; no sibling functions share its group",
+                      {}});
   }
   std::vector<std::string> large;
   for (const auto& bar : dev.bars) {
@@ -171,13 +179,15 @@ void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
   if (!large.empty()) {
     checks.push_back({"large-bars", CheckStatus::warn,
                       join(large, ", ") + " above 4 GiB: the guest needs a 64-bit MMIO window "
-                      "at least that large",
+                                          "at least that large",
                       "use UEFI (OVMF) in the guest and size the window, e.g. QEMU -global "
                       "q35-pcihost.pci-hole64-size=64G"});
   }
   if (dev.rom_size > 0) {
-    checks.push_back({"rom", CheckStatus::pass,
-                      "option ROM present (" + human_size(dev.rom_size) + "); QEMU exposes it", {}});
+    checks.push_back({"rom",
+                      CheckStatus::pass,
+                      "option ROM present (" + human_size(dev.rom_size) + "); QEMU exposes it",
+                      {}});
   } else {
     checks.push_back({"rom", CheckStatus::warn, "no option ROM exposed by the host",
                       "guest firmware that needs the GPU's ROM for its display needs romfile="});
@@ -190,10 +200,14 @@ std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& 
                                           const iommu::HostIommu& host) {
   const DeviceFacts& facts = view.devices.at(bdf);
   const pci::PciDevice& dev = facts.device;
-  std::vector<CheckResult> checks = {check_iommu(dev),        check_group(view, dev),
-                                     check_header(dev),       check_sriov(dev),
-                                     check_boot_vga(dev),     check_reset(dev),
-                                     check_interrupt_remapping(host), check_host_use(facts)};
+  std::vector<CheckResult> checks = {check_iommu(dev),
+                                     check_group(view, dev),
+                                     check_header(dev),
+                                     check_sriov(dev),
+                                     check_boot_vga(dev),
+                                     check_reset(dev),
+                                     check_interrupt_remapping(host),
+                                     check_host_use(facts)};
   if (!dev.config.error.empty() && dev.config.header) {
     checks.push_back({"config-space", CheckStatus::warn,
                       "config space could not be fully parsed: " + dev.config.error,

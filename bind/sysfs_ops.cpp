@@ -50,8 +50,9 @@ void write_in_child(const std::filesystem::path& attribute, std::string_view val
   } while (ready < 0 && errno == EINTR);
   if (ready == 0) {
     // Leave the child: it is blocked in the kernel and cannot be killed until the driver lets go.
-    throw Error::from_errno(ETIMEDOUT, "write", "the kernel did not finish the write in " +
-                                                    std::to_string(timeout.count()) + " ms")
+    throw Error::from_errno(
+        ETIMEDOUT, "write",
+        "the kernel did not finish the write in " + std::to_string(timeout.count()) + " ms")
         .with("path", attribute.string())
         .with("value", std::string(trim(value)))
         .hint("the driver's remove() is stuck; see dmesg, and the device may need a reboot");

@@ -125,17 +125,18 @@ DeviceUsage probe_device_usage(const HostPaths& paths, const pci::Bdf& bdf) {
   DeviceUsage usage;
   const std::string address = bdf.to_string();
 
-  const auto ipv4 = parse_ipv4_route_interfaces(
-      read_file_if_exists(paths.proc / "net/route").value_or(""));
-  const auto ipv6 = parse_ipv6_route_interfaces(
-      read_file_if_exists(paths.proc / "net/ipv6_route").value_or(""));
+  const auto ipv4 =
+      parse_ipv4_route_interfaces(read_file_if_exists(paths.proc / "net/route").value_or(""));
+  const auto ipv6 =
+      parse_ipv6_route_interfaces(read_file_if_exists(paths.proc / "net/ipv6_route").value_or(""));
   const fs::path net_dir = paths.sys / "class/net";
   for (const auto& name : class_members_below(net_dir, address)) {
     NetInterfaceUse net;
     net.name = name;
     // IFF_UP is bit 0 of "flags"; operstate alone misses an interface that is up without carrier.
     const auto flags = parse_uint(read_line_if_exists(net_dir / name / "flags").value_or(""), 16);
-    net.up = (flags && (*flags & 0x1u)) || read_line_if_exists(net_dir / name / "operstate") == "up";
+    net.up =
+        (flags && (*flags & 0x1u)) || read_line_if_exists(net_dir / name / "operstate") == "up";
     net.ipv4_routes = std::find(ipv4.begin(), ipv4.end(), name) != ipv4.end();
     net.ipv6_routes = std::find(ipv6.begin(), ipv6.end(), name) != ipv6.end();
     net.master = read_link_name(net_dir / name / "master");

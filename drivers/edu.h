@@ -16,9 +16,9 @@ class Edu {
   static constexpr std::uint16_t kDevice = 0x11e8;
   static constexpr std::uint32_t kIdentification = 0x010000ed;  // major 1, minor 0
   static constexpr std::uint64_t kDmaMask = (std::uint64_t{1} << 28) - 1;
-  static constexpr std::uint64_t kBufferAddress = 0x40000;       // in the device's DMA space
+  static constexpr std::uint64_t kBufferAddress = 0x40000;  // in the device's DMA space
   static constexpr std::uint32_t kBufferSize = 4096;
-  static constexpr std::uint32_t kDmaInterrupt = 0x100;          // status bit of a finished DMA
+  static constexpr std::uint32_t kDmaInterrupt = 0x100;  // status bit of a finished DMA
 
   // `device` must outlive this; BAR0 is mapped where VFIO allows.
   explicit Edu(const vfio::VfioDevice& device);

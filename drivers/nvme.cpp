@@ -49,7 +49,8 @@ bool NvmeController::wait_ready(bool ready, std::chrono::milliseconds timeout) c
   for (;;) {
     const std::uint32_t status = bar0_.read32(nvme::kRegStatus);
     if (status & 0x2) {
-      throw Error("NVMe", "controller fatal status (CSTS.CFS)").with("bdf", device_->bdf().to_string());
+      throw Error("NVMe", "controller fatal status (CSTS.CFS)")
+          .with("bdf", device_->bdf().to_string());
     }
     if (((status & 0x1) != 0) == ready) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -106,8 +107,8 @@ void NvmeController::disable() noexcept {
   }
 }
 
-NvmeController::IdentifyResult NvmeController::identify_controller(std::chrono::milliseconds timeout,
-                                                                   CompletionWait wait) {
+NvmeController::IdentifyResult NvmeController::identify_controller(
+    std::chrono::milliseconds timeout, CompletionWait wait) {
   if (!enabled_) throw Error("NVMe Identify", "the controller is not enabled");
   const std::uint32_t stride = capabilities().doorbell_stride;
   const std::uint16_t command_id = next_command_id_++;
@@ -123,8 +124,8 @@ NvmeController::IdentifyResult NvmeController::identify_controller(std::chrono::
 
   IdentifyResult result;
   result.data_iova = data_iova;
-  const auto entry = bytes.subspan(kCqOffset + cq_head_ * nvme::kCompletionEntrySize,
-                                   nvme::kCompletionEntrySize);
+  const auto entry =
+      bytes.subspan(kCqOffset + cq_head_ * nvme::kCompletionEntrySize, nvme::kCompletionEntrySize);
   if (wait == CompletionWait::interrupt) {
     result.interrupt_seen = vectors_->wait_for(0, timeout);
   } else {
@@ -150,8 +151,8 @@ NvmeController::IdentifyResult NvmeController::identify_controller(std::chrono::
   bar0_.write32(nvme::doorbell_offset(0, true, stride), cq_head_);
   if (result.completion.command_id != command_id || result.completion.status != 0) {
     throw Error("NVMe Identify", "completion for command " +
-                                     std::to_string(result.completion.command_id) + " with status " +
-                                     hex(result.completion.status))
+                                     std::to_string(result.completion.command_id) +
+                                     " with status " + hex(result.completion.status))
         .with("bdf", device_->bdf().to_string());
   }
   result.identity = nvme::parse_identify_controller(bytes.subspan(kDataOffset, kPage));

@@ -8,11 +8,13 @@ namespace vfiokit::drivers::nvme {
 namespace {
 
 void put32(SubmissionEntry& entry, std::size_t offset, std::uint32_t value) {
-  for (int i = 0; i < 4; ++i) entry[offset + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(value >> (8 * i));
+  for (int i = 0; i < 4; ++i)
+    entry[offset + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(value >> (8 * i));
 }
 
 std::uint32_t get32(std::span<const std::uint8_t> bytes, std::size_t offset) {
-  return static_cast<std::uint32_t>(bytes[offset]) | static_cast<std::uint32_t>(bytes[offset + 1]) << 8 |
+  return static_cast<std::uint32_t>(bytes[offset]) |
+         static_cast<std::uint32_t>(bytes[offset + 1]) << 8 |
          static_cast<std::uint32_t>(bytes[offset + 2]) << 16 |
          static_cast<std::uint32_t>(bytes[offset + 3]) << 24;
 }
@@ -60,7 +62,7 @@ SubmissionEntry identify_command(std::uint16_t command_id, std::uint32_t cns, st
   put32(entry, 4, 0);                                                               // NSID
   put32(entry, 24, static_cast<std::uint32_t>(prp1));                               // PRP1
   put32(entry, 28, static_cast<std::uint32_t>(prp1 >> 32));
-  put32(entry, 40, cns);                                                            // CDW10
+  put32(entry, 40, cns);  // CDW10
   return entry;
 }
 
@@ -82,8 +84,8 @@ Completion parse_completion(std::span<const std::uint8_t> entry) {
 
 ControllerIdentity parse_identify_controller(std::span<const std::uint8_t> data) {
   if (data.size() < 4096) {
-    throw Error("NVMe Identify", "controller data is " + std::to_string(data.size()) +
-                                     " bytes, not 4096");
+    throw Error("NVMe Identify",
+                "controller data is " + std::to_string(data.size()) + " bytes, not 4096");
   }
   ControllerIdentity id;
   id.vendor_id = static_cast<std::uint16_t>(data[0] | data[1] << 8);

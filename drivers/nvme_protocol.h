@@ -12,8 +12,8 @@ namespace vfiokit::drivers::nvme {
 // Controller registers (BAR0).
 inline constexpr std::uint64_t kRegCap = 0x00;
 inline constexpr std::uint64_t kRegVersion = 0x08;
-inline constexpr std::uint64_t kRegConfig = 0x14;   // CC
-inline constexpr std::uint64_t kRegStatus = 0x1c;   // CSTS
+inline constexpr std::uint64_t kRegConfig = 0x14;                // CC
+inline constexpr std::uint64_t kRegStatus = 0x1c;                // CSTS
 inline constexpr std::uint64_t kRegAdminQueueAttributes = 0x24;  // AQA
 inline constexpr std::uint64_t kRegAdminSqBase = 0x28;           // ASQ
 inline constexpr std::uint64_t kRegAdminCqBase = 0x30;           // ACQ
@@ -47,12 +47,12 @@ using SubmissionEntry = std::array<std::uint8_t, kSubmissionEntrySize>;
 SubmissionEntry identify_command(std::uint16_t command_id, std::uint32_t cns, std::uint64_t prp1);
 
 struct Completion {
-  std::uint32_t result = 0;    // DW0, command specific
+  std::uint32_t result = 0;  // DW0, command specific
   std::uint16_t sq_head = 0;
   std::uint16_t sq_id = 0;
   std::uint16_t command_id = 0;
   bool phase = false;
-  std::uint16_t status = 0;    // status field without the phase bit: 0 is success
+  std::uint16_t status = 0;  // status field without the phase bit: 0 is success
 };
 // Throws Error if fewer than 16 bytes are given.
 Completion parse_completion(std::span<const std::uint8_t> entry);
@@ -60,7 +60,7 @@ Completion parse_completion(std::span<const std::uint8_t> entry);
 struct ControllerIdentity {
   std::uint16_t vendor_id = 0;
   std::uint16_t subsystem_vendor_id = 0;
-  std::string serial;    // trailing spaces removed
+  std::string serial;  // trailing spaces removed
   std::string model;
   std::string firmware;
 };

@@ -17,10 +17,10 @@
 #include "kvm/guest.h"
 #include "kvm/system.h"
 #include "msix/msi.h"
+#include "msix/vectors.h"
 #include "msix/wiring.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
-#include "msix/vectors.h"
 #include "pci/config_space.h"
 #include "pci/device.h"
 #include "vfio/open.h"
@@ -58,7 +58,8 @@ StageResult stage_config(Context& ctx) {
   std::vector<std::uint8_t> config(pci::kLegacyConfigSize);
   device.config_read(0, config);
   const pci::ConfigHeader header = pci::parse_config_header(config);
-  const pci::PciDevice sysfs = pci::read_pci_device(ctx.paths, device.bdf(), pci::ConfigDepth::header);
+  const pci::PciDevice sysfs =
+      pci::read_pci_device(ctx.paths, device.bdf(), pci::ConfigDepth::header);
   if (header.vendor_id != sysfs.vendor_id || header.device_id != sysfs.device_id) {
     return {"config", StageStatus::failed,
             "VFIO config space says " + pci::id_hex(header.vendor_id) + ":" +
@@ -77,8 +78,8 @@ StageResult stage_config(Context& ctx) {
 }
 
 // Reads `offset` of `index` through mmap and through pread; they must agree.
-std::string compare_paths(const vfio::VfioDevice& device, std::uint32_t index,
-                          std::uint64_t offset, std::uint32_t* value_out) {
+std::string compare_paths(const vfio::VfioDevice& device, std::uint32_t index, std::uint64_t offset,
+                          std::uint32_t* value_out) {
   const vfio::Region mapped(device, index);
   const vfio::Region trapped(device, index, vfio::RegionMapping::never);
   const std::uint32_t via_map = mapped.read32(offset);
@@ -99,8 +100,8 @@ StageResult stage_bar(Context& ctx) {
     std::uint32_t ident = 0;
     const std::string agreed = compare_paths(device, VFIO_PCI_BAR0_REGION_INDEX, 0, &ident);
     if (ident != Edu::kIdentification) {
-      return {"bar", StageStatus::failed, "edu identification is " + hex(ident) + ", expected " +
-                                              hex(Edu::kIdentification)};
+      return {"bar", StageStatus::failed,
+              "edu identification is " + hex(ident) + ", expected " + hex(Edu::kIdentification)};
     }
     const Edu edu(device);
     if (!edu.liveness(0x5a5aa5a5u) || !edu.liveness(0x12345678u)) {
@@ -119,7 +120,8 @@ StageResult stage_bar(Context& ctx) {
             agreed + " (NVMe " + std::to_string(version >> 16) + "." +
                 std::to_string((version >> 8) & 0xff) + ")"};
   }
-  for (std::uint32_t index = VFIO_PCI_BAR0_REGION_INDEX; index <= VFIO_PCI_BAR5_REGION_INDEX; ++index) {
+  for (std::uint32_t index = VFIO_PCI_BAR0_REGION_INDEX; index <= VFIO_PCI_BAR5_REGION_INDEX;
+       ++index) {
     const auto info = device.region_info(index);
     if (info.size >= 4 && info.readable() && info.mappable()) {
       return {"bar", StageStatus::passed, compare_paths(device, index, 0, nullptr)};
@@ -139,8 +141,10 @@ StageResult stage_dma_edu(Context& ctx) {
   const auto& device = ctx.opened.device;
   device.enable_bus_master();
   iommu::DmaSpace dma(*ctx.opened.backend, Edu::kDmaMask);
-  auto in = dma.allocate(Edu::kBufferSize, iommu::DmaDirection::to_device, {.allow_huge_pages = false});
-  auto out = dma.allocate(Edu::kBufferSize, iommu::DmaDirection::from_device, {.allow_huge_pages = false});
+  auto in =
+      dma.allocate(Edu::kBufferSize, iommu::DmaDirection::to_device, {.allow_huge_pages = false});
+  auto out =
+      dma.allocate(Edu::kBufferSize, iommu::DmaDirection::from_device, {.allow_huge_pages = false});
   std::mt19937 rng(std::random_device{}());
   for (auto& byte : in.bytes().first(Edu::kBufferSize)) byte = static_cast<std::uint8_t>(rng());
   std::memset(out.bytes().data(), 0, out.size());
@@ -161,8 +165,8 @@ StageResult stage_dma_edu(Context& ctx) {
     transfer(Edu::Direction::from_device, out.iova() + half);
   }
   iommu::sync_for_cpu({reinterpret_cast<const std::byte*>(out.bytes().data()), out.size()});
-  const auto mismatch = std::mismatch(in.bytes().begin(), in.bytes().begin() + Edu::kBufferSize,
-                                      out.bytes().begin());
+  const auto mismatch =
+      std::mismatch(in.bytes().begin(), in.bytes().begin() + Edu::kBufferSize, out.bytes().begin());
   if (mismatch.first != in.bytes().begin() + Edu::kBufferSize) {
     return {"dma", StageStatus::failed,
             "byte " + std::to_string(mismatch.first - in.bytes().begin()) + " came back as " +
@@ -170,7 +174,8 @@ StageResult stage_dma_edu(Context& ctx) {
   }
   return {"dma", StageStatus::passed,
           "4 KiB random pattern in from " + describe_translation(in) + " and back out to " +
-              describe_translation(out) + ", in two 2 KiB halves; identical; an MSI on each of "
+              describe_translation(out) +
+              ", in two 2 KiB halves; identical; an MSI on each of "
               "the 4 completions"};
 }
 
@@ -203,13 +208,15 @@ StageResult stage_dma(Context& ctx) {
 }
 
 // Fires each vector with the loopback trigger; each must arrive once, on its own eventfd.
-std::string loopback_every_vector(msix::InterruptVectors& vectors, std::chrono::milliseconds timeout) {
+std::string loopback_every_vector(msix::InterruptVectors& vectors,
+                                  std::chrono::milliseconds timeout) {
   for (std::uint32_t v = 0; v < vectors.count(); ++v) {
     vectors.trigger(v);
     const auto fired = vectors.wait(timeout);
     if (fired.size() != 1 || fired[0].vector != v || fired[0].count != 1) {
       std::vector<std::string> seen;
-      for (const auto& f : fired) seen.push_back(std::to_string(f.vector) + "x" + std::to_string(f.count));
+      for (const auto& f : fired)
+        seen.push_back(std::to_string(f.vector) + "x" + std::to_string(f.count));
       throw Error("irq-eventfd", "triggered vector " + std::to_string(v) + ", saw " +
                                      (seen.empty() ? std::string("nothing") : join(seen, ", ")));
     }
@@ -251,7 +258,8 @@ StageResult stage_irq_kvm(Context& ctx) {
   wiring.wire(messages);
   guest.start();
   if (!guest.wait_for(VFIOKIT_MAILBOX_READY, ctx.options.timeout)) {
-    return {"irq-kvm", StageStatus::failed, "the guest payload never reported ready; log: " + guest.log()};
+    return {"irq-kvm", StageStatus::failed,
+            "the guest payload never reported ready; log: " + guest.log()};
   }
   auto expect_vector = [&](std::uint32_t vector, std::uint32_t arrival) {
     const auto event = guest.wait_for(VFIOKIT_MAILBOX_VECTOR, ctx.options.timeout);
@@ -300,7 +308,8 @@ StageResult stage_irq_kvm(Context& ctx) {
 
 StageResult stage_irq(Context& ctx) {
   const auto& device = ctx.opened.device;
-  for (std::uint32_t index : {VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX}) {
+  for (std::uint32_t index :
+       {VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX}) {
     const auto info = device.irq_info(index);
     if (info.count == 0 || !info.eventfd()) continue;
     msix::InterruptVectors vectors(device, index);
@@ -312,7 +321,8 @@ StageResult stage_irq(Context& ctx) {
       edu.raise_interrupt(0x1);
       const bool fired = vectors.wait_for(0, ctx.options.timeout);
       edu.acknowledge_interrupt(0x1);
-      if (!fired) return {"irq-eventfd", StageStatus::failed, detail + "; edu's raised MSI never arrived"};
+      if (!fired)
+        return {"irq-eventfd", StageStatus::failed, detail + "; edu's raised MSI never arrived"};
       detail += "; an MSI raised by edu itself arrived too";
     }
     return {"irq-eventfd", StageStatus::passed, detail};
@@ -324,9 +334,12 @@ StageResult stage_irq(Context& ctx) {
 
 std::string_view to_string(StageStatus status) noexcept {
   switch (status) {
-    case StageStatus::passed: return "ok";
-    case StageStatus::failed: return "failed";
-    case StageStatus::skipped: return "skipped";
+    case StageStatus::passed:
+      return "ok";
+    case StageStatus::failed:
+      return "failed";
+    case StageStatus::skipped:
+      return "skipped";
   }
   return "?";
 }
@@ -343,10 +356,14 @@ std::vector<StageResult> run_selftest(const HostPaths& paths, const pci::Bdf& bd
   ctx.device = identity.device_id;
   ctx.class_code = identity.class_code;
   const std::vector<std::pair<std::string, std::function<StageResult(Context&)>>> stages = {
-      {"config", stage_config}, {"bar", stage_bar}, {"dma", stage_dma},
-      {"irq-eventfd", stage_irq}, {"irq-kvm", stage_irq_kvm}};
+      {"config", stage_config},
+      {"bar", stage_bar},
+      {"dma", stage_dma},
+      {"irq-eventfd", stage_irq},
+      {"irq-kvm", stage_irq_kvm}};
   for (const auto& wanted : options.stages) {
-    if (std::none_of(stages.begin(), stages.end(), [&](const auto& s) { return s.first == wanted; })) {
+    if (std::none_of(stages.begin(), stages.end(),
+                     [&](const auto& s) { return s.first == wanted; })) {
       throw Error("selftest", "no stage '" + wanted + "'")
           .kind(ErrorKind::usage)
           .hint("stages are config, bar, dma, irq-eventfd, irq-kvm");

@@ -32,9 +32,9 @@ struct StageResult {
 };
 
 struct SelftestOptions {
-  std::chrono::milliseconds timeout{10000};     // per wait for the device
-  std::optional<std::string> expected_serial;   // nvme: fail the dma stage on another serial
-  std::vector<std::string> stages;              // empty: all of them
+  std::chrono::milliseconds timeout{10000};    // per wait for the device
+  std::optional<std::string> expected_serial;  // nvme: fail the dma stage on another serial
+  std::vector<std::string> stages;             // empty: all of them
 };
 
 // Opens the device (it must be on vfio-pci) and runs the stages; a failing stage does not stop

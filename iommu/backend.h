@@ -19,15 +19,15 @@
 namespace vfiokit::iommu {
 
 enum class DmaDirection {
-  to_device,      // the device reads it
-  from_device,    // the device writes it
+  to_device,    // the device reads it
+  from_device,  // the device writes it
   bidirectional,
 };
 
 struct IommuInfo {
-  std::string backend;                 // "vfio-type1v2", "vfio-type1"
-  std::uint64_t page_sizes = 0;        // bitmap of IOMMU page sizes
-  std::vector<IovaRange> iova_ranges;  // where DMA may be mapped
+  std::string backend;                         // "vfio-type1v2", "vfio-type1"
+  std::uint64_t page_sizes = 0;                // bitmap of IOMMU page sizes
+  std::vector<IovaRange> iova_ranges;          // where DMA may be mapped
   std::optional<std::uint32_t> dma_available;  // mappings still allowed
 };
 

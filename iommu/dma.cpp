@@ -56,9 +56,12 @@ MappedMemory map_huge_aligned(std::size_t size) {
 
 std::string_view to_string(PageBacking backing) noexcept {
   switch (backing) {
-    case PageBacking::hugetlb_2m: return "hugetlb-2M";
-    case PageBacking::transparent_huge: return "thp";
-    case PageBacking::small: return "4K";
+    case PageBacking::hugetlb_2m:
+      return "hugetlb-2M";
+    case PageBacking::transparent_huge:
+      return "thp";
+    case PageBacking::small:
+      return "4K";
   }
   return "?";
 }
@@ -118,7 +121,9 @@ DmaBuffer DmaBuffer::allocate(std::size_t size, const DmaBufferOptions& options)
 }
 
 IovaLease::IovaLease(IovaLease&& other) noexcept
-    : allocator_(std::exchange(other.allocator_, nullptr)), iova_(other.iova_), size_(other.size_) {}
+    : allocator_(std::exchange(other.allocator_, nullptr)),
+      iova_(other.iova_),
+      size_(other.size_) {}
 
 IovaLease& IovaLease::operator=(IovaLease&& other) noexcept {
   if (this != &other) {

@@ -23,7 +23,7 @@ std::string_view to_string(PageBacking backing) noexcept;
 
 struct DmaBufferOptions {
   bool allow_huge_pages = true;
-  bool prefault = true;          // touch every page before it is mapped
+  bool prefault = true;           // touch every page before it is mapped
   unsigned prefault_threads = 0;  // 0: one per CPU
 };
 

@@ -60,9 +60,12 @@ HostIommu probe_host_iommu(const HostPaths& paths) {
 
 std::string_view to_string(IommuVendor vendor) noexcept {
   switch (vendor) {
-    case IommuVendor::intel_vtd: return "Intel VT-d";
-    case IommuVendor::amd_vi: return "AMD-Vi";
-    case IommuVendor::other: return "other";
+    case IommuVendor::intel_vtd:
+      return "Intel VT-d";
+    case IommuVendor::amd_vi:
+      return "AMD-Vi";
+    case IommuVendor::other:
+      return "other";
   }
   return "other";
 }

@@ -13,20 +13,20 @@ namespace vfiokit::iommu {
 enum class IommuVendor { intel_vtd, amd_vi, other };
 
 struct IommuUnit {
-  std::string name;                       // /sys/class/iommu/NAME, e.g. "dmar0", "ivhd0"
+  std::string name;  // /sys/class/iommu/NAME, e.g. "dmar0", "ivhd0"
   IommuVendor vendor = IommuVendor::other;
   std::optional<bool> remapping_capable;  // Intel: ECAP.IR (bit 3); unknown elsewhere
 };
 
 struct HostIommu {
   std::vector<IommuUnit> units;
-  std::vector<unsigned> groups;           // /sys/kernel/iommu_groups/N, sorted
-  bool firmware_dmar = false;             // ACPI DMAR table: VT-d described by firmware
-  bool firmware_ivrs = false;             // ACPI IVRS table: AMD-Vi described by firmware
-  bool remapped_interrupts_seen = false;  // /proc/interrupts lists IR- interrupt chips
+  std::vector<unsigned> groups;                 // /sys/kernel/iommu_groups/N, sorted
+  bool firmware_dmar = false;                   // ACPI DMAR table: VT-d described by firmware
+  bool firmware_ivrs = false;                   // ACPI IVRS table: AMD-Vi described by firmware
+  bool remapped_interrupts_seen = false;        // /proc/interrupts lists IR- interrupt chips
   std::optional<bool> allow_unsafe_interrupts;  // vfio_iommu_type1 parameter, when loaded
   std::string kernel_cmdline;
-  std::string cpu_vendor;                 // "GenuineIntel", "AuthenticAMD", ...
+  std::string cpu_vendor;  // "GenuineIntel", "AuthenticAMD", ...
 };
 
 HostIommu probe_host_iommu(const HostPaths& paths);

@@ -25,18 +25,20 @@ Error iova_error(std::string message, std::uint64_t size, const IovaAllocatorLim
 
 }  // namespace
 
-IovaAllocator::IovaAllocator(const std::vector<IovaRange>& usable, const IovaAllocatorLimits& limits)
+IovaAllocator::IovaAllocator(const std::vector<IovaRange>& usable,
+                             const IovaAllocatorLimits& limits)
     : limits_(limits), budget_(limits.mapping_budget) {
   if (!std::has_single_bit(limits_.min_alignment)) {
-    throw Error("IOVA allocator", "minimum alignment " + hex(limits_.min_alignment) +
-                                      " is not a power of two");
+    throw Error("IOVA allocator",
+                "minimum alignment " + hex(limits_.min_alignment) + " is not a power of two");
   }
   for (const IovaRange& range : usable) {
     std::uint64_t start = std::max(range.start, limits_.min_alignment);  // never page 0
     const std::uint64_t last = std::min(range.end, limits_.dma_mask);
     if (!round_up(start, limits_.min_alignment, start) || start > last) continue;
     // Keep only whole pages: the last byte of the last page must be in range.
-    const std::uint64_t page_end = ((last - start + 1) / limits_.min_alignment) * limits_.min_alignment;
+    const std::uint64_t page_end =
+        ((last - start + 1) / limits_.min_alignment) * limits_.min_alignment;
     if (page_end == 0) continue;
     free_[start] = start + page_end - 1;
   }
@@ -68,8 +70,9 @@ std::uint64_t IovaAllocator::allocate(std::uint64_t size, std::uint64_t alignmen
   }
   if (budget_ == 0) {
     throw iova_error("the container allows no more DMA mappings", size, limits_)
-        .hint("unmap something first, or coalesce buffers into fewer, larger mappings "
-              "(the kernel's limit is vfio_iommu_type1 dma_entry_limit)");
+        .hint(
+            "unmap something first, or coalesce buffers into fewer, larger mappings "
+            "(the kernel's limit is vfio_iommu_type1 dma_entry_limit)");
   }
   for (auto it = free_.begin(); it != free_.end(); ++it) {
     const auto [hole_start, hole_last] = *it;

@@ -30,8 +30,9 @@ Error not_viable_error(const HostPaths& paths, unsigned number) {
   return Error("open VFIO group", "IOMMU group " + std::to_string(number) + " is not viable" +
                                       (culprits.empty() ? "" : ": " + join(culprits, ", ")))
       .with("group", std::to_string(number))
-      .hint("every device in the group must be on vfio-pci or driverless; `vfiokit bind` "
-            "moves the whole group");
+      .hint(
+          "every device in the group must be on vfio-pci or driverless; `vfiokit bind` "
+          "moves the whole group");
 }
 
 }  // namespace
@@ -63,7 +64,8 @@ VfioGroupFd VfioGroupFd::open(const HostPaths& paths, unsigned number) {
   UniqueFd fd(::open(node.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) {
     const int err = errno;
-    Error e = Error::from_errno(err, "open VFIO group").with("group", std::to_string(number))
+    Error e = Error::from_errno(err, "open VFIO group")
+                  .with("group", std::to_string(number))
                   .with("path", node.string());
     if (err == ENOENT) e.hint("no device of the group is on vfio-pci: run `vfiokit bind` first");
     if (err == EBUSY) e.hint("another process has the group open (see `vfiokit show`)");
@@ -130,9 +132,8 @@ UniqueFd Type1Backend::open_device(const pci::Bdf& bdf) {
       // VFIO_SET_IOMMU is only accepted once a group is in the container. v2 unmaps exactly what
       // was mapped (no splitting of huge mappings) and is what every current kernel offers.
       iommu_type_ = container_.has_extension(VFIO_TYPE1v2_IOMMU) ? VFIO_TYPE1v2_IOMMU
-                    : container_.has_extension(VFIO_TYPE1_IOMMU)
-                        ? VFIO_TYPE1_IOMMU
-                        : 0;
+                    : container_.has_extension(VFIO_TYPE1_IOMMU) ? VFIO_TYPE1_IOMMU
+                                                                 : 0;
       if (iommu_type_ == 0) {
         throw Error("set IOMMU", "the container offers neither type1v2 nor type1")
             .hint("load vfio_iommu_type1");
@@ -173,8 +174,9 @@ void Type1Backend::map_raw(std::uint64_t vaddr, std::uint64_t iova, std::uint64_
                 .with("size", human_size(size));
   switch (-rc) {
     case ENOSPC:
-      e.hint("the container's DMA mapping limit is reached (vfio_iommu_type1 dma_entry_limit, "
-             "65535 by default): map fewer, larger buffers");
+      e.hint(
+          "the container's DMA mapping limit is reached (vfio_iommu_type1 dma_entry_limit, "
+          "65535 by default): map fewer, larger buffers");
       break;
     case ENOMEM:
       e.hint("pinning would exceed RLIMIT_MEMLOCK (see `vfiokit doctor`), or memory ran out");
@@ -183,8 +185,9 @@ void Type1Backend::map_raw(std::uint64_t vaddr, std::uint64_t iova, std::uint64_
       e.hint("the IOVA range overlaps an existing mapping");
       break;
     case EINVAL:
-      e.hint("the IOVA is outside the container's usable ranges or not page aligned "
-             "(see `vfiokit info`)");
+      e.hint(
+          "the IOVA is outside the container's usable ranges or not page aligned "
+          "(see `vfiokit info`)");
       break;
     default:
       break;

@@ -43,12 +43,12 @@ std::vector<VfioCapability> walk_vfio_capabilities(InfoBytes info, std::uint32_t
   std::size_t previous_end = 0;
   while (offset != 0) {
     if (offset < previous_end) {
-      throw Error("parse VFIO info", "capability at " + hex(offset) +
-                                         " points back into the one before it (a loop)");
+      throw Error("parse VFIO info",
+                  "capability at " + hex(offset) + " points back into the one before it (a loop)");
     }
     if (caps.size() == kMaxCapabilities) {
-      throw Error("parse VFIO info", "more than " + std::to_string(kMaxCapabilities) +
-                                         " capabilities in one chain");
+      throw Error("parse VFIO info",
+                  "more than " + std::to_string(kMaxCapabilities) + " capabilities in one chain");
     }
     require(info, offset, kHeaderSize, "capability header");
     VfioCapability cap{info_read16(info, offset), info_read16(info, offset + 2),
@@ -75,8 +75,8 @@ Type1Info parse_type1_info(InfoBytes info) {
           const std::size_t at = cap.offset + 16u + std::size_t{i} * 16;
           IovaRange range{info_read64(info, at), info_read64(info, at + 8)};
           if (range.end < range.start) {
-            throw Error("parse VFIO info", "IOVA range " + hex(range.start) + "-" +
-                                               hex(range.end) + " ends before it starts");
+            throw Error("parse VFIO info", "IOVA range " + hex(range.start) + "-" + hex(range.end) +
+                                               " ends before it starts");
           }
           result.iova_ranges.push_back(range);
         }

@@ -38,10 +38,10 @@ struct IovaRange {
 
 // What VFIO_IOMMU_GET_INFO says about a type1 container.
 struct Type1Info {
-  std::uint64_t iova_pgsizes = 0;       // bitmap of IOMMU page sizes
-  std::vector<IovaRange> iova_ranges;   // empty when the kernel gave no IOVA range capability
+  std::uint64_t iova_pgsizes = 0;      // bitmap of IOMMU page sizes
+  std::vector<IovaRange> iova_ranges;  // empty when the kernel gave no IOVA range capability
   std::optional<std::uint32_t> dma_available;  // mappings still allowed (dma_entry_limit)
-  bool dirty_tracking = false;          // the migration capability is present
+  bool dirty_tracking = false;                 // the migration capability is present
 };
 // `info` is the whole buffer the ioctl filled (argsz bytes).
 Type1Info parse_type1_info(InfoBytes info);

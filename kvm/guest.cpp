@@ -35,7 +35,7 @@ kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type) {
   s.db = 1;  // 32-bit
   s.s = 1;   // code/data, not system
   s.l = 0;
-  s.g = 1;   // 4 KiB granularity
+  s.g = 1;  // 4 KiB granularity
   return s;
 }
 
@@ -52,8 +52,8 @@ void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack) 
   kvm_sregs sregs = vcpu.sregs();
   sregs.cs = flat_segment(0x08, 0xb);  // execute/read, accessed
   sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(0x10, 0x3);  // read/write
-  sregs.cr0 |= 0x1;                       // PE
-  sregs.cr0 &= ~std::uint64_t{0x80000000};  // PG off
+  sregs.cr0 |= 0x1;                                                                // PE
+  sregs.cr0 &= ~std::uint64_t{0x80000000};                                         // PG off
   vcpu.set_sregs(sregs);
   kvm_regs regs{};
   regs.rip = entry;
@@ -103,7 +103,8 @@ std::string PayloadGuest::describe_cpu() const {
              (interrupts ? " with interrupts enabled: waiting for an interrupt that did not come"
                          : " with interrupts disabled: stopped for good");
     }
-    return "running at " + hex(regs.rip) + " (interrupts " + (interrupts ? "enabled" : "disabled") + ")";
+    return "running at " + hex(regs.rip) + " (interrupts " + (interrupts ? "enabled" : "disabled") +
+           ")";
   } catch (const Error& e) {
     return std::string("state unknown: ") + e.what();
   }
@@ -158,7 +159,8 @@ std::optional<MailboxEvent> PayloadGuest::next_event(std::chrono::milliseconds t
   return std::nullopt;
 }
 
-std::optional<MailboxEvent> PayloadGuest::wait_for(std::uint16_t port, std::chrono::milliseconds timeout) {
+std::optional<MailboxEvent> PayloadGuest::wait_for(std::uint16_t port,
+                                                   std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mutex_);
   for (;;) {

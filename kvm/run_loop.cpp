@@ -53,8 +53,8 @@ void RunLoop::run(Vcpu& vcpu) {
           return exit.io.port >= r.first && exit.io.port <= r.last;
         });
         if (it == io_.end()) {
-          throw Error("guest I/O", std::string(exit.io.out ? "out to" : "in from") +
-                                       " port " + hex(exit.io.port) + " that nothing handles")
+          throw Error("guest I/O", std::string(exit.io.out ? "out to" : "in from") + " port " +
+                                       hex(exit.io.port) + " that nothing handles")
               .with("vcpu", std::to_string(vcpu.id()))
               .with("size", std::to_string(exit.io.size));
         }

@@ -32,7 +32,8 @@ KvmHostFacts gather_kvm_facts(const HostPaths& paths, int error) {
     if (word == "vmx" || word == "svm") facts.cpu_has_virtualization = true;
   }
   const std::string status = read_file_if_exists(paths.proc / "self/status").value_or("");
-  facts.seccomp_mode = static_cast<int>(parse_uint(find_key_value(status, "Seccomp").value_or("0")).value_or(0));
+  facts.seccomp_mode =
+      static_cast<int>(parse_uint(find_key_value(status, "Seccomp").value_or("0")).value_or(0));
   if (facts.node_exists) {
     if (const group* gr = ::getgrgid(st.st_gid)) facts.node_group = gr->gr_name;
     std::vector<gid_t> groups(static_cast<std::size_t>(std::max(0, ::getgroups(0, nullptr))));
@@ -45,7 +46,8 @@ KvmHostFacts gather_kvm_facts(const HostPaths& paths, int error) {
 }
 
 Error diagnose_kvm_failure(const KvmHostFacts& f, std::string operation) {
-  Error e = f.error ? Error::from_errno(f.error, std::move(operation)) : Error(std::move(operation), "");
+  Error e =
+      f.error ? Error::from_errno(f.error, std::move(operation)) : Error(std::move(operation), "");
   const bool intel = f.cpu_vendor == "GenuineIntel";
   const std::string vendor_module = intel ? "kvm_intel" : "kvm_amd";
   switch (f.error) {
@@ -63,19 +65,21 @@ Error diagnose_kvm_failure(const KvmHostFacts& f, std::string operation) {
       return e.hint("/dev/kvm is missing although KVM is loaded: is devtmpfs mounted on /dev?");
     case EACCES:
       return e.hint("/dev/kvm is not open to this user" +
-                    (f.node_group.empty() ? std::string()
-                                          : ": add it to the " + f.node_group +
-                                                " group (usermod -aG " + f.node_group +
-                                                " USER) and log in again"));
+                    (f.node_group.empty()
+                         ? std::string()
+                         : ": add it to the " + f.node_group + " group (usermod -aG " +
+                               f.node_group + " USER) and log in again"));
     case EPERM:
       if (f.seccomp_mode == 2) {
-        return e.hint("this process runs under a seccomp filter that refuses it (a container "
-                      "runtime's default profile?): allow the KVM ioctls or run unconfined");
+        return e.hint(
+            "this process runs under a seccomp filter that refuses it (a container "
+            "runtime's default profile?): allow the KVM ioctls or run unconfined");
       }
       return e.hint("a cgroup device policy denies /dev/kvm (containers: pass --device /dev/kvm)");
     case EBUSY:
-      return e.hint("another hypervisor (VirtualBox, VMware) holds the CPU's virtualization "
-                    "extensions: stop it");
+      return e.hint(
+          "another hypervisor (VirtualBox, VMware) holds the CPU's virtualization "
+          "extensions: stop it");
     case EINVAL:
       return e.hint("the kernel does not support this VM type; x86 uses type 0");
     case ENOSPC:
@@ -83,7 +87,8 @@ Error diagnose_kvm_failure(const KvmHostFacts& f, std::string operation) {
       return e.hint("the host is out of memory or of VM slots");
     default:
       if (f.seccomp_mode == 2) {
-        return e.hint("a seccomp filter may be refusing KVM ioctls (Seccomp: 2 in /proc/self/status)");
+        return e.hint(
+            "a seccomp filter may be refusing KVM ioctls (Seccomp: 2 in /proc/self/status)");
       }
       return e.hint("see dmesg for kvm errors");
   }
@@ -94,7 +99,8 @@ KvmSystem KvmSystem::open(const HostPaths& paths) {
   UniqueFd fd(::open(node.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) {
     const int err = errno;
-    throw diagnose_kvm_failure(gather_kvm_facts(paths, err), "open /dev/kvm").with("path", node.string());
+    throw diagnose_kvm_failure(gather_kvm_facts(paths, err), "open /dev/kvm")
+        .with("path", node.string());
   }
   const int version = try_ioctl(fd.get(), kvm_uapi::kGetApiVersion);
   if (version != kvm_uapi::kExpectedApiVersion) {

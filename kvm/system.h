@@ -12,15 +12,15 @@ namespace vfiokit::kvm {
 
 // What is known about the host when opening /dev/kvm or creating a VM failed.
 struct KvmHostFacts {
-  int error = 0;                    // errno of the failing open() or KVM_CREATE_VM
+  int error = 0;  // errno of the failing open() or KVM_CREATE_VM
   bool node_exists = false;
-  bool kvm_module = false;          // /sys/module/kvm
-  bool vendor_module = false;       // kvm_intel or kvm_amd loaded
-  std::string cpu_vendor;           // "GenuineIntel", "AuthenticAMD"
+  bool kvm_module = false;              // /sys/module/kvm
+  bool vendor_module = false;           // kvm_intel or kvm_amd loaded
+  std::string cpu_vendor;               // "GenuineIntel", "AuthenticAMD"
   bool cpu_has_virtualization = false;  // vmx or svm in /proc/cpuinfo flags
-  int seccomp_mode = 0;             // /proc/self/status Seccomp: 0 none, 1 strict, 2 filter
-  std::string node_group;           // group owning /dev/kvm, e.g. "kvm"
-  bool in_node_group = false;       // this process has that group
+  int seccomp_mode = 0;                 // /proc/self/status Seccomp: 0 none, 1 strict, 2 filter
+  std::string node_group;               // group owning /dev/kvm, e.g. "kvm"
+  bool in_node_group = false;           // this process has that group
 };
 
 KvmHostFacts gather_kvm_facts(const HostPaths& paths, int error);

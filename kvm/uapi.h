@@ -17,18 +17,21 @@ inline constexpr int kExpectedApiVersion = 12;
 // /dev/kvm
 inline constexpr IoctlNone kGetApiVersion = VFIOKIT_IOCTL_NONE(KVM_GET_API_VERSION);
 // The argument is the machine type (0 on x86), by value.
-inline constexpr IoctlValue<unsigned long> kCreateVm = VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CREATE_VM);
+inline constexpr IoctlValue<unsigned long> kCreateVm =
+    VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CREATE_VM);
 inline constexpr IoctlValue<unsigned long> kCheckExtension =
     VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CHECK_EXTENSION);
 inline constexpr IoctlNone kGetVcpuMmapSize = VFIOKIT_IOCTL_NONE(KVM_GET_VCPU_MMAP_SIZE);
 
 // VM fd
-inline constexpr IoctlValue<unsigned long> kCreateVcpu = VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CREATE_VCPU);
+inline constexpr IoctlValue<unsigned long> kCreateVcpu =
+    VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CREATE_VCPU);
 // Kernel contract: userspace_addr..+memory_size stays mapped for as long as the slot exists.
 inline constexpr IoctlPtr<const kvm_userspace_memory_region> kSetUserMemoryRegion =
     VFIOKIT_IOCTL_PTR(const kvm_userspace_memory_region, KVM_SET_USER_MEMORY_REGION);
 inline constexpr IoctlNone kCreateIrqchip = VFIOKIT_IOCTL_NONE(KVM_CREATE_IRQCHIP);
-inline constexpr IoctlValue<unsigned long> kSetTssAddr = VFIOKIT_IOCTL_VALUE(unsigned long, KVM_SET_TSS_ADDR);
+inline constexpr IoctlValue<unsigned long> kSetTssAddr =
+    VFIOKIT_IOCTL_VALUE(unsigned long, KVM_SET_TSS_ADDR);
 // struct kvm_irq_routing is {u32 nr; u32 flags; entries[]}: the kernel, compiled as C, finds
 // the entries at offset 8 and encodes sizeof == 8 into KVM_SET_GSI_ROUTING. With the 6.1 UAPI
 // headers, C++ sees __DECLARE_FLEX_ARRAY's empty struct as one byte, so `entries` moves to
@@ -40,15 +43,19 @@ inline constexpr std::size_t kIrqRoutingEntriesOffset = 8;
 inline constexpr IoctlPtr<const kvm_irq_routing> kSetGsiRouting{
     _IOC(_IOC_WRITE, KVMIO, 0x6a, kIrqRoutingEntriesOffset), "KVM_SET_GSI_ROUTING"};
 inline constexpr IoctlPtr<const kvm_irqfd> kIrqfd = VFIOKIT_IOCTL_PTR(const kvm_irqfd, KVM_IRQFD);
-inline constexpr IoctlPtr<const kvm_msi> kSignalMsi = VFIOKIT_IOCTL_PTR(const kvm_msi, KVM_SIGNAL_MSI);
+inline constexpr IoctlPtr<const kvm_msi> kSignalMsi =
+    VFIOKIT_IOCTL_PTR(const kvm_msi, KVM_SIGNAL_MSI);
 
 // vCPU fd
 inline constexpr IoctlNone kRun = VFIOKIT_IOCTL_NONE(KVM_RUN);
 inline constexpr IoctlPtr<kvm_regs> kGetRegs = VFIOKIT_IOCTL_PTR(kvm_regs, KVM_GET_REGS);
-inline constexpr IoctlPtr<const kvm_regs> kSetRegs = VFIOKIT_IOCTL_PTR(const kvm_regs, KVM_SET_REGS);
+inline constexpr IoctlPtr<const kvm_regs> kSetRegs =
+    VFIOKIT_IOCTL_PTR(const kvm_regs, KVM_SET_REGS);
 inline constexpr IoctlPtr<kvm_sregs> kGetSregs = VFIOKIT_IOCTL_PTR(kvm_sregs, KVM_GET_SREGS);
-inline constexpr IoctlPtr<const kvm_sregs> kSetSregs = VFIOKIT_IOCTL_PTR(const kvm_sregs, KVM_SET_SREGS);
-inline constexpr IoctlPtr<kvm_mp_state> kGetMpState = VFIOKIT_IOCTL_PTR(kvm_mp_state, KVM_GET_MP_STATE);
+inline constexpr IoctlPtr<const kvm_sregs> kSetSregs =
+    VFIOKIT_IOCTL_PTR(const kvm_sregs, KVM_SET_SREGS);
+inline constexpr IoctlPtr<kvm_mp_state> kGetMpState =
+    VFIOKIT_IOCTL_PTR(kvm_mp_state, KVM_GET_MP_STATE);
 
 // struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
 // then 16 bytes of padding the kernel requires to be zero.

@@ -22,8 +22,12 @@ VcpuExit classify_exit(const kvm_run& run) {
       exit.kind = ExitKind::mmio;
       exit.mmio = {run.mmio.phys_addr, run.mmio.len, run.mmio.is_write != 0};
       break;
-    case KVM_EXIT_HLT: exit.kind = ExitKind::hlt; break;
-    case KVM_EXIT_SHUTDOWN: exit.kind = ExitKind::shutdown; break;
+    case KVM_EXIT_HLT:
+      exit.kind = ExitKind::hlt;
+      break;
+    case KVM_EXIT_SHUTDOWN:
+      exit.kind = ExitKind::shutdown;
+      break;
     case KVM_EXIT_FAIL_ENTRY:
       exit.kind = ExitKind::fail_entry;
       exit.hardware_entry_failure_reason = run.fail_entry.hardware_entry_failure_reason;
@@ -39,35 +43,71 @@ VcpuExit classify_exit(const kvm_run& run) {
       exit.kind = ExitKind::system_event;
       exit.system_event_type = run.system_event.type;
       break;
-    case KVM_EXIT_INTR: exit.kind = ExitKind::interrupted; break;
-    default: exit.kind = ExitKind::other; break;
+    case KVM_EXIT_INTR:
+      exit.kind = ExitKind::interrupted;
+      break;
+    default:
+      exit.kind = ExitKind::other;
+      break;
   }
   return exit;
 }
 
 std::string exit_reason_name(std::uint32_t reason) {
-  static const char* const kNames[] = {
-      "KVM_EXIT_UNKNOWN", "KVM_EXIT_EXCEPTION", "KVM_EXIT_IO", "KVM_EXIT_HYPERCALL",
-      "KVM_EXIT_DEBUG", "KVM_EXIT_HLT", "KVM_EXIT_MMIO", "KVM_EXIT_IRQ_WINDOW_OPEN",
-      "KVM_EXIT_SHUTDOWN", "KVM_EXIT_FAIL_ENTRY", "KVM_EXIT_INTR", "KVM_EXIT_SET_TPR",
-      "KVM_EXIT_TPR_ACCESS", "KVM_EXIT_S390_SIEIC", "KVM_EXIT_S390_RESET", "KVM_EXIT_DCR",
-      "KVM_EXIT_NMI", "KVM_EXIT_INTERNAL_ERROR", "KVM_EXIT_OSI", "KVM_EXIT_PAPR_HCALL",
-      "KVM_EXIT_S390_UCONTROL", "KVM_EXIT_WATCHDOG", "KVM_EXIT_S390_TSCH", "KVM_EXIT_EPR",
-      "KVM_EXIT_SYSTEM_EVENT", "KVM_EXIT_S390_STSI", "KVM_EXIT_IOAPIC_EOI", "KVM_EXIT_HYPERV",
-      "KVM_EXIT_ARM_NISV", "KVM_EXIT_X86_RDMSR", "KVM_EXIT_X86_WRMSR",
-      "KVM_EXIT_DIRTY_RING_FULL", "KVM_EXIT_AP_RESET_HOLD", "KVM_EXIT_X86_BUS_LOCK",
-      "KVM_EXIT_XEN", "KVM_EXIT_RISCV_SBI", "KVM_EXIT_RISCV_CSR", "KVM_EXIT_NOTIFY"};
+  static const char* const kNames[] = {"KVM_EXIT_UNKNOWN",
+                                       "KVM_EXIT_EXCEPTION",
+                                       "KVM_EXIT_IO",
+                                       "KVM_EXIT_HYPERCALL",
+                                       "KVM_EXIT_DEBUG",
+                                       "KVM_EXIT_HLT",
+                                       "KVM_EXIT_MMIO",
+                                       "KVM_EXIT_IRQ_WINDOW_OPEN",
+                                       "KVM_EXIT_SHUTDOWN",
+                                       "KVM_EXIT_FAIL_ENTRY",
+                                       "KVM_EXIT_INTR",
+                                       "KVM_EXIT_SET_TPR",
+                                       "KVM_EXIT_TPR_ACCESS",
+                                       "KVM_EXIT_S390_SIEIC",
+                                       "KVM_EXIT_S390_RESET",
+                                       "KVM_EXIT_DCR",
+                                       "KVM_EXIT_NMI",
+                                       "KVM_EXIT_INTERNAL_ERROR",
+                                       "KVM_EXIT_OSI",
+                                       "KVM_EXIT_PAPR_HCALL",
+                                       "KVM_EXIT_S390_UCONTROL",
+                                       "KVM_EXIT_WATCHDOG",
+                                       "KVM_EXIT_S390_TSCH",
+                                       "KVM_EXIT_EPR",
+                                       "KVM_EXIT_SYSTEM_EVENT",
+                                       "KVM_EXIT_S390_STSI",
+                                       "KVM_EXIT_IOAPIC_EOI",
+                                       "KVM_EXIT_HYPERV",
+                                       "KVM_EXIT_ARM_NISV",
+                                       "KVM_EXIT_X86_RDMSR",
+                                       "KVM_EXIT_X86_WRMSR",
+                                       "KVM_EXIT_DIRTY_RING_FULL",
+                                       "KVM_EXIT_AP_RESET_HOLD",
+                                       "KVM_EXIT_X86_BUS_LOCK",
+                                       "KVM_EXIT_XEN",
+                                       "KVM_EXIT_RISCV_SBI",
+                                       "KVM_EXIT_RISCV_CSR",
+                                       "KVM_EXIT_NOTIFY"};
   if (reason < std::size(kNames)) return kNames[reason];
   return "exit reason " + std::to_string(reason);
 }
 
 std::string internal_suberror_name(std::uint32_t suberror) {
   switch (suberror) {
-    case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure";
-    case KVM_INTERNAL_ERROR_SIMUL_EX: return "exception while delivering an exception";
-    case KVM_INTERNAL_ERROR_DELIVERY_EV: return "exit while delivering an event";
-    case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: return "unexpected exit reason";
-    default: return "suberror " + std::to_string(suberror);
+    case KVM_INTERNAL_ERROR_EMULATION:
+      return "emulation failure";
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+      return "exception while delivering an exception";
+    case KVM_INTERNAL_ERROR_DELIVERY_EV:
+      return "exit while delivering an event";
+    case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON:
+      return "unexpected exit reason";
+    default:
+      return "suberror " + std::to_string(suberror);
   }
 }
 
@@ -76,8 +116,9 @@ Error exit_error(const VcpuExit& exit, std::uint32_t vcpu) {
   e.with("vcpu", std::to_string(vcpu));
   switch (exit.kind) {
     case ExitKind::shutdown:
-      return std::move(e.hint("the guest triple-faulted (or asked to shut down): an exception it "
-                              "could not handle; check its IDT, GDT and stack"));
+      return std::move(
+          e.hint("the guest triple-faulted (or asked to shut down): an exception it "
+                 "could not handle; check its IDT, GDT and stack"));
     case ExitKind::fail_entry:
       e.with("hardware_entry_failure_reason", hex(exit.hardware_entry_failure_reason));
       return std::move(e.hint("the CPU refused the guest state (segments, control registers)"));
@@ -150,7 +191,8 @@ std::span<std::uint8_t> Vcpu::io_data(const IoExit& io) const {
   auto* base = static_cast<std::uint8_t*>(run_.data());
   const std::size_t length = std::size_t{io.size} * io.count;
   if (io.data_offset > run_.size() || length > run_.size() - io.data_offset) {
-    throw Error("KVM I/O exit", "data lies outside the kvm_run page").with("vcpu", std::to_string(id_));
+    throw Error("KVM I/O exit", "data lies outside the kvm_run page")
+        .with("vcpu", std::to_string(id_));
   }
   return {base + io.data_offset, length};
 }

@@ -30,7 +30,8 @@ void MemorySlotTable::add(const MemorySlot& slot) {
     throw fail("guest address, size and host address must be page aligned");
   }
   if (slot.guest_address > ~std::uint64_t{0} - (slot.size - 1)) throw fail("range wraps around");
-  if (slots_.count(slot.slot)) throw fail("slot number already in use by " + describe(slots_.at(slot.slot)));
+  if (slots_.count(slot.slot))
+    throw fail("slot number already in use by " + describe(slots_.at(slot.slot)));
   const std::uint64_t last = slot.guest_address + slot.size - 1;
   for (const auto& [id, other] : slots_) {
     const std::uint64_t other_last = other.guest_address + other.size - 1;

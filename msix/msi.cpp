@@ -15,16 +15,17 @@ MsiMessage encode_msi(const MsiFields& f) {
   if (reserved_mode(mode) || mode > 7) {
     throw Error("encode MSI", "delivery mode " + std::to_string(mode) + " is reserved");
   }
-  if (f.vector < 16 && (f.delivery == DeliveryMode::fixed ||
-                        f.delivery == DeliveryMode::lowest_priority)) {
-    throw Error("encode MSI", "vector " + std::to_string(f.vector) +
-                                  " is reserved for exceptions (use 16..255, 32 and up in practice)");
+  if (f.vector < 16 &&
+      (f.delivery == DeliveryMode::fixed || f.delivery == DeliveryMode::lowest_priority)) {
+    throw Error("encode MSI",
+                "vector " + std::to_string(f.vector) +
+                    " is reserved for exceptions (use 16..255, 32 and up in practice)");
   }
   MsiMessage m;
   m.address = kMsiAddressBase | std::uint64_t{f.destination} << 12 |
               (f.redirection_hint ? 1u << 3 : 0u) | (f.logical_destination ? 1u << 2 : 0u);
-  m.data = f.vector | mode << 8 | (f.level_assert ? 1u << 14 : 0u) |
-           (f.level_triggered ? 1u << 15 : 0u);
+  m.data =
+      f.vector | mode << 8 | (f.level_assert ? 1u << 14 : 0u) | (f.level_triggered ? 1u << 15 : 0u);
   return m;
 }
 
@@ -32,10 +33,12 @@ MsiFields decode_msi(const MsiMessage& m) {
   if ((m.address >> 20) != (kMsiAddressBase >> 20)) {
     throw Error("decode MSI", "address " + hex(m.address) + " is outside the 0xfee00000 window");
   }
-  if (m.address & 0x3) throw Error("decode MSI", "address " + hex(m.address) + " sets reserved bits 1:0");
+  if (m.address & 0x3)
+    throw Error("decode MSI", "address " + hex(m.address) + " sets reserved bits 1:0");
   if (m.data >> 16) throw Error("decode MSI", "data " + hex(m.data) + " sets reserved bits 31:16");
   const std::uint32_t mode = (m.data >> 8) & 0x7;
-  if (reserved_mode(mode)) throw Error("decode MSI", "delivery mode " + std::to_string(mode) + " is reserved");
+  if (reserved_mode(mode))
+    throw Error("decode MSI", "delivery mode " + std::to_string(mode) + " is reserved");
   MsiFields f;
   f.destination = static_cast<std::uint8_t>(m.address >> 12);
   f.redirection_hint = (m.address >> 3) & 1;
@@ -48,8 +51,8 @@ MsiFields decode_msi(const MsiMessage& m) {
 }
 
 std::string describe(const MsiFields& f) {
-  static constexpr const char* kModes[] = {"fixed", "lowest-priority", "SMI", "reserved",
-                                           "NMI",   "INIT",            "reserved", "ExtINT"};
+  static constexpr const char* kModes[] = {"fixed", "lowest-priority", "SMI",   "reserved", "NMI",
+                                           "INIT",  "reserved",        "ExtINT"};
   return "vector " + hex(f.vector) + " to " + (f.logical_destination ? "logical " : "APIC ") +
          std::to_string(f.destination) + ", " + kModes[static_cast<unsigned>(f.delivery) & 7] +
          ", " + (f.level_triggered ? "level" : "edge");

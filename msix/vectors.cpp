@@ -12,8 +12,8 @@ namespace vfiokit::msix {
 InterruptVectors::InterruptVectors(const vfio::VfioDevice& device, std::uint32_t index)
     : device_(&device), info_(device.irq_info(index)) {
   if (info_.count == 0 || !info_.eventfd()) {
-    throw Error("interrupts", device.bdf().to_string() + " has no " +
-                                  vfio::irq_index_name(index) + " vectors to deliver on eventfds")
+    throw Error("interrupts", device.bdf().to_string() + " has no " + vfio::irq_index_name(index) +
+                                  " vectors to deliver on eventfds")
         .with("bdf", device.bdf().to_string())
         .with("irq_index", vfio::irq_index_name(index));
   }
@@ -45,9 +45,8 @@ void InterruptVectors::check_vector(std::uint32_t vector, const char* action) co
 void InterruptVectors::set_eventfds(std::uint32_t start, std::uint32_t count) {
   std::vector<std::int32_t> fds;
   for (std::uint32_t v = start; v < start + count; ++v) fds.push_back(eventfds_[v].fd());
-  device_->set_irqs(vfio::encode_irq_set(info_.index, start, count,
-                                         VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-                                         fds));
+  device_->set_irqs(vfio::encode_irq_set(
+      info_.index, start, count, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, fds));
 }
 
 void InterruptVectors::enable(std::uint32_t count) {

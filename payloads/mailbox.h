@@ -36,8 +36,8 @@
 #define VFIOKIT_IRQ_PARAMS_MAGIC 0x51524956u /* "VIRQ" */
 struct vfiokit_irq_params {
   unsigned int magic;
-  unsigned int count;          /* how many of vectors[] are used */
-  unsigned char vectors[224];  /* 32..255 */
+  unsigned int count;         /* how many of vectors[] are used */
+  unsigned char vectors[224]; /* 32..255 */
 };
 
 /* nvme-identify's parameters: the serial Identify Controller must report ("" accepts any
@@ -49,11 +49,11 @@ struct vfiokit_nvme_params {
 };
 
 /* DONE codes of the passthrough payloads. */
-#define VFIOKIT_DONE_NO_DEVICE 0x0101u       /* the device is not on the guest's PCI bus */
-#define VFIOKIT_DONE_NO_CAPABILITY 0x0102u   /* it lacks the MSI or MSI-X capability */
-#define VFIOKIT_DONE_TIMEOUT 0x0103u         /* the device did not answer in time */
-#define VFIOKIT_DONE_MISMATCH 0x0104u        /* data came back different */
-#define VFIOKIT_DONE_DEVICE_ERROR 0x0105u    /* the device reported an error */
-#define VFIOKIT_DONE_WRONG_SERIAL 0x0106u    /* Identify reported another serial */
+#define VFIOKIT_DONE_NO_DEVICE 0x0101u     /* the device is not on the guest's PCI bus */
+#define VFIOKIT_DONE_NO_CAPABILITY 0x0102u /* it lacks the MSI or MSI-X capability */
+#define VFIOKIT_DONE_TIMEOUT 0x0103u       /* the device did not answer in time */
+#define VFIOKIT_DONE_MISMATCH 0x0104u      /* data came back different */
+#define VFIOKIT_DONE_DEVICE_ERROR 0x0105u  /* the device reported an error */
+#define VFIOKIT_DONE_WRONG_SERIAL 0x0106u  /* Identify reported another serial */
 
 #endif

@@ -40,7 +40,7 @@ uint32_t payload_main(void) {
   mmio_write32(entry + 0, 0xfee00000u); /* to APIC 0 */
   mmio_write32(entry + 4, 0);
   mmio_write32(entry + 8, NVME_VECTOR);
-  mmio_write32(entry + 12, 0); /* unmask */
+  mmio_write32(entry + 12, 0);        /* unmask */
   pci_write16(bdf, msix + 2, 0x8000); /* MSI-X enable, function not masked */
   log_text("nvme-identify: MSI-X entry 0 -> vector 0x41, enabled\n");
 

@@ -73,7 +73,9 @@ static int match_class(uint32_t bdf, uint32_t class_code, uint32_t unused) {
 int pci_find_device(uint16_t vendor, uint16_t device, uint32_t* bdf) {
   return scan(match_ids, vendor, device, bdf);
 }
-int pci_find_class(uint32_t class_code, uint32_t* bdf) { return scan(match_class, class_code, 0, bdf); }
+int pci_find_class(uint32_t class_code, uint32_t* bdf) {
+  return scan(match_class, class_code, 0, bdf);
+}
 
 uint32_t pci_find_capability(uint32_t bdf, uint8_t id) {
   if (!(pci_read16(bdf, 6) & 0x10)) return 0;
@@ -97,8 +99,10 @@ void pci_enable(uint32_t bdf) { pci_write16(bdf, 4, (uint16_t)(pci_read16(bdf, 4
 void pci_log_function(const char* label, uint32_t bdf) {
   static const char digits[] = "0123456789abcdef";
   const uint32_t bus = (bdf >> 8) & 0xffu, device = (bdf >> 3) & 0x1fu;
-  const char text[] = {' ', digits[bus >> 4], digits[bus & 0xf], ':', digits[device >> 4],
-                       digits[device & 0xf], '.', digits[bdf & 7u], '\n', 0};
+  const char text[] = {' ', digits[bus >> 4],    digits[bus & 0xf],
+                       ':', digits[device >> 4], digits[device & 0xf],
+                       '.', digits[bdf & 7u],    '\n',
+                       0};
   log_text(label);
   log_text(text);
 }

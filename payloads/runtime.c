@@ -35,51 +35,55 @@ static interrupt_handler user_handler;
 /* Entry at the load address: a stack, the tables, then the payload. The multiboot header (with
  * its address fields, so the flat image needs no ELF) lets QEMU boot the same image with
  * `-kernel NAME.bin`; vfiokit's VMM enters at the first byte and jumps over it. */
-__asm__(".section .text.entry, \"ax\"\n"
-        ".global _start\n"
-        "_start:\n"
-        "  jmp 2f\n"
-        "  .balign 4\n"
-        "multiboot_header:\n"
-        "  .long 0x1badb002\n"                /* magic */
-        "  .long 0x00010000\n"                /* flags: the address fields below are valid */
-        "  .long -(0x1badb002 + 0x00010000)\n" /* checksum */
-        "  .long multiboot_header\n"          /* header_addr */
-        "  .long _start\n"                    /* load_addr: the image's first byte */
-        "  .long _edata\n"                    /* load_end_addr */
-        "  .long _end\n"                      /* bss_end_addr: the loader zeroes up to here */
-        "  .long _start\n"                    /* entry_addr */
-        "2:\n"
-        /* VFIOKIT_MAILBOX_STARTED before anything else (a port above 0xff needs %dx). */
-        "  movw $0x505, %dx\n"
-        "  outb %al, %dx\n"
-        "  movl $" "0x90000" ", %esp\n"
-        "  call runtime_main\n"
-        "1: hlt\n"
-        "  jmp 1b\n"
-        ".previous\n");
+__asm__(
+    ".section .text.entry, \"ax\"\n"
+    ".global _start\n"
+    "_start:\n"
+    "  jmp 2f\n"
+    "  .balign 4\n"
+    "multiboot_header:\n"
+    "  .long 0x1badb002\n"                 /* magic */
+    "  .long 0x00010000\n"                 /* flags: the address fields below are valid */
+    "  .long -(0x1badb002 + 0x00010000)\n" /* checksum */
+    "  .long multiboot_header\n"           /* header_addr */
+    "  .long _start\n"                     /* load_addr: the image's first byte */
+    "  .long _edata\n"                     /* load_end_addr */
+    "  .long _end\n"                       /* bss_end_addr: the loader zeroes up to here */
+    "  .long _start\n"                     /* entry_addr */
+    "2:\n"
+    /* VFIOKIT_MAILBOX_STARTED before anything else (a port above 0xff needs %dx). */
+    "  movw $0x505, %dx\n"
+    "  outb %al, %dx\n"
+    "  movl $"
+    "0x90000"
+    ", %esp\n"
+    "  call runtime_main\n"
+    "1: hlt\n"
+    "  jmp 1b\n"
+    ".previous\n");
 
 /* 256 stubs, 16 bytes apart: push the vector (5-byte push imm32), jump to the common path. */
-__asm__(".text\n"
-        ".balign 16\n"
-        ".global interrupt_stubs\n"
-        "interrupt_stubs:\n"
-        ".set vector, 0\n"
-        ".rept 256\n"
-        "  .balign 16\n"
-        "  .byte 0x68\n"
-        "  .long vector\n"
-        "  jmp interrupt_common\n"
-        "  .set vector, vector + 1\n"
-        ".endr\n"
-        "interrupt_common:\n"
-        "  pushal\n"
-        "  pushl 32(%esp)\n" /* the vector the stub pushed, above the 8 saved registers */
-        "  call dispatch_interrupt\n"
-        "  addl $4, %esp\n"
-        "  popal\n"
-        "  addl $4, %esp\n"
-        "  iret\n");
+__asm__(
+    ".text\n"
+    ".balign 16\n"
+    ".global interrupt_stubs\n"
+    "interrupt_stubs:\n"
+    ".set vector, 0\n"
+    ".rept 256\n"
+    "  .balign 16\n"
+    "  .byte 0x68\n"
+    "  .long vector\n"
+    "  jmp interrupt_common\n"
+    "  .set vector, vector + 1\n"
+    ".endr\n"
+    "interrupt_common:\n"
+    "  pushal\n"
+    "  pushl 32(%esp)\n" /* the vector the stub pushed, above the 8 saved registers */
+    "  call dispatch_interrupt\n"
+    "  addl $4, %esp\n"
+    "  popal\n"
+    "  addl $4, %esp\n"
+    "  iret\n");
 
 extern char interrupt_stubs[];
 
@@ -153,8 +157,8 @@ static void load_tables(void) {
       "lgdt %0\n"
       "ljmp $0x08, $1f\n"
       "1: movw $0x10, %%ax\n"
-      "movw %%ax, %%ds\n movw %%ax, %%es\n movw %%ax, %%ss\n movw %%ax, %%fs\n movw %%ax, %%gs\n"
-      ::"m"(gdtr)
+      "movw %%ax, %%ds\n movw %%ax, %%es\n movw %%ax, %%ss\n movw %%ax, %%fs\n movw %%ax, %%gs\n" ::
+          "m"(gdtr)
       : "eax", "memory");
   for (uint32_t v = 0; v < 256; ++v) {
     const uint32_t stub = (uint32_t)(uintptr_t)interrupt_stubs + 16 * v;
@@ -173,7 +177,7 @@ static void load_tables(void) {
 #define LAPIC_TIMER_DIVIDE 0x3e0u
 
 static void enable_lapic(void) {
-  mmio_write32(LAPIC_BASE + LAPIC_TPR, 0); /* accept every priority */
+  mmio_write32(LAPIC_BASE + LAPIC_TPR, 0);                        /* accept every priority */
   mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x100u | SPURIOUS_VECTOR); /* software enable */
 }
 
@@ -182,7 +186,7 @@ static int timer_started;
 void start_timer_tick(void) {
   if (timer_started) return;
   timer_started = 1;
-  mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIVIDE, 0xb); /* divide by 1 */
+  mmio_write32(LAPIC_BASE + LAPIC_TIMER_DIVIDE, 0xb);                          /* divide by 1 */
   mmio_write32(LAPIC_BASE + LAPIC_LVT_TIMER, 0x20000u | RUNTIME_TIMER_VECTOR); /* periodic */
   mmio_write32(LAPIC_BASE + LAPIC_TIMER_INITIAL, 10000000u); /* ~10 ms at KVM's 1 GHz APIC clock */
 }

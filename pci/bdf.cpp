@@ -58,7 +58,8 @@ Bdf parse_bdf_or_throw(std::string_view text) {
   if (auto bdf = parse_bdf(text)) return *bdf;
   throw Error("parse BDF", "'" + std::string(text) + "' is not a PCI address")
       .kind(ErrorKind::usage)
-      .hint("write it as DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0 (see `vfiokit list`)");
+      .hint(
+          "write it as DOMAIN:BUS:DEVICE.FUNCTION in hex, e.g. 0000:01:00.0 (see `vfiokit list`)");
 }
 
 }  // namespace vfiokit::pci

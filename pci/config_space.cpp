@@ -14,18 +14,16 @@ constexpr std::size_t kCardbusCapabilityPointer = 0x14;
 constexpr std::uint16_t kStatusCapabilityList = 1u << 4;
 constexpr std::size_t kFirstExtendedCapability = 0x100;
 
-Error config_error(std::string message) {
-  return Error("parse config space", std::move(message));
-}
+Error config_error(std::string message) { return Error("parse config space", std::move(message)); }
 
 // Throws unless `length` bytes from `offset` are inside `config`; says "truncated" when the
 // space is shorter than the part of it being read would need, which is what an unprivileged
 // read of sysfs "config" looks like.
 void require(ConfigBytes config, std::size_t offset, std::size_t length, std::string_view what) {
   if (offset <= config.size() && length <= config.size() - offset) return;
-  Error e = config_error(std::string(what) + " at " + hex(offset) + " needs " +
-                         std::to_string(length) + " bytes, but config space holds " +
-                         std::to_string(config.size()));
+  Error e =
+      config_error(std::string(what) + " at " + hex(offset) + " needs " + std::to_string(length) +
+                   " bytes, but config space holds " + std::to_string(config.size()));
   if (config.size() < kLegacyConfigSize) {
     e.hint("config space is truncated: reading more than 64 bytes of sysfs 'config' needs root");
   }
@@ -158,8 +156,8 @@ MsiCapability parse_msi(ConfigBytes config, std::uint16_t offset) {
   msi.address_64bit = (control & 0x80u) != 0;
   msi.per_vector_masking = (control & 0x100u) != 0;
   // Control + address (+ upper address) + data (+ reserved, mask and pending bits).
-  const std::size_t length = std::size_t{msi.address_64bit ? 14u : 10u} +
-                             (msi.per_vector_masking ? 10u : 0u);
+  const std::size_t length =
+      std::size_t{msi.address_64bit ? 14u : 10u} + (msi.per_vector_masking ? 10u : 0u);
   require(config, offset, length, "MSI capability");
   return msi;
 }
@@ -257,9 +255,12 @@ std::vector<BarRegister> decode_bar_registers(ConfigBytes config) {
 
 std::string_view to_string(BarKind kind) noexcept {
   switch (kind) {
-    case BarKind::io: return "io";
-    case BarKind::mem32: return "mem32";
-    case BarKind::mem64: return "mem64";
+    case BarKind::io:
+      return "io";
+    case BarKind::mem32:
+      return "mem32";
+    case BarKind::mem64:
+      return "mem64";
   }
   return "?";
 }
@@ -270,48 +271,85 @@ namespace vfiokit::pci {
 
 std::string_view capability_name(std::uint8_t id) noexcept {
   switch (id) {
-    case 0x01: return "Power Management";
-    case 0x02: return "AGP";
-    case 0x03: return "Vital Product Data";
-    case 0x04: return "Slot Identification";
-    case 0x05: return "MSI";
-    case 0x07: return "PCI-X";
-    case 0x08: return "HyperTransport";
-    case 0x09: return "Vendor Specific";
-    case 0x0a: return "Debug Port";
-    case 0x0c: return "PCI Hot-Plug";
-    case 0x0d: return "Bridge Subsystem ID";
-    case 0x10: return "PCI Express";
-    case 0x11: return "MSI-X";
-    case 0x12: return "SATA";
-    case 0x13: return "Advanced Features";
-    case 0x14: return "Enhanced Allocation";
-    default: return "";
+    case 0x01:
+      return "Power Management";
+    case 0x02:
+      return "AGP";
+    case 0x03:
+      return "Vital Product Data";
+    case 0x04:
+      return "Slot Identification";
+    case 0x05:
+      return "MSI";
+    case 0x07:
+      return "PCI-X";
+    case 0x08:
+      return "HyperTransport";
+    case 0x09:
+      return "Vendor Specific";
+    case 0x0a:
+      return "Debug Port";
+    case 0x0c:
+      return "PCI Hot-Plug";
+    case 0x0d:
+      return "Bridge Subsystem ID";
+    case 0x10:
+      return "PCI Express";
+    case 0x11:
+      return "MSI-X";
+    case 0x12:
+      return "SATA";
+    case 0x13:
+      return "Advanced Features";
+    case 0x14:
+      return "Enhanced Allocation";
+    default:
+      return "";
   }
 }
 
 std::string_view extended_capability_name(std::uint16_t id) noexcept {
   switch (id) {
-    case 0x0001: return "Advanced Error Reporting";
-    case 0x0002: return "Virtual Channel";
-    case 0x0003: return "Device Serial Number";
-    case 0x0004: return "Power Budgeting";
-    case 0x000b: return "Vendor Specific";
-    case 0x000d: return "Access Control Services";
-    case 0x000e: return "Alternative Routing-ID";
-    case 0x000f: return "Address Translation Services";
-    case 0x0010: return "SR-IOV";
-    case 0x0013: return "Page Request";
-    case 0x0015: return "Resizable BAR";
-    case 0x0017: return "TPH Requester";
-    case 0x0018: return "Latency Tolerance Reporting";
-    case 0x0019: return "Secondary PCI Express";
-    case 0x001b: return "Process Address Space ID";
-    case 0x001e: return "L1 PM Substates";
-    case 0x0023: return "Designated Vendor-Specific";
-    case 0x0025: return "Data Link Feature";
-    case 0x0026: return "Physical Layer 16 GT/s";
-    default: return "";
+    case 0x0001:
+      return "Advanced Error Reporting";
+    case 0x0002:
+      return "Virtual Channel";
+    case 0x0003:
+      return "Device Serial Number";
+    case 0x0004:
+      return "Power Budgeting";
+    case 0x000b:
+      return "Vendor Specific";
+    case 0x000d:
+      return "Access Control Services";
+    case 0x000e:
+      return "Alternative Routing-ID";
+    case 0x000f:
+      return "Address Translation Services";
+    case 0x0010:
+      return "SR-IOV";
+    case 0x0013:
+      return "Page Request";
+    case 0x0015:
+      return "Resizable BAR";
+    case 0x0017:
+      return "TPH Requester";
+    case 0x0018:
+      return "Latency Tolerance Reporting";
+    case 0x0019:
+      return "Secondary PCI Express";
+    case 0x001b:
+      return "Process Address Space ID";
+    case 0x001e:
+      return "L1 PM Substates";
+    case 0x0023:
+      return "Designated Vendor-Specific";
+    case 0x0025:
+      return "Data Link Feature";
+    case 0x0026:
+      return "Physical Layer 16 GT/s";
+    default:
+      return "";
   }
 }
 

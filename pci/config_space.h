@@ -115,7 +115,7 @@ enum class PciePortType : std::uint8_t {
 struct PcieCapability {
   std::uint16_t offset = 0;
   std::uint8_t version = 0;
-  std::uint8_t port_type = 0;  // PciePortType value
+  std::uint8_t port_type = 0;         // PciePortType value
   bool function_level_reset = false;  // Device Capabilities bit 28
 };
 PcieCapability parse_pcie(ConfigBytes config, std::uint16_t offset);

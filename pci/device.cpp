@@ -48,8 +48,8 @@ std::vector<ResourceRange> parse_resource_file(std::string_view text) {
     if (line.empty()) continue;
     const auto words = split_words(line);
     auto malformed = [&] {
-      return Error("parse sysfs resource", "line " + std::to_string(ranges.size()) + " is '" +
-                                               std::string(line) + "'");
+      return Error("parse sysfs resource",
+                   "line " + std::to_string(ranges.size()) + " is '" + std::string(line) + "'");
     };
     if (words.size() != 3) throw malformed();
     const auto start = parse_uint(words[0], 16);
@@ -91,13 +91,20 @@ ConfigFacts parse_config_facts(ConfigBytes config) {
     facts.capabilities = walk_capabilities(config);
     for (const auto& cap : facts.capabilities) {
       switch (cap.id) {
-        case kCapMsi: facts.msi = parse_msi(config, cap.offset); break;
-        case kCapMsix: facts.msix = parse_msix(config, cap.offset); break;
-        case kCapPciExpress: facts.pcie = parse_pcie(config, cap.offset); break;
+        case kCapMsi:
+          facts.msi = parse_msi(config, cap.offset);
+          break;
+        case kCapMsix:
+          facts.msix = parse_msix(config, cap.offset);
+          break;
+        case kCapPciExpress:
+          facts.pcie = parse_pcie(config, cap.offset);
+          break;
         case kCapPowerManagement:
           facts.power_management = parse_power_management(config, cap.offset);
           break;
-        default: break;
+        default:
+          break;
       }
     }
     facts.extended_capabilities = walk_extended_capabilities(config);
@@ -181,7 +188,8 @@ PciDevice read_pci_device(const HostPaths& paths, const Bdf& bdf, ConfigDepth de
     }
   }
   if (auto node = read_line_if_exists(dir / "numa_node")) {
-    if (auto value = parse_uint(*node); value && *value < 4096) dev.numa_node = static_cast<int>(*value);
+    if (auto value = parse_uint(*node); value && *value < 4096)
+      dev.numa_node = static_cast<int>(*value);
   }
   dev.boot_vga = read_line_if_exists(dir / "boot_vga") == "1";
   dev.sriov_total_vfs = read_decimal_attribute(dir / "sriov_totalvfs");

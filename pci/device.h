@@ -66,14 +66,16 @@ struct PciDevice {
   bool boot_vga = false;
   std::optional<unsigned> sriov_total_vfs;  // set on SR-IOV physical functions
   std::optional<unsigned> sriov_num_vfs;
-  std::optional<Bdf> physfn;                // set on virtual functions
-  std::vector<std::string> reset_methods;   // sysfs reset_method, in the kernel's order
+  std::optional<Bdf> physfn;               // set on virtual functions
+  std::vector<std::string> reset_methods;  // sysfs reset_method, in the kernel's order
   std::vector<Bar> bars;
   std::uint64_t rom_size = 0;
   ConfigFacts config;
 
-  [[nodiscard]] bool is_bridge() const noexcept;       // header type 1/2 or class 06:04
-  [[nodiscard]] std::uint8_t base_class() const noexcept { return static_cast<std::uint8_t>(class_code >> 16); }
+  [[nodiscard]] bool is_bridge() const noexcept;  // header type 1/2 or class 06:04
+  [[nodiscard]] std::uint8_t base_class() const noexcept {
+    return static_cast<std::uint8_t>(class_code >> 16);
+  }
   [[nodiscard]] bool is_display() const noexcept { return base_class() == 0x03; }
   [[nodiscard]] bool multifunction() const noexcept;
 };

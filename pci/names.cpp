@@ -59,7 +59,8 @@ std::string PciNames::class_name(std::uint32_t class_code) {
   std::string name = lookup(access_, PCI_LOOKUP_CLASS, class_code >> 8);
   // For a known class with an unknown subclass libpci appends the number ("... [00ff]");
   // callers print the number themselves.
-  if (const std::size_t bracket = name.rfind(" ["); bracket != std::string::npos && name.ends_with(']')) {
+  if (const std::size_t bracket = name.rfind(" [");
+      bracket != std::string::npos && name.ends_with(']')) {
     name.erase(bracket);
   }
   return name;

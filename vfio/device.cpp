@@ -16,7 +16,9 @@ constexpr std::uint16_t kPciCommand = 0x04;
 constexpr std::uint16_t kCommandMemory = 1u << 1;
 constexpr std::uint16_t kCommandMaster = 1u << 2;
 
-Error device_error(Error e, const pci::Bdf& bdf) { return std::move(e.with("bdf", bdf.to_string())); }
+Error device_error(Error e, const pci::Bdf& bdf) {
+  return std::move(e.with("bdf", bdf.to_string()));
+}
 
 }  // namespace
 
@@ -39,12 +41,18 @@ std::string IrqInfo::flags_text() const {
 
 std::string irq_index_name(std::uint32_t index) {
   switch (index) {
-    case VFIO_PCI_INTX_IRQ_INDEX: return "INTx";
-    case VFIO_PCI_MSI_IRQ_INDEX: return "MSI";
-    case VFIO_PCI_MSIX_IRQ_INDEX: return "MSI-X";
-    case VFIO_PCI_ERR_IRQ_INDEX: return "ERR";
-    case VFIO_PCI_REQ_IRQ_INDEX: return "REQ";
-    default: return "IRQ " + std::to_string(index);
+    case VFIO_PCI_INTX_IRQ_INDEX:
+      return "INTx";
+    case VFIO_PCI_MSI_IRQ_INDEX:
+      return "MSI";
+    case VFIO_PCI_MSIX_IRQ_INDEX:
+      return "MSI-X";
+    case VFIO_PCI_ERR_IRQ_INDEX:
+      return "ERR";
+    case VFIO_PCI_REQ_IRQ_INDEX:
+      return "REQ";
+    default:
+      return "IRQ " + std::to_string(index);
   }
 }
 
@@ -102,8 +110,8 @@ void VfioDevice::region_read(const RegionInfo& region, std::uint64_t offset,
         .with("offset", hex(offset))
         .with("size", std::to_string(out.size()));
   }
-  const ssize_t n = ::pread(fd_.get(), out.data(), out.size(),
-                            static_cast<off_t>(region.offset + offset));
+  const ssize_t n =
+      ::pread(fd_.get(), out.data(), out.size(), static_cast<off_t>(region.offset + offset));
   if (n != static_cast<ssize_t>(out.size())) {
     const int err = n < 0 ? errno : EIO;
     throw Error::from_errno(err, "read region", n >= 0 ? "short read" : "")
@@ -121,8 +129,8 @@ void VfioDevice::region_write(const RegionInfo& region, std::uint64_t offset,
         .with("offset", hex(offset))
         .with("size", std::to_string(in.size()));
   }
-  const ssize_t n = ::pwrite(fd_.get(), in.data(), in.size(),
-                             static_cast<off_t>(region.offset + offset));
+  const ssize_t n =
+      ::pwrite(fd_.get(), in.data(), in.size(), static_cast<off_t>(region.offset + offset));
   if (n != static_cast<ssize_t>(in.size())) {
     const int err = n < 0 ? errno : EIO;
     throw Error::from_errno(err, "write region", n >= 0 ? "short write" : "")
@@ -204,16 +212,18 @@ std::vector<HotResetDependency> VfioDevice::hot_reset_dependencies() const {
     info->argsz = static_cast<std::uint32_t>(buffer.size());
     const int rc = try_ioctl(fd_.get(), vfio_uapi::kDeviceGetPciHotResetInfo, info);
     if (rc == -ENOSPC) {
-      buffer.assign(sizeof(vfio_pci_hot_reset_info) + info->count * sizeof(vfio_pci_dependent_device), 0);
+      buffer.assign(
+          sizeof(vfio_pci_hot_reset_info) + info->count * sizeof(vfio_pci_dependent_device), 0);
       continue;
     }
     if (rc < 0) return {};  // no bus reset possible for this device (ENODEV, EINVAL...)
     std::vector<HotResetDependency> devices;
     for (std::uint32_t i = 0; i < info->count; ++i) {
       vfio_pci_dependent_device dep{};
-      std::memcpy(&dep, buffer.data() + sizeof(vfio_pci_hot_reset_info) + i * sizeof dep, sizeof dep);
-      devices.push_back({dep.group_id,
-                         pci::Bdf{dep.segment, dep.bus, static_cast<std::uint8_t>(dep.devfn >> 3),
+      std::memcpy(&dep, buffer.data() + sizeof(vfio_pci_hot_reset_info) + i * sizeof dep,
+                  sizeof dep);
+      devices.push_back(
+          {dep.group_id, pci::Bdf{dep.segment, dep.bus, static_cast<std::uint8_t>(dep.devfn >> 3),
                                   static_cast<std::uint8_t>(dep.devfn & 7)}});
     }
     return devices;

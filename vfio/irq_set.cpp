@@ -25,9 +25,8 @@ std::vector<std::uint8_t> encode_irq_set(std::uint32_t index, std::uint32_t star
   std::size_t data_size = 0;
   if (data_type == VFIO_IRQ_SET_DATA_EVENTFD) {
     if (eventfds.size() != count) {
-      throw Error("encode vfio_irq_set", std::to_string(eventfds.size()) +
-                                             " eventfds given for " + std::to_string(count) +
-                                             " vectors");
+      throw Error("encode vfio_irq_set", std::to_string(eventfds.size()) + " eventfds given for " +
+                                             std::to_string(count) + " vectors");
     }
     data_size = std::size_t{count} * sizeof(std::int32_t);
   } else if (data_type == VFIO_IRQ_SET_DATA_BOOL) {

@@ -15,8 +15,8 @@ OpenedDevice open_vfio_device(const HostPaths& paths, const pci::Bdf& bdf) {
   }
   const auto driver = pci::read_driver(paths, bdf);
   if (!driver || !iommu::is_vfio_driver(*driver)) {
-    throw Error("open device", bdf.to_string() + " is on " + driver.value_or("no driver") +
-                                   ", not vfio-pci")
+    throw Error("open device",
+                bdf.to_string() + " is on " + driver.value_or("no driver") + ", not vfio-pci")
         .with("bdf", bdf.to_string())
         .hint("`vfiokit bind " + bdf.to_string() + "` moves it (and its IOMMU group) to vfio-pci");
   }

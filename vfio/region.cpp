@@ -36,9 +36,11 @@ bool Region::mapped(std::uint64_t offset, std::size_t width) const noexcept {
   return address(offset, width) != nullptr;
 }
 
-std::span<std::uint8_t> Region::mapped_range(std::uint64_t offset, std::size_t length) const noexcept {
+std::span<std::uint8_t> Region::mapped_range(std::uint64_t offset,
+                                             std::size_t length) const noexcept {
   // Not for our own accesses (those stay volatile), so the qualifier can go.
-  auto* start = const_cast<std::uint8_t*>(static_cast<volatile std::uint8_t*>(address(offset, length)));
+  auto* start =
+      const_cast<std::uint8_t*>(static_cast<volatile std::uint8_t*>(address(offset, length)));
   return start ? std::span<std::uint8_t>(start, length) : std::span<std::uint8_t>{};
 }
 

@@ -30,7 +30,8 @@ class Region {
   [[nodiscard]] std::string_view path_for(std::uint64_t offset, std::size_t width) const noexcept;
   // The process's mapping of [offset, offset + length), for handing the memory to someone else
   // (a KVM memory slot); empty when that range is not wholly mmap()ed.
-  [[nodiscard]] std::span<std::uint8_t> mapped_range(std::uint64_t offset, std::size_t length) const noexcept;
+  [[nodiscard]] std::span<std::uint8_t> mapped_range(std::uint64_t offset,
+                                                     std::size_t length) const noexcept;
 
   std::uint8_t read8(std::uint64_t offset) const;
   std::uint16_t read16(std::uint64_t offset) const;

@@ -37,8 +37,8 @@ RegionInfo parse_region_info(std::span<const std::uint8_t> info) {
   region.size = info_read64(info, 16);
   region.offset = info_read64(info, 24);
   if (region.size != 0 && region.offset > ~std::uint64_t{0} - region.size) {
-    throw Error("parse region info", "region " + std::to_string(region.index) +
-                                         " overflows the device fd");
+    throw Error("parse region info",
+                "region " + std::to_string(region.index) + " overflows the device fd");
   }
   if (!(region.flags & VFIO_REGION_INFO_FLAG_CAPS)) return region;
   for (const auto& cap : iommu::walk_vfio_capabilities(info, info_read32(info, 12))) {
@@ -51,9 +51,9 @@ RegionInfo parse_region_info(std::span<const std::uint8_t> info) {
           SparseArea area{info_read64(info, at), info_read64(info, at + 8)};
           if (area.size == 0) continue;
           if (area.offset > region.size || area.size > region.size - area.offset) {
-            throw Error("parse region info",
-                        "sparse mmap area " + hex(area.offset) + "+" + hex(area.size) +
-                            " lies outside region " + std::to_string(region.index));
+            throw Error("parse region info", "sparse mmap area " + hex(area.offset) + "+" +
+                                                 hex(area.size) + " lies outside region " +
+                                                 std::to_string(region.index));
           }
           areas.push_back(area);
         }
@@ -61,8 +61,8 @@ RegionInfo parse_region_info(std::span<const std::uint8_t> info) {
                   [](const SparseArea& a, const SparseArea& b) { return a.offset < b.offset; });
         for (std::size_t i = 1; i < areas.size(); ++i) {
           if (areas[i].offset < areas[i - 1].offset + areas[i - 1].size) {
-            throw Error("parse region info", "sparse mmap areas overlap in region " +
-                                                 std::to_string(region.index));
+            throw Error("parse region info",
+                        "sparse mmap areas overlap in region " + std::to_string(region.index));
           }
         }
         region.sparse_areas = std::move(areas);

@@ -19,12 +19,12 @@ struct SparseArea {
 
 struct RegionInfo {
   std::uint32_t index = 0;
-  std::uint32_t flags = 0;     // VFIO_REGION_INFO_FLAG_*
+  std::uint32_t flags = 0;  // VFIO_REGION_INFO_FLAG_*
   std::uint64_t size = 0;
-  std::uint64_t offset = 0;    // of the region within the device fd
+  std::uint64_t offset = 0;  // of the region within the device fd
   // Set when the kernel lists the areas that may be mmap()ed; empty with FLAG_MMAP means all.
   std::optional<std::vector<SparseArea>> sparse_areas;
-  std::optional<std::uint32_t> type;     // VFIO_REGION_TYPE_*
+  std::optional<std::uint32_t> type;  // VFIO_REGION_TYPE_*
   std::optional<std::uint32_t> subtype;
   bool msix_mappable = false;  // the MSI-X table may be mmap()ed too (interrupt remapping)
 

@@ -36,13 +36,15 @@ std::vector<GuestBar> assign_bars(std::span<const BarSpec> bars, const BarWindow
   for (const BarSpec& bar : order) {
     GuestBar guest{bar, 0};
     // Memory BARs smaller than a page still take a whole page: KVM maps guest memory in pages.
-    const std::uint64_t size = bar.kind == pci::BarKind::io ? bar.size : std::max<std::uint64_t>(bar.size, 4096);
+    const std::uint64_t size =
+        bar.kind == pci::BarKind::io ? bar.size : std::max<std::uint64_t>(bar.size, 4096);
     bool ok = false;
     if (bar.kind == pci::BarKind::io) {
       ok = place(io, windows.io_end, size, guest.address);
     } else {
       ok = place(mmio32, windows.mmio32_end, size, guest.address) ||
-           (bar.kind == pci::BarKind::mem64 && place(mmio64, windows.mmio64_end, size, guest.address));
+           (bar.kind == pci::BarKind::mem64 &&
+            place(mmio64, windows.mmio64_end, size, guest.address));
     }
     if (!ok) {
       throw Error("lay out BARs", "BAR" + std::to_string(bar.index) + " (" + human_size(bar.size) +

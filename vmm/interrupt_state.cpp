@@ -18,7 +18,9 @@ std::uint32_t MsiState::length() const noexcept {
   return (capability_.address_64bit ? 14u : 10u) + (capability_.per_vector_masking ? 10u : 0u);
 }
 
-bool MsiState::owns(std::uint32_t offset) const noexcept { return offset >= 2 && offset < length(); }
+bool MsiState::owns(std::uint32_t offset) const noexcept {
+  return offset >= 2 && offset < length();
+}
 
 unsigned MsiState::vectors() const noexcept {
   const unsigned log2 = (control_ >> 4) & 0x7;
@@ -31,8 +33,10 @@ std::uint8_t MsiState::read_byte(std::uint32_t offset) const {
   };
   if (offset == 2 || offset == 3) return byte_of(control_, offset - 2);
   if (offset >= 4 && offset < 8) return byte_of(address_, offset - 4);
-  if (capability_.address_64bit && offset >= 8 && offset < 12) return byte_of(address_ >> 32, offset - 8);
-  if (offset >= data_offset() && offset < data_offset() + 2) return byte_of(data_, offset - data_offset());
+  if (capability_.address_64bit && offset >= 8 && offset < 12)
+    return byte_of(address_ >> 32, offset - 8);
+  if (offset >= data_offset() && offset < data_offset() + 2)
+    return byte_of(data_, offset - data_offset());
   if (capability_.per_vector_masking && offset >= mask_offset() && offset < mask_offset() + 4) {
     return byte_of(mask_bits_, offset - mask_offset());
   }
@@ -61,7 +65,8 @@ InterruptChange MsiState::write_byte(std::uint32_t offset, std::uint8_t value) {
     change.message = set_byte(address_, offset - 8 + 4, ~0ull);
   } else if (offset >= data_offset() && offset < data_offset() + 2) {
     change.message = set_byte(data_, offset - data_offset(), 0xffff);
-  } else if (capability_.per_vector_masking && offset >= mask_offset() && offset < mask_offset() + 4) {
+  } else if (capability_.per_vector_masking && offset >= mask_offset() &&
+             offset < mask_offset() + 4) {
     change.mask = set_byte(mask_bits_, offset - mask_offset(), 0xffffffffu);
   }
   return change;
@@ -81,7 +86,8 @@ MsixTable::MsixTable(std::uint32_t size) : entries_(size) {}
 
 void MsixTable::read(std::uint64_t offset, std::span<std::uint8_t> data) const {
   std::memset(data.data(), 0, data.size());
-  if ((data.size() != 4 && data.size() != 8) || offset % data.size() || offset + data.size() > bytes()) {
+  if ((data.size() != 4 && data.size() != 8) || offset % data.size() ||
+      offset + data.size() > bytes()) {
     return;
   }
   for (std::size_t i = 0; i < data.size(); i += 4) {
@@ -94,7 +100,8 @@ void MsixTable::read(std::uint64_t offset, std::span<std::uint8_t> data) const {
 InterruptChange MsixTable::write(std::uint64_t offset, std::span<const std::uint8_t> data,
                                  std::uint32_t& vector) {
   InterruptChange change;
-  if ((data.size() != 4 && data.size() != 8) || offset % data.size() || offset + data.size() > bytes()) {
+  if ((data.size() != 4 && data.size() != 8) || offset % data.size() ||
+      offset + data.size() > bytes()) {
     return change;
   }
   vector = static_cast<std::uint32_t>(offset / 16);
@@ -103,9 +110,18 @@ InterruptChange MsixTable::write(std::uint64_t offset, std::span<const std::uint
     std::uint32_t word = 0;
     std::memcpy(&word, data.data() + i, 4);
     switch (((offset + i) % 16) / 4) {
-      case 0: change.message |= e.address_low != word; e.address_low = word; break;
-      case 1: change.message |= e.address_high != word; e.address_high = word; break;
-      case 2: change.message |= e.data != word; e.data = word; break;
+      case 0:
+        change.message |= e.address_low != word;
+        e.address_low = word;
+        break;
+      case 1:
+        change.message |= e.address_high != word;
+        e.address_high = word;
+        break;
+      case 2:
+        change.message |= e.data != word;
+        e.data = word;
+        break;
       default:
         change.mask |= (e.control & 1u) != (word & 1u);
         e.control = word & 1u;  // only the mask bit is defined

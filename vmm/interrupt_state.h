@@ -42,8 +42,12 @@ class MsiState {
   [[nodiscard]] bool masked(unsigned vector) const noexcept;
 
  private:
-  [[nodiscard]] std::uint32_t data_offset() const noexcept { return capability_.address_64bit ? 12 : 8; }
-  [[nodiscard]] std::uint32_t mask_offset() const noexcept { return capability_.address_64bit ? 16 : 12; }
+  [[nodiscard]] std::uint32_t data_offset() const noexcept {
+    return capability_.address_64bit ? 12 : 8;
+  }
+  [[nodiscard]] std::uint32_t mask_offset() const noexcept {
+    return capability_.address_64bit ? 16 : 12;
+  }
   [[nodiscard]] std::uint32_t length() const noexcept;
 
   pci::MsiCapability capability_;
@@ -59,12 +63,15 @@ class MsixTable {
  public:
   explicit MsixTable(std::uint32_t size);
 
-  [[nodiscard]] std::uint32_t size() const noexcept { return static_cast<std::uint32_t>(entries_.size()); }
+  [[nodiscard]] std::uint32_t size() const noexcept {
+    return static_cast<std::uint32_t>(entries_.size());
+  }
   [[nodiscard]] std::uint64_t bytes() const noexcept { return entries_.size() * 16; }
   // Accesses are 4 or 8 bytes, aligned, inside the table (others read as zero, write nothing).
   void read(std::uint64_t offset, std::span<std::uint8_t> data) const;
   // Returns the vector a write touched and what changed in it.
-  InterruptChange write(std::uint64_t offset, std::span<const std::uint8_t> data, std::uint32_t& vector);
+  InterruptChange write(std::uint64_t offset, std::span<const std::uint8_t> data,
+                        std::uint32_t& vector);
 
   [[nodiscard]] msix::MsiMessage message(std::uint32_t vector) const;
   [[nodiscard]] bool masked(std::uint32_t vector) const;

@@ -16,7 +16,8 @@ namespace {
 
 constexpr std::uint32_t kFirstBarSlot = 1;  // slot 0 is guest RAM
 
-double ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+double ms_between(std::chrono::steady_clock::time_point from,
+                  std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
@@ -28,26 +29,50 @@ std::int64_t monotonic_ns(std::chrono::steady_clock::time_point at) {
 }  // namespace
 
 std::string describe_done_code(std::uint32_t code) {
-  static constexpr const char* kExceptions[] = {
-      "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-      "device not available", "double fault", "coprocessor segment overrun", "invalid TSS",
-      "segment not present", "stack fault", "general protection", "page fault", "reserved",
-      "x87 floating point", "alignment check", "machine check", "SIMD floating point"};
+  static constexpr const char* kExceptions[] = {"divide error",
+                                                "debug",
+                                                "NMI",
+                                                "breakpoint",
+                                                "overflow",
+                                                "bound range",
+                                                "invalid opcode",
+                                                "device not available",
+                                                "double fault",
+                                                "coprocessor segment overrun",
+                                                "invalid TSS",
+                                                "segment not present",
+                                                "stack fault",
+                                                "general protection",
+                                                "page fault",
+                                                "reserved",
+                                                "x87 floating point",
+                                                "alignment check",
+                                                "machine check",
+                                                "SIMD floating point"};
   if ((code & 0xff00u) == VFIOKIT_DONE_EXCEPTION) {
     const std::uint32_t vector = code & 0xffu;
     return "exception " + hex(vector) +
            (vector < std::size(kExceptions) ? " (" + std::string(kExceptions[vector]) + ")" : "");
   }
   switch (code) {
-    case VFIOKIT_DONE_PASSED: return "passed";
-    case VFIOKIT_DONE_BAD_PARAMETERS: return "bad parameters";
-    case VFIOKIT_DONE_NO_DEVICE: return "the device is not on the guest's PCI bus";
-    case VFIOKIT_DONE_NO_CAPABILITY: return "the device lacks the MSI or MSI-X capability";
-    case VFIOKIT_DONE_TIMEOUT: return "the device did not answer in time";
-    case VFIOKIT_DONE_MISMATCH: return "data came back different";
-    case VFIOKIT_DONE_DEVICE_ERROR: return "the device reported an error";
-    case VFIOKIT_DONE_WRONG_SERIAL: return "Identify reported another serial";
-    default: return "failure code " + hex(code);
+    case VFIOKIT_DONE_PASSED:
+      return "passed";
+    case VFIOKIT_DONE_BAD_PARAMETERS:
+      return "bad parameters";
+    case VFIOKIT_DONE_NO_DEVICE:
+      return "the device is not on the guest's PCI bus";
+    case VFIOKIT_DONE_NO_CAPABILITY:
+      return "the device lacks the MSI or MSI-X capability";
+    case VFIOKIT_DONE_TIMEOUT:
+      return "the device did not answer in time";
+    case VFIOKIT_DONE_MISMATCH:
+      return "data came back different";
+    case VFIOKIT_DONE_DEVICE_ERROR:
+      return "the device reported an error";
+    case VFIOKIT_DONE_WRONG_SERIAL:
+      return "Identify reported another serial";
+    default:
+      return "failure code " + hex(code);
   }
 }
 
@@ -89,7 +114,8 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
       throw Error("guest MMIO", hex(mmio.address) + " is in the MMIO window but in no BAR");
     }
   };
-  loop.on_io(static_cast<std::uint16_t>(windows.io_start), static_cast<std::uint16_t>(windows.io_end), trapped_io);
+  loop.on_io(static_cast<std::uint16_t>(windows.io_start),
+             static_cast<std::uint16_t>(windows.io_end), trapped_io);
   loop.on_mmio(windows.mmio32_start, windows.mmio32_end, trapped_mmio);
   loop.on_mmio(windows.mmio64_start, windows.mmio64_end, trapped_mmio);
 
@@ -110,9 +136,10 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
       if (left.count() <= 0) {
         guest.stop();
         const auto ms = options.timeout.count();
-        result.failure = "the payload reported no result within " +
-                         (ms % 1000 ? std::to_string(ms) + " ms" : std::to_string(ms / 1000) + " s") +
-                         "; the vCPU was " + guest.describe_cpu();
+        result.failure =
+            "the payload reported no result within " +
+            (ms % 1000 ? std::to_string(ms) + " ms" : std::to_string(ms / 1000) + " s") +
+            "; the vCPU was " + guest.describe_cpu();
         break;
       }
       // Short waits, so a cancel request is seen promptly.
@@ -138,7 +165,8 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
       if (event->port == VFIOKIT_MAILBOX_DONE) {
         result.done_code = event->value;
         result.passed = event->value == VFIOKIT_DONE_PASSED;
-        if (!result.passed) result.failure = "the payload failed: " + describe_done_code(event->value);
+        if (!result.passed)
+          result.failure = "the payload failed: " + describe_done_code(event->value);
         break;
       }
     }

@@ -34,7 +34,7 @@ struct LaunchResult {
   std::string log;                         // the payload's log lines
   std::vector<std::uint32_t> values;       // VFIOKIT_MAILBOX_VALUE reports
   std::string guest_bdf = "0000:00:01.0";
-  std::vector<std::string> layout;         // the device's BARs in the guest
+  std::vector<std::string> layout;             // the device's BARs in the guest
   std::optional<double> first_instruction_ms;  // since LaunchOptions::start
   std::optional<double> first_mailbox_ms;
   // The same moments on CLOCK_MONOTONIC, comparable across processes (benchmarks).

@@ -57,8 +57,10 @@ PassthroughDevice::PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm
       spec.prefetchable = reg->prefetchable;
     }
     specs.push_back(spec);
-    flags.push_back(spec.kind == pci::BarKind::io       ? 0x1u
-                    : (spec.kind == pci::BarKind::mem64 ? 0x4u : 0x0u) | (spec.prefetchable ? 0x8u : 0x0u));
+    flags.push_back(spec.kind == pci::BarKind::io
+                        ? 0x1u
+                        : (spec.kind == pci::BarKind::mem64 ? 0x4u : 0x0u) |
+                              (spec.prefetchable ? 0x8u : 0x0u));
   }
   const auto layout = assign_bars(specs, windows);
   for (std::size_t i = 0; i < layout.size(); ++i) {
@@ -88,20 +90,23 @@ PassthroughDevice::~PassthroughDevice() {
   // its DMA before the VMM unmaps guest RAM from the IOMMU, or it faults there.
   try {
     const std::uint16_t command = device_.config_read16(kCommandRegister);
-    device_.config_write16(kCommandRegister, static_cast<std::uint16_t>(command & ~kCommandBusMaster));
+    device_.config_write16(kCommandRegister,
+                           static_cast<std::uint16_t>(command & ~kCommandBusMaster));
   } catch (const Error& e) {
     spdlog::warn("could not turn off bus mastering: {}", e.what());
   }
   for (Bar& bar : bars_) unmap_bar(bar);
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> PassthroughDevice::trapped(const Bar& bar) const {
+std::vector<std::pair<std::uint64_t, std::uint64_t>> PassthroughDevice::trapped(
+    const Bar& bar) const {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   if (!msix_cap_) return ranges;
   const unsigned index = bar.guest.spec.index;
   if (msix_cap_->table_bar == index) {
-    ranges.push_back({page_down(msix_cap_->table_offset),
-                      page_up(msix_cap_->table_offset + std::uint64_t{16} * msix_cap_->table_size)});
+    ranges.push_back(
+        {page_down(msix_cap_->table_offset),
+         page_up(msix_cap_->table_offset + std::uint64_t{16} * msix_cap_->table_size)});
   }
   if (msix_cap_->pba_bar == index) {
     ranges.push_back({page_down(msix_cap_->pba_offset),
@@ -116,7 +121,8 @@ void PassthroughDevice::map_bar(Bar& bar) {
   for (const vfio::SparseArea& area : bar.region->info().mappable_areas()) {
     if (!bar.region->mapped(area.offset, 1)) continue;  // the mmap failed: stays trapped
     // Split the area around the trapped pages; what is left goes to the guest directly.
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> pieces = {{area.offset, area.offset + area.size}};
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> pieces = {
+        {area.offset, area.offset + area.size}};
     for (const auto& [trap_start, trap_end] : traps) {
       std::vector<std::pair<std::uint64_t, std::uint64_t>> next;
       for (const auto& [start, end] : pieces) {
@@ -137,8 +143,8 @@ void PassthroughDevice::map_bar(Bar& bar) {
       try {
         vm_.add_memory(slot, bar.guest.address + start, host);
       } catch (const Error& e) {
-        spdlog::warn("BAR{} at {} stays trapped: {}", bar.guest.spec.index,
-                     hex(bar.guest.address), e.what());
+        spdlog::warn("BAR{} at {} stays trapped: {}", bar.guest.spec.index, hex(bar.guest.address),
+                     e.what());
         unmap_bar(bar);
         return;
       }
@@ -189,7 +195,8 @@ PassthroughDevice::Owner PassthroughDevice::owner(std::uint32_t offset) const no
   if (offset >= kBarRegisters && offset < kBarRegisters + 24) return Owner::bar;
   if (offset >= kRomRegister && offset < kRomRegister + 4) return Owner::hidden;
   if (offset == kInterruptPin) return Owner::hidden;  // no INTx in this VMM: reads 0, "none"
-  if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset)) return Owner::msi;
+  if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset))
+    return Owner::msi;
   if (msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u)) {
     return Owner::msix_control;
   }
@@ -221,7 +228,8 @@ std::uint8_t PassthroughDevice::bar_register_byte(std::uint32_t offset) {
     value = static_cast<std::uint32_t>((bar->sizing_high ? size_mask : bar->guest.address) >> 32);
   } else {
     const std::uint64_t base = bar->sizing_low ? size_mask : bar->guest.address;
-    value = (static_cast<std::uint32_t>(base) & ~(bar->guest.spec.kind == pci::BarKind::io ? 0x3u : 0xfu)) |
+    value = (static_cast<std::uint32_t>(base) &
+             ~(bar->guest.spec.kind == pci::BarKind::io ? 0x3u : 0xfu)) |
             bar->flags;
   }
   return static_cast<std::uint8_t>(value >> (8 * (offset % 4)));
@@ -246,7 +254,8 @@ void PassthroughDevice::write_bar_register(std::uint32_t register_offset, std::u
   address &= size_mask;
   if (address == bar->guest.address) return;
   // The guest moved the BAR: its slots follow it.
-  spdlog::debug("guest moves BAR{} from {} to {}", bar->guest.spec.index, hex(bar->guest.address), hex(address));
+  spdlog::debug("guest moves BAR{} from {} to {}", bar->guest.spec.index, hex(bar->guest.address),
+                hex(address));
   unmap_bar(*bar);
   bar->guest.address = address;
   map_bar(*bar);
@@ -258,13 +267,21 @@ std::uint32_t PassthroughDevice::config_read(std::uint32_t offset, std::uint32_t
   for (std::uint32_t i = 0; i < size; ++i) {
     const std::uint32_t at = offset + i;
     switch (owner(at)) {
-      case Owner::bar: bytes[i] = bar_register_byte(at); break;
-      case Owner::hidden: bytes[i] = 0; break;  // no option ROM, no interrupt pin for the guest
-      case Owner::msi: bytes[i] = msi_->read_byte(at - msi_cap_->offset); break;
-      case Owner::msix_control:
-        bytes[i] = static_cast<std::uint8_t>(msix_control_.value() >> (8 * (at - msix_cap_->offset - 2)));
+      case Owner::bar:
+        bytes[i] = bar_register_byte(at);
         break;
-      case Owner::device: break;
+      case Owner::hidden:
+        bytes[i] = 0;
+        break;  // no option ROM, no interrupt pin for the guest
+      case Owner::msi:
+        bytes[i] = msi_->read_byte(at - msi_cap_->offset);
+        break;
+      case Owner::msix_control:
+        bytes[i] =
+            static_cast<std::uint8_t>(msix_control_.value() >> (8 * (at - msix_cap_->offset - 2)));
+        break;
+      case Owner::device:
+        break;
     }
   }
   std::uint32_t value = 0;
@@ -272,7 +289,8 @@ std::uint32_t PassthroughDevice::config_read(std::uint32_t offset, std::uint32_t
   return value;
 }
 
-void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, std::uint32_t value) {
+void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size,
+                                     std::uint32_t value) {
   std::uint8_t bytes[4];
   std::memcpy(bytes, &value, 4);
   InterruptChange msi_change, msix_change;
@@ -280,8 +298,11 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
   for (std::uint32_t i = 0; i < size; ++i) {
     const std::uint32_t at = offset + i;
     switch (owner(at)) {
-      case Owner::bar: bar_written = true; break;
-      case Owner::hidden: break;
+      case Owner::bar:
+        bar_written = true;
+        break;
+      case Owner::hidden:
+        break;
       case Owner::msi: {
         msi_change |= msi_->write_byte(at - msi_cap_->offset, bytes[i]);
         break;
@@ -300,7 +321,8 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size, s
     std::uint32_t merged = 0;
     for (std::uint32_t i = 0; i < 4; ++i) {
       const std::uint32_t at = register_offset + i;
-      const std::uint8_t byte = at >= offset && at < offset + size ? bytes[at - offset] : bar_register_byte(at);
+      const std::uint8_t byte =
+          at >= offset && at < offset + size ? bytes[at - offset] : bar_register_byte(at);
       merged |= std::uint32_t{byte} << (8 * i);
     }
     write_bar_register(register_offset, merged);
@@ -319,7 +341,8 @@ void PassthroughDevice::apply_msi(const InterruptChange& change) {
   if (msix_control_.enabled) return;
   const bool msi_wired = wiring_ && wiring_->irq_index() == VFIO_PCI_MSI_IRQ_INDEX;
   const unsigned count = msi_->vectors();
-  if (change.enable || (change.message && msi_->enabled() && msi_wired && wiring_->count() != count)) {
+  if (change.enable ||
+      (change.message && msi_->enabled() && msi_wired && wiring_->count() != count)) {
     wiring_.reset();
     if (!msi_->enabled()) return;
     std::vector<msix::MsiMessage> messages;
@@ -364,7 +387,8 @@ void PassthroughDevice::wire_msix() {
   spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
 }
 
-void PassthroughDevice::apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector) {
+void PassthroughDevice::apply_msix(const InterruptChange& change,
+                                   std::optional<std::uint32_t> vector) {
   if (change.enable) {
     if (msix_control_.enabled) {
       wire_msix();
@@ -446,11 +470,23 @@ bool PassthroughDevice::mmio(const kvm::MmioExit& exit, std::span<std::uint8_t> 
     std::uint64_t value = 0;
     if (exit.write) std::memcpy(&value, data.data(), data.size());
     switch (data.size()) {
-      case 1: exit.write ? region.write8(offset, static_cast<std::uint8_t>(value)) : void(value = region.read8(offset)); break;
-      case 2: exit.write ? region.write16(offset, static_cast<std::uint16_t>(value)) : void(value = region.read16(offset)); break;
-      case 4: exit.write ? region.write32(offset, static_cast<std::uint32_t>(value)) : void(value = region.read32(offset)); break;
-      case 8: exit.write ? region.write64(offset, value) : void(value = region.read64(offset)); break;
-      default: throw Error("guest MMIO", "access of " + std::to_string(data.size()) + " bytes");
+      case 1:
+        exit.write ? region.write8(offset, static_cast<std::uint8_t>(value))
+                   : void(value = region.read8(offset));
+        break;
+      case 2:
+        exit.write ? region.write16(offset, static_cast<std::uint16_t>(value))
+                   : void(value = region.read16(offset));
+        break;
+      case 4:
+        exit.write ? region.write32(offset, static_cast<std::uint32_t>(value))
+                   : void(value = region.read32(offset));
+        break;
+      case 8:
+        exit.write ? region.write64(offset, value) : void(value = region.read64(offset));
+        break;
+      default:
+        throw Error("guest MMIO", "access of " + std::to_string(data.size()) + " bytes");
     }
     if (!exit.write) std::memcpy(data.data(), &value, data.size());
     return true;
@@ -461,7 +497,8 @@ bool PassthroughDevice::mmio(const kvm::MmioExit& exit, std::span<std::uint8_t> 
 bool PassthroughDevice::io(const kvm::IoExit& exit, std::span<std::uint8_t> data) {
   for (const Bar& bar : bars_) {
     const auto& g = bar.guest;
-    if (g.spec.kind != pci::BarKind::io || exit.port < g.address || exit.port - g.address >= g.spec.size) {
+    if (g.spec.kind != pci::BarKind::io || exit.port < g.address ||
+        exit.port - g.address >= g.spec.size) {
       continue;
     }
     const std::uint64_t offset = exit.port - g.address;
@@ -470,9 +507,17 @@ bool PassthroughDevice::io(const kvm::IoExit& exit, std::span<std::uint8_t> data
       std::uint32_t value = 0;
       if (exit.out) std::memcpy(&value, item.data(), exit.size);
       switch (exit.size) {
-        case 1: exit.out ? bar.region->write8(offset, static_cast<std::uint8_t>(value)) : void(value = bar.region->read8(offset)); break;
-        case 2: exit.out ? bar.region->write16(offset, static_cast<std::uint16_t>(value)) : void(value = bar.region->read16(offset)); break;
-        default: exit.out ? bar.region->write32(offset, value) : void(value = bar.region->read32(offset)); break;
+        case 1:
+          exit.out ? bar.region->write8(offset, static_cast<std::uint8_t>(value))
+                   : void(value = bar.region->read8(offset));
+          break;
+        case 2:
+          exit.out ? bar.region->write16(offset, static_cast<std::uint16_t>(value))
+                   : void(value = bar.region->read16(offset));
+          break;
+        default:
+          exit.out ? bar.region->write32(offset, value) : void(value = bar.region->read32(offset));
+          break;
       }
       if (!exit.out) std::memcpy(item.data(), &value, exit.size);
     }

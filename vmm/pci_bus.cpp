@@ -8,8 +8,8 @@ namespace vfiokit::vmm {
 
 ConfigAddress decode_config_address(std::uint32_t value) {
   return {(value >> 31) != 0, static_cast<std::uint8_t>(value >> 16),
-          static_cast<std::uint8_t>((value >> 11) & 0x1f), static_cast<std::uint8_t>((value >> 8) & 0x7),
-          static_cast<std::uint8_t>(value & 0xfc)};
+          static_cast<std::uint8_t>((value >> 11) & 0x1f),
+          static_cast<std::uint8_t>((value >> 8) & 0x7), static_cast<std::uint8_t>(value & 0xfc)};
 }
 
 HostBridge::HostBridge() {
@@ -40,7 +40,8 @@ PciFunction* PciBus::selected(std::uint8_t& offset) const {
   const ConfigAddress address = decode_config_address(address_);
   if (!address.enabled || address.bus != 0) return nullptr;
   offset = address.offset;
-  const auto it = functions_.find(static_cast<std::uint8_t>(address.device << 3 | address.function));
+  const auto it =
+      functions_.find(static_cast<std::uint8_t>(address.device << 3 | address.function));
   return it == functions_.end() ? nullptr : it->second;
 }
 

@@ -44,8 +44,11 @@ std::string shell_quote(const std::vector<std::string>& arguments) {
   std::string out;
   for (const auto& argument : arguments) {
     if (!out.empty()) out += ' ';
-    const bool plain = !argument.empty() && argument.find_first_not_of(
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=.,:/+@%") == std::string::npos;
+    const bool plain =
+        !argument.empty() &&
+        argument.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=.,:/+@%") ==
+            std::string::npos;
     if (plain) {
       out += argument;
       continue;

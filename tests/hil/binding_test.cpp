@@ -96,15 +96,16 @@ TEST_F(Binding, AnOpenGroupIsNotUnboundFromUnderItsUser) {
 TEST_F(Binding, ABindKilledMidwayIsRestored) {
   for (const char* step : {"unbind", "probe"}) {
     SCOPED_TRACE(step);
-    const pid_t pid = spawn_background({"vfiokit", "bind", nvme_},
-                                       {std::string("VFIOKIT_DEBUG_STOP_AT=") + step},
-                                       "/tmp/killed-bind.log");
+    const pid_t pid =
+        spawn_background({"vfiokit", "bind", nvme_}, {std::string("VFIOKIT_DEBUG_STOP_AT=") + step},
+                         "/tmp/killed-bind.log");
     ASSERT_GT(pid, 0);
     ASSERT_TRUE(wait_until_stopped(pid, 20000)) << read_file("/tmp/killed-bind.log");
     ::kill(pid, SIGKILL);
     EXPECT_EQ(wait_for_exit(pid), 128 + SIGKILL);
     // Killed after the override was written: the device is no longer simply on nvme.
-    EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "vfio-pci");
+    EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"),
+              "vfio-pci");
     EXPECT_TRUE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
     const auto restore = vfiokit({"restore", "--all"});
     ASSERT_EQ(restore.exit_status, 0) << restore.output;
@@ -117,8 +118,8 @@ TEST_F(Binding, ABindKilledMidwayIsRestored) {
 
 TEST_F(Binding, TwoBindsAtOnceTakeTurns) {
   // The first bind stops while it holds the lock.
-  const pid_t first = spawn_background({"vfiokit", "bind", edu_}, {"VFIOKIT_DEBUG_STOP_AT=override"},
-                                       "/tmp/first-bind.log");
+  const pid_t first = spawn_background({"vfiokit", "bind", edu_},
+                                       {"VFIOKIT_DEBUG_STOP_AT=override"}, "/tmp/first-bind.log");
   ASSERT_TRUE(wait_until_stopped(first, 20000)) << read_file("/tmp/first-bind.log");
   const auto impatient = vfiokit({"bind", nvme_, "--wait", "0"});
   EXPECT_EQ(impatient.exit_status, 1);
@@ -126,8 +127,8 @@ TEST_F(Binding, TwoBindsAtOnceTakeTurns) {
             std::string::npos)
       << impatient.output;
   EXPECT_EQ(driver_of(nvme_), "nvme");
-  const pid_t second = spawn_background({"vfiokit", "bind", nvme_, "--wait", "60"}, {},
-                                        "/tmp/second-bind.log");
+  const pid_t second =
+      spawn_background({"vfiokit", "bind", nvme_, "--wait", "60"}, {}, "/tmp/second-bind.log");
   ASSERT_TRUE(wait_for_path("/tmp/second-bind.log", true, 5000));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(driver_of(nvme_), "nvme") << "the second bind did not wait for the first";

@@ -28,7 +28,8 @@ struct Resources {
     Resources r;
     r.fds = list_dir("/proc/self/fd").size();
     const std::string status = read_file("/proc/self/status");
-    r.locked_kib = parse_uint(split_words(find_key_value(status, "VmLck").value_or("0"))[0]).value_or(0);
+    r.locked_kib =
+        parse_uint(split_words(find_key_value(status, "VmLck").value_or("0"))[0]).value_or(0);
     return r;
   }
   bool operator==(const Resources&) const = default;
@@ -147,8 +148,8 @@ TEST_F(DeviceAccess, PageSizedMappingsHitTheLimitWhileOneCoalescedMappingFits) {
   EXPECT_GE(Resources::now().locked_kib, 65535u * 4);  // the kernel pinned what was mapped
   pages.clear();
   EXPECT_EQ(opened.backend->info().dma_available, 65535u);
-  const iommu::DmaMapping whole = opened.backend->map(buffer.data(), 0x100000000, kSize,
-                                                      iommu::DmaDirection::bidirectional);
+  const iommu::DmaMapping whole =
+      opened.backend->map(buffer.data(), 0x100000000, kSize, iommu::DmaDirection::bidirectional);
   EXPECT_EQ(whole.size(), kSize);
   EXPECT_EQ(opened.backend->info().dma_available, 65534u);
 }
@@ -191,7 +192,8 @@ TEST_F(DeviceAccess, ADeviceNotOnVfioPciIsNamedWithTheFix) {
     vfio::open_vfio_device({}, bdf(e1000e_));
     FAIL() << "opened a device on e1000e";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("is on e1000e, not vfio-pci"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is on e1000e, not vfio-pci"), std::string::npos)
+        << e.what();
     EXPECT_NE(e.hint().find("vfiokit bind " + e1000e_), std::string::npos);
   }
   EXPECT_EQ(vfiokit({"bind", e1000e_}).exit_status, 0);
@@ -211,7 +213,8 @@ TEST_F(DeviceAccess, AnUnviableGroupNamesTheDeviceThatHoldsItBack) {
     vfio::open_vfio_device({}, bdf(sata));
     ADD_FAILURE() << "opened a device of an unviable group";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("IOMMU group 4 is not viable: 0000:00:1f.3 is bound to i801_smbus"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "IOMMU group 4 is not viable: 0000:00:1f.3 is bound to i801_smbus"),
               std::string::npos)
         << e.what();
   }

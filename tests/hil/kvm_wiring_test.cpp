@@ -42,7 +42,8 @@ kvm::GuestOptions probe_options(std::uint32_t count) {
 
 std::vector<msix::MsiMessage> messages(std::uint32_t count) {
   std::vector<msix::MsiMessage> out;
-  for (std::uint32_t v = 0; v < count; ++v) out.push_back(msix::encode_msi({0, static_cast<std::uint8_t>(0x30 + v)}));
+  for (std::uint32_t v = 0; v < count; ++v)
+    out.push_back(msix::encode_msi({0, static_cast<std::uint8_t>(0x30 + v)}));
   return out;
 }
 

@@ -32,7 +32,8 @@ bool wait_for_text(const std::string& path, const std::string& text, int timeout
 
 bool qemu_running() {
   for (const auto& pid : list_dir("/proc")) {
-    if (read_line_if_exists("/proc/" + pid + "/comm").value_or("") == "qemu-system-x86") return true;
+    if (read_line_if_exists("/proc/" + pid + "/comm").value_or("") == "qemu-system-x86")
+      return true;
   }
   return false;
 }
@@ -102,18 +103,19 @@ TEST_F(Launch, EduDmaPassesInTheGuest) {
 }
 
 TEST_F(Launch, NvmeIdentifyReadsTheSerialByDmaWithAnMsixCompletion) {
-  const auto run = launch_payload({nvme_, "--payload", "nvme-identify", "--expect-serial",
-                                   "vfiokit-nvme-0"});
+  const auto run =
+      launch_payload({nvme_, "--payload", "nvme-identify", "--expect-serial", "vfiokit-nvme-0"});
   ASSERT_EQ(run.exit_status, 0) << run.output;
   EXPECT_NE(run.output.find("serial 'vfiokit-nvme-0'"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("MSI-X entry 0"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("result: passed"), std::string::npos) << run.output;
   expect_everything_home();
 
-  const auto wrong = launch_payload({nvme_, "--payload", "nvme-identify", "--expect-serial",
-                                     "someone-else"});
+  const auto wrong =
+      launch_payload({nvme_, "--payload", "nvme-identify", "--expect-serial", "someone-else"});
   EXPECT_EQ(wrong.exit_status, 1) << wrong.output;
-  EXPECT_NE(wrong.output.find("Identify reported another serial"), std::string::npos) << wrong.output;
+  EXPECT_NE(wrong.output.find("Identify reported another serial"), std::string::npos)
+      << wrong.output;
   expect_everything_home();
 }
 
@@ -184,19 +186,47 @@ TEST_F(Launch, AKilledLaunchIsUndoneByRestore) {
 // about 15 s) is tried again, up to three times, and each retry says so.
 CommandResult inner_guest_launch(const std::string& bdf) {
   constexpr int kAttempts = 3;
-  const std::vector<std::string> command{
-      "timeout", "45", "vfiokit", "launch", bdf, "--qemu", "--", "-M", "q35,kernel-irqchip=off",
-      "-accel", "kvm", "-cpu", "host,kvm=off", "-m", "256M", "-display", "none", "-vga", "none",
-      "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none", "-kernel",
-      "/opt/vfiokit/guest/vmlinuz", "-initrd", "/opt/vfiokit/guest/initrd.gz", "-append",
-      "console=ttyS0 quiet panic=-1"};
+  const std::vector<std::string> command{"timeout",
+                                         "45",
+                                         "vfiokit",
+                                         "launch",
+                                         bdf,
+                                         "--qemu",
+                                         "--",
+                                         "-M",
+                                         "q35,kernel-irqchip=off",
+                                         "-accel",
+                                         "kvm",
+                                         "-cpu",
+                                         "host,kvm=off",
+                                         "-m",
+                                         "256M",
+                                         "-display",
+                                         "none",
+                                         "-vga",
+                                         "none",
+                                         "-monitor",
+                                         "none",
+                                         "-serial",
+                                         "stdio",
+                                         "-no-reboot",
+                                         "-nic",
+                                         "none",
+                                         "-kernel",
+                                         "/opt/vfiokit/guest/vmlinuz",
+                                         "-initrd",
+                                         "/opt/vfiokit/guest/initrd.gz",
+                                         "-append",
+                                         "console=ttyS0 quiet panic=-1"};
   CommandResult run = run_command(command);
   for (int attempt = 2; attempt <= kAttempts; ++attempt) {
     const bool hung = run.output.find("inner-guest: uptime") == std::string::npos &&
                       run.output.find("after SIGTERM") != std::string::npos;
     if (!hung) break;
     std::cerr << "the inner guest hung (nested KVM in the rig) and vfiokit restored the device; "
-                 "attempt " << attempt << " of " << kAttempts << ". The hung attempt:\n" << run.output;
+                 "attempt "
+              << attempt << " of " << kAttempts << ". The hung attempt:\n"
+              << run.output;
     run = run_command(command);
   }
   return run;
@@ -241,9 +271,11 @@ TEST_F(LaunchQemu, AMissingQemuIsAUsageErrorBeforeAnythingMoves) {
 
 // A payload never finishes, so QEMU runs until it is told to stop.
 std::vector<std::string> endless_qemu_launch(const std::string& bdf) {
-  return {"vfiokit", "launch", bdf, "--qemu", "--", "-M", "q35", "-accel", "kvm", "-cpu", "host", "-m", "64M",
-          "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "none", "-nic", "none",
-          "-kernel", "/opt/vfiokit/payloads/silent.bin"};
+  return {"vfiokit", "launch", bdf,        "--qemu",   "--",
+          "-M",      "q35",    "-accel",   "kvm",      "-cpu",
+          "host",    "-m",     "64M",      "-display", "none",
+          "-vga",    "none",   "-monitor", "none",     "-serial",
+          "none",    "-nic",   "none",     "-kernel",  "/opt/vfiokit/payloads/silent.bin"};
 }
 
 TEST_F(LaunchQemu, SigtermReachesQemuAndTheDevicesComeHome) {
@@ -275,7 +307,8 @@ TEST_F(LaunchQemu, AKilledLaunchTakesQemuWithItAndRestoreLeavesNothing) {
   EXPECT_EQ(launch.wait(), 128 + SIGKILL);
   // PR_SET_PDEATHSIG: QEMU is told to go when vfiokit dies, and with it goes its hold on the group.
   const auto deadline = Clock::now() + std::chrono::seconds(15);
-  while (qemu_running() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (qemu_running() && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_FALSE(qemu_running()) << "QEMU outlived the vfiokit that started it";
   EXPECT_EQ(driver_of(nvme_), "vfio-pci");
   const auto restore = vfiokit({"restore", "--all"});

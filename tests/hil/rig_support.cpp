@@ -65,9 +65,11 @@ int wait_for_exit(pid_t pid) {
 
 bool wait_until_stopped(pid_t pid, int timeout_ms) {
   for (int waited = 0; waited < timeout_ms; waited += 20) {
-    const std::string stat = read_file_if_exists("/proc/" + std::to_string(pid) + "/stat").value_or("");
+    const std::string stat =
+        read_file_if_exists("/proc/" + std::to_string(pid) + "/stat").value_or("");
     const std::size_t close = stat.rfind(')');
-    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'T') return true;
+    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'T')
+      return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;

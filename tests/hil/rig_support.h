@@ -16,11 +16,11 @@ inline bool in_rig() {
 }
 
 // A rig test outside the rig skips and says why; inside the rig it always runs.
-#define VFIOKIT_REQUIRE_RIG()                                                               \
-  do {                                                                                      \
-    if (!::vfiokit::hil::in_rig())                                                          \
-      GTEST_SKIP() << "not inside the rig (VFIOKIT_RIG is not 1): run it with "            \
-                      "`ctest -L hil` or `tools/rig/run -- vfiokit_hil_tests`";             \
+#define VFIOKIT_REQUIRE_RIG()                                                   \
+  do {                                                                          \
+    if (!::vfiokit::hil::in_rig())                                              \
+      GTEST_SKIP() << "not inside the rig (VFIOKIT_RIG is not 1): run it with " \
+                      "`ctest -L hil` or `tools/rig/run -- vfiokit_hil_tests`"; \
   } while (false)
 
 // The BDF of the first PCI function with this vendor:device (e.g. 0x1234, 0x11e8), found by ID

@@ -92,36 +92,43 @@ TEST(Cli, MalformedBdfIsAUsageErrorAndAMissingDeviceAFailure) {
 }
 
 TEST(Cli, CheckExitsOneWhenAnythingFails) {
-  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "0000:00:02.0"}).exit_status, 0);
-  const auto json = vfiokit_cli({"--host-root", sysfs_root("boot-vga"), "check", "0000:00:02.0", "--json"});
+  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "0000:00:02.0"}).exit_status,
+            0);
+  const auto json =
+      vfiokit_cli({"--host-root", sysfs_root("boot-vga"), "check", "0000:00:02.0", "--json"});
   EXPECT_EQ(json.exit_status, 1);
   EXPECT_EQ(nlohmann::json::parse(json.output)["ready"], false);
 }
 
 TEST(Cli, BindDryRunShowsThePlanAndRefusesWithExitThree) {
-  const auto ok = vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "bind", "--dry-run",
-                               "0000:01:00.0"});
+  const auto ok = vfiokit_cli(
+      {"--host-root", sysfs_root("gpu-audio-group"), "bind", "--dry-run", "0000:01:00.0"});
   EXPECT_EQ(ok.exit_status, 0) << ok.output;
   EXPECT_NE(ok.output.find("0000:01:00.1  snd_hda_intel -> vfio-pci"), std::string::npos)
       << ok.output;
-  const auto refused = vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind",
-                                    "--dry-run", "0000:04:00.0"});
+  const auto refused =
+      vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind", "--dry-run", "0000:04:00.0"});
   EXPECT_EQ(refused.exit_status, 3);
   EXPECT_NE(refused.output.find("override with --force-block"), std::string::npos);
-  const auto json = vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind", "--dry-run",
-                                 "--json", "0000:04:00.0"});
+  const auto json = vfiokit_cli(
+      {"--host-root", sysfs_root("mounted-disk"), "bind", "--dry-run", "--json", "0000:04:00.0"});
   EXPECT_EQ(json.exit_status, 3);
   const auto document = nlohmann::json::parse(json.output);
   EXPECT_EQ(document["plan"]["refused"][0]["check"], "block");
   EXPECT_EQ(document["plan"]["refused"][0]["force_flag"], "--force-block");
   EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("mounted-disk"), "bind", "--dry-run",
-                         "--force-block", "0000:04:00.0"}).exit_status, 0);
+                         "--force-block", "0000:04:00.0"})
+                .exit_status,
+            0);
 }
 
 TEST(Cli, RestoreNeedsDevicesOrAll) {
   EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore"}).exit_status, 2);
-  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "0000:00:02.0"}).exit_status, 2);
-  const auto empty = vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "--dry-run"});
+  EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "0000:00:02.0"})
+                .exit_status,
+            2);
+  const auto empty =
+      vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "--dry-run"});
   EXPECT_EQ(empty.exit_status, 0);
   EXPECT_NE(empty.output.find("nothing to restore"), std::string::npos);
 }
@@ -135,7 +142,10 @@ TEST(Cli, PersistWritesRulesUnderTheHostRoot) {
       vfiokit_cli({"--host-root", root, "persist", "--list", "--json"}).output);
   ASSERT_EQ(list["persisted"].size(), 2u);  // the GPU and its audio function
   EXPECT_EQ(list["persisted"][1]["host_driver"], "snd_hda_intel");
-  EXPECT_EQ(vfiokit_cli({"--host-root", root, "persist", "--remove", "0000:01:00.0", "0000:01:00.1"}).exit_status, 0);
+  EXPECT_EQ(
+      vfiokit_cli({"--host-root", root, "persist", "--remove", "0000:01:00.0", "0000:01:00.1"})
+          .exit_status,
+      0);
   EXPECT_NE(vfiokit_cli({"--host-root", root, "persist", "--list"}).output.find("no devices"),
             std::string::npos);
 }
@@ -150,14 +160,21 @@ TEST(CliLaunch, NeedsAPayloadOrQemuAndChecksItsArgumentsFirst) {
   const std::string root = test::fixture("sysfs").append("gpu-audio-group").string();
   EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0"}).exit_status, 2);
   EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
-                         "--dry-run"}).exit_status, 2);
-  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
-                         "--qemu"}).exit_status, 2);
-  const auto unknown = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "no-such"});
+                         "--dry-run"})
+                .exit_status,
+            2);
+  EXPECT_EQ(
+      vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma", "--qemu"})
+          .exit_status,
+      2);
+  const auto unknown =
+      vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "no-such"});
   EXPECT_EQ(unknown.exit_status, 2);
-  EXPECT_NE(unknown.output.find("vfiokit carries edu-dma, nvme-identify, faulty, silent"), std::string::npos)
+  EXPECT_NE(unknown.output.find("vfiokit carries edu-dma, nvme-identify, faulty, silent"),
+            std::string::npos)
       << unknown.output;
-  const auto probe = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "irq-probe"});
+  const auto probe =
+      vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "irq-probe"});
   EXPECT_EQ(probe.exit_status, 2);
   EXPECT_NE(probe.output.find("selftest BDF --stage irq-kvm"), std::string::npos) << probe.output;
   const auto long_serial = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload",
@@ -170,11 +187,13 @@ TEST(CliLaunch, NeedsAPayloadOrQemuAndChecksItsArgumentsFirst) {
 }
 
 TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
-  const auto result = vfiokit_cli({"--host-root", test::fixture("sysfs").append("gpu-audio-group").string(), "launch",
-                                   "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary", "/bin/true",
-                                   "--", "-m", "4G", "-append", "a b"});
+  const auto result =
+      vfiokit_cli({"--host-root", test::fixture("sysfs").append("gpu-audio-group").string(),
+                   "launch", "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary", "/bin/true",
+                   "--", "-m", "4G", "-append", "a b"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel  shares IOMMU group 1"), std::string::npos)
+  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel  shares IOMMU group 1"),
+            std::string::npos)
       << result.output;
   EXPECT_NE(result.output.find("/bin/true -m 4G -append 'a b' -device "
                                "vfio-pci,host=0000:01:00.0,addr=0x10.0,multifunction=on -device "
@@ -184,9 +203,9 @@ TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
 }
 
 TEST(CliLaunch, QemuDryRunOfTheBootVgaIsRefused) {
-  const auto result = vfiokit_cli({"--host-root", test::fixture("sysfs").append("boot-vga").string(), "launch",
-                                   "0000:00:02.0", "--qemu", "--dry-run", "--json", "--qemu-binary",
-                                   "/bin/true"});
+  const auto result =
+      vfiokit_cli({"--host-root", test::fixture("sysfs").append("boot-vga").string(), "launch",
+                   "0000:00:02.0", "--qemu", "--dry-run", "--json", "--qemu-binary", "/bin/true"});
   EXPECT_EQ(result.exit_status, 3) << result.output;
   const auto json = nlohmann::json::parse(result.output);
   ASSERT_EQ(json["refused"].size(), 1u);

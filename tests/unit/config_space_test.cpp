@@ -66,7 +66,8 @@ TEST(ConfigSpace, RealE1000eHasBothListsInOrder) {
   const auto config = rig_config("0000:00:03.0");
   std::vector<std::uint8_t> ids;
   for (const auto& cap : walk_capabilities(config)) ids.push_back(cap.id);
-  EXPECT_EQ(ids, (std::vector<std::uint8_t>{kCapPowerManagement, kCapMsi, kCapPciExpress, kCapMsix}));
+  EXPECT_EQ(ids,
+            (std::vector<std::uint8_t>{kCapPowerManagement, kCapMsi, kCapPciExpress, kCapMsix}));
   const auto ext = walk_extended_capabilities(config);
   ASSERT_EQ(ext.size(), 2u);
   EXPECT_EQ(ext[0].id, kExtCapAer);
@@ -124,7 +125,8 @@ TEST(ConfigSpace, LongestPossibleChainIsWalkedWhole) {
   ConfigBuilder b(256);
   b.endpoint(1, 2, 0x40);
   for (unsigned offset = 0x40; offset < 0x100; offset += 4) {
-    b.cap(offset, kCapVendorSpecific, static_cast<std::uint8_t>(offset + 4 < 0x100 ? offset + 4 : 0));
+    b.cap(offset, kCapVendorSpecific,
+          static_cast<std::uint8_t>(offset + 4 < 0x100 ? offset + 4 : 0));
   }
   EXPECT_EQ(walk_capabilities(b.bytes()).size(), 48u);
 }
@@ -149,7 +151,9 @@ TEST(ConfigSpace, ExtendedListErrors) {
 TEST(ConfigSpace, MsiVectorCountsAndReservedValues) {
   for (unsigned log2 = 0; log2 < 8; ++log2) {
     ConfigBuilder b(256);
-    b.endpoint(1, 2, 0x40).cap(0x40, kCapMsi, 0).u16(0x42, static_cast<std::uint16_t>(log2 << 1 | 0x180));
+    b.endpoint(1, 2, 0x40)
+        .cap(0x40, kCapMsi, 0)
+        .u16(0x42, static_cast<std::uint16_t>(log2 << 1 | 0x180));
     if (log2 <= 5) {
       const MsiCapability msi = parse_msi(b.bytes(), 0x40);
       EXPECT_EQ(msi.vectors_capable, 1u << log2);
@@ -195,8 +199,8 @@ TEST(ConfigSpace, PcieFlrAndPortType) {
 }
 
 TEST(ConfigSpace, SriovFromTheFixturePf) {
-  const auto config = read_bytes(
-      test::fixture("sysfs/sriov-pf/sys/bus/pci/devices/0000:03:00.0/config"), 4096);
+  const auto config =
+      read_bytes(test::fixture("sysfs/sriov-pf/sys/bus/pci/devices/0000:03:00.0/config"), 4096);
   const auto at = find_extended_capability(config, kExtCapSriov);
   ASSERT_TRUE(at);
   const SriovCapability sriov = parse_sriov(config, *at);
@@ -208,10 +212,10 @@ TEST(ConfigSpace, SriovFromTheFixturePf) {
 
 TEST(ConfigSpace, BarDecoding) {
   ConfigBuilder b(256);
-  b.u32(0x10, 0xf6000000)           // BAR0 mem32
-      .u32(0x14, 0x0000000c)        // BAR1 mem64 prefetchable ...
-      .u32(0x18, 0x00000040)        // ... upper half
-      .u32(0x20, 0x0000e001);       // BAR4 io
+  b.u32(0x10, 0xf6000000)      // BAR0 mem32
+      .u32(0x14, 0x0000000c)   // BAR1 mem64 prefetchable ...
+      .u32(0x18, 0x00000040)   // ... upper half
+      .u32(0x20, 0x0000e001);  // BAR4 io
   const auto bars = decode_bar_registers(b.bytes());
   ASSERT_EQ(bars.size(), 3u);
   EXPECT_EQ(bars[0].kind, BarKind::mem32);
@@ -230,7 +234,9 @@ TEST(ConfigSpace, BarDecoding) {
   reserved.u32(0x10, 0x6);  // memory type 11b is reserved
   EXPECT_THROW(decode_bar_registers(reserved.bytes()), Error);
   ConfigBuilder bridge(256);
-  bridge.u8(0x0e, 1).u32(0x10, 0xf0000000).u32(0x18, 0xf1000000);  // 0x18 is a bus number on a bridge
+  bridge.u8(0x0e, 1)
+      .u32(0x10, 0xf0000000)
+      .u32(0x18, 0xf1000000);  // 0x18 is a bus number on a bridge
   EXPECT_EQ(decode_bar_registers(bridge.bytes()).size(), 1u);
 }
 

@@ -151,7 +151,8 @@ TEST(IommuGroup, ReadsMembers) {
 }
 
 TEST(IommuGroup, VfioDriverNames) {
-  for (const char* driver : {"vfio-pci", "mlx5_vfio_pci", "hisi_acc-vfio-pci", "nvgrace-gpu-vfio-pci"}) {
+  for (const char* driver :
+       {"vfio-pci", "mlx5_vfio_pci", "hisi_acc-vfio-pci", "nvgrace-gpu-vfio-pci"}) {
     EXPECT_TRUE(is_vfio_driver(driver)) << driver;
   }
   for (const char* driver : {"nvme", "pci-stub", "vfio", "pcieport"}) {

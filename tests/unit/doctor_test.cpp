@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <linux/vfio.h>
+#include <algorithm>
 
 #include "tests/unit/fixtures.h"
 
@@ -11,8 +11,8 @@ namespace vfiokit::cli {
 namespace {
 
 CheckResult find_check(const std::vector<CheckResult>& checks, std::string_view id) {
-  const auto it = std::find_if(checks.begin(), checks.end(),
-                               [&](const CheckResult& c) { return c.id == id; });
+  const auto it =
+      std::find_if(checks.begin(), checks.end(), [&](const CheckResult& c) { return c.id == id; });
   if (it == checks.end()) throw std::runtime_error("no check " + std::string(id));
   return *it;
 }
@@ -93,9 +93,9 @@ TEST(Doctor, InterruptRemappingStates) {
   EXPECT_EQ(find_check(assess_doctor_facts(facts), "interrupt-remapping").status,
             CheckStatus::fail);
   facts.iommu.kernel_cmdline = "intremap=off";
-  EXPECT_NE(find_check(assess_doctor_facts(facts), "interrupt-remapping").fix.find(
-                "remove intremap=off"),
-            std::string::npos);
+  EXPECT_NE(
+      find_check(assess_doctor_facts(facts), "interrupt-remapping").fix.find("remove intremap=off"),
+      std::string::npos);
   facts.iommu.allow_unsafe_interrupts = true;
   const auto& unsafe = find_check(assess_doctor_facts(facts), "interrupt-remapping");
   EXPECT_EQ(unsafe.status, CheckStatus::warn);
@@ -141,7 +141,8 @@ TEST(Doctor, KvmMissingOrBusyGetsTheSameDiagnosisAsTheLibrary) {
   facts.kvm = {};
   facts.kvm_host.cpu_vendor = "AuthenticAMD";
   facts.kvm_host.cpu_has_virtualization = true;
-  EXPECT_NE(find_check(assess_doctor_facts(facts), "kvm").fix.find("modprobe kvm_amd"), std::string::npos);
+  EXPECT_NE(find_check(assess_doctor_facts(facts), "kvm").fix.find("modprobe kvm_amd"),
+            std::string::npos);
   facts.kvm = {true, true, 0, 12, 0};
   facts.kvm_create_vm_errno = EBUSY;
   const auto busy = find_check(assess_doctor_facts(facts), "kvm");

@@ -18,7 +18,9 @@ pci::Bdf bdf(const char* text) { return *pci::parse_bdf(text); }
 
 struct Rig {
   explicit Rig(const char* fixture)
-      : copy(test::fixture("sysfs") / fixture), paths(copy.paths()), kernel(paths),
+      : copy(test::fixture("sysfs") / fixture),
+        paths(copy.paths()),
+        kernel(paths),
         journal(paths.run / "vfiokit") {
     options.pid = 777;
     options.probe_retry_delay = std::chrono::milliseconds(0);
@@ -29,9 +31,15 @@ struct Rig {
   Plan plan_unbind_of(std::vector<pci::Bdf> requested) {
     return bind::plan_unbind(gather_host_view(paths, requested, journal, 1), requested, {});
   }
-  std::optional<std::string> driver(const char* device) { return pci::read_driver(paths, bdf(device)); }
-  std::optional<std::string> override_of(const char* device) { return pci::read_driver_override(paths, bdf(device)); }
-  bool group_node(unsigned group) { return std::filesystem::exists(paths.dev / "vfio" / std::to_string(group)); }
+  std::optional<std::string> driver(const char* device) {
+    return pci::read_driver(paths, bdf(device));
+  }
+  std::optional<std::string> override_of(const char* device) {
+    return pci::read_driver_override(paths, bdf(device));
+  }
+  bool group_node(unsigned group) {
+    return std::filesystem::exists(paths.dev / "vfio" / std::to_string(group));
+  }
 
   test::FixtureCopy copy;
   HostPaths paths;
@@ -120,7 +128,8 @@ TEST(ExecuteUnbind, WithoutAJournalTheDefaultDriverComesBackThroughDriversProbe)
   ForceFlags force;
   force.group_in_use = true;
   const std::vector<pci::Bdf> requested{bdf("0000:06:00.0")};
-  const Plan plan = plan_unbind(gather_host_view(rig.paths, requested, rig.journal, 1), requested, force);
+  const Plan plan =
+      plan_unbind(gather_host_view(rig.paths, requested, rig.journal, 1), requested, force);
   execute_homecoming(rig.paths, plan, rig.kernel, rig.journal, rig.options);
   EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
                                    {"bus/pci/devices/0000:06:00.0/driver_override", "\n"},
@@ -201,8 +210,8 @@ TEST(ExecuteRestore, AfterDyingAtEveryStepRestoreBringsEveryDeviceHome) {
       rig.options.on_step = nullptr;
       std::vector<pci::Bdf> journalled;
       for (const auto& entry : rig.journal.entries()) journalled.push_back(entry.bdf);
-      const Plan plan = plan_restore(gather_host_view(rig.paths, journalled, rig.journal, 1),
-                                     journalled, {});
+      const Plan plan =
+          plan_restore(gather_host_view(rig.paths, journalled, rig.journal, 1), journalled, {});
       execute_homecoming(rig.paths, plan, rig.kernel, rig.journal, rig.options);
       EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
       EXPECT_EQ(rig.driver("0000:01:00.1"), "snd_hda_intel");
@@ -227,8 +236,8 @@ TEST(ExecuteBind, ASecondBindAfterACrashKeepsTheRecordedOriginalDriver) {
                rig.options);
   EXPECT_EQ(rig.driver("0000:00:02.0"), "vfio-pci");
   EXPECT_EQ(rig.journal.find(bdf("0000:00:02.0"))->original_driver, "nvme");
-  execute_homecoming(rig.paths, rig.plan_unbind_of({bdf("0000:00:02.0")}), rig.kernel,
-                     rig.journal, rig.options);
+  execute_homecoming(rig.paths, rig.plan_unbind_of({bdf("0000:00:02.0")}), rig.kernel, rig.journal,
+                     rig.options);
   EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
 }
 
@@ -248,9 +257,10 @@ TEST(ExecuteRestore, AFailedHomecomingKeepsTheJournalAndSaysSo) {
   EXPECT_TRUE(rig.journal.find(bdf("0000:00:02.0")));
   rig.kernel.fail_write_at.reset();
   std::vector<pci::Bdf> journalled{bdf("0000:00:02.0")};
-  execute_homecoming(rig.paths,
-                     plan_restore(gather_host_view(rig.paths, journalled, rig.journal, 1), journalled, {}),
-                     rig.kernel, rig.journal, rig.options);
+  execute_homecoming(
+      rig.paths,
+      plan_restore(gather_host_view(rig.paths, journalled, rig.journal, 1), journalled, {}),
+      rig.kernel, rig.journal, rig.options);
   EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
   EXPECT_TRUE(rig.journal.entries().empty());
 }

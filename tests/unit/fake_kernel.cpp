@@ -70,9 +70,13 @@ void FakeKernel::write(const fs::path& attribute, std::string_view value,
     if (!fs::exists(device(text))) fail(ENODEV);
     if (driver_of(text)) return;
     const auto wanted = override_of(text);
-    const std::string driver = wanted ? *wanted : default_driver_.count(text) ? default_driver_[text] : "";
+    const std::string driver = wanted                        ? *wanted
+                               : default_driver_.count(text) ? default_driver_[text]
+                                                             : "";
     if (driver.empty() || !fs::exists(paths_.sys / "bus/pci/drivers" / driver)) return;
-    if (std::find(refusing_drivers.begin(), refusing_drivers.end(), driver) != refusing_drivers.end()) return;
+    if (std::find(refusing_drivers.begin(), refusing_drivers.end(), driver) !=
+        refusing_drivers.end())
+      return;
     bind_driver(text, driver);
   } else if (relative.starts_with("bus/pci/drivers/") && relative.ends_with("/unbind")) {
     const std::string driver = fs::path(relative).parent_path().filename().string();
@@ -82,8 +86,8 @@ void FakeKernel::write(const fs::path& attribute, std::string_view value,
     const std::string driver = fs::path(relative).parent_path().filename().string();
     if (driver_of(text)) fail(EBUSY);
     const auto wanted = override_of(text);
-    const bool matches = wanted ? *wanted == driver
-                                : default_driver_.count(text) && default_driver_[text] == driver;
+    const bool matches =
+        wanted ? *wanted == driver : default_driver_.count(text) && default_driver_[text] == driver;
     if (!matches) fail(ENODEV);
     bind_driver(text, driver);
   } else {
@@ -100,8 +104,8 @@ void FakeKernel::load_module(std::string_view name) {
 }
 
 void FakeKernel::set_owner(const fs::path& node, uid_t uid, gid_t gid) {
-  owners_set.push_back(node.lexically_relative(paths_.dev).string() + ' ' + std::to_string(uid) + ':' +
-                       std::to_string(gid));
+  owners_set.push_back(node.lexically_relative(paths_.dev).string() + ' ' + std::to_string(uid) +
+                       ':' + std::to_string(gid));
 }
 
 void FakeKernel::sleep(std::chrono::milliseconds) { ++sleeps; }

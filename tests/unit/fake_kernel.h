@@ -5,8 +5,8 @@
 
 #include <cerrno>
 #include <map>
-#include <ostream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 

@@ -99,7 +99,8 @@ namespace vfiokit {
 namespace {
 
 TEST(FindProgram, SearchesThePathAsExecvpDoes) {
-  const auto dir = std::filesystem::temp_directory_path() / ("vfiokit-find-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("vfiokit-find-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir / "a");
   std::filesystem::create_directories(dir / "b");
   const auto write = [](const std::filesystem::path& p, std::filesystem::perms perms) {

@@ -31,8 +31,8 @@ TEST(IovaAllocator, SkipsTheReservedMsiWindow) {
 
 TEST(IovaAllocator, AlignsAndUsesTheHolesItLeaves) {
   IovaAllocator a(kRigRanges, {kEduMask, kPage, 65535});
-  const std::uint64_t small = a.allocate(kPage);              // 0x1000
-  const std::uint64_t huge = a.allocate(2 << 20, 2 << 20);    // 0x200000
+  const std::uint64_t small = a.allocate(kPage);            // 0x1000
+  const std::uint64_t huge = a.allocate(2 << 20, 2 << 20);  // 0x200000
   EXPECT_EQ(small, 0x1000u);
   EXPECT_EQ(huge, 0x200000u);
   // The hole 0x2000-0x1fffff is used for a request that fits.
@@ -44,7 +44,8 @@ TEST(IovaAllocator, ReleaseCoalescesBackToTheStart) {
   IovaAllocator a(kRigRanges, {kEduMask, kPage, 65535});
   const auto free_before = a.free_bytes();
   std::vector<std::uint64_t> iovas;
-  for (int i = 0; i < 100; ++i) iovas.push_back(a.allocate(kPage * static_cast<std::uint64_t>(i % 7 + 1)));
+  for (int i = 0; i < 100; ++i)
+    iovas.push_back(a.allocate(kPage * static_cast<std::uint64_t>(i % 7 + 1)));
   // Release in a scrambled order.
   std::mt19937 rng(7);
   std::vector<std::size_t> order(iovas.size());
@@ -98,18 +99,19 @@ TEST(IovaAllocator, ExhaustionBelowAMaskThatIsTooSmall) {
 TEST(IovaAllocator, BadRequestsAndBadReleases) {
   IovaAllocator a(kRigRanges, {kEduMask, kPage, 65535});
   EXPECT_THROW(a.allocate(0), Error);
-  EXPECT_THROW(a.allocate(kPage, 3 * kPage), Error);           // not a power of two
-  EXPECT_THROW(a.allocate(~std::uint64_t{0}), Error);          // rounding overflows
+  EXPECT_THROW(a.allocate(kPage, 3 * kPage), Error);   // not a power of two
+  EXPECT_THROW(a.allocate(~std::uint64_t{0}), Error);  // rounding overflows
   const auto iova = a.allocate(2 * kPage);
-  EXPECT_THROW(a.release(iova, kPage), Error);                 // wrong size
-  EXPECT_THROW(a.release(iova + kPage, kPage), Error);         // not an allocation
+  EXPECT_THROW(a.release(iova, kPage), Error);          // wrong size
+  EXPECT_THROW(a.release(iova + kPage, kPage), Error);  // not an allocation
   a.release(iova, 2 * kPage);
-  EXPECT_THROW(a.release(iova, 2 * kPage), Error);             // twice
+  EXPECT_THROW(a.release(iova, 2 * kPage), Error);  // twice
   EXPECT_THROW(IovaAllocator(kRigRanges, {kEduMask, 3000, 65535}), Error);
 }
 
 TEST(IovaAllocator, RangesThatTouchAreMergedAndUnalignedEdgesTrimmed) {
-  IovaAllocator a({{0x10800, 0x1ffff}, {0x20000, 0x2ffff}, {0x30000, 0x30fff}}, {~std::uint64_t{0}, kPage, 65535});
+  IovaAllocator a({{0x10800, 0x1ffff}, {0x20000, 0x2ffff}, {0x30000, 0x30fff}},
+                  {~std::uint64_t{0}, kPage, 65535});
   EXPECT_EQ(a.free_ranges(), (std::vector<IovaRange>{{0x11000, 0x30fff}}));
 }
 

@@ -49,18 +49,26 @@ TEST(IrqSet, DisableAndLoopbackCarryNoData) {
   EXPECT_EQ(fire.size(), 20u);
   EXPECT_EQ(u32_at(fire, 12), 64u);
   const std::vector<std::uint8_t> bools = {1, 0};
-  EXPECT_EQ(encode_irq_set(0, 0, 2, VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_MASK, {}, bools).size(), 22u);
+  EXPECT_EQ(
+      encode_irq_set(0, 0, 2, VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_MASK, {}, bools).size(),
+      22u);
 }
 
 TEST(IrqSet, MismatchedDataAndFlagsAreErrors) {
   const std::vector<std::int32_t> two = {1, 2};
-  EXPECT_THROW(encode_irq_set(2, 0, 3, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, two), Error);
-  EXPECT_THROW(encode_irq_set(2, 0, 2, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, two), Error);
-  EXPECT_THROW(encode_irq_set(2, 0, 0, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_EVENTFD |
-                                           VFIO_IRQ_SET_ACTION_TRIGGER), Error);
+  EXPECT_THROW(
+      encode_irq_set(2, 0, 3, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, two), Error);
+  EXPECT_THROW(encode_irq_set(2, 0, 2, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, two),
+               Error);
+  EXPECT_THROW(encode_irq_set(2, 0, 0,
+                              VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_EVENTFD |
+                                  VFIO_IRQ_SET_ACTION_TRIGGER),
+               Error);
   EXPECT_THROW(encode_irq_set(2, 0, 0, VFIO_IRQ_SET_DATA_NONE), Error);  // no action
-  EXPECT_THROW(encode_irq_set(2, 0, 0, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK |
-                                           VFIO_IRQ_SET_ACTION_UNMASK), Error);
+  EXPECT_THROW(
+      encode_irq_set(
+          2, 0, 0, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK),
+      Error);
 }
 
 }  // namespace

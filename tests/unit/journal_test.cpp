@@ -11,8 +11,8 @@ namespace vfiokit::bind {
 namespace {
 
 JournalEntry sample() {
-  return {*pci::parse_bdf("0000:01:00.0"), 1, "nouveau", std::nullopt, "vfio-pci",
-          JournalState::binding, 4321};
+  return {*pci::parse_bdf("0000:01:00.0"), 1,   "nouveau", std::nullopt, "vfio-pci",
+          JournalState::binding,           4321};
 }
 
 TEST(Journal, FormatIsStableAndRoundTrips) {

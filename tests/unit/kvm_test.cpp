@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -65,7 +65,8 @@ TEST(KvmExit, ClassifiesEveryKindAndNamesIt) {
   failed.fail_entry.hardware_entry_failure_reason = 0x80000021;
   const VcpuExit fe = classify_exit(failed);
   EXPECT_EQ(fe.kind, ExitKind::fail_entry);
-  EXPECT_STREQ(exit_error(fe, 0).context_value("hardware_entry_failure_reason").data(), "0x80000021");
+  EXPECT_STREQ(exit_error(fe, 0).context_value("hardware_entry_failure_reason").data(),
+               "0x80000021");
 
   kvm_run internal = run_with(KVM_EXIT_INTERNAL_ERROR);
   internal.internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
@@ -80,13 +81,15 @@ TEST(KvmExit, ClassifiesEveryKindAndNamesIt) {
   EXPECT_NE(std::string(error.what()).find("KVM_EXIT_INTERNAL_ERROR"), std::string::npos);
 
   EXPECT_EQ(classify_exit(run_with(KVM_EXIT_SHUTDOWN)).kind, ExitKind::shutdown);
-  EXPECT_NE(exit_error(classify_exit(run_with(KVM_EXIT_SHUTDOWN)), 0).hint().find("triple"), std::string::npos);
+  EXPECT_NE(exit_error(classify_exit(run_with(KVM_EXIT_SHUTDOWN)), 0).hint().find("triple"),
+            std::string::npos);
   EXPECT_EQ(classify_exit(run_with(KVM_EXIT_HLT)).kind, ExitKind::hlt);
   EXPECT_EQ(classify_exit(run_with(KVM_EXIT_SYSTEM_EVENT)).kind, ExitKind::system_event);
   EXPECT_EQ(classify_exit(run_with(KVM_EXIT_DEBUG)).kind, ExitKind::other);
   EXPECT_EQ(exit_reason_name(KVM_EXIT_NOTIFY), "KVM_EXIT_NOTIFY");
   EXPECT_EQ(exit_reason_name(999), "exit reason 999");
-  EXPECT_EQ(internal_suberror_name(KVM_INTERNAL_ERROR_DELIVERY_EV), "exit while delivering an event");
+  EXPECT_EQ(internal_suberror_name(KVM_INTERNAL_ERROR_DELIVERY_EV),
+            "exit while delivering an event");
 }
 
 TEST(KvmDiagnostics, EachFailureGetsItsFix) {
@@ -96,18 +99,22 @@ TEST(KvmDiagnostics, EachFailureGetsItsFix) {
   f.error = ENOENT;
   EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("VT-x"), std::string::npos);
   f.cpu_has_virtualization = true;
-  EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("modprobe kvm_intel"), std::string::npos);
+  EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("modprobe kvm_intel"),
+            std::string::npos);
   f.cpu_vendor = "AuthenticAMD";
-  EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("modprobe kvm_amd"), std::string::npos);
+  EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("modprobe kvm_amd"),
+            std::string::npos);
   f.error = EACCES;
   f.node_group = "kvm";
-  EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("usermod -aG kvm"), std::string::npos);
+  EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("usermod -aG kvm"),
+            std::string::npos);
   f.error = EPERM;
   EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("cgroup"), std::string::npos);
   f.seccomp_mode = 2;
   EXPECT_NE(diagnose_kvm_failure(f, "open /dev/kvm").hint().find("seccomp"), std::string::npos);
   f.error = EBUSY;
-  EXPECT_NE(diagnose_kvm_failure(f, "KVM_CREATE_VM").hint().find("another hypervisor"), std::string::npos);
+  EXPECT_NE(diagnose_kvm_failure(f, "KVM_CREATE_VM").hint().find("another hypervisor"),
+            std::string::npos);
   f.error = EINVAL;
   EXPECT_NE(diagnose_kvm_failure(f, "KVM_CREATE_VM").hint().find("VM type"), std::string::npos);
   EXPECT_EQ(diagnose_kvm_failure(f, "KVM_CREATE_VM").errno_value(), EINVAL);
@@ -116,11 +123,11 @@ TEST(KvmDiagnostics, EachFailureGetsItsFix) {
 TEST(MemorySlots, OverlapsAlignmentAndReuseAreRefused) {
   MemorySlotTable slots;
   slots.add({0, 0, 0x100000, 0x7f0000000000, 0});
-  slots.add({1, 0x100000, 0x1000, 0x7f0000200000, 0});  // adjacent: fine
-  EXPECT_THROW(slots.add({2, 0xff000, 0x2000, 0x7f0000300000, 0}), Error);  // overlaps slot 0
-  EXPECT_THROW(slots.add({1, 0x200000, 0x1000, 0x7f0000300000, 0}), Error); // slot 1 again
-  EXPECT_THROW(slots.add({3, 0x300800, 0x1000, 0x7f0000300000, 0}), Error); // unaligned
-  EXPECT_THROW(slots.add({4, 0x400000, 0, 0x7f0000300000, 0}), Error);      // empty
+  slots.add({1, 0x100000, 0x1000, 0x7f0000200000, 0});                       // adjacent: fine
+  EXPECT_THROW(slots.add({2, 0xff000, 0x2000, 0x7f0000300000, 0}), Error);   // overlaps slot 0
+  EXPECT_THROW(slots.add({1, 0x200000, 0x1000, 0x7f0000300000, 0}), Error);  // slot 1 again
+  EXPECT_THROW(slots.add({3, 0x300800, 0x1000, 0x7f0000300000, 0}), Error);  // unaligned
+  EXPECT_THROW(slots.add({4, 0x400000, 0, 0x7f0000300000, 0}), Error);       // empty
   EXPECT_THROW(slots.add({5, ~std::uint64_t{0} - 0xfff, 0x2000, 0x7f0000300000, 0}), Error);
   EXPECT_EQ(slots.containing(0x100800)->slot, 1u);
   EXPECT_EQ(slots.containing(0x101000), nullptr);
@@ -140,15 +147,16 @@ std::optional<KvmSystem> open_kvm_or_skip_reason(std::string& reason) {
   }
 }
 
-#define REQUIRE_KVM(system)                                       \
-  std::string skip_reason;                                        \
-  auto system = open_kvm_or_skip_reason(skip_reason);             \
+#define REQUIRE_KVM(system)                           \
+  std::string skip_reason;                            \
+  auto system = open_kvm_or_skip_reason(skip_reason); \
   if (!system) GTEST_SKIP() << skip_reason
 
 // A real-mode guest: 1 MiB of RAM at 0, code at 0x1000, DS aimed at the local APIC.
 struct RealModeGuest {
   explicit RealModeGuest(const KvmSystem& kvm, bool irqchip)
-      : memory(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), kSize),
+      : memory(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+               kSize),
         vm(kvm.create_vm()) {
     if (irqchip) vm.create_irqchip();
     vm.add_memory(0, 0, memory.bytes());
@@ -192,7 +200,8 @@ TEST(KvmHost, PortIoExitsReachTheirHandlers) {
   REQUIRE_KVM(kvm);
   RealModeGuest guest(*kvm, false);
   // mov al,0x42; out 0x10,al; mov ax,0x1234; out 0x11,ax; in al,0x12; out 0x13,al; hlt
-  guest.load(0x1000, {0xb0, 0x42, 0xe6, 0x10, 0xb8, 0x34, 0x12, 0xe7, 0x11, 0xe4, 0x12, 0xe6, 0x13, 0xf4});
+  guest.load(0x1000,
+             {0xb0, 0x42, 0xe6, 0x10, 0xb8, 0x34, 0x12, 0xe7, 0x11, 0xe4, 0x12, 0xe6, 0x13, 0xf4});
   RunLoop loop;
   std::vector<std::string> seen;
   loop.on_io(0x10, 0x11, [&](const IoExit& io, std::span<std::uint8_t> d) {

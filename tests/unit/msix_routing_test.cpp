@@ -11,7 +11,8 @@ TEST(Msi, EncodesTheFieldsWhereTheSdmPutsThem) {
   const MsiMessage m = encode_msi({3, 0x31, DeliveryMode::fixed, false, false, false, false});
   EXPECT_EQ(m.address, 0xfee03000u);
   EXPECT_EQ(m.data, 0x31u);
-  const MsiMessage level = encode_msi({0xff, 0xef, DeliveryMode::lowest_priority, true, true, true, true});
+  const MsiMessage level =
+      encode_msi({0xff, 0xef, DeliveryMode::lowest_priority, true, true, true, true});
   EXPECT_EQ(level.address, 0xfeeff00cu);
   EXPECT_EQ(level.data, 0xc1efu);
   EXPECT_EQ(encode_msi({0, 2, DeliveryMode::nmi}).data, 0x402u);  // NMI ignores the vector
@@ -20,10 +21,16 @@ TEST(Msi, EncodesTheFieldsWhereTheSdmPutsThem) {
 TEST(Msi, RoundTripsEveryVectorDestinationAndMode) {
   for (unsigned vector = 16; vector < 256; ++vector) {
     for (unsigned dest : {0u, 1u, 7u, 255u}) {
-      for (DeliveryMode mode : {DeliveryMode::fixed, DeliveryMode::lowest_priority, DeliveryMode::nmi}) {
+      for (DeliveryMode mode :
+           {DeliveryMode::fixed, DeliveryMode::lowest_priority, DeliveryMode::nmi}) {
         for (bool level : {false, true}) {
-          const MsiFields fields{static_cast<std::uint8_t>(dest), static_cast<std::uint8_t>(vector),
-                                 mode, dest == 7, dest == 255, level, level};
+          const MsiFields fields{static_cast<std::uint8_t>(dest),
+                                 static_cast<std::uint8_t>(vector),
+                                 mode,
+                                 dest == 7,
+                                 dest == 255,
+                                 level,
+                                 level};
           ASSERT_EQ(decode_msi(encode_msi(fields)), fields) << describe(fields);
         }
       }
@@ -32,12 +39,12 @@ TEST(Msi, RoundTripsEveryVectorDestinationAndMode) {
 }
 
 TEST(Msi, RejectsReservedAndForeignMessages) {
-  EXPECT_THROW(encode_msi({0, 15}), Error);                               // an exception vector
+  EXPECT_THROW(encode_msi({0, 15}), Error);  // an exception vector
   EXPECT_THROW(encode_msi({0, 0x30, static_cast<DeliveryMode>(3)}), Error);
-  EXPECT_THROW(decode_msi({0xfed00000, 0x30}), Error);                     // not the MSI window
-  EXPECT_THROW(decode_msi({0xfee00001, 0x30}), Error);                     // reserved address bits
-  EXPECT_THROW(decode_msi({0xfee00000, 0x10030}), Error);                  // reserved data bits
-  EXPECT_THROW(decode_msi({0xfee00000, 0x630}), Error);                    // reserved mode 6
+  EXPECT_THROW(decode_msi({0xfed00000, 0x30}), Error);     // not the MSI window
+  EXPECT_THROW(decode_msi({0xfee00001, 0x30}), Error);     // reserved address bits
+  EXPECT_THROW(decode_msi({0xfee00000, 0x10030}), Error);  // reserved data bits
+  EXPECT_THROW(decode_msi({0xfee00000, 0x630}), Error);    // reserved mode 6
   EXPECT_EQ(describe(decode_msi({0xfee01000, 0x8031})), "vector 0x31 to APIC 1, fixed, level");
 }
 
@@ -58,7 +65,7 @@ TEST(GsiAllocator, HandsOutFromTwentyFourAndRunsOutAt4096) {
   const std::vector<std::uint32_t> back = {25};
   gsis.release(back);
   EXPECT_EQ(gsis.allocate(1), back);
-  EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{5}), Error);    // an irqchip GSI
+  EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{5}), Error);  // an irqchip GSI
   EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{9999}), Error);
 }
 

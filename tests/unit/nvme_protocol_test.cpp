@@ -51,7 +51,8 @@ TEST(NvmeProtocol, IdentifyCommandLayout) {
 
 TEST(NvmeProtocol, CompletionFields) {
   std::uint8_t cqe[16] = {};
-  const std::uint32_t dw0 = 0xdeadbeef, dw2 = (7u << 16) | 3, dw3 = (0x2u << 17) | (1u << 16) | 0x0042;
+  const std::uint32_t dw0 = 0xdeadbeef, dw2 = (7u << 16) | 3,
+                      dw3 = (0x2u << 17) | (1u << 16) | 0x0042;
   std::memcpy(cqe, &dw0, 4);
   std::memcpy(cqe + 8, &dw2, 4);
   std::memcpy(cqe + 12, &dw3, 4);
@@ -67,8 +68,10 @@ TEST(NvmeProtocol, CompletionFields) {
 
 TEST(NvmeProtocol, IdentifyControllerStrings) {
   std::vector<std::uint8_t> data(4096, 0);
-  data[0] = 0x36; data[1] = 0x1b;  // VID 1b36
-  data[2] = 0xf4; data[3] = 0x1a;  // SSVID 1af4
+  data[0] = 0x36;
+  data[1] = 0x1b;  // VID 1b36
+  data[2] = 0xf4;
+  data[3] = 0x1a;                                     // SSVID 1af4
   const std::string serial = "vfiokit-nvme-0      ";  // 20 bytes, space padded
   const std::string model = "QEMU NVMe Ctrl";
   std::memcpy(data.data() + 4, serial.data(), serial.size());

@@ -27,7 +27,7 @@ TEST(Readiness, RigNvmeIsReady) {
   EXPECT_TRUE(all_passed(checks));
   EXPECT_EQ(find(checks, "reset").summary, "reset methods: flr");
   EXPECT_EQ(find(checks, "group-viable").status, CheckStatus::warn);  // nvme is on its driver
-  EXPECT_EQ(find(checks, "gpu-functions").id, "missing");            // not a display device
+  EXPECT_EQ(find(checks, "gpu-functions").id, "missing");             // not a display device
 }
 
 TEST(Readiness, EduHasNoResetMethod) {

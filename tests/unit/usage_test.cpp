@@ -20,11 +20,10 @@ TEST(Usage, ParsesMountinfo) {
 }
 
 TEST(Usage, ParsesRoutesAndSkipsAutomaticIpv6Ones) {
-  EXPECT_EQ(parse_ipv4_route_interfaces(
-                "Iface\tDestination\tGateway\n"
-                "eth1\t00000000\t0101A8C0\t0003\n"
-                "eth1\t0001A8C0\t00000000\t0001\n"
-                "wlan0\t0002A8C0\t00000000\t0001\n"),
+  EXPECT_EQ(parse_ipv4_route_interfaces("Iface\tDestination\tGateway\n"
+                                        "eth1\t00000000\t0101A8C0\t0003\n"
+                                        "eth1\t0001A8C0\t00000000\t0001\n"
+                                        "wlan0\t0002A8C0\t00000000\t0001\n"),
             (std::vector<std::string>{"eth1", "wlan0"}));
   const std::string zeros(32, '0');
   auto route = [&](const std::string& destination, const std::string& iface) {
@@ -39,8 +38,9 @@ TEST(Usage, ParsesRoutesAndSkipsAutomaticIpv6Ones) {
 }
 
 TEST(Usage, ParsesSwaps) {
-  EXPECT_EQ(parse_swap_devices("Filename Type Size Used Priority\n/dev/nvme0n1p3 partition 1 0 -2\n"),
-            std::vector<std::string>{"/dev/nvme0n1p3"});
+  EXPECT_EQ(
+      parse_swap_devices("Filename Type Size Used Priority\n/dev/nvme0n1p3 partition 1 0 -2\n"),
+      std::vector<std::string>{"/dev/nvme0n1p3"});
 }
 
 TEST(Usage, MountedPartitionAndHeldPartitionOfAnNvme) {

@@ -17,7 +17,10 @@ using test::InfoBuilder;
 // the MSI window, and DMA-available.
 InfoBuilder rig_type1_info() {
   InfoBuilder b(24 + 48 + 12);
-  b.u32(0, 84).u32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS).u64(8, 0x40201000).u32(16, 24);
+  b.u32(0, 84)
+      .u32(4, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS)
+      .u64(8, 0x40201000)
+      .u32(16, 24);
   b.cap(24, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 72).u32(32, 2);
   b.u64(40, 0).u64(48, 0xfedfffff).u64(56, 0xfef00000).u64(64, 0x7fffffffff);
   b.cap(72, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 0).u32(80, 65535);
@@ -27,7 +30,8 @@ InfoBuilder rig_type1_info() {
 TEST(Type1Info, ParsesPageSizesRangesAndDmaAvailable) {
   const iommu::Type1Info info = iommu::parse_type1_info(rig_type1_info().bytes());
   EXPECT_EQ(info.iova_pgsizes, 0x40201000u);  // 4 KiB, 2 MiB, 1 GiB
-  EXPECT_EQ(info.iova_ranges, (std::vector<iommu::IovaRange>{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}}));
+  EXPECT_EQ(info.iova_ranges,
+            (std::vector<iommu::IovaRange>{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}}));
   EXPECT_EQ(info.dma_available, 65535u);
   EXPECT_FALSE(info.dirty_tracking);
 }
@@ -134,8 +138,13 @@ TEST(RegionInfo, BadSparseAreasAreErrors) {
 
 TEST(RegionInfo, TypeCapAndNames) {
   InfoBuilder b(48);
-  b.u32(4, VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_CAPS).u32(8, 9).u32(12, 32).u64(16, 4096);
-  b.cap(32, VFIO_REGION_INFO_CAP_TYPE, 0).u32(40, VFIO_REGION_TYPE_GFX).u32(44, VFIO_REGION_SUBTYPE_GFX_EDID);
+  b.u32(4, VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_CAPS)
+      .u32(8, 9)
+      .u32(12, 32)
+      .u64(16, 4096);
+  b.cap(32, VFIO_REGION_INFO_CAP_TYPE, 0)
+      .u32(40, VFIO_REGION_TYPE_GFX)
+      .u32(44, VFIO_REGION_SUBTYPE_GFX_EDID);
   const vfio::RegionInfo info = vfio::parse_region_info(b.bytes());
   EXPECT_EQ(info.type, VFIO_REGION_TYPE_GFX);
   EXPECT_EQ(info.subtype, VFIO_REGION_SUBTYPE_GFX_EDID);

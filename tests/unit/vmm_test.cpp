@@ -119,20 +119,21 @@ TEST(PciBus, RejectsSlotsThatDoNotExist) {
   EXPECT_THROW(bus.attach(1, 8, function), Error);
 }
 
-BarSpec bar(unsigned index, pci::BarKind kind, std::uint64_t size) { return {index, kind, false, size}; }
+BarSpec bar(unsigned index, pci::BarKind kind, std::uint64_t size) {
+  return {index, kind, false, size};
+}
 
 TEST(BarLayout, LargestFirstNaturallyAlignedBelow4GiB) {
-  const std::vector<BarSpec> bars{bar(0, pci::BarKind::mem32, 0x4000),
-                                  bar(2, pci::BarKind::mem64, 0x1000000),
-                                  bar(4, pci::BarKind::io, 0x20),
-                                  bar(5, pci::BarKind::mem32, 0x100)};
+  const std::vector<BarSpec> bars{
+      bar(0, pci::BarKind::mem32, 0x4000), bar(2, pci::BarKind::mem64, 0x1000000),
+      bar(4, pci::BarKind::io, 0x20), bar(5, pci::BarKind::mem32, 0x100)};
   const auto placed = assign_bars(bars);
   ASSERT_EQ(placed.size(), 4u);
-  EXPECT_EQ(placed[0].spec.index, 0u);  // sorted back by index
-  EXPECT_EQ(placed[1].address, 0xc0000000u);          // 16 MiB first
-  EXPECT_EQ(placed[0].address, 0xc1000000u);          // then 16 KiB
-  EXPECT_EQ(placed[3].address, 0xc1004000u);          // 256 bytes still take a page
-  EXPECT_EQ(placed[2].address, 0xc000u);              // I/O window
+  EXPECT_EQ(placed[0].spec.index, 0u);        // sorted back by index
+  EXPECT_EQ(placed[1].address, 0xc0000000u);  // 16 MiB first
+  EXPECT_EQ(placed[0].address, 0xc1000000u);  // then 16 KiB
+  EXPECT_EQ(placed[3].address, 0xc1004000u);  // 256 bytes still take a page
+  EXPECT_EQ(placed[2].address, 0xc000u);      // I/O window
   for (const auto& p : placed) {
     EXPECT_EQ(p.address % std::max<std::uint64_t>(p.spec.size, 1), 0u) << p.spec.index;
   }
@@ -181,7 +182,8 @@ void write_word(MsiState& state, std::uint32_t offset, std::uint32_t value, unsi
 
 std::uint32_t read_word(const MsiState& state, std::uint32_t offset, unsigned bytes) {
   std::uint32_t value = 0;
-  for (unsigned i = 0; i < bytes; ++i) value |= std::uint32_t{state.read_byte(offset + i)} << (8 * i);
+  for (unsigned i = 0; i < bytes; ++i)
+    value |= std::uint32_t{state.read_byte(offset + i)} << (8 * i);
   return value;
 }
 
@@ -197,7 +199,7 @@ TEST(MsiState, ControlAdvertisesTheCapabilityAndOnlyEnableAndMmeAreWritable) {
 TEST(MsiState, The32BitLayoutPutsDataAt8AndMaskAt12) {
   MsiState state(msi(false, true, 4));
   EXPECT_FALSE(state.owns(1));
-  EXPECT_TRUE(state.owns(19));   // pending bits end the capability
+  EXPECT_TRUE(state.owns(19));  // pending bits end the capability
   EXPECT_FALSE(state.owns(20));
   InterruptChange change;
   write_word(state, 4, 0xfee01003, 4, &change);  // bits 1:0 are reserved
@@ -331,15 +333,17 @@ TEST(QemuCommand, ALoneFunctionIsLeftForQemuToPlace) {
 TEST(QemuCommand, AGpuAndItsAudioShareOneGuestSlot) {
   const auto command = qemu_command(
       "qemu", {}, {parse("0000:01:00.1"), parse("0000:01:00.0"), parse("0000:02:00.0")});
-  EXPECT_EQ(command, (std::vector<std::string>{
-                         "qemu", "-device", "vfio-pci,host=0000:01:00.0,addr=0x10.0,multifunction=on",
-                         "-device", "vfio-pci,host=0000:01:00.1,addr=0x10.1", "-device",
-                         "vfio-pci,host=0000:02:00.0"}));
+  EXPECT_EQ(
+      command,
+      (std::vector<std::string>{
+          "qemu", "-device", "vfio-pci,host=0000:01:00.0,addr=0x10.0,multifunction=on", "-device",
+          "vfio-pci,host=0000:01:00.1,addr=0x10.1", "-device", "vfio-pci,host=0000:02:00.0"}));
 }
 
 TEST(QemuCommand, TwoMultifunctionSlotsGetTwoGuestSlots) {
-  const auto command = qemu_command("q", {}, {parse("0000:03:00.0"), parse("0000:03:00.1"),
-                                              parse("0000:04:00.0"), parse("0000:04:00.3")});
+  const auto command = qemu_command(
+      "q", {},
+      {parse("0000:03:00.0"), parse("0000:03:00.1"), parse("0000:04:00.0"), parse("0000:04:00.3")});
   ASSERT_EQ(command.size(), 9u);
   EXPECT_EQ(command[6], "vfio-pci,host=0000:04:00.0,addr=0x11.0,multifunction=on");
   EXPECT_EQ(command[8], "vfio-pci,host=0000:04:00.3,addr=0x11.3");
@@ -349,7 +353,8 @@ TEST(QemuCommand, MoreMultifunctionSlotsThanGuestSlotsIsAnError) {
   std::vector<pci::Bdf> devices;
   for (unsigned bus = 1; bus <= 17; ++bus) {
     for (unsigned function = 0; function < 2; ++function) {
-      devices.push_back(pci::Bdf{0, static_cast<std::uint8_t>(bus), 0, static_cast<std::uint8_t>(function)});
+      devices.push_back(
+          pci::Bdf{0, static_cast<std::uint8_t>(bus), 0, static_cast<std::uint8_t>(function)});
     }
   }
   EXPECT_THROW(qemu_command("q", {}, devices), Error);
@@ -360,7 +365,8 @@ TEST(QemuCommand, MoreMultifunctionSlotsThanGuestSlotsIsAnError) {
 TEST(ShellQuote, QuotesOnlyWhatNeedsIt) {
   EXPECT_EQ(shell_quote({"qemu", "-append", "console=ttyS0 quiet", "it's", ""}),
             "qemu -append 'console=ttyS0 quiet' 'it'\\''s' ''");
-  EXPECT_EQ(shell_quote({"-device", "vfio-pci,host=0000:01:00.0"}), "-device vfio-pci,host=0000:01:00.0");
+  EXPECT_EQ(shell_quote({"-device", "vfio-pci,host=0000:01:00.0"}),
+            "-device vfio-pci,host=0000:01:00.0");
   EXPECT_EQ(shell_quote({"a;b", "$HOME", "*"}), "'a;b' '$HOME' '*'");
 }
 

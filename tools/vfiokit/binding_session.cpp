@@ -49,7 +49,8 @@ BindingSession::BindingSession(const HostPaths& paths, const pci::Bdf& bdf,
     if (device.action == bind::PlannedAction::move) moved_.push_back(device.bdf);
   }
   if (log_) {
-    for (const auto& outcome : result.devices) *log_ << "  " << outcome.bdf.to_string() << "  " << outcome.detail << '\n';
+    for (const auto& outcome : result.devices)
+      *log_ << "  " << outcome.bdf.to_string() << "  " << outcome.detail << '\n';
     *log_ << std::flush;  // a guest may run for long: say now what moved
   }
 }
@@ -86,7 +87,8 @@ void BindingSession::give_back() {
   bind::LiveSysfsOps ops;
   const auto result = bind::execute_homecoming(paths_, plan, ops, journal, options);
   if (log_) {
-    for (const auto& outcome : result.devices) *log_ << "  " << outcome.bdf.to_string() << "  " << outcome.detail << '\n';
+    for (const auto& outcome : result.devices)
+      *log_ << "  " << outcome.bdf.to_string() << "  " << outcome.detail << '\n';
     *log_ << std::flush;  // a guest may run for long: say now what moved
   }
 }

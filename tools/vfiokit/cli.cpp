@@ -21,8 +21,9 @@ const std::chrono::steady_clock::time_point g_process_start = std::chrono::stead
 std::chrono::steady_clock::time_point process_start() noexcept { return g_process_start; }
 
 int run(int argc, char** argv) {
-  CLI::App app{"vfiokit: find PCI devices, hand them to VFIO safely, and drive them from user space",
-               "vfiokit"};
+  CLI::App app{
+      "vfiokit: find PCI devices, hand them to VFIO safely, and drive them from user space",
+      "vfiokit"};
   app.set_version_flag("--version", std::string("vfiokit ") + VFIOKIT_VERSION);
   app.require_subcommand(1);
   app.fallthrough();

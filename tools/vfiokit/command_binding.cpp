@@ -39,15 +39,23 @@ struct BindingArgs {
 
 void add_force_flags(CLI::App* sub, bind::ForceFlags& force) {
   const char* group = "Overriding safety checks";
-  sub->add_flag("--force-boot-vga", force.boot_vga, "Move the boot VGA device anyway")->group(group);
-  sub->add_flag("--force-net", force.net, "Move a device whose network interfaces are up, "
-                                          "routed or enslaved")->group(group);
-  sub->add_flag("--force-block", force.block, "Move a device whose disks are mounted, held, "
-                                              "swapped on or open")->group(group);
+  sub->add_flag("--force-boot-vga", force.boot_vga, "Move the boot VGA device anyway")
+      ->group(group);
+  sub->add_flag("--force-net", force.net,
+                "Move a device whose network interfaces are up, "
+                "routed or enslaved")
+      ->group(group);
+  sub->add_flag("--force-block", force.block,
+                "Move a device whose disks are mounted, held, "
+                "swapped on or open")
+      ->group(group);
   sub->add_flag("--force-group-in-use", force.group_in_use,
-                "Go on although another process has the group's /dev/vfio node open")->group(group);
-  sub->add_flag("--force-sriov", force.sriov, "Move an SR-IOV physical function with virtual "
-                                              "functions enabled (they are destroyed)")->group(group);
+                "Go on although another process has the group's /dev/vfio node open")
+      ->group(group);
+  sub->add_flag("--force-sriov", force.sriov,
+                "Move an SR-IOV physical function with virtual "
+                "functions enabled (they are destroyed)")
+      ->group(group);
 }
 
 void add_wait_option(CLI::App* sub, BindingArgs& args) {
@@ -119,9 +127,12 @@ std::chrono::milliseconds wait_for(const BindingArgs& args) {
 
 std::string_view action_word(bind::PlannedAction action) {
   switch (action) {
-    case bind::PlannedAction::move: return "move";
-    case bind::PlannedAction::already: return "already";
-    case bind::PlannedAction::stay: return "stay";
+    case bind::PlannedAction::move:
+      return "move";
+    case bind::PlannedAction::already:
+      return "already";
+    case bind::PlannedAction::stay:
+      return "stay";
   }
   return "?";
 }
@@ -143,12 +154,15 @@ Json plan_json(const bind::Plan& plan) {
   auto refusals = [](const std::vector<bind::Refusal>& list) {
     Json out = Json::array();
     for (const auto& r : list) {
-      out.push_back({{"bdf", r.bdf.to_string()}, {"check", r.check}, {"reason", r.reason},
+      out.push_back({{"bdf", r.bdf.to_string()},
+                     {"check", r.check},
+                     {"reason", r.reason},
                      {"force_flag", r.force_flag.empty() ? Json(nullptr) : Json(r.force_flag)}});
     }
     return out;
   };
-  return {{"devices", devices}, {"refused", refusals(plan.refusals)},
+  return {{"devices", devices},
+          {"refused", refusals(plan.refusals)},
           {"forced", refusals(plan.forced)}};
 }
 
@@ -166,8 +180,8 @@ void print_plan(std::ostream& out, const bind::Plan& plan, std::string_view titl
   }
   for (std::size_t i = 0; i < plan.devices.size(); ++i) {
     const auto& d = plan.devices[i];
-    out << "  " << d.bdf.to_string() << "  " << moves[i] << std::string(width - moves[i].size() + 2, ' ')
-        << d.note << '\n';
+    out << "  " << d.bdf.to_string() << "  " << moves[i]
+        << std::string(width - moves[i].size() + 2, ' ') << d.note << '\n';
   }
   for (const auto& r : plan.forced) {
     out << "  warning: " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason
@@ -282,8 +296,8 @@ int run_homecoming(const GlobalOptions& options, const BindingArgs& args, bool f
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
   const auto plan = from_journal ? bind::plan_restore(view, bdfs, args.force)
                                  : bind::plan_unbind(view, bdfs, args.force);
-  return present_and_execute(options, args, verb, plan, "plan: " + verb + " to the original drivers",
-                             [&] {
+  return present_and_execute(options, args, verb, plan,
+                             "plan: " + verb + " to the original drivers", [&] {
                                bind::LiveSysfsOps ops;
                                return bind::execute_homecoming(paths, plan, ops, journal, exec);
                              });
@@ -318,7 +332,8 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
     return 0;
   }
   if (args.bdfs.empty()) {
-    throw Error("persist", "no device given").kind(ErrorKind::usage)
+    throw Error("persist", "no device given")
+        .kind(ErrorKind::usage)
         .hint("vfiokit persist BDF..., persist --remove BDF..., or persist --list");
   }
   const auto bdfs = parse_bdfs(args.bdfs);
@@ -373,8 +388,9 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
 Command add_bind_command(CLI::App& app, GlobalOptions& options) {
   auto args = std::make_shared<BindingArgs>();
   CLI::App* sub = app.add_subcommand(
-      "bind", "Move devices, with their whole IOMMU groups, to vfio-pci: checks, a journal, "
-              "rollback on failure. Exit 3 if a safety check refuses");
+      "bind",
+      "Move devices, with their whole IOMMU groups, to vfio-pci: checks, a journal, "
+      "rollback on failure. Exit 3 if a safety check refuses");
   sub->add_option("BDF", args->bdfs, "PCI addresses, e.g. 0000:01:00.0")->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan and the checks; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
@@ -388,8 +404,9 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options) {
 Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
   auto args = std::make_shared<BindingArgs>();
   CLI::App* sub = app.add_subcommand(
-      "unbind", "Return devices (and the rest of their IOMMU groups) from vfio-pci to their "
-                "original drivers, or to the default driver if vfiokit did not bind them");
+      "unbind",
+      "Return devices (and the rest of their IOMMU groups) from vfio-pci to their "
+      "original drivers, or to the default driver if vfiokit did not bind them");
   sub->add_option("BDF", args->bdfs, "PCI addresses")->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
@@ -402,8 +419,9 @@ Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
 Command add_restore_command(CLI::App& app, GlobalOptions& options) {
   auto args = std::make_shared<BindingArgs>();
   CLI::App* sub = app.add_subcommand(
-      "restore", "Return journalled devices to their original drivers, wherever an interrupted "
-                 "vfiokit left them (after a crash or kill -9)");
+      "restore",
+      "Return journalled devices to their original drivers, wherever an interrupted "
+      "vfiokit left them (after a crash or kill -9)");
   auto* bdfs = sub->add_option("BDF", args->bdfs, "PCI addresses of journalled devices");
   auto* all = sub->add_flag("--all", args->all, "Every device in the journal");
   bdfs->excludes(all);
@@ -423,8 +441,9 @@ Command add_restore_command(CLI::App& app, GlobalOptions& options) {
 Command add_persist_command(CLI::App& app, GlobalOptions& options) {
   auto args = std::make_shared<BindingArgs>();
   CLI::App* sub = app.add_subcommand(
-      "persist", "Keep devices (with their IOMMU groups) on vfio-pci from boot on: a udev rule "
-                 "that sets driver_override in the add event, and a modprobe softdep");
+      "persist",
+      "Keep devices (with their IOMMU groups) on vfio-pci from boot on: a udev rule "
+      "that sets driver_override in the add event, and a modprobe softdep");
   sub->add_option("BDF", args->bdfs, "PCI addresses");
   sub->add_flag("--remove", args->remove, "Remove the devices' persistence instead");
   sub->add_flag("--list", args->list, "List persisted devices");

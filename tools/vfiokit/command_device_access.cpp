@@ -45,33 +45,48 @@ int run_info(const GlobalOptions& options, const std::string& text) {
     Json jregions = Json::array();
     for (const auto& r : regions) {
       Json areas = Json::array();
-      for (const auto& a : r.mappable_areas()) areas.push_back({{"offset", hex(a.offset)}, {"size", a.size}});
-      jregions.push_back({{"index", r.index}, {"name", vfio::region_name(r.index)},
-                          {"size", r.size}, {"offset", hex(r.offset)},
-                          {"read", r.readable()}, {"write", r.writable()}, {"mmap", r.mappable()},
-                          {"sparse", r.sparse_areas.has_value()}, {"mmap_areas", areas},
+      for (const auto& a : r.mappable_areas())
+        areas.push_back({{"offset", hex(a.offset)}, {"size", a.size}});
+      jregions.push_back({{"index", r.index},
+                          {"name", vfio::region_name(r.index)},
+                          {"size", r.size},
+                          {"offset", hex(r.offset)},
+                          {"read", r.readable()},
+                          {"write", r.writable()},
+                          {"mmap", r.mappable()},
+                          {"sparse", r.sparse_areas.has_value()},
+                          {"mmap_areas", areas},
                           {"msix_mappable", r.msix_mappable},
                           {"type", r.type ? Json(*r.type) : Json(nullptr)},
                           {"subtype", r.subtype ? Json(*r.subtype) : Json(nullptr)}});
     }
     Json jirqs = Json::array();
     for (const auto& irq : irqs) {
-      jirqs.push_back({{"index", irq.index}, {"name", vfio::irq_index_name(irq.index)},
-                       {"count", irq.count}, {"eventfd", irq.eventfd()},
-                       {"maskable", irq.maskable()}, {"automasked", irq.automasked()},
+      jirqs.push_back({{"index", irq.index},
+                       {"name", vfio::irq_index_name(irq.index)},
+                       {"count", irq.count},
+                       {"eventfd", irq.eventfd()},
+                       {"maskable", irq.maskable()},
+                       {"automasked", irq.automasked()},
                        {"noresize", irq.noresize()}});
     }
     Json ranges = Json::array();
-    for (const auto& r : iommu.iova_ranges) ranges.push_back({{"start", hex(r.start)}, {"end", hex(r.end)}});
+    for (const auto& r : iommu.iova_ranges)
+      ranges.push_back({{"start", hex(r.start)}, {"end", hex(r.end)}});
     Json deps = Json::array();
-    for (const auto& d : hot_reset) deps.push_back({{"bdf", d.bdf.to_string()}, {"group", d.group}});
+    for (const auto& d : hot_reset)
+      deps.push_back({{"bdf", d.bdf.to_string()}, {"group", d.group}});
     std::cout << Json{{"bdf", bdf.to_string()},
-                      {"flags", {{"reset", device.info().resettable()}, {"pci", device.info().is_pci()}}},
+                      {"flags",
+                       {{"reset", device.info().resettable()}, {"pci", device.info().is_pci()}}},
                       {"regions", jregions},
                       {"irqs", jirqs},
-                      {"iommu", {{"backend", iommu.backend}, {"page_sizes", iommu.page_sizes},
-                                 {"iova_ranges", ranges},
-                                 {"dma_available", iommu.dma_available ? Json(*iommu.dma_available) : Json(nullptr)}}},
+                      {"iommu",
+                       {{"backend", iommu.backend},
+                        {"page_sizes", iommu.page_sizes},
+                        {"iova_ranges", ranges},
+                        {"dma_available",
+                         iommu.dma_available ? Json(*iommu.dma_available) : Json(nullptr)}}},
                       {"hot_reset_dependencies", deps}}
                      .dump(2)
               << '\n';
@@ -80,17 +95,20 @@ int run_info(const GlobalOptions& options, const std::string& text) {
   std::cout << bdf.to_string() << " through VFIO (" << iommu.backend << ")\n";
   std::cout << "  reset: " << (device.info().resettable() ? "VFIO_DEVICE_RESET available" : "none")
             << "; bus reset " << (hot_reset.empty() ? "not possible" : "also resets:");
-  for (const auto& d : hot_reset) std::cout << ' ' << d.bdf.to_string() << " (group " << d.group << ')';
+  for (const auto& d : hot_reset)
+    std::cout << ' ' << d.bdf.to_string() << " (group " << d.group << ')';
   std::cout << "\n  regions:\n";
   for (const auto& r : regions) {
     if (r.size == 0) continue;
     std::string areas;
     if (r.sparse_areas) {
       std::vector<std::string> parts;
-      for (const auto& a : *r.sparse_areas) parts.push_back(hex(a.offset) + "+" + human_size(a.size));
+      for (const auto& a : *r.sparse_areas)
+        parts.push_back(hex(a.offset) + "+" + human_size(a.size));
       areas = "  mmap only " + (parts.empty() ? std::string("nothing") : join(parts, ", "));
     }
-    std::cout << "    " << vfio::region_name(r.index) << std::string(8 - std::min<std::size_t>(7, vfio::region_name(r.index).size()), ' ')
+    std::cout << "    " << vfio::region_name(r.index)
+              << std::string(8 - std::min<std::size_t>(7, vfio::region_name(r.index).size()), ' ')
               << human_size(r.size) << "  " << r.flags_text() << areas
               << (r.msix_mappable ? "  msix-mappable" : "") << '\n';
   }
@@ -104,7 +122,8 @@ int run_info(const GlobalOptions& options, const std::string& text) {
   for (const auto& r : iommu.iova_ranges) {
     std::cout << "    usable IOVA " << hex(r.start) << " - " << hex(r.end) << '\n';
   }
-  if (iommu.dma_available) std::cout << "    DMA mappings still allowed: " << *iommu.dma_available << '\n';
+  if (iommu.dma_available)
+    std::cout << "    DMA mappings still allowed: " << *iommu.dma_available << '\n';
   return 0;
 }
 
@@ -128,9 +147,11 @@ int run_selftest_command(const GlobalOptions& options, const SelftestArgs& args)
   if (options.json) {
     Json stages = Json::array();
     for (const auto& r : results) {
-      stages.push_back({{"stage", r.name}, {"status", drivers::to_string(r.status)}, {"detail", r.detail}});
+      stages.push_back(
+          {{"stage", r.name}, {"status", drivers::to_string(r.status)}, {"detail", r.detail}});
     }
-    std::cout << Json{{"bdf", bdf.to_string()}, {"passed", passed}, {"stages", stages}}.dump(2) << '\n';
+    std::cout << Json{{"bdf", bdf.to_string()}, {"passed", passed}, {"stages", stages}}.dump(2)
+              << '\n';
   } else {
     std::cout << "selftest " << bdf.to_string() << '\n';
     for (const auto& r : results) {
@@ -148,8 +169,9 @@ int run_selftest_command(const GlobalOptions& options, const SelftestArgs& args)
 Command add_info_command(CLI::App& app, GlobalOptions& options) {
   auto bdf = std::make_shared<std::string>();
   CLI::App* sub = app.add_subcommand(
-      "info", "Show what VFIO offers for a device on vfio-pci: regions and their mmap areas, "
-              "interrupt indexes, IOMMU page sizes, usable IOVA ranges, DMA mappings left");
+      "info",
+      "Show what VFIO offers for a device on vfio-pci: regions and their mmap areas, "
+      "interrupt indexes, IOMMU page sizes, usable IOVA ranges, DMA mappings left");
   sub->add_option("BDF", *bdf, "PCI address of a device on vfio-pci")->required();
   sub->add_flag("--json", options.json, "Print JSON");
   return {sub, [&options, bdf] { return run_info(options, *bdf); }};
@@ -157,9 +179,10 @@ Command add_info_command(CLI::App& app, GlobalOptions& options) {
 
 Command add_selftest_command(CLI::App& app, GlobalOptions& options) {
   auto args = std::make_shared<SelftestArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "selftest", "Drive a device on vfio-pci from user space, stage by stage: config, bar, "
-                  "dma, irq-eventfd. Exit 0 if no stage fails");
+  CLI::App* sub =
+      app.add_subcommand("selftest",
+                         "Drive a device on vfio-pci from user space, stage by stage: config, bar, "
+                         "dma, irq-eventfd. Exit 0 if no stage fails");
   sub->add_option("BDF", args->bdf, "PCI address of a device on vfio-pci")->required();
   sub->add_option("--stage", args->stages, "Run only these stages (repeatable)");
   sub->add_option("--expect-serial", args->expected_serial,

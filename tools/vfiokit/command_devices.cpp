@@ -52,8 +52,10 @@ int run_list(const GlobalOptions& options) {
         for (const auto& blocker : iommu::group_blockers(members)) {
           blockers.push_back({{"bdf", blocker.bdf.to_string()}, {"driver", blocker.driver}});
         }
-        groups.push_back({{"group", *group}, {"viable", blockers.empty()},
-                          {"blockers", blockers}, {"devices", list}});
+        groups.push_back({{"group", *group},
+                          {"viable", blockers.empty()},
+                          {"blockers", blockers},
+                          {"devices", list}});
       } else {
         ungrouped = list;
       }
@@ -106,8 +108,8 @@ int run_check(const GlobalOptions& options, const std::string& text) {
   const auto checks = bind::assess_readiness(view, bdf, iommu::probe_host_iommu(paths));
   const bool ready = all_passed(checks);
   if (options.json) {
-    std::cout << Json{{"bdf", bdf.to_string()}, {"ready", ready}, {"checks", to_json(checks)}}
-                     .dump(2)
+    std::cout << Json{{"bdf", bdf.to_string()}, {"ready", ready}, {"checks", to_json(checks)}}.dump(
+                     2)
               << '\n';
   } else {
     pci::PciNames names;
@@ -132,8 +134,9 @@ Command add_list_command(CLI::App& app, GlobalOptions& options) {
 Command add_show_command(CLI::App& app, GlobalOptions& options) {
   auto bdf = std::make_shared<std::string>();
   CLI::App* sub = app.add_subcommand(
-      "show", "Show one PCI device: driver, IOMMU group, BARs, capabilities, MSI/MSI-X, reset "
-              "methods, SR-IOV, host use");
+      "show",
+      "Show one PCI device: driver, IOMMU group, BARs, capabilities, MSI/MSI-X, reset "
+      "methods, SR-IOV, host use");
   sub->add_option("BDF", *bdf, "PCI address, e.g. 0000:01:00.0")->required();
   sub->add_flag("--json", options.json, "Print JSON");
   return {sub, [&options, bdf] { return run_show(options, *bdf); }};
@@ -142,8 +145,9 @@ Command add_show_command(CLI::App& app, GlobalOptions& options) {
 Command add_check_command(CLI::App& app, GlobalOptions& options) {
   auto bdf = std::make_shared<std::string>();
   CLI::App* sub = app.add_subcommand(
-      "check", "Check one device for passthrough readiness, each item with its fix. Exit 0 if "
-               "nothing fails, 1 otherwise");
+      "check",
+      "Check one device for passthrough readiness, each item with its fix. Exit 0 if "
+      "nothing fails, 1 otherwise");
   sub->add_option("BDF", *bdf, "PCI address, e.g. 0000:01:00.0")->required();
   sub->add_flag("--json", options.json, "Print JSON");
   return {sub, [&options, bdf] { return run_check(options, *bdf); }};

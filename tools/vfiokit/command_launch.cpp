@@ -71,7 +71,7 @@ struct SignalGuard {
   }
   SignalGuard(const SignalGuard&) = delete;
   SignalGuard& operator=(const SignalGuard&) = delete;
-  struct sigaction saved[std::size(kForwardedSignals)] {};
+  struct sigaction saved[std::size(kForwardedSignals)]{};
 };
 
 std::chrono::milliseconds milliseconds(double seconds) {
@@ -85,8 +85,9 @@ struct ResolvedPayload {
 
 ResolvedPayload resolve_payload(const std::string& name_or_path) {
   if (name_or_path == "irq-probe") {
-    throw Error("launch", "irq-probe is the guest of `vfiokit selftest --stage irq-kvm`, which "
-                          "tells it which vectors to expect; it cannot run on its own")
+    throw Error("launch",
+                "irq-probe is the guest of `vfiokit selftest --stage irq-kvm`, which "
+                "tells it which vectors to expect; it cannot run on its own")
         .kind(ErrorKind::usage)
         .hint("run `vfiokit selftest BDF --stage irq-kvm`");
   }
@@ -107,7 +108,8 @@ ResolvedPayload resolve_payload(const std::string& name_or_path) {
   }
   throw Error("launch", "no payload '" + name_or_path + "'")
       .kind(ErrorKind::usage)
-      .hint("vfiokit carries " + join(names, ", ") + "; or give the path of your own flat binary "
+      .hint("vfiokit carries " + join(names, ", ") +
+            "; or give the path of your own flat binary "
             "(docs/payloads.md)");
 }
 
@@ -124,13 +126,16 @@ std::vector<std::uint8_t> parameters_for(const ResolvedPayload& payload, const L
   return bytes;
 }
 
-void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf, const vmm::LaunchResult& result) {
+void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf,
+                          const vmm::LaunchResult& result) {
   std::cout << "guest: " << args.memory_mib << " MiB of RAM, DMA-mapped at IOVA = guest-physical; "
             << bdf.to_string() << " is guest " << result.guest_bdf << '\n';
   for (const auto& line : result.layout) std::cout << "  " << line << '\n';
   if (result.first_instruction_ms) {
-    std::printf("guest's first instruction %.1f ms after vfiokit started", *result.first_instruction_ms);
-    if (result.first_mailbox_ms) std::printf(", first mailbox write %.1f ms", *result.first_mailbox_ms);
+    std::printf("guest's first instruction %.1f ms after vfiokit started",
+                *result.first_instruction_ms);
+    if (result.first_mailbox_ms)
+      std::printf(", first mailbox write %.1f ms", *result.first_mailbox_ms);
     std::printf("\n");
   }
   std::cout << "payload log:\n";
@@ -143,12 +148,11 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const ResolvedPayload payload = resolve_payload(args.payload);
   const std::vector<std::uint8_t> parameters = parameters_for(payload, args);  // before binding
   std::ostream* progress = options.json ? nullptr : &std::cout;
-  if (progress) *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
+  if (progress)
+    *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
   SignalGuard signals;
   g_interrupted = false;
-  BindingSession session(paths, bdf, args.force,
-                         milliseconds(args.wait_seconds),
-                         progress);
+  BindingSession session(paths, bdf, args.force, milliseconds(args.wait_seconds), progress);
   vmm::LaunchResult result;
   {
     vfio::OpenedDevice opened = vfio::open_vfio_device(paths, bdf);
@@ -168,14 +172,17 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     Json timing = Json::object();
     if (result.first_instruction_ms) timing["first_instruction_ms"] = *result.first_instruction_ms;
     if (result.first_mailbox_ms) timing["first_mailbox_ms"] = *result.first_mailbox_ms;
-    if (result.first_instruction_monotonic_ns) timing["first_instruction_monotonic_ns"] = *result.first_instruction_monotonic_ns;
-    if (result.first_mailbox_monotonic_ns) timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
+    if (result.first_instruction_monotonic_ns)
+      timing["first_instruction_monotonic_ns"] = *result.first_instruction_monotonic_ns;
+    if (result.first_mailbox_monotonic_ns)
+      timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
     Json moved = Json::array();
     for (const auto& b : session.moved()) moved.push_back(b.to_string());
     std::cout << Json{{"bdf", bdf.to_string()},
                       {"payload", payload.name},
                       {"passed", result.passed},
-                      {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code)) : Json(nullptr)},
+                      {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code))
+                                                  : Json(nullptr)},
                       {"done_code", result.done_code ? Json(*result.done_code) : Json(nullptr)},
                       {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
                       {"guest_bdf", result.guest_bdf},
@@ -253,18 +260,28 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
     if (options.json) {
       Json devices = Json::array();
       for (const auto& d : plan.devices) {
-        devices.push_back({{"bdf", d.bdf.to_string()}, {"driver", d.current_driver ? Json(*d.current_driver) : Json(nullptr)},
+        devices.push_back({{"bdf", d.bdf.to_string()},
+                           {"driver", d.current_driver ? Json(*d.current_driver) : Json(nullptr)},
                            {"note", d.note}});
       }
       Json refused = Json::array();
-      for (const auto& r : plan.refusals) refused.push_back({{"bdf", r.bdf.to_string()}, {"check", r.check}, {"reason", r.reason}});
-      std::cout << Json{{"dry_run", true}, {"devices", devices}, {"refused", refused}, {"command", command}}.dump(2) << '\n';
+      for (const auto& r : plan.refusals)
+        refused.push_back({{"bdf", r.bdf.to_string()}, {"check", r.check}, {"reason", r.reason}});
+      std::cout << Json{{"dry_run", true},
+                        {"devices", devices},
+                        {"refused", refused},
+                        {"command", command}}
+                       .dump(2)
+                << '\n';
     } else {
       std::cout << "plan: bind for the guest, restore when QEMU exits\n";
       for (const auto& d : plan.devices) {
-        std::cout << "  " << d.bdf.to_string() << "  " << d.current_driver.value_or("(none)") << "  " << d.note << '\n';
+        std::cout << "  " << d.bdf.to_string() << "  " << d.current_driver.value_or("(none)")
+                  << "  " << d.note << '\n';
       }
-      for (const auto& r : plan.refusals) std::cout << "  refused: " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason << '\n';
+      for (const auto& r : plan.refusals)
+        std::cout << "  refused: " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason
+                  << '\n';
       std::cout << "command:\n  " << vmm::shell_quote(command) << '\n';
     }
     return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
@@ -273,10 +290,9 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   SignalGuard signals;
   g_interrupted = false;
   g_signal = 0;
-  BindingSession session(paths, bdf, args.force,
-                         milliseconds(args.wait_seconds),
-                         progress);
-  const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
+  BindingSession session(paths, bdf, args.force, milliseconds(args.wait_seconds), progress);
+  const auto command =
+      vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
   if (g_interrupted) {  // stopped while binding (or waiting for the lock): no guest to start
     session.restore();
     throw Error("launch", std::string("stopped by SIG") + sigabbrev_np(g_signal.load()) +
@@ -289,13 +305,15 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
     const int forwarded = g_signal.load();
     std::cout << Json{{"command", command},
                       {"qemu_exit_status", status},
-                      {"signal_passed_on", forwarded ? Json(sigabbrev_np(forwarded)) : Json(nullptr)},
+                      {"signal_passed_on",
+                       forwarded ? Json(sigabbrev_np(forwarded)) : Json(nullptr)},
                       {"restored", true}}
                      .dump(2)
               << '\n';
   } else {
     std::cout << "QEMU exited with status " << status;
-    if (const int forwarded = g_signal.load()) std::cout << " after SIG" << sigabbrev_np(forwarded) << ", which vfiokit passed on";
+    if (const int forwarded = g_signal.load())
+      std::cout << " after SIG" << sigabbrev_np(forwarded) << ", which vfiokit passed on";
     std::cout << "; devices restored to their original drivers\n";
   }
   return status == 0 ? 0 : 1;
@@ -306,25 +324,31 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
 Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   auto args = std::make_shared<LaunchArgs>();
   CLI::App* sub = app.add_subcommand(
-      "launch", "Run a guest that owns the device: a payload in the built-in VMM (--payload) or a "
-                "full OS in QEMU (--qemu -- QEMU-ARGS...). The device's IOMMU group is bound for "
-                "the run and restored after it, whatever happens");
+      "launch",
+      "Run a guest that owns the device: a payload in the built-in VMM (--payload) or a "
+      "full OS in QEMU (--qemu -- QEMU-ARGS...). The device's IOMMU group is bound for "
+      "the run and restored after it, whatever happens");
   sub->add_option("BDF", args->bdf, "PCI address of the device")->required();
-  auto* payload = sub->add_option("--payload", args->payload,
-                                  "A payload vfiokit carries (edu-dma, nvme-identify, faulty, silent) or "
-                                  "the path of a flat binary (docs/payloads.md)");
+  auto* payload =
+      sub->add_option("--payload", args->payload,
+                      "A payload vfiokit carries (edu-dma, nvme-identify, faulty, silent) or "
+                      "the path of a flat binary (docs/payloads.md)");
   auto* qemu = sub->add_flag("--qemu", args->qemu, "Run QEMU with the device passed through");
   payload->excludes(qemu);
   sub->add_option("QEMU_ARGS", args->qemu_arguments, "Arguments for QEMU, after --");
-  sub->add_flag("--dry-run", args->dry_run, "With --qemu: print the plan and the command; change nothing");
+  sub->add_flag("--dry-run", args->dry_run,
+                "With --qemu: print the plan and the command; change nothing");
   sub->add_option("--qemu-binary", args->qemu_binary, "QEMU to run")->capture_default_str();
   sub->add_option("--expect-serial", args->expected_serial, "nvme-identify: the serial to expect");
   sub->add_option("--timeout", args->timeout_seconds, "Seconds to wait for the payload's result")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--memory", args->memory_mib, "Guest RAM in MiB (payloads)")
-      ->check(CLI::Range(4u, 1024u))->capture_default_str();
+      ->check(CLI::Range(4u, 1024u))
+      ->capture_default_str();
   sub->add_option("--wait", args->wait_seconds, "Seconds to wait for another vfiokit to finish")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   sub->add_flag("--json", options.json, "Print JSON");
   sub->add_flag("--force-boot-vga", args->force.boot_vga, "Bind the boot VGA device anyway");
   sub->add_flag("--force-net", args->force.net, "Bind although its network interfaces are in use");
@@ -342,7 +366,8 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
     }
   });
   return {sub, [&options, args] {
-            return args->qemu ? run_qemu_launch(options, *args) : run_payload_launch(options, *args);
+            return args->qemu ? run_qemu_launch(options, *args)
+                              : run_payload_launch(options, *args);
           }};
 }
 

@@ -15,10 +15,9 @@ std::string capability_label(std::string_view name, unsigned id) {
 }
 
 std::string msix_summary(const pci::MsixCapability& msix) {
-  return std::to_string(msix.table_size) + " vectors, table BAR" +
-         std::to_string(msix.table_bar) + "+" + hex(msix.table_offset) + ", PBA BAR" +
-         std::to_string(msix.pba_bar) + "+" + hex(msix.pba_offset) +
-         (msix.enabled ? ", enabled" : "");
+  return std::to_string(msix.table_size) + " vectors, table BAR" + std::to_string(msix.table_bar) +
+         "+" + hex(msix.table_offset) + ", PBA BAR" + std::to_string(msix.pba_bar) + "+" +
+         hex(msix.pba_offset) + (msix.enabled ? ", enabled" : "");
 }
 
 std::string msi_summary(const pci::MsiCapability& msi) {
@@ -49,8 +48,9 @@ std::string describe(const NamedDevice& named) {
   if (!named.vendor_name.empty()) names.push_back(named.vendor_name);
   if (!named.device_name.empty()) names.push_back(named.device_name);
   if (names.empty()) names.emplace_back("unknown device");
-  return or_unknown(named.class_name) + " [" + pci::class_hex(d.class_code) + "]: " +
-         join(names, " ") + " [" + pci::id_hex(d.vendor_id) + ':' + pci::id_hex(d.device_id) + ']';
+  return or_unknown(named.class_name) + " [" + pci::class_hex(d.class_code) +
+         "]: " + join(names, " ") + " [" + pci::id_hex(d.vendor_id) + ':' +
+         pci::id_hex(d.device_id) + ']';
 }
 
 Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
@@ -85,8 +85,10 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
   j["flr"] = d.config.pcie && d.config.pcie->function_level_reset;
   Json bars = Json::array();
   for (const auto& bar : d.bars) {
-    bars.push_back({{"index", bar.index}, {"kind", pci::to_string(bar.kind)},
-                    {"prefetchable", bar.prefetchable}, {"size", bar.size},
+    bars.push_back({{"index", bar.index},
+                    {"kind", pci::to_string(bar.kind)},
+                    {"prefetchable", bar.prefetchable},
+                    {"size", bar.size},
                     {"address", hex(bar.address)}});
   }
   j["bars"] = bars;
@@ -94,27 +96,31 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
   j["config_size"] = d.config.size;
   Json caps = Json::array();
   for (const auto& cap : d.config.capabilities) {
-    caps.push_back({{"id", hex(cap.id)}, {"offset", hex(cap.offset)},
-                    {"name", pci::capability_name(cap.id)}});
+    caps.push_back(
+        {{"id", hex(cap.id)}, {"offset", hex(cap.offset)}, {"name", pci::capability_name(cap.id)}});
   }
   j["capabilities"] = caps;
   Json ext = Json::array();
   for (const auto& cap : d.config.extended_capabilities) {
-    ext.push_back({{"id", hex(cap.id)}, {"version", cap.version}, {"offset", hex(cap.offset)},
+    ext.push_back({{"id", hex(cap.id)},
+                   {"version", cap.version},
+                   {"offset", hex(cap.offset)},
                    {"name", pci::extended_capability_name(cap.id)}});
   }
   j["extended_capabilities"] = ext;
   if (const auto& msi = d.config.msi) {
-    j["msi"] = {{"offset", hex(msi->offset)}, {"vectors", msi->vectors_capable},
+    j["msi"] = {{"offset", hex(msi->offset)},
+                {"vectors", msi->vectors_capable},
                 {"address_64bit", msi->address_64bit},
-                {"per_vector_masking", msi->per_vector_masking}, {"enabled", msi->enabled}};
+                {"per_vector_masking", msi->per_vector_masking},
+                {"enabled", msi->enabled}};
   } else {
     j["msi"] = nullptr;
   }
   if (const auto& msix = d.config.msix) {
-    j["msix"] = {{"offset", hex(msix->offset)},      {"vectors", msix->table_size},
-                 {"table_bar", msix->table_bar},     {"table_offset", hex(msix->table_offset)},
-                 {"pba_bar", msix->pba_bar},         {"pba_offset", hex(msix->pba_offset)},
+    j["msix"] = {{"offset", hex(msix->offset)},  {"vectors", msix->table_size},
+                 {"table_bar", msix->table_bar}, {"table_offset", hex(msix->table_offset)},
+                 {"pba_bar", msix->pba_bar},     {"pba_offset", hex(msix->pba_offset)},
                  {"enabled", msix->enabled}};
   } else {
     j["msix"] = nullptr;
@@ -123,16 +129,21 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
   if (usage) {
     Json net = Json::array();
     for (const auto& n : usage->net) {
-      net.push_back({{"name", n.name}, {"up", n.up}, {"ipv4_routes", n.ipv4_routes},
+      net.push_back({{"name", n.name},
+                     {"up", n.up},
+                     {"ipv4_routes", n.ipv4_routes},
                      {"ipv6_routes", n.ipv6_routes},
                      {"master", n.master ? Json(*n.master) : Json(nullptr)},
                      {"in_use", n.in_use()}});
     }
     Json block = Json::array();
     for (const auto& b : usage->block) {
-      block.push_back({{"name", b.name}, {"dev", b.device_number},
-                       {"mount_points", b.mount_points}, {"holders", b.holders},
-                       {"swap", b.swap}, {"in_use", b.in_use()}});
+      block.push_back({{"name", b.name},
+                       {"dev", b.device_number},
+                       {"mount_points", b.mount_points},
+                       {"holders", b.holders},
+                       {"swap", b.swap},
+                       {"in_use", b.in_use()}});
     }
     j["host_use"] = {{"net", net}, {"block", block}};
   }

@@ -23,7 +23,6 @@ struct NamedDevice {
 };
 NamedDevice name_device(pci::PciNames& names, pci::PciDevice device);
 
-
 // "Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express Controller [1b36:0010]"
 std::string describe(const NamedDevice& named);
 

@@ -38,14 +38,16 @@ CheckResult assess_iommu(const iommu::HostIommu& host) {
                     join(names, ", ") + "), " + std::to_string(host.groups.size()) +
                     " IOMMU groups";
     if (iommu::cmdline_has(host.kernel_cmdline, "iommu=pt")) {
-      check.summary += "; iommu=pt: host drivers' DMA is identity-mapped, VFIO groups still get "
-                       "their own translated domains";
+      check.summary +=
+          "; iommu=pt: host drivers' DMA is identity-mapped, VFIO groups still get "
+          "their own translated domains";
     }
     return check;
   }
   check.status = CheckStatus::fail;
   if (host.firmware_dmar && !prefers_amd(host)) {
-    check.summary = "Intel VT-d is described by firmware (ACPI DMAR) but the kernel did not enable it";
+    check.summary =
+        "Intel VT-d is described by firmware (ACPI DMAR) but the kernel did not enable it";
     check.fix = iommu::cmdline_has(host.kernel_cmdline, "intel_iommu=off")
                     ? "remove intel_iommu=off from the kernel command line and reboot"
                     : "add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in "
@@ -80,10 +82,12 @@ CheckResult assess_interrupt_remapping(const iommu::HostIommu& host) {
   });
   if (host.allow_unsafe_interrupts.value_or(false)) {
     check.status = CheckStatus::warn;
-    check.summary = "not active; vfio_iommu_type1 allow_unsafe_interrupts=Y lets VFIO go on, but a "
-                    "device can then forge interrupts to the host";
-    check.fix = "enable interrupt remapping (do not boot with intremap=off) and drop "
-                "allow_unsafe_interrupts";
+    check.summary =
+        "not active; vfio_iommu_type1 allow_unsafe_interrupts=Y lets VFIO go on, but a "
+        "device can then forge interrupts to the host";
+    check.fix =
+        "enable interrupt remapping (do not boot with intremap=off) and drop "
+        "allow_unsafe_interrupts";
     return check;
   }
   check.status = CheckStatus::fail;
@@ -98,8 +102,9 @@ CheckResult assess_interrupt_remapping(const iommu::HostIommu& host) {
                       "interrupt remapping";
   } else {
     check.summary = "not active: VFIO will refuse to enable MSI/MSI-X without it";
-    check.fix = "enable interrupt remapping in firmware; only if you trust the device, load "
-                "vfio_iommu_type1 with allow_unsafe_interrupts=1";
+    check.fix =
+        "enable interrupt remapping in firmware; only if you trust the device, load "
+        "vfio_iommu_type1 with allow_unsafe_interrupts=1";
   }
   return check;
 }
@@ -136,7 +141,8 @@ CheckResult assess_vfio_container(const DoctorFacts& facts) {
     check.summary = "/dev/vfio/vfio is not a character device";
     check.fix = "remove it and reload the vfio module";
   } else if (node.open_errno != 0) {
-    check.summary = "/dev/vfio/vfio cannot be opened: " + std::string(std::strerror(node.open_errno));
+    check.summary =
+        "/dev/vfio/vfio cannot be opened: " + std::string(std::strerror(node.open_errno));
     check.fix = node.open_errno == EACCES ? "run as root, or grant access to /dev/vfio/vfio"
                                           : "check dmesg for vfio errors";
   } else if (node.api_version != VFIO_API_VERSION) {
@@ -159,8 +165,9 @@ CheckResult assess_kvm(const DoctorFacts& facts) {
     kvm::KvmHostFacts host = facts.kvm_host;
     host.error = error;
     const Error e = kvm::diagnose_kvm_failure(host, operation);
-    check.summary = std::string(e.what()) + ": guests cannot be launched (user-space drivers can "
-                                            "still use VFIO)";
+    check.summary = std::string(e.what()) +
+                    ": guests cannot be launched (user-space drivers can "
+                    "still use VFIO)";
     check.fix = e.hint();
     return check;
   };
@@ -192,9 +199,10 @@ CheckResult assess_memlock(const MemlockFact& memlock) {
     check.status = CheckStatus::warn;
     check.summary = "RLIMIT_MEMLOCK " + mib(memlock.soft) +
                     ": every DMA-mapped page is pinned and counted against it";
-    check.fix = "raise it to at least the DMA memory (a guest's RAM): ulimit -l unlimited, "
-                "LimitMEMLOCK=infinity in a systemd unit, or memlock in "
-                "/etc/security/limits.conf";
+    check.fix =
+        "raise it to at least the DMA memory (a guest's RAM): ulimit -l unlimited, "
+        "LimitMEMLOCK=infinity in a systemd unit, or memlock in "
+        "/etc/security/limits.conf";
   }
   return check;
 }
@@ -222,15 +230,15 @@ DoctorFacts gather_doctor_facts(const HostPaths& paths) {
   struct rlimit limit {};
   ::getrlimit(RLIMIT_MEMLOCK, &limit);
   facts.memlock.soft = limit.rlim_cur;
-  facts.memlock.cap_ipc_lock = has_capability(
-      read_file_if_exists(paths.proc / "self/status").value_or(""), kCapIpcLock);
+  facts.memlock.cap_ipc_lock =
+      has_capability(read_file_if_exists(paths.proc / "self/status").value_or(""), kCapIpcLock);
   return facts;
 }
 
 std::vector<CheckResult> assess_doctor_facts(const DoctorFacts& facts) {
-  return {assess_iommu(facts.iommu),   assess_interrupt_remapping(facts.iommu),
-          assess_modules(facts),       assess_vfio_container(facts),
-          assess_kvm(facts),           assess_memlock(facts.memlock)};
+  return {assess_iommu(facts.iommu), assess_interrupt_remapping(facts.iommu),
+          assess_modules(facts),     assess_vfio_container(facts),
+          assess_kvm(facts),         assess_memlock(facts.memlock)};
 }
 
 }  // namespace vfiokit::cli

@@ -10,9 +10,12 @@ namespace {
 // Passes stay quiet ("ok"); what needs attention is in capitals so it stands out in a column.
 std::string_view status_word(CheckStatus status) {
   switch (status) {
-    case CheckStatus::pass: return "ok";
-    case CheckStatus::warn: return "WARN";
-    case CheckStatus::fail: return "FAIL";
+    case CheckStatus::pass:
+      return "ok";
+    case CheckStatus::warn:
+      return "WARN";
+    case CheckStatus::fail:
+      return "FAIL";
   }
   return "FAIL";
 }
@@ -33,7 +36,8 @@ void print_checks(std::ostream& out, const std::vector<CheckResult>& checks) {
 }
 
 nlohmann::json to_json(const CheckResult& check) {
-  nlohmann::json j = {{"id", check.id}, {"status", to_string(check.status)}, {"summary", check.summary}};
+  nlohmann::json j = {
+      {"id", check.id}, {"status", to_string(check.status)}, {"summary", check.summary}};
   if (!check.fix.empty()) j["fix"] = check.fix;
   return j;
 }
