@@ -11,8 +11,7 @@ namespace vfiokit {
 
 EpollWaiter::EpollWaiter() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
   if (!epoll_) {
-    const int err = errno;
-    throw Error::from_errno(err, "epoll_create1");
+    throw Error::from_last_errno("epoll_create1");
   }
 }
 
@@ -21,15 +20,13 @@ void EpollWaiter::add(int fd, std::uint64_t token) {
   event.events = EPOLLIN;
   event.data.u64 = token;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "epoll_ctl add").with("fd", std::to_string(fd));
+    throw Error::from_last_errno("epoll_ctl add").with("fd", std::to_string(fd));
   }
 }
 
 void EpollWaiter::remove(int fd) {
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "epoll_ctl del").with("fd", std::to_string(fd));
+    throw Error::from_last_errno("epoll_ctl del").with("fd", std::to_string(fd));
   }
 }
 

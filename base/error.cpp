@@ -1,5 +1,6 @@
 #include "base/error.h"
 
+#include <cerrno>
 #include <cstring>
 
 namespace vfiokit {
@@ -14,6 +15,11 @@ Error Error::from_errno(int saved_errno, std::string operation, std::string mess
   e.errno_ = saved_errno;
   e.rebuild_what();
   return e;
+}
+
+Error Error::from_last_errno(std::string_view operation, std::string_view message) {
+  const int saved_errno = errno;
+  return from_errno(saved_errno, std::string(operation), std::string(message));
 }
 
 Error& Error::with(std::string key, std::string value) & {

@@ -29,6 +29,9 @@ class Error : public std::exception {
   // `saved_errno` must be captured right after the failing call, before anything (logging
   // included) can overwrite errno.
   static Error from_errno(int saved_errno, std::string operation, std::string message = {});
+  // The same with errno as it is now: call it first thing after the failing call. The views are
+  // copied only after errno is saved, so building the Error cannot disturb it.
+  static Error from_last_errno(std::string_view operation, std::string_view message = {});
 
   Error& with(std::string key, std::string value) &;
   Error&& with(std::string key, std::string value) &&;

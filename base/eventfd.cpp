@@ -12,8 +12,7 @@ namespace vfiokit {
 EventFd EventFd::create() {
   UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!fd) {
-    const int err = errno;
-    throw Error::from_errno(err, "eventfd");
+    throw Error::from_last_errno("eventfd");
   }
   return EventFd(std::move(fd));
 }
@@ -29,8 +28,7 @@ std::uint64_t EventFd::consume() {
 
 void EventFd::signal(std::uint64_t count) {
   if (::write(fd_.get(), &count, sizeof count) != sizeof count) {
-    const int err = errno;
-    throw Error::from_errno(err, "write eventfd").with("fd", std::to_string(fd_.get()));
+    throw Error::from_last_errno("write eventfd").with("fd", std::to_string(fd_.get()));
   }
 }
 

@@ -19,8 +19,7 @@ UniqueFd open_or_throw(const fs::path& path, int flags, std::string_view operati
                        mode_t mode = 0) {
   UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC, mode));
   if (!fd) {
-    const int err = errno;
-    throw Error::from_errno(err, std::string(operation)).with("path", path.string());
+    throw Error::from_last_errno(operation).with("path", path.string());
   }
   return fd;
 }
@@ -101,8 +100,7 @@ std::vector<std::string> list_dir(const fs::path& path) {
 void write_attribute(const fs::path& path, std::string_view value) {
   const UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) {
-    const int err = errno;
-    throw Error::from_errno(err, "write")
+    throw Error::from_last_errno("write")
         .with("path", path.string())
         .with("value", std::string(trim(value)));
   }
@@ -110,8 +108,7 @@ void write_attribute(const fs::path& path, std::string_view value) {
   // count consumed; a short count means the attribute did not accept the rest.
   const ssize_t n = ::write(fd.get(), value.data(), value.size());
   if (n < 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "write")
+    throw Error::from_last_errno("write")
         .with("path", path.string())
         .with("value", std::string(trim(value)));
   }
@@ -138,19 +135,16 @@ void write_file_durable(const fs::path& path, std::string_view contents, unsigne
       done += static_cast<std::size_t>(n);
     }
     if (::fsync(fd.get()) != 0) {
-      const int err = errno;
-      throw Error::from_errno(err, "fsync").with("path", tmp.string());
+      throw Error::from_last_errno("fsync").with("path", tmp.string());
     }
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "rename").with("path", path.string());
+    throw Error::from_last_errno("rename").with("path", path.string());
   }
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   const UniqueFd dir_fd = open_or_throw(dir, O_RDONLY | O_DIRECTORY, "open directory");
   if (::fsync(dir_fd.get()) != 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "fsync").with("path", dir.string());
+    throw Error::from_last_errno("fsync").with("path", dir.string());
   }
 }
 

@@ -19,8 +19,8 @@
 
 #include "base/error.h"
 #include "base/eventfd.h"
-#include "kvm/guest.h"
 #include "msix/msi.h"
+#include "payloads/guest.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
 
@@ -43,10 +43,10 @@ int main(int argc, char** argv) {
     const kvm::KvmSystem system = kvm::KvmSystem::open();
     vfiokit_irq_params params{};
     params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
-    kvm::GuestOptions options;
+    payloads::GuestOptions options;
     options.parameters.resize(sizeof params);
     std::memcpy(options.parameters.data(), &params, sizeof params);
-    kvm::PayloadGuest guest(system, payloads::find("irq-probe")->image, options);
+    payloads::PayloadGuest guest(system, payloads::find("irq-probe")->image, options);
     const msix::MsiMessage message = msix::encode_msi({0, 0x30});
     const std::uint32_t gsi = guest.routes().gsis().allocate(1)[0];
     guest.routes().stage(gsi, message);

@@ -89,43 +89,11 @@ int run_floor() {
   return 0;
 }
 
-struct Child {
-  pid_t pid = -1;
-  int output = -1;  // its stdout
-};
-
-Child spawn(const std::vector<std::string>& argv) {
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) < 0) die("pipe");
-  const pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    ::dup2(pipe_fds[1], STDOUT_FILENO);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(pipe_fds[1]);
-  return {pid, pipe_fds[0]};
-}
-
-std::string read_all(int fd) {
-  std::string out;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
-    out.append(buffer, static_cast<std::size_t>(n));
-  ::close(fd);
-  return out;
-}
-
-int wait_child(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+// The program's stdout comes back through a pipe; its stderr goes where ours does.
+ChildProcess spawn(const std::vector<std::string>& argv) {
+  ChildOptions options;
+  options.output = ChildOutput::capture_stdout;
+  return ChildProcess::spawn(argv, options);
 }
 
 struct Sample {
@@ -137,18 +105,18 @@ double ms(std::int64_t from, std::int64_t to) { return static_cast<double>(to - 
 
 Sample floor_round(const std::string& self) {
   const std::int64_t start = now_ns();
-  const Child child = spawn({self, "--floor"});
-  const std::string out = read_all(child.output);
-  if (wait_child(child.pid) != 0) throw Error("bench", "the floor program failed");
+  ChildProcess child = spawn({self, "--floor"});
+  const std::string out = child.read_output();
+  if (!child.wait().success()) throw Error("bench", "the floor program failed");
   const double at = ms(start, std::stoll(out));
   return {at, at};  // its one OUT is both
 }
 
 Sample payload_round(const std::string& bdf) {
   const std::int64_t start = now_ns();
-  const Child child = spawn({"vfiokit", "launch", bdf, "--payload", "faulty", "--json"});
-  const std::string out = read_all(child.output);
-  wait_child(child.pid);  // faulty fails on purpose (exit 1); its timings are what counts
+  ChildProcess child = spawn({"vfiokit", "launch", bdf, "--payload", "faulty", "--json"});
+  const std::string out = child.read_output();
+  child.wait();  // faulty fails on purpose (exit 1); its timings are what counts
   const auto json = nlohmann::json::parse(out);
   const auto& timing = json.at("timing");
   return {ms(start, timing.at("first_instruction_monotonic_ns").get<std::int64_t>()),
@@ -170,23 +138,23 @@ Sample qemu_round(const std::string& bdf, const std::string& payload_path) {
   const int started = open_fifo("/tmp/launch-bench-started");
   const int log = open_fifo("/tmp/launch-bench-log");
   const std::int64_t start = now_ns();
-  const Child child = spawn({"vfiokit",  "launch",
-                             bdf,        "--qemu",
-                             "--json",   "--",
-                             "-M",       "q35",
-                             "-accel",   "kvm",
-                             "-cpu",     "host",
-                             "-m",       "16M",
-                             "-display", "none",
-                             "-vga",     "none",
-                             "-monitor", "none",
-                             "-serial",  "none",
-                             "-nic",     "none",
-                             "-kernel",  payload_path,
-                             "-chardev", "pipe,id=started,path=/tmp/launch-bench-started",
-                             "-device",  "isa-debugcon,iobase=0x505,chardev=started",
-                             "-chardev", "pipe,id=log,path=/tmp/launch-bench-log",
-                             "-device",  "isa-debugcon,iobase=0x503,chardev=log"});
+  ChildProcess child = spawn({"vfiokit",  "launch",
+                              bdf,        "--qemu",
+                              "--json",   "--",
+                              "-M",       "q35",
+                              "-accel",   "kvm",
+                              "-cpu",     "host",
+                              "-m",       "16M",
+                              "-display", "none",
+                              "-vga",     "none",
+                              "-monitor", "none",
+                              "-serial",  "none",
+                              "-nic",     "none",
+                              "-kernel",  payload_path,
+                              "-chardev", "pipe,id=started,path=/tmp/launch-bench-started",
+                              "-device",  "isa-debugcon,iobase=0x505,chardev=started",
+                              "-chardev", "pipe,id=log,path=/tmp/launch-bench-log",
+                              "-device",  "isa-debugcon,iobase=0x503,chardev=log"});
   std::optional<std::int64_t> first_instruction, first_mailbox;
   const std::int64_t deadline = start + std::int64_t{120} * 1000000000;
   while ((!first_instruction || !first_mailbox) && now_ns() < deadline) {
@@ -202,9 +170,9 @@ Sample qemu_round(const std::string& bdf, const std::string& payload_path) {
       first_mailbox = at;
     }
   }
-  ::kill(child.pid, SIGTERM);  // passed on to QEMU; the devices are restored
-  read_all(child.output);
-  wait_child(child.pid);
+  child.kill(SIGTERM);  // passed on to QEMU; the devices are restored
+  child.read_output();
+  child.wait();
   ::close(started);
   ::close(log);
   if (!first_instruction || !first_mailbox)

@@ -22,8 +22,7 @@ StateLock::StateLock(const fs::path& run_dir, std::chrono::milliseconds wait) {
   const fs::path path = run_dir / "lock";
   fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd_) {
-    const int err = errno;
-    throw Error::from_errno(err, "open lock").with("path", path.string());
+    throw Error::from_last_errno("open lock").with("path", path.string());
   }
   const auto deadline = std::chrono::steady_clock::now() + wait;
   bool announced = false;

@@ -1,9 +1,7 @@
 #include "bind/sysfs_ops.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,55 +13,43 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/kmod.h"
-#include "base/unique_fd.h"
+#include "base/process.h"
 
 namespace vfiokit::bind {
 namespace {
 
 // The write happens in a child process: a sysfs write stuck in a driver's remove() sleeps
 // uninterruptibly, and a child can be left behind where a thread would keep this process from
-// ever exiting. The child reports errno through its exit status.
+// ever exiting. The child reports errno through its exit status, and keeps no descriptor but the
+// attribute: a child stuck in the kernel must not hold the state lock, a VFIO node or a pipe of
+// whoever runs vfiokit.
 void write_in_child(const std::filesystem::path& attribute, std::string_view value,
                     std::chrono::milliseconds timeout) {
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "fork").with("path", attribute.string());
-  }
-  if (pid == 0) {
-    const int fd = ::open(attribute.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) ::_exit(errno & 0xff);
+  const std::string path = attribute.string();  // prepared here: the child may not allocate
+  ChildProcess child = ChildProcess::fork([&path, value]() -> int {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno & 0xff;
+    if (fd > 0) ::close_range(0, static_cast<unsigned>(fd) - 1, 0);
+    ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
     const ssize_t n = ::write(fd, value.data(), value.size());
-    ::_exit(n < 0 ? (errno & 0xff) : 0);
-  }
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) {
-    const int err = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    throw Error::from_errno(err, "pidfd_open").with("path", attribute.string());
-  }
-  pollfd waiter{pidfd.get(), POLLIN, 0};
-  int ready;
-  do {
-    ready = ::poll(&waiter, 1, static_cast<int>(timeout.count()));
-  } while (ready < 0 && errno == EINTR);
-  if (ready == 0) {
-    // Leave the child: it is blocked in the kernel and cannot be killed until the driver lets go.
+    return n < 0 ? (errno & 0xff) : 0;
+  });
+  const std::optional<ExitStatus> status = child.wait_for(timeout);
+  if (!status) {
+    // It is blocked in the kernel and dies only when the driver lets go: leave it to init.
+    child.kill(SIGKILL);
+    child.abandon();
     throw Error::from_errno(
         ETIMEDOUT, "write",
         "the kernel did not finish the write in " + std::to_string(timeout.count()) + " ms")
-        .with("path", attribute.string())
+        .with("path", path)
         .with("value", std::string(trim(value)))
         .hint("the driver's remove() is stuck; see dmesg, and the device may need a reboot");
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  const int child_errno = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+  const int child_errno = status->signal != 0 ? EIO : status->code;
   if (child_errno != 0) {
     throw Error::from_errno(child_errno, "write")
-        .with("path", attribute.string())
+        .with("path", path)
         .with("value", std::string(trim(value)));
   }
 }
@@ -87,8 +73,7 @@ void LiveSysfsOps::load_module(std::string_view name) {
 
 void LiveSysfsOps::set_owner(const std::filesystem::path& node, uid_t uid, gid_t gid) {
   if (::chown(node.c_str(), uid, gid) != 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "chown").with("path", node.string());
+    throw Error::from_last_errno("chown").with("path", node.string());
   }
 }
 

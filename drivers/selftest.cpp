@@ -14,11 +14,11 @@
 #include "drivers/nvme.h"
 #include "iommu/dma.h"
 #include "iommu/dma_sync.h"
-#include "kvm/guest.h"
 #include "kvm/system.h"
 #include "msix/msi.h"
 #include "msix/vectors.h"
 #include "msix/wiring.h"
+#include "payloads/guest.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
 #include "pci/config_space.h"
@@ -249,11 +249,11 @@ StageResult stage_irq_kvm(Context& ctx) {
     params.vectors[v] = static_cast<std::uint8_t>(kFirstGuestVector + v);
     messages.push_back(msix::encode_msi({0, params.vectors[v]}));
   }
-  kvm::GuestOptions options;
+  payloads::GuestOptions options;
   options.parameters.resize(sizeof params);
   std::memcpy(options.parameters.data(), &params, sizeof params);
   const auto payload = payloads::find("irq-probe");
-  kvm::PayloadGuest guest(kvm, payload->image, options);
+  payloads::PayloadGuest guest(kvm, payload->image, options);
   msix::MsixWiring wiring(device, index, guest.routes());
   wiring.wire(messages);
   guest.start();

@@ -111,8 +111,7 @@ DmaBuffer DmaBuffer::allocate(std::size_t size, const DmaBufferOptions& options)
   }
   if (!memory) memory = map_anonymous(round_up(size, kSmallPage), 0);
   if (!memory) {
-    const int err = errno;
-    throw Error::from_errno(err, "allocate DMA buffer").with("size", human_size(size));
+    throw Error::from_last_errno("allocate DMA buffer").with("size", human_size(size));
   }
   DmaBuffer buffer(std::move(memory), backing);
   if (options.prefault) prefault(buffer.bytes(), buffer.page_size(), options.prefault_threads);

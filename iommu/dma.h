@@ -109,10 +109,6 @@ class DmaSpace {
   IovaAllocator allocator_;
 };
 
-}  // namespace vfiokit::iommu
-
-namespace vfiokit::iommu {
-
 // The host physical address behind a virtual address of this process, from /proc/self/pagemap
 // (root only: others see PFN 0). nullopt when the page is not present or unreadable.
 std::optional<std::uint64_t> physical_address(const void* address);

@@ -41,13 +41,12 @@ VfioContainer VfioContainer::open(const HostPaths& paths) {
   const auto node = paths.dev / "vfio/vfio";
   UniqueFd fd(::open(node.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) {
-    const int err = errno;
-    throw Error::from_errno(err, "open VFIO container")
-        .with("path", node.string())
-        .hint(err == ENOENT ? "load the vfio module (modprobe vfio-pci); see `vfiokit doctor`"
-                            : "see `vfiokit doctor`");
+    Error e = Error::from_last_errno("open VFIO container").with("path", node.string());
+    throw e.hint(e.errno_value() == ENOENT
+                     ? "load the vfio module (modprobe vfio-pci); see `vfiokit doctor`"
+                     : "see `vfiokit doctor`");
   }
-  const int version = do_ioctl(fd.get(), vfio_uapi::kGetApiVersion);
+  const int version = do_ioctl(fd.get(), uapi::kGetApiVersion);
   if (version != VFIO_API_VERSION) {
     throw Error("open VFIO container", "API version " + std::to_string(version) + ", expected " +
                                            std::to_string(VFIO_API_VERSION));
@@ -56,24 +55,24 @@ VfioContainer VfioContainer::open(const HostPaths& paths) {
 }
 
 bool VfioContainer::has_extension(unsigned long extension) const {
-  return try_ioctl(fd_.get(), vfio_uapi::kCheckExtension, extension) > 0;
+  return try_ioctl(fd_.get(), uapi::kCheckExtension, extension) > 0;
 }
 
 VfioGroupFd VfioGroupFd::open(const HostPaths& paths, unsigned number) {
   const auto node = vfio_group_node(paths, number);
   UniqueFd fd(::open(node.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) {
-    const int err = errno;
-    Error e = Error::from_errno(err, "open VFIO group")
+    Error e = Error::from_last_errno("open VFIO group")
                   .with("group", std::to_string(number))
                   .with("path", node.string());
+    const int err = e.errno_value();
     if (err == ENOENT) e.hint("no device of the group is on vfio-pci: run `vfiokit bind` first");
     if (err == EBUSY) e.hint("another process has the group open (see `vfiokit show`)");
     throw e;
   }
   vfio_group_status status{};
   status.argsz = sizeof status;
-  do_ioctl(fd.get(), vfio_uapi::kGroupGetStatus, &status);
+  do_ioctl(fd.get(), uapi::kGroupGetStatus, &status);
   if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) throw not_viable_error(paths, number);
   return VfioGroupFd(std::move(fd), number);
 }
@@ -81,7 +80,7 @@ VfioGroupFd VfioGroupFd::open(const HostPaths& paths, unsigned number) {
 void VfioGroupFd::attach(const VfioContainer& container) {
   const std::int32_t container_fd = container.fd();
   try {
-    do_ioctl(fd_.get(), vfio_uapi::kGroupSetContainer, &container_fd);
+    do_ioctl(fd_.get(), uapi::kGroupSetContainer, &container_fd);
   } catch (Error& e) {
     e.with("group", std::to_string(number_));
     throw;
@@ -90,9 +89,9 @@ void VfioGroupFd::attach(const VfioContainer& container) {
 
 UniqueFd VfioGroupFd::device_fd(const pci::Bdf& bdf) const {
   const std::string name = bdf.to_string();
-  const int fd = try_ioctl(fd_.get(), vfio_uapi::kGroupGetDeviceFd, name.c_str());
+  const int fd = try_ioctl(fd_.get(), uapi::kGroupGetDeviceFd, name.c_str());
   if (fd < 0) {
-    throw ioctl_error(fd, vfio_uapi::kGroupGetDeviceFd.name)
+    throw ioctl_error(fd, uapi::kGroupGetDeviceFd.name)
         .with("bdf", name)
         .with("group", std::to_string(number_));
   }
@@ -138,7 +137,7 @@ UniqueFd Type1Backend::open_device(const pci::Bdf& bdf) {
         throw Error("set IOMMU", "the container offers neither type1v2 nor type1")
             .hint("load vfio_iommu_type1");
       }
-      do_ioctl(container_.fd(), vfio_uapi::kSetIommu, iommu_type_);
+      do_ioctl(container_.fd(), uapi::kSetIommu, iommu_type_);
       spdlog::debug("container uses {}", name());
     }
   }
@@ -150,7 +149,7 @@ IommuInfo Type1Backend::info() {
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buffer.data());
     info->argsz = static_cast<std::uint32_t>(buffer.size());
-    do_ioctl(container_.fd(), vfio_uapi::kIommuGetInfo, info);
+    do_ioctl(container_.fd(), uapi::kIommuGetInfo, info);
     if (info->argsz <= buffer.size()) break;
     buffer.assign(info->argsz, 0);  // the capabilities did not fit: ask again with room
   }
@@ -167,9 +166,9 @@ void Type1Backend::map_raw(std::uint64_t vaddr, std::uint64_t iova, std::uint64_
   map.vaddr = vaddr;
   map.iova = iova;
   map.size = size;
-  const int rc = try_ioctl(container_.fd(), vfio_uapi::kIommuMapDma, &map);
+  const int rc = try_ioctl(container_.fd(), uapi::kIommuMapDma, &map);
   if (rc == 0) return;
-  Error e = ioctl_error(rc, vfio_uapi::kIommuMapDma.name)
+  Error e = ioctl_error(rc, uapi::kIommuMapDma.name)
                 .with("iova", hex(iova))
                 .with("size", human_size(size));
   switch (-rc) {
@@ -200,9 +199,9 @@ std::uint64_t Type1Backend::unmap_raw(std::uint64_t iova, std::uint64_t size) {
   unmap.argsz = sizeof unmap;
   unmap.iova = iova;
   unmap.size = size;
-  const int rc = try_ioctl(container_.fd(), vfio_uapi::kIommuUnmapDma, &unmap);
+  const int rc = try_ioctl(container_.fd(), uapi::kIommuUnmapDma, &unmap);
   if (rc < 0) {
-    throw ioctl_error(rc, vfio_uapi::kIommuUnmapDma.name)
+    throw ioctl_error(rc, uapi::kIommuUnmapDma.name)
         .with("iova", hex(iova))
         .with("size", human_size(size));
   }

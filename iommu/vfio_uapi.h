@@ -9,7 +9,7 @@
 
 #include "base/ioctl.h"
 
-namespace vfiokit::vfio_uapi {
+namespace vfiokit::iommu::uapi {
 
 inline constexpr IoctlNone kGetApiVersion = VFIOKIT_IOCTL_NONE(VFIO_GET_API_VERSION);
 // The argument is the extension number itself (VFIO_TYPE1v2_IOMMU, ...), passed by value.
@@ -59,4 +59,4 @@ static_assert(sizeof(vfio_iommu_type1_dma_unmap) == 24);
 static_assert(offsetof(vfio_iommu_type1_dma_unmap, iova) == 8);
 static_assert(offsetof(vfio_iommu_type1_dma_unmap, size) == 16);
 
-}  // namespace vfiokit::vfio_uapi
+}  // namespace vfiokit::iommu::uapi

@@ -28,7 +28,9 @@ KvmHostFacts gather_kvm_facts(const HostPaths& paths, int error) {
                         std::filesystem::exists(paths.sys / "module/kvm_amd");
   const std::string cpuinfo = read_file_if_exists(paths.proc / "cpuinfo").value_or("");
   facts.cpu_vendor = find_key_value(cpuinfo, "vendor_id").value_or("");
-  for (const auto word : split_words(find_key_value(cpuinfo, "flags").value_or(""))) {
+  // split_words returns views into its argument, which must outlive the loop.
+  const std::string flags = find_key_value(cpuinfo, "flags").value_or("");
+  for (const auto word : split_words(flags)) {
     if (word == "vmx" || word == "svm") facts.cpu_has_virtualization = true;
   }
   const std::string status = read_file_if_exists(paths.proc / "self/status").value_or("");
@@ -102,23 +104,23 @@ KvmSystem KvmSystem::open(const HostPaths& paths) {
     throw diagnose_kvm_failure(gather_kvm_facts(paths, err), "open /dev/kvm")
         .with("path", node.string());
   }
-  const int version = try_ioctl(fd.get(), kvm_uapi::kGetApiVersion);
-  if (version != kvm_uapi::kExpectedApiVersion) {
+  const int version = try_ioctl(fd.get(), uapi::kGetApiVersion);
+  if (version != uapi::kExpectedApiVersion) {
     throw Error("open /dev/kvm", "KVM API version " + std::to_string(version) + ", expected " +
-                                     std::to_string(kvm_uapi::kExpectedApiVersion))
+                                     std::to_string(uapi::kExpectedApiVersion))
         .with("path", node.string());
   }
-  const int mmap_size = do_ioctl(fd.get(), kvm_uapi::kGetVcpuMmapSize);
+  const int mmap_size = do_ioctl(fd.get(), uapi::kGetVcpuMmapSize);
   return KvmSystem(std::move(fd), paths, static_cast<std::size_t>(mmap_size));
 }
 
 int KvmSystem::check_extension(unsigned long capability) const {
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kCheckExtension, capability);
+  const int rc = try_ioctl(fd_.get(), uapi::kCheckExtension, capability);
   return rc < 0 ? 0 : rc;
 }
 
 Vm KvmSystem::create_vm() const {
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kCreateVm, 0ul);
+  const int rc = try_ioctl(fd_.get(), uapi::kCreateVm, 0ul);
   if (rc < 0) throw diagnose_kvm_failure(gather_kvm_facts(paths_, -rc), "KVM_CREATE_VM");
   return Vm(UniqueFd(rc), *this);
 }

@@ -9,7 +9,7 @@
 
 #include "base/ioctl.h"
 
-namespace vfiokit::kvm_uapi {
+namespace vfiokit::kvm::uapi {
 
 // KVM_API_VERSION: every kernel since 2.6.22 answers 12; anything else is not a usable KVM.
 inline constexpr int kExpectedApiVersion = 12;
@@ -84,4 +84,4 @@ static_assert(offsetof(kvm_run, immediate_exit) == 1);
 static_assert(offsetof(kvm_run, io) == 32);
 static_assert(sizeof(kvm_regs) == 144);
 
-}  // namespace vfiokit::kvm_uapi
+}  // namespace vfiokit::kvm::uapi

@@ -8,6 +8,24 @@
 #include "kvm/uapi.h"
 
 namespace vfiokit::kvm {
+namespace {
+
+kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type) {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xffffffff;
+  s.selector = selector;
+  s.type = type;
+  s.present = 1;
+  s.dpl = 0;
+  s.db = 1;  // 32-bit
+  s.s = 1;   // code/data, not system
+  s.l = 0;
+  s.g = 1;  // 4 KiB granularity
+  return s;
+}
+
+}  // namespace
 
 VcpuExit classify_exit(const kvm_run& run) {
   VcpuExit exit;
@@ -144,37 +162,36 @@ Vcpu::Vcpu(UniqueFd fd, std::uint32_t id, std::size_t mmap_size) : fd_(std::move
   // Kernel contract: the vCPU fd maps KVM_GET_VCPU_MMAP_SIZE bytes of kvm_run and friends.
   void* shared = ::mmap(nullptr, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
   if (shared == MAP_FAILED) {
-    const int err = errno;
-    throw Error::from_errno(err, "mmap kvm_run").with("vcpu", std::to_string(id));
+    throw Error::from_last_errno("mmap kvm_run").with("vcpu", std::to_string(id));
   }
   run_ = MappedMemory(shared, mmap_size);
 }
 
 kvm_regs Vcpu::regs() const {
   kvm_regs regs{};
-  do_ioctl(fd_.get(), kvm_uapi::kGetRegs, &regs);
+  do_ioctl(fd_.get(), uapi::kGetRegs, &regs);
   return regs;
 }
 
-void Vcpu::set_regs(const kvm_regs& regs) { do_ioctl(fd_.get(), kvm_uapi::kSetRegs, &regs); }
+void Vcpu::set_regs(const kvm_regs& regs) { do_ioctl(fd_.get(), uapi::kSetRegs, &regs); }
 
 std::uint32_t Vcpu::mp_state() const {
   kvm_mp_state state{};
-  do_ioctl(fd_.get(), kvm_uapi::kGetMpState, &state);
+  do_ioctl(fd_.get(), uapi::kGetMpState, &state);
   return state.mp_state;
 }
 
 kvm_sregs Vcpu::sregs() const {
   kvm_sregs sregs{};
-  do_ioctl(fd_.get(), kvm_uapi::kGetSregs, &sregs);
+  do_ioctl(fd_.get(), uapi::kGetSregs, &sregs);
   return sregs;
 }
 
-void Vcpu::set_sregs(const kvm_sregs& sregs) { do_ioctl(fd_.get(), kvm_uapi::kSetSregs, &sregs); }
+void Vcpu::set_sregs(const kvm_sregs& sregs) { do_ioctl(fd_.get(), uapi::kSetSregs, &sregs); }
 
 VcpuExit Vcpu::run() {
   for (;;) {
-    const int rc = try_ioctl(fd_.get(), kvm_uapi::kRun);
+    const int rc = try_ioctl(fd_.get(), uapi::kRun);
     if (rc == 0) return classify_exit(shared());
     if (rc == -EAGAIN) continue;
     if (rc == -EINTR) {
@@ -183,7 +200,7 @@ VcpuExit Vcpu::run() {
       exit.reason = KVM_EXIT_INTR;
       return exit;
     }
-    throw ioctl_error(rc, kvm_uapi::kRun.name).with("vcpu", std::to_string(id_));
+    throw ioctl_error(rc, uapi::kRun.name).with("vcpu", std::to_string(id_));
   }
 }
 
@@ -203,6 +220,20 @@ void Vcpu::set_immediate_exit(bool value) noexcept {
   // A plain store: KVM reads the flag on entry, and the signal that follows a set makes a
   // running KVM_RUN come back to look at it.
   shared().immediate_exit = value ? 1 : 0;
+}
+
+void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack) {
+  kvm_sregs sregs = vcpu.sregs();
+  sregs.cs = flat_segment(0x08, 0xb);  // execute/read, accessed
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(0x10, 0x3);  // read/write
+  sregs.cr0 |= 0x1;                                                                // PE
+  sregs.cr0 &= ~std::uint64_t{0x80000000};                                         // PG off
+  vcpu.set_sregs(sregs);
+  kvm_regs regs{};
+  regs.rip = entry;
+  regs.rsp = stack;
+  regs.rflags = 0x2;  // bit 1 is reserved and always set; interrupts off until the payload sti's
+  vcpu.set_regs(regs);
 }
 
 }  // namespace vfiokit::kvm

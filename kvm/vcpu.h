@@ -92,4 +92,8 @@ class Vcpu {
   std::uint32_t id_;
 };
 
+// Flat 32-bit protected mode, as vfiokit's payloads expect at entry: 4 GiB code (0x08) and data
+// (0x10) segments, paging off, interrupts off, at `entry` with the stack at `stack`.
+void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack);
+
 }  // namespace vfiokit::kvm

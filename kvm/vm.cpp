@@ -70,10 +70,10 @@ void Vm::add_memory(std::uint32_t slot, std::uint64_t guest_address, std::span<s
   slots_.add(entry);
   const kvm_userspace_memory_region region{slot, flags, guest_address, host.size(),
                                            entry.host_address};
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kSetUserMemoryRegion, &region);
+  const int rc = try_ioctl(fd_.get(), uapi::kSetUserMemoryRegion, &region);
   if (rc < 0) {
     slots_.remove(slot);
-    throw ioctl_error(rc, kvm_uapi::kSetUserMemoryRegion.name)
+    throw ioctl_error(rc, uapi::kSetUserMemoryRegion.name)
         .with("slot", std::to_string(slot))
         .with("guest_address", hex(guest_address))
         .with("size", human_size(host.size()));
@@ -85,19 +85,19 @@ void Vm::remove_memory(std::uint32_t slot) {
   if (!existing) throw Error("remove memory slot", "no slot " + std::to_string(slot));
   // A slot is deleted by setting its size to 0.
   const kvm_userspace_memory_region region{slot, 0, existing->guest_address, 0, 0};
-  do_ioctl(fd_.get(), kvm_uapi::kSetUserMemoryRegion, &region);
+  do_ioctl(fd_.get(), uapi::kSetUserMemoryRegion, &region);
   slots_.remove(slot);
 }
 
 void Vm::create_irqchip() {
-  do_ioctl(fd_.get(), kvm_uapi::kCreateIrqchip);
+  do_ioctl(fd_.get(), uapi::kCreateIrqchip);
   irqchip_ = true;
 }
 
 void Vm::set_gsi_routing(std::span<const msix::RouteEntry> entries) {
   // Kernel contract: an 8-byte header {nr, flags = 0}, then exactly `nr` 48-byte entries (at
   // the kernel's offset, not the one C++ computes: see kvm/uapi.h).
-  std::vector<std::uint8_t> buffer(kvm_uapi::kIrqRoutingEntriesOffset +
+  std::vector<std::uint8_t> buffer(uapi::kIrqRoutingEntriesOffset +
                                    entries.size() * sizeof(kvm_irq_routing_entry));
   auto* routing = reinterpret_cast<kvm_irq_routing*>(buffer.data());
   routing->nr = static_cast<std::uint32_t>(entries.size());
@@ -116,11 +116,11 @@ void Vm::set_gsi_routing(std::span<const msix::RouteEntry> entries) {
       e.u.irqchip.irqchip = pin.chip;
       e.u.irqchip.pin = pin.pin;
     }
-    std::memcpy(buffer.data() + kvm_uapi::kIrqRoutingEntriesOffset + i * sizeof e, &e, sizeof e);
+    std::memcpy(buffer.data() + uapi::kIrqRoutingEntriesOffset + i * sizeof e, &e, sizeof e);
   }
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kSetGsiRouting, routing);
+  const int rc = try_ioctl(fd_.get(), uapi::kSetGsiRouting, routing);
   if (rc < 0) {
-    throw ioctl_error(rc, kvm_uapi::kSetGsiRouting.name)
+    throw ioctl_error(rc, uapi::kSetGsiRouting.name)
         .with("routes", std::to_string(entries.size()))
         .hint(has_irqchip() ? "a route names a GSI or irqchip pin KVM rejects"
                             : "create the in-kernel irqchip first");
@@ -131,9 +131,9 @@ void Vm::assign_irqfd(int eventfd, std::uint32_t gsi) {
   kvm_irqfd irqfd{};
   irqfd.fd = static_cast<std::uint32_t>(eventfd);
   irqfd.gsi = gsi;
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kIrqfd, &irqfd);
+  const int rc = try_ioctl(fd_.get(), uapi::kIrqfd, &irqfd);
   if (rc < 0) {
-    throw ioctl_error(rc, kvm_uapi::kIrqfd.name)
+    throw ioctl_error(rc, uapi::kIrqfd.name)
         .with("gsi", std::to_string(gsi))
         .with("eventfd", std::to_string(eventfd))
         .hint(rc == -EBUSY ? "the eventfd is already assigned to this VM" : "");
@@ -145,7 +145,7 @@ void Vm::deassign_irqfd(int eventfd, std::uint32_t gsi) {
   irqfd.fd = static_cast<std::uint32_t>(eventfd);
   irqfd.gsi = gsi;
   irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kIrqfd, &irqfd);
+  const int rc = try_ioctl(fd_.get(), uapi::kIrqfd, &irqfd);
   if (rc < 0) {
     throw ioctl_error(rc, "KVM_IRQFD (deassign)")
         .with("gsi", std::to_string(gsi))
@@ -158,13 +158,13 @@ void Vm::signal_msi(const msix::MsiMessage& message) {
   msi.address_lo = static_cast<std::uint32_t>(message.address);
   msi.address_hi = static_cast<std::uint32_t>(message.address >> 32);
   msi.data = message.data;
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kSignalMsi, &msi);
-  if (rc < 0) throw ioctl_error(rc, kvm_uapi::kSignalMsi.name).with("msi_data", hex(message.data));
+  const int rc = try_ioctl(fd_.get(), uapi::kSignalMsi, &msi);
+  if (rc < 0) throw ioctl_error(rc, uapi::kSignalMsi.name).with("msi_data", hex(message.data));
 }
 
 Vcpu Vm::create_vcpu(std::uint32_t id) {
-  const int rc = try_ioctl(fd_.get(), kvm_uapi::kCreateVcpu, static_cast<unsigned long>(id));
-  if (rc < 0) throw ioctl_error(rc, kvm_uapi::kCreateVcpu.name).with("vcpu", std::to_string(id));
+  const int rc = try_ioctl(fd_.get(), uapi::kCreateVcpu, static_cast<unsigned long>(id));
+  if (rc < 0) throw ioctl_error(rc, uapi::kCreateVcpu.name).with("vcpu", std::to_string(id));
   return Vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
 }
 

@@ -9,10 +9,7 @@
 namespace vfiokit::pci {
 namespace {
 
-constexpr std::size_t kCapabilityPointer = 0x34;
-constexpr std::size_t kCardbusCapabilityPointer = 0x14;
-constexpr std::uint16_t kStatusCapabilityList = 1u << 4;
-constexpr std::size_t kFirstExtendedCapability = 0x100;
+constexpr std::size_t kFirstExtendedCapability = PCI_CFG_SPACE_SIZE;
 
 Error config_error(std::string message) { return Error("parse config space", std::move(message)); }
 
@@ -51,21 +48,21 @@ std::uint32_t config_read32(ConfigBytes config, std::size_t offset) {
 ConfigHeader parse_config_header(ConfigBytes config) {
   require(config, 0, kConfigHeaderSize, "the header");
   ConfigHeader h;
-  h.vendor_id = config_read16(config, 0x00);
-  h.device_id = config_read16(config, 0x02);
-  h.command = config_read16(config, 0x04);
-  h.status = config_read16(config, 0x06);
-  h.revision = config_read8(config, 0x08);
-  h.class_code = config_read32(config, 0x08) >> 8;
-  const std::uint8_t type = config_read8(config, 0x0e);
-  h.header_type = type & 0x7f;
-  h.multifunction = (type & 0x80) != 0;
-  if (h.header_type == 0) {
-    h.subsystem_vendor_id = config_read16(config, 0x2c);
-    h.subsystem_id = config_read16(config, 0x2e);
+  h.vendor_id = config_read16(config, PCI_VENDOR_ID);
+  h.device_id = config_read16(config, PCI_DEVICE_ID);
+  h.command = config_read16(config, PCI_COMMAND);
+  h.status = config_read16(config, PCI_STATUS);
+  h.revision = config_read8(config, PCI_REVISION_ID);
+  h.class_code = config_read32(config, PCI_CLASS_REVISION) >> 8;
+  const std::uint8_t type = config_read8(config, PCI_HEADER_TYPE);
+  h.header_type = type & PCI_HEADER_TYPE_MASK;
+  h.multifunction = (type & 0x80) != 0;  // the multi-function bit
+  if (h.header_type == PCI_HEADER_TYPE_NORMAL) {
+    h.subsystem_vendor_id = config_read16(config, PCI_SUBSYSTEM_VENDOR_ID);
+    h.subsystem_id = config_read16(config, PCI_SUBSYSTEM_ID);
   }
-  h.interrupt_pin = config_read8(config, 0x3d);
-  h.has_capability_list = (h.status & kStatusCapabilityList) != 0;
+  h.interrupt_pin = config_read8(config, PCI_INTERRUPT_PIN);
+  h.has_capability_list = (h.status & PCI_STATUS_CAP_LIST) != 0;
   return h;
 }
 
@@ -74,7 +71,7 @@ std::vector<Capability> walk_capabilities(ConfigBytes config) {
   std::vector<Capability> caps;
   if (!header.has_capability_list) return caps;
   const std::size_t pointer_at =
-      header.header_type == 2 ? kCardbusCapabilityPointer : kCapabilityPointer;
+      header.header_type == PCI_HEADER_TYPE_CARDBUS ? PCI_CB_CAPABILITY_LIST : PCI_CAPABILITY_LIST;
   // The low two bits of every capability pointer are reserved and must be masked (PCI 3.0 6.7).
   std::size_t offset = config_read8(config, pointer_at) & 0xfcu;
   std::bitset<kLegacyConfigSize / 4> visited;
@@ -90,8 +87,8 @@ std::vector<Capability> walk_capabilities(ConfigBytes config) {
       throw config_error("capability list loops back to " + hex(offset));
     }
     visited.set(offset / 4);
-    caps.push_back({config[offset], static_cast<std::uint16_t>(offset)});
-    offset = config[offset + 1] & 0xfcu;
+    caps.push_back({config[offset + PCI_CAP_LIST_ID], static_cast<std::uint16_t>(offset)});
+    offset = config[offset + PCI_CAP_LIST_NEXT] & 0xfcu;
   }
   return caps;
 }
@@ -110,10 +107,10 @@ std::vector<ExtendedCapability> walk_extended_capabilities(ConfigBytes config) {
       throw config_error("extended capability list loops back to " + hex(offset));
     }
     visited.set(offset / 4);
-    caps.push_back({static_cast<std::uint16_t>(header & 0xffffu),
-                    static_cast<std::uint8_t>((header >> 16) & 0xfu),
+    caps.push_back({static_cast<std::uint16_t>(PCI_EXT_CAP_ID(header)),
+                    static_cast<std::uint8_t>(PCI_EXT_CAP_VER(header)),
                     static_cast<std::uint16_t>(offset)});
-    const std::size_t next = (header >> 20) & 0xffcu;
+    const std::size_t next = PCI_EXT_CAP_NEXT(header);
     if (next == 0) break;
     if (next < kFirstExtendedCapability) {
       throw config_error("extended capability pointer " + hex(next) + " at " + hex(offset) +
@@ -140,12 +137,12 @@ std::optional<std::uint16_t> find_extended_capability(ConfigBytes config, std::u
 
 MsiCapability parse_msi(ConfigBytes config, std::uint16_t offset) {
   require(config, offset, 4, "MSI capability");
-  const std::uint16_t control = config_read16(config, offset + 2u);
+  const std::uint16_t control = config_read16(config, offset + PCI_MSI_FLAGS);
   MsiCapability msi;
   msi.offset = offset;
-  msi.enabled = (control & 0x1u) != 0;
-  const unsigned capable_log2 = (control >> 1) & 0x7u;
-  const unsigned enabled_log2 = (control >> 4) & 0x7u;
+  msi.enabled = (control & PCI_MSI_FLAGS_ENABLE) != 0;
+  const unsigned capable_log2 = (control & PCI_MSI_FLAGS_QMASK) >> 1;
+  const unsigned enabled_log2 = (control & PCI_MSI_FLAGS_QSIZE) >> 4;
   if (capable_log2 > 5) {
     throw config_error("MSI capability at " + hex(offset) +
                        " has a reserved Multiple Message Capable value " +
@@ -153,8 +150,8 @@ MsiCapability parse_msi(ConfigBytes config, std::uint16_t offset) {
   }
   msi.vectors_capable = 1u << capable_log2;
   msi.vectors_enabled = 1u << (enabled_log2 > 5 ? 0 : enabled_log2);
-  msi.address_64bit = (control & 0x80u) != 0;
-  msi.per_vector_masking = (control & 0x100u) != 0;
+  msi.address_64bit = (control & PCI_MSI_FLAGS_64BIT) != 0;
+  msi.per_vector_masking = (control & PCI_MSI_FLAGS_MASKBIT) != 0;
   // Control + address (+ upper address) + data (+ reserved, mask and pending bits).
   const std::size_t length =
       std::size_t{msi.address_64bit ? 14u : 10u} + (msi.per_vector_masking ? 10u : 0u);
@@ -164,18 +161,18 @@ MsiCapability parse_msi(ConfigBytes config, std::uint16_t offset) {
 
 MsixCapability parse_msix(ConfigBytes config, std::uint16_t offset) {
   require(config, offset, 12, "MSI-X capability");
-  const std::uint16_t control = config_read16(config, offset + 2u);
-  const std::uint32_t table = config_read32(config, offset + 4u);
-  const std::uint32_t pba = config_read32(config, offset + 8u);
+  const std::uint16_t control = config_read16(config, offset + PCI_MSIX_FLAGS);
+  const std::uint32_t table = config_read32(config, offset + PCI_MSIX_TABLE);
+  const std::uint32_t pba = config_read32(config, offset + PCI_MSIX_PBA);
   MsixCapability msix;
   msix.offset = offset;
-  msix.table_size = (control & 0x7ffu) + 1;
-  msix.function_masked = (control & 0x4000u) != 0;
-  msix.enabled = (control & 0x8000u) != 0;
-  msix.table_bar = static_cast<std::uint8_t>(table & 0x7u);
-  msix.table_offset = table & ~0x7u;
-  msix.pba_bar = static_cast<std::uint8_t>(pba & 0x7u);
-  msix.pba_offset = pba & ~0x7u;
+  msix.table_size = (control & PCI_MSIX_FLAGS_QSIZE) + 1u;
+  msix.function_masked = (control & PCI_MSIX_FLAGS_MASKALL) != 0;
+  msix.enabled = (control & PCI_MSIX_FLAGS_ENABLE) != 0;
+  msix.table_bar = static_cast<std::uint8_t>(table & PCI_MSIX_TABLE_BIR);
+  msix.table_offset = table & PCI_MSIX_TABLE_OFFSET;
+  msix.pba_bar = static_cast<std::uint8_t>(pba & PCI_MSIX_PBA_BIR);
+  msix.pba_offset = pba & PCI_MSIX_PBA_OFFSET;
   if (msix.table_bar > 5 || msix.pba_bar > 5) {
     throw config_error("MSI-X capability at " + hex(offset) + " names reserved BAR indicator " +
                        std::to_string(msix.table_bar > 5 ? msix.table_bar : msix.pba_bar));
@@ -185,72 +182,91 @@ MsixCapability parse_msix(ConfigBytes config, std::uint16_t offset) {
 
 PcieCapability parse_pcie(ConfigBytes config, std::uint16_t offset) {
   require(config, offset, 8, "PCI Express capability");
-  const std::uint16_t caps = config_read16(config, offset + 2u);
+  const std::uint16_t caps = config_read16(config, offset + PCI_EXP_FLAGS);
   PcieCapability pcie;
   pcie.offset = offset;
-  pcie.version = static_cast<std::uint8_t>(caps & 0xfu);
-  pcie.port_type = static_cast<std::uint8_t>((caps >> 4) & 0xfu);
-  pcie.function_level_reset = (config_read32(config, offset + 4u) & (1u << 28)) != 0;
+  pcie.version = static_cast<std::uint8_t>(caps & PCI_EXP_FLAGS_VERS);
+  pcie.port_type = static_cast<std::uint8_t>((caps & PCI_EXP_FLAGS_TYPE) >> 4);
+  pcie.function_level_reset =
+      (config_read32(config, offset + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR) != 0;
   return pcie;
 }
 
 PowerManagementCapability parse_power_management(ConfigBytes config, std::uint16_t offset) {
   require(config, offset, 6, "power management capability");
-  return {offset, (config_read16(config, offset + 4u) & 0x8u) != 0};
+  return {offset, (config_read16(config, offset + PCI_PM_CTRL) & PCI_PM_CTRL_NO_SOFT_RESET) != 0};
 }
 
 SriovCapability parse_sriov(ConfigBytes config, std::uint16_t offset) {
   require(config, offset, 0x1c, "SR-IOV capability");
   SriovCapability sriov;
   sriov.offset = offset;
-  sriov.vfs_enabled = (config_read16(config, offset + 0x08u) & 0x1u) != 0;
-  sriov.initial_vfs = config_read16(config, offset + 0x0cu);
-  sriov.total_vfs = config_read16(config, offset + 0x0eu);
-  sriov.num_vfs = config_read16(config, offset + 0x10u);
-  sriov.first_vf_offset = config_read16(config, offset + 0x14u);
-  sriov.vf_stride = config_read16(config, offset + 0x16u);
-  sriov.vf_device_id = config_read16(config, offset + 0x1au);
+  sriov.vfs_enabled = (config_read16(config, offset + PCI_SRIOV_CTRL) & PCI_SRIOV_CTRL_VFE) != 0;
+  sriov.initial_vfs = config_read16(config, offset + PCI_SRIOV_INITIAL_VF);
+  sriov.total_vfs = config_read16(config, offset + PCI_SRIOV_TOTAL_VF);
+  sriov.num_vfs = config_read16(config, offset + PCI_SRIOV_NUM_VF);
+  sriov.first_vf_offset = config_read16(config, offset + PCI_SRIOV_VF_OFFSET);
+  sriov.vf_stride = config_read16(config, offset + PCI_SRIOV_VF_STRIDE);
+  sriov.vf_device_id = config_read16(config, offset + PCI_SRIOV_VF_DID);
   return sriov;
 }
 
 std::vector<BarRegister> decode_bar_registers(ConfigBytes config) {
   const ConfigHeader header = parse_config_header(config);
-  const unsigned count = header.header_type == 0 ? 6 : header.header_type == 1 ? 2 : 1;
+  const unsigned count = header.header_type == PCI_HEADER_TYPE_NORMAL   ? 6
+                         : header.header_type == PCI_HEADER_TYPE_BRIDGE ? 2
+                                                                        : 1;
+  auto register_at = [&](unsigned index) {
+    return config_read32(config, PCI_BASE_ADDRESS_0 + 4u * index);
+  };
   std::vector<BarRegister> bars;
   for (unsigned index = 0; index < count; ++index) {
-    const std::uint32_t low = config_read32(config, 0x10u + 4u * index);
+    const std::uint32_t low = register_at(index);
     if (low == 0) continue;
     BarRegister bar;
     bar.index = index;
-    if (low & 0x1u) {
+    if (low & PCI_BASE_ADDRESS_SPACE_IO) {
       bar.kind = BarKind::io;
-      bar.address = low & ~0x3u;
+      bar.address = low & static_cast<std::uint32_t>(PCI_BASE_ADDRESS_IO_MASK);
       bars.push_back(bar);
       continue;
     }
-    bar.prefetchable = (low & 0x8u) != 0;
-    switch ((low >> 1) & 0x3u) {
-      case 0x0:
+    bar.prefetchable = (low & PCI_BASE_ADDRESS_MEM_PREFETCH) != 0;
+    const std::uint32_t address_low = low & static_cast<std::uint32_t>(PCI_BASE_ADDRESS_MEM_MASK);
+    switch (low & PCI_BASE_ADDRESS_MEM_TYPE_MASK) {
+      case PCI_BASE_ADDRESS_MEM_TYPE_32:
         bar.kind = BarKind::mem32;
-        bar.address = low & ~0xfu;
+        bar.address = address_low;
         break;
-      case 0x2: {
+      case PCI_BASE_ADDRESS_MEM_TYPE_64:
         if (index + 1 >= count) {
           throw config_error("64-bit BAR " + std::to_string(index) +
                              " has no room for its upper half");
         }
-        const std::uint32_t high = config_read32(config, 0x10u + 4u * (index + 1));
         bar.kind = BarKind::mem64;
-        bar.address = (std::uint64_t{high} << 32) | (low & ~0xfu);
+        bar.address = std::uint64_t{register_at(index + 1)} << 32 | address_low;
         ++index;  // the upper half is not a BAR of its own
         break;
-      }
       default:
         throw config_error("BAR " + std::to_string(index) + " uses a reserved memory type");
     }
     bars.push_back(bar);
   }
   return bars;
+}
+
+std::uint32_t bar_type_bits(BarKind kind, bool prefetchable) noexcept {
+  if (kind == BarKind::io) return PCI_BASE_ADDRESS_SPACE_IO;
+  return (kind == BarKind::mem64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : PCI_BASE_ADDRESS_MEM_TYPE_32) |
+         (prefetchable ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0u);
+}
+
+std::uint64_t encode_bar_register(const BarRegister& bar) noexcept {
+  const auto mask = bar.kind == BarKind::io ? PCI_BASE_ADDRESS_IO_MASK : PCI_BASE_ADDRESS_MEM_MASK;
+  const std::uint64_t low = (bar.address & static_cast<std::uint32_t>(mask)) |
+                            bar_type_bits(bar.kind, bar.prefetchable && bar.kind != BarKind::io);
+  const std::uint64_t high = bar.kind == BarKind::mem64 ? bar.address >> 32 : 0;
+  return high << 32 | low;
 }
 
 std::string_view to_string(BarKind kind) noexcept {

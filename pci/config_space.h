@@ -1,8 +1,11 @@
 // PCI configuration space, parsed from bytes. Pure functions over spans: no I/O, no trust.
 // Every read is bounds-checked, capability walks stop at loops and bad pointers, and a
 // truncated space (an unprivileged read of sysfs "config" gives only 64 bytes) is an error,
-// never a crash. Layouts follow the PCI Local Bus 3.0 and PCI Express Base specifications.
+// never a crash. Layouts follow the PCI Local Bus 3.0 and PCI Express Base specifications;
+// register offsets and bits are the kernel's names from <linux/pci_regs.h>, everywhere in vfiokit.
 #pragma once
+
+#include <linux/pci_regs.h>
 
 #include <cstdint>
 #include <optional>
@@ -14,24 +17,24 @@ namespace vfiokit::pci {
 
 using ConfigBytes = std::span<const std::uint8_t>;
 
-inline constexpr std::size_t kConfigHeaderSize = 64;
-inline constexpr std::size_t kLegacyConfigSize = 256;
-inline constexpr std::size_t kExtendedConfigSize = 4096;
+inline constexpr std::size_t kConfigHeaderSize = PCI_STD_HEADER_SIZEOF;
+inline constexpr std::size_t kLegacyConfigSize = PCI_CFG_SPACE_SIZE;
+inline constexpr std::size_t kExtendedConfigSize = PCI_CFG_SPACE_EXP_SIZE;
 
 // Standard capability IDs (PCI Code and ID Assignment spec).
 enum CapabilityId : std::uint8_t {
-  kCapPowerManagement = 0x01,
-  kCapMsi = 0x05,
-  kCapVendorSpecific = 0x09,
-  kCapPciExpress = 0x10,
-  kCapMsix = 0x11,
+  kCapPowerManagement = PCI_CAP_ID_PM,
+  kCapMsi = PCI_CAP_ID_MSI,
+  kCapVendorSpecific = PCI_CAP_ID_VNDR,
+  kCapPciExpress = PCI_CAP_ID_EXP,
+  kCapMsix = PCI_CAP_ID_MSIX,
 };
 // Extended capability IDs.
 enum ExtendedCapabilityId : std::uint16_t {
-  kExtCapAer = 0x0001,
-  kExtCapAri = 0x000e,
-  kExtCapSriov = 0x0010,
-  kExtCapResizableBar = 0x0015,
+  kExtCapAer = PCI_EXT_CAP_ID_ERR,
+  kExtCapAri = PCI_EXT_CAP_ID_ARI,
+  kExtCapSriov = PCI_EXT_CAP_ID_SRIOV,
+  kExtCapResizableBar = PCI_EXT_CAP_ID_REBAR,
 };
 
 // Little-endian reads that throw vfiokit::Error ("parse config space") past the end.
@@ -96,6 +99,13 @@ struct MsixCapability {
   std::uint32_t pba_offset = 0;
   bool enabled = false;
   bool function_masked = false;
+  // The table holds 16 bytes per vector; the Pending Bit Array one bit per vector, in qwords.
+  [[nodiscard]] std::uint64_t table_bytes() const noexcept {
+    return std::uint64_t{PCI_MSIX_ENTRY_SIZE} * table_size;
+  }
+  [[nodiscard]] std::uint64_t pba_bytes() const noexcept {
+    return 8 * ((std::uint64_t{table_size} + 63) / 64);
+  }
 };
 // Throws if a BAR indicator names a reserved value (6 or 7).
 MsixCapability parse_msix(ConfigBytes config, std::uint16_t offset);
@@ -150,12 +160,13 @@ struct BarRegister {
 // unimplemented and left out, and a 64-bit BAR consumes the next slot as its upper half.
 // Throws if a 64-bit BAR starts in the last slot or a memory BAR uses the reserved type.
 std::vector<BarRegister> decode_bar_registers(ConfigBytes config);
+// The other direction: the type bits of a BAR's low dword (I/O space, 64-bit, prefetchable),
+// and the whole register, low dword then (mem64) the high one. Decoding what these encode
+// gives the same BarRegister back.
+std::uint32_t bar_type_bits(BarKind kind, bool prefetchable) noexcept;
+std::uint64_t encode_bar_register(const BarRegister& bar) noexcept;
 
 std::string_view to_string(BarKind kind) noexcept;
-
-}  // namespace vfiokit::pci
-
-namespace vfiokit::pci {
 
 // Short names for capability IDs, as lspci spells them; "" for IDs without one here.
 std::string_view capability_name(std::uint8_t id) noexcept;

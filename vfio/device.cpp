@@ -1,5 +1,6 @@
 #include "vfio/device.h"
 
+#include <linux/pci_regs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,10 +12,6 @@
 
 namespace vfiokit::vfio {
 namespace {
-
-constexpr std::uint16_t kPciCommand = 0x04;
-constexpr std::uint16_t kCommandMemory = 1u << 1;
-constexpr std::uint16_t kCommandMaster = 1u << 2;
 
 Error device_error(Error e, const pci::Bdf& bdf) {
   return std::move(e.with("bdf", bdf.to_string()));
@@ -60,7 +57,7 @@ VfioDevice::VfioDevice(UniqueFd fd, const pci::Bdf& bdf) : fd_(std::move(fd)), b
   vfio_device_info info{};
   info.argsz = sizeof info;
   try {
-    do_ioctl(fd_.get(), vfio_uapi::kDeviceGetInfo, &info);
+    do_ioctl(fd_.get(), uapi::kDeviceGetInfo, &info);
   } catch (Error& e) {
     throw device_error(std::move(e), bdf_);
   }
@@ -77,9 +74,9 @@ RegionInfo VfioDevice::region_info(std::uint32_t index) const {
     auto* info = reinterpret_cast<vfio_region_info*>(buffer.data());
     info->argsz = static_cast<std::uint32_t>(buffer.size());
     info->index = index;
-    const int rc = try_ioctl(fd_.get(), vfio_uapi::kDeviceGetRegionInfo, info);
+    const int rc = try_ioctl(fd_.get(), uapi::kDeviceGetRegionInfo, info);
     if (rc < 0) {
-      throw ioctl_error(rc, vfio_uapi::kDeviceGetRegionInfo.name)
+      throw ioctl_error(rc, uapi::kDeviceGetRegionInfo.name)
           .with("bdf", bdf_.to_string())
           .with("region", std::to_string(index));
     }
@@ -93,9 +90,9 @@ IrqInfo VfioDevice::irq_info(std::uint32_t index) const {
   vfio_irq_info info{};
   info.argsz = sizeof info;
   info.index = index;
-  const int rc = try_ioctl(fd_.get(), vfio_uapi::kDeviceGetIrqInfo, &info);
+  const int rc = try_ioctl(fd_.get(), uapi::kDeviceGetIrqInfo, &info);
   if (rc < 0) {
-    throw ioctl_error(rc, vfio_uapi::kDeviceGetIrqInfo.name)
+    throw ioctl_error(rc, uapi::kDeviceGetIrqInfo.name)
         .with("bdf", bdf_.to_string())
         .with("irq_index", irq_index_name(index));
   }
@@ -168,8 +165,8 @@ std::uint32_t VfioDevice::config_read32(std::uint64_t offset) const {
 }
 
 void VfioDevice::enable_bus_master() const {
-  const std::uint16_t command = config_read16(kPciCommand);
-  config_write16(kPciCommand, command | kCommandMemory | kCommandMaster);
+  const std::uint16_t command = config_read16(PCI_COMMAND);
+  config_write16(PCI_COMMAND, command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 }
 
 std::vector<std::uint8_t> VfioDevice::read_rom() const {
@@ -182,9 +179,9 @@ std::vector<std::uint8_t> VfioDevice::read_rom() const {
 
 void VfioDevice::set_irqs(std::span<const std::uint8_t> irq_set) const {
   const auto* header = reinterpret_cast<const vfio_irq_set*>(irq_set.data());
-  const int rc = try_ioctl(fd_.get(), vfio_uapi::kDeviceSetIrqs, header);
+  const int rc = try_ioctl(fd_.get(), uapi::kDeviceSetIrqs, header);
   if (rc < 0) {
-    throw ioctl_error(rc, vfio_uapi::kDeviceSetIrqs.name)
+    throw ioctl_error(rc, uapi::kDeviceSetIrqs.name)
         .with("bdf", bdf_.to_string())
         .with("irq_index", irq_index_name(header->index))
         .with("start", std::to_string(header->start))
@@ -198,7 +195,7 @@ void VfioDevice::reset() const {
         .with("bdf", bdf_.to_string());
   }
   try {
-    do_ioctl(fd_.get(), vfio_uapi::kDeviceReset);
+    do_ioctl(fd_.get(), uapi::kDeviceReset);
   } catch (Error& e) {
     throw device_error(std::move(e), bdf_);
   }
@@ -210,7 +207,7 @@ std::vector<HotResetDependency> VfioDevice::hot_reset_dependencies() const {
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto* info = reinterpret_cast<vfio_pci_hot_reset_info*>(buffer.data());
     info->argsz = static_cast<std::uint32_t>(buffer.size());
-    const int rc = try_ioctl(fd_.get(), vfio_uapi::kDeviceGetPciHotResetInfo, info);
+    const int rc = try_ioctl(fd_.get(), uapi::kDeviceGetPciHotResetInfo, info);
     if (rc == -ENOSPC) {
       buffer.assign(
           sizeof(vfio_pci_hot_reset_info) + info->count * sizeof(vfio_pci_dependent_device), 0);

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -57,13 +58,18 @@ volatile void* Region::address(std::uint64_t offset, std::size_t width) const no
   return nullptr;
 }
 
+Error Region::access_error(std::uint64_t offset, std::size_t width, bool writing,
+                           std::string message) const {
+  return Error(writing ? "write register" : "read register", std::move(message))
+      .with("bdf", device_->bdf().to_string())
+      .with("region", region_name(info_.index))
+      .with("offset", hex(offset))
+      .with("width", std::to_string(width));
+}
+
 void Region::check(std::uint64_t offset, std::size_t width, bool writing) const {
   auto fail = [&](std::string message) {
-    return Error(writing ? "write register" : "read register", std::move(message))
-        .with("bdf", device_->bdf().to_string())
-        .with("region", region_name(info_.index))
-        .with("offset", hex(offset))
-        .with("width", std::to_string(width));
+    return access_error(offset, width, writing, std::move(message));
   };
   if (offset > info_.size || width > info_.size - offset) throw fail("past the end of the region");
   if (offset % width != 0) throw fail("unaligned access");
@@ -73,7 +79,7 @@ void Region::check(std::uint64_t offset, std::size_t width, bool writing) const 
 }
 
 template <typename T>
-T Region::read(std::uint64_t offset) const {
+T Region::read_as(std::uint64_t offset) const {
   check(offset, sizeof(T), false);
   if (volatile void* at = address(offset, sizeof(T))) return *static_cast<volatile T*>(at);
   T value{};
@@ -82,7 +88,7 @@ T Region::read(std::uint64_t offset) const {
 }
 
 template <typename T>
-void Region::write(std::uint64_t offset, T value) const {
+void Region::write_as(std::uint64_t offset, T value) const {
   check(offset, sizeof(T), true);
   if (volatile void* at = address(offset, sizeof(T))) {
     *static_cast<volatile T*>(at) = value;
@@ -92,13 +98,55 @@ void Region::write(std::uint64_t offset, T value) const {
                         {reinterpret_cast<const std::uint8_t*>(&value), sizeof value});
 }
 
-std::uint8_t Region::read8(std::uint64_t offset) const { return read<std::uint8_t>(offset); }
-std::uint16_t Region::read16(std::uint64_t offset) const { return read<std::uint16_t>(offset); }
-std::uint32_t Region::read32(std::uint64_t offset) const { return read<std::uint32_t>(offset); }
-std::uint64_t Region::read64(std::uint64_t offset) const { return read<std::uint64_t>(offset); }
-void Region::write8(std::uint64_t offset, std::uint8_t value) const { write(offset, value); }
-void Region::write16(std::uint64_t offset, std::uint16_t value) const { write(offset, value); }
-void Region::write32(std::uint64_t offset, std::uint32_t value) const { write(offset, value); }
-void Region::write64(std::uint64_t offset, std::uint64_t value) const { write(offset, value); }
+std::uint8_t Region::read8(std::uint64_t offset) const { return read_as<std::uint8_t>(offset); }
+std::uint16_t Region::read16(std::uint64_t offset) const { return read_as<std::uint16_t>(offset); }
+std::uint32_t Region::read32(std::uint64_t offset) const { return read_as<std::uint32_t>(offset); }
+std::uint64_t Region::read64(std::uint64_t offset) const { return read_as<std::uint64_t>(offset); }
+void Region::write8(std::uint64_t offset, std::uint8_t value) const { write_as(offset, value); }
+void Region::write16(std::uint64_t offset, std::uint16_t value) const { write_as(offset, value); }
+void Region::write32(std::uint64_t offset, std::uint32_t value) const { write_as(offset, value); }
+void Region::write64(std::uint64_t offset, std::uint64_t value) const { write_as(offset, value); }
+
+void Region::read(std::uint64_t offset, std::span<std::uint8_t> out) const {
+  std::uint64_t value = 0;
+  switch (out.size()) {
+    case 1:
+      value = read8(offset);
+      break;
+    case 2:
+      value = read16(offset);
+      break;
+    case 4:
+      value = read32(offset);
+      break;
+    case 8:
+      value = read64(offset);
+      break;
+    default:
+      throw access_error(offset, out.size(), false, "accesses are 1, 2, 4 or 8 bytes wide");
+  }
+  std::memcpy(out.data(), &value, out.size());  // x86 and arm64 are little endian, as PCI is
+}
+
+void Region::write(std::uint64_t offset, std::span<const std::uint8_t> in) const {
+  std::uint64_t value = 0;
+  std::memcpy(&value, in.data(), std::min(in.size(), sizeof value));
+  switch (in.size()) {
+    case 1:
+      write8(offset, static_cast<std::uint8_t>(value));
+      break;
+    case 2:
+      write16(offset, static_cast<std::uint16_t>(value));
+      break;
+    case 4:
+      write32(offset, static_cast<std::uint32_t>(value));
+      break;
+    case 8:
+      write64(offset, value);
+      break;
+    default:
+      throw access_error(offset, in.size(), true, "accesses are 1, 2, 4 or 8 bytes wide");
+  }
+}
 
 }  // namespace vfiokit::vfio

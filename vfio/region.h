@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/error.h"
 #include "base/mapped_memory.h"
 #include "vfio/device.h"
 
@@ -41,6 +43,10 @@ class Region {
   void write16(std::uint64_t offset, std::uint16_t value) const;
   void write32(std::uint64_t offset, std::uint32_t value) const;
   void write64(std::uint64_t offset, std::uint64_t value) const;
+  // One access as wide as the span (1, 2, 4 or 8 bytes), its bytes in the device's (little
+  // endian) order: a trapped guest access forwarded as it came. Other widths throw Error.
+  void read(std::uint64_t offset, std::span<std::uint8_t> out) const;
+  void write(std::uint64_t offset, std::span<const std::uint8_t> in) const;
 
  private:
   struct Area {
@@ -48,12 +54,14 @@ class Region {
     MappedMemory memory;
   };
   template <typename T>
-  T read(std::uint64_t offset) const;
+  T read_as(std::uint64_t offset) const;
   template <typename T>
-  void write(std::uint64_t offset, T value) const;
+  void write_as(std::uint64_t offset, T value) const;
   // The mapped address of [offset, offset + width), or nullptr.
   volatile void* address(std::uint64_t offset, std::size_t width) const noexcept;
   void check(std::uint64_t offset, std::size_t width, bool writing) const;
+  [[nodiscard]] Error access_error(std::uint64_t offset, std::size_t width, bool writing,
+                                   std::string message) const;
 
   const VfioDevice* device_;
   RegionInfo info_;

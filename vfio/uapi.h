@@ -8,7 +8,7 @@
 
 #include "base/ioctl.h"
 
-namespace vfiokit::vfio_uapi {
+namespace vfiokit::vfio::uapi {
 
 inline constexpr IoctlPtr<vfio_device_info> kDeviceGetInfo =
     VFIOKIT_IOCTL_PTR(vfio_device_info, VFIO_DEVICE_GET_INFO);
@@ -60,4 +60,4 @@ static_assert(VFIO_PCI_ROM_REGION_INDEX == 6 && VFIO_PCI_CONFIG_REGION_INDEX == 
 static_assert(VFIO_PCI_INTX_IRQ_INDEX == 0 && VFIO_PCI_MSI_IRQ_INDEX == 1 &&
               VFIO_PCI_MSIX_IRQ_INDEX == 2);
 
-}  // namespace vfiokit::vfio_uapi
+}  // namespace vfiokit::vfio::uapi

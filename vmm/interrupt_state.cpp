@@ -10,8 +10,9 @@ MsiState::MsiState(const pci::MsiCapability& capability) : capability_(capabilit
   // The read-only bits: Multiple Message Capable, 64-bit, per-vector masking.
   unsigned log2 = 0;
   while ((1u << log2) < capability.vectors_capable) ++log2;
-  control_ = static_cast<std::uint16_t>(log2 << 1 | (capability.address_64bit ? 0x80 : 0) |
-                                        (capability.per_vector_masking ? 0x100 : 0));
+  control_ =
+      static_cast<std::uint16_t>(log2 << 1 | (capability.address_64bit ? PCI_MSI_FLAGS_64BIT : 0) |
+                                 (capability.per_vector_masking ? PCI_MSI_FLAGS_MASKBIT : 0));
 }
 
 std::uint32_t MsiState::length() const noexcept {
@@ -19,11 +20,11 @@ std::uint32_t MsiState::length() const noexcept {
 }
 
 bool MsiState::owns(std::uint32_t offset) const noexcept {
-  return offset >= 2 && offset < length();
+  return offset >= PCI_MSI_FLAGS && offset < length();
 }
 
 unsigned MsiState::vectors() const noexcept {
-  const unsigned log2 = (control_ >> 4) & 0x7;
+  const unsigned log2 = (control_ & PCI_MSI_FLAGS_QSIZE) >> 4;
   return std::min(1u << std::min(log2, 5u), capability_.vectors_capable);
 }
 
@@ -31,12 +32,19 @@ std::uint8_t MsiState::read_byte(std::uint32_t offset) const {
   auto byte_of = [](std::uint64_t value, std::uint32_t index) {
     return static_cast<std::uint8_t>(value >> (8 * index));
   };
-  if (offset == 2 || offset == 3) return byte_of(control_, offset - 2);
-  if (offset >= 4 && offset < 8) return byte_of(address_, offset - 4);
-  if (capability_.address_64bit && offset >= 8 && offset < 12)
-    return byte_of(address_ >> 32, offset - 8);
-  if (offset >= data_offset() && offset < data_offset() + 2)
+  if (offset == PCI_MSI_FLAGS || offset == PCI_MSI_FLAGS + 1) {
+    return byte_of(control_, offset - PCI_MSI_FLAGS);
+  }
+  if (offset >= PCI_MSI_ADDRESS_LO && offset < PCI_MSI_ADDRESS_LO + 4) {
+    return byte_of(address_, offset - PCI_MSI_ADDRESS_LO);
+  }
+  if (capability_.address_64bit && offset >= PCI_MSI_ADDRESS_HI &&
+      offset < PCI_MSI_ADDRESS_HI + 4) {
+    return byte_of(address_ >> 32, offset - PCI_MSI_ADDRESS_HI);
+  }
+  if (offset >= data_offset() && offset < data_offset() + 2) {
     return byte_of(data_, offset - data_offset());
+  }
   if (capability_.per_vector_masking && offset >= mask_offset() && offset < mask_offset() + 4) {
     return byte_of(mask_bits_, offset - mask_offset());
   }
@@ -53,16 +61,19 @@ InterruptChange MsiState::write_byte(std::uint32_t offset, std::uint8_t value) {
     field = static_cast<T>((field & ~bits) | (shifted & bits));
     return field != before;
   };
-  if (offset == 2) {
+  if (offset == PCI_MSI_FLAGS) {
     const bool was = enabled();
     const std::uint16_t before = control_;
-    set_byte(control_, 0, 0x71);  // enable and Multiple Message Enable are writable
+    // Only enable and Multiple Message Enable are the guest's to write.
+    set_byte(control_, 0, PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE);
     change.enable = was != enabled();
     change.message = !change.enable && before != control_;  // MME changed
-  } else if (offset >= 4 && offset < 8) {
-    change.message = set_byte(address_, offset - 4, 0xfffffffcull);  // bits 1:0 reserved
-  } else if (capability_.address_64bit && offset >= 8 && offset < 12) {
-    change.message = set_byte(address_, offset - 8 + 4, ~0ull);
+  } else if (offset >= PCI_MSI_ADDRESS_LO && offset < PCI_MSI_ADDRESS_LO + 4) {
+    change.message =
+        set_byte(address_, offset - PCI_MSI_ADDRESS_LO, 0xfffffffcull);  // bits 1:0 reserved
+  } else if (capability_.address_64bit && offset >= PCI_MSI_ADDRESS_HI &&
+             offset < PCI_MSI_ADDRESS_HI + 4) {
+    change.message = set_byte(address_, offset - PCI_MSI_ADDRESS_HI + 4, ~0ull);
   } else if (offset >= data_offset() && offset < data_offset() + 2) {
     change.message = set_byte(data_, offset - data_offset(), 0xffff);
   } else if (capability_.per_vector_masking && offset >= mask_offset() &&
@@ -91,9 +102,9 @@ void MsixTable::read(std::uint64_t offset, std::span<std::uint8_t> data) const {
     return;
   }
   for (std::size_t i = 0; i < data.size(); i += 4) {
-    const Entry& e = entries_[(offset + i) / 16];
+    const Entry& e = entries_[(offset + i) / PCI_MSIX_ENTRY_SIZE];
     const std::uint32_t words[4] = {e.address_low, e.address_high, e.data, e.control};
-    std::memcpy(data.data() + i, &words[((offset + i) % 16) / 4], 4);
+    std::memcpy(data.data() + i, &words[((offset + i) % PCI_MSIX_ENTRY_SIZE) / 4], 4);
   }
 }
 
@@ -104,12 +115,12 @@ InterruptChange MsixTable::write(std::uint64_t offset, std::span<const std::uint
       offset + data.size() > bytes()) {
     return change;
   }
-  vector = static_cast<std::uint32_t>(offset / 16);
+  vector = static_cast<std::uint32_t>(offset / PCI_MSIX_ENTRY_SIZE);
   Entry& e = entries_[vector];
   for (std::size_t i = 0; i < data.size(); i += 4) {
     std::uint32_t word = 0;
     std::memcpy(&word, data.data() + i, 4);
-    switch (((offset + i) % 16) / 4) {
+    switch (((offset + i) % PCI_MSIX_ENTRY_SIZE) / 4) {
       case 0:
         change.message |= e.address_low != word;
         e.address_low = word;
@@ -123,8 +134,8 @@ InterruptChange MsixTable::write(std::uint64_t offset, std::span<const std::uint
         e.data = word;
         break;
       default:
-        change.mask |= (e.control & 1u) != (word & 1u);
-        e.control = word & 1u;  // only the mask bit is defined
+        change.mask |= ((e.control ^ word) & PCI_MSIX_ENTRY_CTRL_MASKBIT) != 0;
+        e.control = word & PCI_MSIX_ENTRY_CTRL_MASKBIT;  // the only bit defined
         break;
     }
   }
@@ -136,12 +147,14 @@ msix::MsiMessage MsixTable::message(std::uint32_t vector) const {
   return {std::uint64_t{e.address_high} << 32 | e.address_low, e.data};
 }
 
-bool MsixTable::masked(std::uint32_t vector) const { return entries_.at(vector).control & 1u; }
+bool MsixTable::masked(std::uint32_t vector) const {
+  return (entries_.at(vector).control & PCI_MSIX_ENTRY_CTRL_MASKBIT) != 0;
+}
 
 InterruptChange MsixControl::write_high_byte(std::uint8_t value) {
   InterruptChange change;
-  const bool enable = value & 0x80;
-  const bool mask = value & 0x40;
+  const bool enable = value & (PCI_MSIX_FLAGS_ENABLE >> 8);
+  const bool mask = value & (PCI_MSIX_FLAGS_MASKALL >> 8);
   change.enable = enable != enabled;
   change.mask = mask != function_masked;
   enabled = enable;

@@ -43,10 +43,10 @@ class MsiState {
 
  private:
   [[nodiscard]] std::uint32_t data_offset() const noexcept {
-    return capability_.address_64bit ? 12 : 8;
+    return capability_.address_64bit ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32;
   }
   [[nodiscard]] std::uint32_t mask_offset() const noexcept {
-    return capability_.address_64bit ? 16 : 12;
+    return capability_.address_64bit ? PCI_MSI_MASK_64 : PCI_MSI_MASK_32;
   }
   [[nodiscard]] std::uint32_t length() const noexcept;
 
@@ -66,7 +66,9 @@ class MsixTable {
   [[nodiscard]] std::uint32_t size() const noexcept {
     return static_cast<std::uint32_t>(entries_.size());
   }
-  [[nodiscard]] std::uint64_t bytes() const noexcept { return entries_.size() * 16; }
+  [[nodiscard]] std::uint64_t bytes() const noexcept {
+    return entries_.size() * std::uint64_t{PCI_MSIX_ENTRY_SIZE};
+  }
   // Accesses are 4 or 8 bytes, aligned, inside the table (others read as zero, write nothing).
   void read(std::uint64_t offset, std::span<std::uint8_t> data) const;
   // Returns the vector a write touched and what changed in it.
@@ -78,7 +80,8 @@ class MsixTable {
 
  private:
   struct Entry {
-    std::uint32_t address_low = 0, address_high = 0, data = 0, control = 1;
+    std::uint32_t address_low = 0, address_high = 0, data = 0;
+    std::uint32_t control = PCI_MSIX_ENTRY_CTRL_MASKBIT;  // masked after reset
   };
   std::vector<Entry> entries_;
 };
@@ -90,8 +93,9 @@ struct MsixControl {
   bool enabled = false;
   bool function_masked = false;
   [[nodiscard]] std::uint16_t value() const noexcept {
-    return static_cast<std::uint16_t>(table_size_field | (function_masked ? 0x4000 : 0) |
-                                      (enabled ? 0x8000 : 0));
+    return static_cast<std::uint16_t>(table_size_field |
+                                      (function_masked ? PCI_MSIX_FLAGS_MASKALL : 0) |
+                                      (enabled ? PCI_MSIX_FLAGS_ENABLE : 0));
   }
   // Applies a write of the high byte (the only writable bits); returns what changed.
   InterruptChange write_high_byte(std::uint8_t value);

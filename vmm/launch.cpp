@@ -5,8 +5,8 @@
 #include "base/error.h"
 #include "base/text.h"
 #include "iommu/backend.h"
-#include "kvm/guest.h"
 #include "kvm/system.h"
+#include "payloads/guest.h"
 #include "payloads/mailbox.h"
 #include "vmm/passthrough.h"
 #include "vmm/pci_bus.h"
@@ -80,12 +80,12 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
                             std::span<const std::uint8_t> image, const LaunchOptions& options) {
   LaunchResult result;
   const kvm::KvmSystem kvm = kvm::KvmSystem::open(paths);
-  kvm::GuestOptions guest_options;
+  payloads::GuestOptions guest_options;
   guest_options.memory = options.memory;
   guest_options.parameters = options.parameters;
   // Destroyed bottom-up after the vCPU has stopped: the device model (interrupts unwired, BAR
   // slots removed), then the DMA mapping of guest RAM, then the guest and its RAM.
-  kvm::PayloadGuest guest(kvm, image, guest_options);
+  payloads::PayloadGuest guest(kvm, image, guest_options);
   spdlog::debug("VM with {} of RAM, irqchip and a vCPU ready", human_size(guest.memory().size()));
   const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
                                                     iommu::DmaDirection::bidirectional);
@@ -120,7 +120,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   loop.on_mmio(windows.mmio64_start, windows.mmio64_end, trapped_mmio);
 
   struct StopGuest {
-    kvm::PayloadGuest& guest;
+    payloads::PayloadGuest& guest;
     ~StopGuest() { guest.stop(); }
   } stop{guest};
   guest.start();

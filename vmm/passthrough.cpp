@@ -15,12 +15,8 @@ namespace vfiokit::vmm {
 namespace {
 
 constexpr std::uint64_t kPage = 4096;
-constexpr std::uint32_t kBarRegisters = 0x10;
-constexpr std::uint32_t kRomRegister = 0x30;
-constexpr std::uint32_t kCommandRegister = 0x04;
-constexpr std::uint16_t kCommandMemory = 0x2;
-constexpr std::uint16_t kCommandBusMaster = 0x4;
-constexpr std::uint32_t kInterruptPin = 0x3d;
+constexpr std::uint32_t kBarRegisters = PCI_BASE_ADDRESS_0;
+constexpr std::uint32_t kBarRegistersEnd = PCI_BASE_ADDRESS_5 + 4;
 
 std::uint64_t page_down(std::uint64_t v) { return v & ~(kPage - 1); }
 std::uint64_t page_up(std::uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
@@ -45,7 +41,6 @@ PassthroughDevice::PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm
   // is a 32-bit non-prefetchable BAR at address 0, e.g. after a reset).
   const std::vector<pci::BarRegister> registers = pci::decode_bar_registers(config);
   std::vector<BarSpec> specs;
-  std::vector<std::uint32_t> flags;
   for (unsigned index = 0; index < 6; ++index) {
     const vfio::RegionInfo info = device.region_info(index);
     if (info.size == 0) continue;  // unimplemented, or the upper half of a 64-bit BAR
@@ -57,20 +52,15 @@ PassthroughDevice::PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm
       spec.prefetchable = reg->prefetchable;
     }
     specs.push_back(spec);
-    flags.push_back(spec.kind == pci::BarKind::io
-                        ? 0x1u
-                        : (spec.kind == pci::BarKind::mem64 ? 0x4u : 0x0u) |
-                              (spec.prefetchable ? 0x8u : 0x0u));
   }
   const auto layout = assign_bars(specs, windows);
   for (std::size_t i = 0; i < layout.size(); ++i) {
     Bar bar;
     bar.guest = layout[i];
-    bar.flags = flags[i];
     bar.region = std::make_unique<vfio::Region>(device, layout[i].spec.index);
     bars_.push_back(std::move(bar));
   }
-  memory_decoding_ = (device.config_read16(kCommandRegister) & kCommandMemory) != 0;
+  memory_decoding_ = (device.config_read16(PCI_COMMAND) & PCI_COMMAND_MEMORY) != 0;
   try {
     // The slots are made now, whatever the Memory Space bit says: adding them later, when the
     // guest turns decoding on, sometimes left the guest hung on its next BAR access in the
@@ -89,9 +79,8 @@ PassthroughDevice::~PassthroughDevice() {
   // The guest may have left the device running (an NVMe keeps fetching from its queues): stop
   // its DMA before the VMM unmaps guest RAM from the IOMMU, or it faults there.
   try {
-    const std::uint16_t command = device_.config_read16(kCommandRegister);
-    device_.config_write16(kCommandRegister,
-                           static_cast<std::uint16_t>(command & ~kCommandBusMaster));
+    const std::uint16_t command = device_.config_read16(PCI_COMMAND);
+    device_.config_write16(PCI_COMMAND, static_cast<std::uint16_t>(command & ~PCI_COMMAND_MASTER));
   } catch (const Error& e) {
     spdlog::warn("could not turn off bus mastering: {}", e.what());
   }
@@ -104,13 +93,12 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> PassthroughDevice::trapped(
   if (!msix_cap_) return ranges;
   const unsigned index = bar.guest.spec.index;
   if (msix_cap_->table_bar == index) {
-    ranges.push_back(
-        {page_down(msix_cap_->table_offset),
-         page_up(msix_cap_->table_offset + std::uint64_t{16} * msix_cap_->table_size)});
+    ranges.push_back({page_down(msix_cap_->table_offset),
+                      page_up(msix_cap_->table_offset + msix_cap_->table_bytes())});
   }
   if (msix_cap_->pba_bar == index) {
     ranges.push_back({page_down(msix_cap_->pba_offset),
-                      page_up(msix_cap_->pba_offset + 8 * ((msix_cap_->table_size + 63) / 64))});
+                      page_up(msix_cap_->pba_offset + msix_cap_->pba_bytes())});
   }
   return ranges;
 }
@@ -192,9 +180,9 @@ std::vector<std::string> PassthroughDevice::describe() const {
 // ---- Config space ------------------------------------------------------------------------
 
 PassthroughDevice::Owner PassthroughDevice::owner(std::uint32_t offset) const noexcept {
-  if (offset >= kBarRegisters && offset < kBarRegisters + 24) return Owner::bar;
-  if (offset >= kRomRegister && offset < kRomRegister + 4) return Owner::hidden;
-  if (offset == kInterruptPin) return Owner::hidden;  // no INTx in this VMM: reads 0, "none"
+  if (offset >= kBarRegisters && offset < kBarRegistersEnd) return Owner::bar;
+  if (offset >= PCI_ROM_ADDRESS && offset < PCI_ROM_ADDRESS + 4) return Owner::hidden;
+  if (offset == PCI_INTERRUPT_PIN) return Owner::hidden;  // no INTx in this VMM: reads 0, "none"
   if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset))
     return Owner::msi;
   if (msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u)) {
@@ -222,17 +210,13 @@ std::uint8_t PassthroughDevice::bar_register_byte(std::uint32_t offset) {
   bool high = false;
   Bar* bar = bar_for_register(offset, high);
   if (!bar) return 0;  // an unimplemented BAR reads as zero
-  const std::uint64_t size_mask = ~(bar->guest.spec.size - 1);
-  std::uint32_t value;
-  if (high) {
-    value = static_cast<std::uint32_t>((bar->sizing_high ? size_mask : bar->guest.address) >> 32);
-  } else {
-    const std::uint64_t base = bar->sizing_low ? size_mask : bar->guest.address;
-    value = (static_cast<std::uint32_t>(base) &
-             ~(bar->guest.spec.kind == pci::BarKind::io ? 0x3u : 0xfu)) |
-            bar->flags;
-  }
-  return static_cast<std::uint8_t>(value >> (8 * (offset % 4)));
+  const BarSpec& spec = bar->guest.spec;
+  // While sizing, the half being sized reads as the size mask instead of the address.
+  const bool sizing = high ? bar->sizing_high : bar->sizing_low;
+  const std::uint64_t shown = sizing ? ~(spec.size - 1) : bar->guest.address;
+  const std::uint64_t value =
+      pci::encode_bar_register({spec.index, spec.kind, spec.prefetchable, shown});
+  return static_cast<std::uint8_t>(value >> (32 * high + 8 * (offset % 4)));
 }
 
 void PassthroughDevice::write_bar_register(std::uint32_t register_offset, std::uint32_t value) {
@@ -327,8 +311,8 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size,
     }
     write_bar_register(register_offset, merged);
   }
-  if (offset <= kCommandRegister && offset + size > kCommandRegister) {
-    memory_decoding_ = (device_.config_read16(kCommandRegister) & kCommandMemory) != 0;
+  if (offset <= PCI_COMMAND && offset + size > PCI_COMMAND) {
+    memory_decoding_ = (device_.config_read16(PCI_COMMAND) & PCI_COMMAND_MEMORY) != 0;
   }
   if (msi_change.any()) apply_msi(msi_change);
   if (msix_change.any()) apply_msix(msix_change, std::nullopt);
@@ -430,7 +414,7 @@ bool PassthroughDevice::msix_mmio(const Bar& bar, std::uint64_t offset, bool wri
     }
     return true;
   }
-  const std::uint64_t pba_bytes = 8 * ((std::uint64_t{msix_cap_->table_size} + 63) / 64);
+  const std::uint64_t pba_bytes = msix_cap_->pba_bytes();
   if (index == msix_cap_->pba_bar && offset >= msix_cap_->pba_offset &&
       offset < msix_cap_->pba_offset + pba_bytes) {
     // Pending interrupts of masked vectors wait in their eventfds: bit n is vector n's.
@@ -466,29 +450,11 @@ bool PassthroughDevice::mmio(const kvm::MmioExit& exit, std::span<std::uint8_t> 
       return true;
     }
     if (msix_mmio(bar, offset, exit.write, data)) return true;
-    const vfio::Region& region = *bar.region;
-    std::uint64_t value = 0;
-    if (exit.write) std::memcpy(&value, data.data(), data.size());
-    switch (data.size()) {
-      case 1:
-        exit.write ? region.write8(offset, static_cast<std::uint8_t>(value))
-                   : void(value = region.read8(offset));
-        break;
-      case 2:
-        exit.write ? region.write16(offset, static_cast<std::uint16_t>(value))
-                   : void(value = region.read16(offset));
-        break;
-      case 4:
-        exit.write ? region.write32(offset, static_cast<std::uint32_t>(value))
-                   : void(value = region.read32(offset));
-        break;
-      case 8:
-        exit.write ? region.write64(offset, value) : void(value = region.read64(offset));
-        break;
-      default:
-        throw Error("guest MMIO", "access of " + std::to_string(data.size()) + " bytes");
+    if (exit.write) {
+      bar.region->write(offset, data);
+    } else {
+      bar.region->read(offset, data);
     }
-    if (!exit.write) std::memcpy(data.data(), &value, data.size());
     return true;
   }
   return false;
@@ -504,22 +470,11 @@ bool PassthroughDevice::io(const kvm::IoExit& exit, std::span<std::uint8_t> data
     const std::uint64_t offset = exit.port - g.address;
     for (std::uint32_t i = 0; i < exit.count; ++i) {
       auto item = data.subspan(std::size_t{i} * exit.size, exit.size);
-      std::uint32_t value = 0;
-      if (exit.out) std::memcpy(&value, item.data(), exit.size);
-      switch (exit.size) {
-        case 1:
-          exit.out ? bar.region->write8(offset, static_cast<std::uint8_t>(value))
-                   : void(value = bar.region->read8(offset));
-          break;
-        case 2:
-          exit.out ? bar.region->write16(offset, static_cast<std::uint16_t>(value))
-                   : void(value = bar.region->read16(offset));
-          break;
-        default:
-          exit.out ? bar.region->write32(offset, value) : void(value = bar.region->read32(offset));
-          break;
+      if (exit.out) {
+        bar.region->write(offset, item);
+      } else {
+        bar.region->read(offset, item);
       }
-      if (!exit.out) std::memcpy(item.data(), &value, exit.size);
     }
     return true;
   }

@@ -52,7 +52,6 @@ class PassthroughDevice final : public PciFunction {
  private:
   struct Bar {
     GuestBar guest;
-    std::uint32_t flags = 0;  // low bits of the real BAR register (I/O, type, prefetchable)
     std::unique_ptr<vfio::Region> region;
     std::vector<std::uint32_t> slots;
     std::uint64_t mapped_bytes = 0;

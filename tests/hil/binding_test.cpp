@@ -96,13 +96,12 @@ TEST_F(Binding, AnOpenGroupIsNotUnboundFromUnderItsUser) {
 TEST_F(Binding, ABindKilledMidwayIsRestored) {
   for (const char* step : {"unbind", "probe"}) {
     SCOPED_TRACE(step);
-    const pid_t pid =
+    ChildProcess bind =
         spawn_background({"vfiokit", "bind", nvme_}, {std::string("VFIOKIT_DEBUG_STOP_AT=") + step},
                          "/tmp/killed-bind.log");
-    ASSERT_GT(pid, 0);
-    ASSERT_TRUE(wait_until_stopped(pid, 20000)) << read_file("/tmp/killed-bind.log");
-    ::kill(pid, SIGKILL);
-    EXPECT_EQ(wait_for_exit(pid), 128 + SIGKILL);
+    ASSERT_TRUE(wait_until_stopped(bind.pid(), 20000)) << read_file("/tmp/killed-bind.log");
+    bind.kill(SIGKILL);
+    EXPECT_EQ(bind.wait().value(), 128 + SIGKILL);
     // Killed after the override was written: the device is no longer simply on nvme.
     EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"),
               "vfio-pci");
@@ -118,23 +117,24 @@ TEST_F(Binding, ABindKilledMidwayIsRestored) {
 
 TEST_F(Binding, TwoBindsAtOnceTakeTurns) {
   // The first bind stops while it holds the lock.
-  const pid_t first = spawn_background({"vfiokit", "bind", edu_},
-                                       {"VFIOKIT_DEBUG_STOP_AT=override"}, "/tmp/first-bind.log");
-  ASSERT_TRUE(wait_until_stopped(first, 20000)) << read_file("/tmp/first-bind.log");
+  ChildProcess first = spawn_background({"vfiokit", "bind", edu_},
+                                        {"VFIOKIT_DEBUG_STOP_AT=override"}, "/tmp/first-bind.log");
+  ASSERT_TRUE(wait_until_stopped(first.pid(), 20000)) << read_file("/tmp/first-bind.log");
   const auto impatient = vfiokit({"bind", nvme_, "--wait", "0"});
   EXPECT_EQ(impatient.exit_status, 1);
-  EXPECT_NE(impatient.output.find("another vfiokit process (pid " + std::to_string(first) + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      impatient.output.find("another vfiokit process (pid " + std::to_string(first.pid()) + ")"),
+      std::string::npos)
       << impatient.output;
   EXPECT_EQ(driver_of(nvme_), "nvme");
-  const pid_t second =
+  ChildProcess second =
       spawn_background({"vfiokit", "bind", nvme_, "--wait", "60"}, {}, "/tmp/second-bind.log");
   ASSERT_TRUE(wait_for_path("/tmp/second-bind.log", true, 5000));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(driver_of(nvme_), "nvme") << "the second bind did not wait for the first";
-  ::kill(first, SIGCONT);
-  EXPECT_EQ(wait_for_exit(first), 0) << read_file("/tmp/first-bind.log");
-  EXPECT_EQ(wait_for_exit(second), 0) << read_file("/tmp/second-bind.log");
+  first.kill(SIGCONT);
+  EXPECT_EQ(first.wait().value(), 0) << read_file("/tmp/first-bind.log");
+  EXPECT_EQ(second.wait().value(), 0) << read_file("/tmp/second-bind.log");
   EXPECT_NE(read_file("/tmp/second-bind.log").find("waiting for another vfiokit process"),
             std::string::npos);
   EXPECT_EQ(driver_of(edu_), "vfio-pci");

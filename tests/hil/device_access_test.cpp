@@ -27,9 +27,7 @@ struct Resources {
   static Resources now() {
     Resources r;
     r.fds = list_dir("/proc/self/fd").size();
-    const std::string status = read_file("/proc/self/status");
-    r.locked_kib =
-        parse_uint(split_words(find_key_value(status, "VmLck").value_or("0"))[0]).value_or(0);
+    r.locked_kib = locked_memory_kib();
     return r;
   }
   bool operator==(const Resources&) const = default;

@@ -10,9 +10,9 @@
 #include "base/fs.h"
 #include "base/text.h"
 #include "drivers/selftest.h"
-#include "kvm/guest.h"
 #include "kvm/system.h"
 #include "msix/wiring.h"
+#include "payloads/guest.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
 #include "tests/hil/rig_support.h"
@@ -23,18 +23,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::uint64_t locked_kib() {
-  const std::string status = read_file("/proc/self/status");
-  return parse_uint(split_words(find_key_value(status, "VmLck").value_or("0"))[0]).value_or(0);
-}
-
 // irq-probe expecting guest vectors 0x30.. for `count` device vectors.
-kvm::GuestOptions probe_options(std::uint32_t count) {
+payloads::GuestOptions probe_options(std::uint32_t count) {
   vfiokit_irq_params params{};
   params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
   params.count = count;
   for (std::uint32_t v = 0; v < count; ++v) params.vectors[v] = static_cast<std::uint8_t>(0x30 + v);
-  kvm::GuestOptions options;
+  payloads::GuestOptions options;
   options.parameters.resize(sizeof params);
   std::memcpy(options.parameters.data(), &params, sizeof params);
   return options;
@@ -68,7 +63,8 @@ class KvmWiring : public testing::Test {
     opened_.reset();
   }
   // The next vector the guest reports, as "0xVV#N" (vector, arrival), or "none".
-  static std::string next_vector(kvm::PayloadGuest& guest, std::chrono::milliseconds timeout = 5s) {
+  static std::string next_vector(payloads::PayloadGuest& guest,
+                                 std::chrono::milliseconds timeout = 5s) {
     const auto event = guest.wait_for(VFIOKIT_MAILBOX_VECTOR, timeout);
     if (!event) return "none";
     return hex(event->value & 0xff) + "#" + std::to_string(event->value >> 8);
@@ -80,7 +76,7 @@ class KvmWiring : public testing::Test {
 };
 
 TEST_F(KvmWiring, AllSixtyFiveNvmeVectorsReachTheGuestAsTheirOwnVectors) {
-  kvm::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(65));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(65));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(65));
   EXPECT_EQ(guest.routes().commits(), 1u) << "65 routes must go to KVM in one KVM_SET_GSI_ROUTING";
@@ -98,7 +94,7 @@ TEST_F(KvmWiring, AllSixtyFiveNvmeVectorsReachTheGuestAsTheirOwnVectors) {
 }
 
 TEST_F(KvmWiring, MaskFireUnmaskDeliversOnce) {
-  kvm::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(4));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(4));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(4));
   guest.start();
@@ -122,7 +118,7 @@ TEST_F(KvmWiring, MaskFireUnmaskDeliversOnce) {
 }
 
 TEST_F(KvmWiring, RetargetMovesAVectorToANewGuestVector) {
-  kvm::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(2));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(2));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(2));
   guest.start();
@@ -133,7 +129,7 @@ TEST_F(KvmWiring, RetargetMovesAVectorToANewGuestVector) {
 }
 
 TEST_F(KvmWiring, DeassignedVectorsReachNobody) {
-  kvm::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(1));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(1));
   {
     msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
     wiring.wire(messages(1));
@@ -154,7 +150,7 @@ TEST_F(KvmWiring, DeassignedVectorsReachNobody) {
 TEST_F(KvmWiring, ManyVmsComeAndGoLeavingNoFdsOrMemory) {
   // One round first, so lazily created process state (thread stacks, signal handler) exists.
   auto round = [&] {
-    kvm::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(8));
+    payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(8));
     msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
     wiring.wire(messages(8));
     guest.start();
@@ -164,10 +160,10 @@ TEST_F(KvmWiring, ManyVmsComeAndGoLeavingNoFdsOrMemory) {
   };
   round();
   const std::size_t fds = list_dir("/proc/self/fd").size();
-  const std::uint64_t locked = locked_kib();
+  const std::uint64_t locked = locked_memory_kib();
   for (int i = 0; i < 20; ++i) round();
   EXPECT_EQ(list_dir("/proc/self/fd").size(), fds);
-  EXPECT_EQ(locked_kib(), locked);
+  EXPECT_EQ(locked_memory_kib(), locked);
 }
 
 TEST_F(KvmWiring, SelftestIrqKvmStagePassesThroughTheCli) {

@@ -38,19 +38,6 @@ bool qemu_running() {
   return false;
 }
 
-// A background vfiokit that a failed assertion must not leave running into the next test.
-struct Background {
-  explicit Background(pid_t started) : pid(started) {}
-  ~Background() {
-    if (pid > 0 && ::kill(pid, SIGKILL) == 0) wait_for_exit(pid);
-  }
-  Background(const Background&) = delete;
-  Background& operator=(const Background&) = delete;
-  void signal(int number) const { ::kill(pid, number); }
-  int wait() { return wait_for_exit(std::exchange(pid, -1)); }
-  pid_t pid;
-};
-
 class LaunchTest : public RigDeviceTest {
  protected:
   // Both devices where they started and nothing left in the journal.
@@ -152,12 +139,12 @@ TEST_F(Launch, ASilentPayloadTimesOutAndRestores) {
 
 TEST_F(Launch, SigtermStopsTheGuestAndRestores) {
   const std::string log = "/tmp/launch-sigterm.log";
-  Background launch(spawn_background({"vfiokit", "launch", nvme_, "--payload", "silent"}, {}, log));
-  ASSERT_GT(launch.pid, 0);
+  ChildProcess launch(
+      spawn_background({"vfiokit", "launch", nvme_, "--payload", "silent"}, {}, log));
   ASSERT_TRUE(wait_for_text(log, "moved nvme -> vfio-pci", 20000)) << read_file(log);
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  launch.signal(SIGTERM);
-  EXPECT_EQ(launch.wait(), 1) << read_file(log);
+  launch.kill(SIGTERM);
+  EXPECT_EQ(launch.wait().value(), 1) << read_file(log);
   EXPECT_NE(read_file(log).find("interrupted before the payload reported a result"),
             std::string::npos)
       << read_file(log);
@@ -166,12 +153,12 @@ TEST_F(Launch, SigtermStopsTheGuestAndRestores) {
 
 TEST_F(Launch, AKilledLaunchIsUndoneByRestore) {
   const std::string log = "/tmp/launch-killed.log";
-  Background launch(spawn_background({"vfiokit", "launch", nvme_, "--payload", "silent"}, {}, log));
-  ASSERT_GT(launch.pid, 0);
+  ChildProcess launch(
+      spawn_background({"vfiokit", "launch", nvme_, "--payload", "silent"}, {}, log));
   ASSERT_TRUE(wait_for_text(log, "moved nvme -> vfio-pci", 20000)) << read_file(log);
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  launch.signal(SIGKILL);
-  EXPECT_EQ(launch.wait(), 128 + SIGKILL);
+  launch.kill(SIGKILL);
+  EXPECT_EQ(launch.wait().value(), 128 + SIGKILL);
   EXPECT_EQ(driver_of(nvme_), "vfio-pci");
   const auto restore = vfiokit({"restore", "--all"});
   ASSERT_EQ(restore.exit_status, 0) << restore.output;
@@ -280,14 +267,13 @@ std::vector<std::string> endless_qemu_launch(const std::string& bdf) {
 
 TEST_F(LaunchQemu, SigtermReachesQemuAndTheDevicesComeHome) {
   const std::string log = "/tmp/launch-qemu-sigterm.log";
-  Background launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
-  ASSERT_GT(launch.pid, 0);
+  ChildProcess launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
   ASSERT_TRUE(wait_for_text(log, "running: ", 20000)) << read_file(log);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   ASSERT_TRUE(qemu_running()) << read_file(log);
-  launch.signal(SIGTERM);
+  launch.kill(SIGTERM);
   // QEMU ends cleanly on SIGTERM, and launch --qemu exits as QEMU did.
-  EXPECT_EQ(launch.wait(), 0) << read_file(log);
+  EXPECT_EQ(launch.wait().value(), 0) << read_file(log);
   EXPECT_NE(read_file(log).find("QEMU exited with status 0 after SIGTERM, which vfiokit passed on; "
                                 "devices restored"),
             std::string::npos)
@@ -298,13 +284,12 @@ TEST_F(LaunchQemu, SigtermReachesQemuAndTheDevicesComeHome) {
 
 TEST_F(LaunchQemu, AKilledLaunchTakesQemuWithItAndRestoreLeavesNothing) {
   const std::string log = "/tmp/launch-qemu-killed.log";
-  Background launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
-  ASSERT_GT(launch.pid, 0);
+  ChildProcess launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
   ASSERT_TRUE(wait_for_text(log, "running: ", 20000)) << read_file(log);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   ASSERT_TRUE(qemu_running()) << read_file(log);
-  launch.signal(SIGKILL);
-  EXPECT_EQ(launch.wait(), 128 + SIGKILL);
+  launch.kill(SIGKILL);
+  EXPECT_EQ(launch.wait().value(), 128 + SIGKILL);
   // PR_SET_PDEATHSIG: QEMU is told to go when vfiokit dies, and with it goes its hold on the group.
   const auto deadline = Clock::now() + std::chrono::seconds(15);
   while (qemu_running() && Clock::now() < deadline)

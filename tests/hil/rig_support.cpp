@@ -1,8 +1,10 @@
 #include "tests/hil/rig_support.h"
 
-#include "base/fs.h"
+#include <chrono>
+#include <thread>
 
-#include <fcntl.h>
+#include "base/fs.h"
+#include "base/text.h"
 
 namespace vfiokit::hil {
 
@@ -16,51 +18,18 @@ std::optional<std::string> find_pci_function(unsigned vendor, unsigned device) {
   return std::nullopt;
 }
 
-}  // namespace vfiokit::hil
-
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <thread>
-
-extern char** environ;
-
-namespace vfiokit::hil {
-
 CommandResult vfiokit(std::vector<std::string> args) {
   args.insert(args.begin(), "vfiokit");
   return run_command(args);
 }
 
-pid_t spawn_background(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                       const std::string& log) {
-  std::vector<std::string> environment(env);
-  for (char** e = environ; *e; ++e) environment.emplace_back(*e);
-  std::vector<char*> envp;
-  for (auto& e : environment) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
-int wait_for_exit(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+ChildProcess spawn_background(const std::vector<std::string>& argv,
+                              const std::vector<std::string>& env, const std::string& log) {
+  ChildOptions options;
+  options.environment = env;
+  options.output = ChildOutput::file;
+  options.output_file = log;
+  return ChildProcess::spawn(argv, options);
 }
 
 bool wait_until_stopped(pid_t pid, int timeout_ms) {
@@ -87,9 +56,12 @@ std::string driver_of(const std::string& bdf) {
   return read_link_name("/sys/bus/pci/devices/" + bdf + "/driver").value_or("(none)");
 }
 
-}  // namespace vfiokit::hil
-
-namespace vfiokit::hil {
+std::uint64_t locked_memory_kib() {
+  const std::string status = read_file("/proc/self/status");
+  const std::string locked = find_key_value(status, "VmLck").value_or("0 kB");
+  const auto words = split_words(locked);
+  return words.empty() ? 0 : parse_uint(words[0]).value_or(0);
+}
 
 void RigDeviceTest::SetUp() {
   VFIOKIT_REQUIRE_RIG();

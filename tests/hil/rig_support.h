@@ -2,11 +2,16 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/types.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "base/process.h"
 
 namespace vfiokit::hil {
 
@@ -40,29 +45,21 @@ class RigDeviceTest : public testing::Test {
   std::string nvme_, edu_;
 };
 
-}  // namespace vfiokit::hil
-
-#include <sys/types.h>
-
-#include <vector>
-
-#include "base/process.h"
-
-namespace vfiokit::hil {
-
 // Runs the vfiokit CLI (on PATH in the rig) and returns its status and output.
 CommandResult vfiokit(std::vector<std::string> args);
 
 // Starts argv in the background with extra "NAME=VALUE" environment entries, output to `log`.
-pid_t spawn_background(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                       const std::string& log);
-// Waits for a child; returns its exit status, or 128 + signal.
-int wait_for_exit(pid_t pid);
+// A test that fails an assertion leaves nothing running: the child dies with its handle.
+ChildProcess spawn_background(const std::vector<std::string>& argv,
+                              const std::vector<std::string>& env, const std::string& log);
 // Polls /proc/PID/stat until the process is stopped (state T); false after `timeout_ms`.
 bool wait_until_stopped(pid_t pid, int timeout_ms);
 // Polls until `path` exists (or stops existing); false after `timeout_ms`.
 bool wait_for_path(const std::string& path, bool exists, int timeout_ms);
 
 std::string driver_of(const std::string& bdf);
+
+// This process's locked (pinned) memory in KiB, VmLck of /proc/self/status: DMA mappings pin.
+std::uint64_t locked_memory_kib();
 
 }  // namespace vfiokit::hil

@@ -10,35 +10,52 @@ namespace vfiokit {
 namespace {
 
 TEST(UapiCodes, VfioContainerAndGroup) {
-  EXPECT_EQ(vfio_uapi::kGetApiVersion.code, 0x3b64u);
-  EXPECT_EQ(vfio_uapi::kGetApiVersion.name, "VFIO_GET_API_VERSION");
-  EXPECT_EQ(vfio_uapi::kCheckExtension.code, 0x3b65u);
-  EXPECT_EQ(vfio_uapi::kSetIommu.code, 0x3b66u);
-  EXPECT_EQ(vfio_uapi::kGroupGetStatus.code, 0x3b67u);
-  EXPECT_EQ(vfio_uapi::kGroupSetContainer.code, 0x3b68u);
-  EXPECT_EQ(vfio_uapi::kGroupUnsetContainer.code, 0x3b69u);
-  EXPECT_EQ(vfio_uapi::kGroupGetDeviceFd.code, 0x3b6au);
-  EXPECT_EQ(vfio_uapi::kIommuGetInfo.code, 0x3b70u);
-  EXPECT_EQ(vfio_uapi::kIommuMapDma.code, 0x3b71u);
-  EXPECT_EQ(vfio_uapi::kIommuUnmapDma.code, 0x3b72u);
-  EXPECT_EQ(vfio_uapi::kIommuMapDma.name, "VFIO_IOMMU_MAP_DMA");
+  EXPECT_EQ(iommu::uapi::kGetApiVersion.code, 0x3b64u);
+  EXPECT_EQ(iommu::uapi::kGetApiVersion.name, "VFIO_GET_API_VERSION");
+  EXPECT_EQ(iommu::uapi::kCheckExtension.code, 0x3b65u);
+  EXPECT_EQ(iommu::uapi::kSetIommu.code, 0x3b66u);
+  EXPECT_EQ(iommu::uapi::kGroupGetStatus.code, 0x3b67u);
+  EXPECT_EQ(iommu::uapi::kGroupSetContainer.code, 0x3b68u);
+  EXPECT_EQ(iommu::uapi::kGroupUnsetContainer.code, 0x3b69u);
+  EXPECT_EQ(iommu::uapi::kGroupGetDeviceFd.code, 0x3b6au);
+  EXPECT_EQ(iommu::uapi::kIommuGetInfo.code, 0x3b70u);
+  EXPECT_EQ(iommu::uapi::kIommuMapDma.code, 0x3b71u);
+  EXPECT_EQ(iommu::uapi::kIommuUnmapDma.code, 0x3b72u);
+  EXPECT_EQ(iommu::uapi::kIommuMapDma.name, "VFIO_IOMMU_MAP_DMA");
 }
 
 TEST(UapiCodes, VfioDevice) {
-  EXPECT_EQ(vfio_uapi::kDeviceGetInfo.code, 0x3b6bu);
-  EXPECT_EQ(vfio_uapi::kDeviceGetRegionInfo.code, 0x3b6cu);
-  EXPECT_EQ(vfio_uapi::kDeviceGetIrqInfo.code, 0x3b6du);
-  EXPECT_EQ(vfio_uapi::kDeviceSetIrqs.code, 0x3b6eu);
-  EXPECT_EQ(vfio_uapi::kDeviceReset.code, 0x3b6fu);
-  EXPECT_EQ(vfio_uapi::kDeviceGetPciHotResetInfo.code, 0x3b70u);
-  EXPECT_EQ(vfio_uapi::kDeviceSetIrqs.name, "VFIO_DEVICE_SET_IRQS");
+  EXPECT_EQ(vfio::uapi::kDeviceGetInfo.code, 0x3b6bu);
+  EXPECT_EQ(vfio::uapi::kDeviceGetRegionInfo.code, 0x3b6cu);
+  EXPECT_EQ(vfio::uapi::kDeviceGetIrqInfo.code, 0x3b6du);
+  EXPECT_EQ(vfio::uapi::kDeviceSetIrqs.code, 0x3b6eu);
+  EXPECT_EQ(vfio::uapi::kDeviceReset.code, 0x3b6fu);
+  EXPECT_EQ(vfio::uapi::kDeviceGetPciHotResetInfo.code, 0x3b70u);
+  EXPECT_EQ(vfio::uapi::kDeviceSetIrqs.name, "VFIO_DEVICE_SET_IRQS");
 }
 
 TEST(UapiCodes, Kvm) {
-  EXPECT_EQ(kvm_uapi::kGetApiVersion.code, 0xae00u);
-  EXPECT_EQ(kvm_uapi::kGetApiVersion.name, "KVM_GET_API_VERSION");
-  EXPECT_EQ(kvm_uapi::kGetMpState.code, 0x8004ae98u);
-  EXPECT_EQ(kvm_uapi::kGetMpState.name, "KVM_GET_MP_STATE");
+  using namespace kvm::uapi;
+  EXPECT_EQ(kGetApiVersion.code, 0xae00u);
+  EXPECT_EQ(kGetApiVersion.name, "KVM_GET_API_VERSION");
+  EXPECT_EQ(kCreateVm.code, 0xae01u);
+  EXPECT_EQ(kCheckExtension.code, 0xae03u);
+  EXPECT_EQ(kGetVcpuMmapSize.code, 0xae04u);
+  EXPECT_EQ(kCreateVcpu.code, 0xae41u);
+  EXPECT_EQ(kSetUserMemoryRegion.code, 0x4020ae46u);
+  EXPECT_EQ(kCreateIrqchip.code, 0xae60u);
+  EXPECT_EQ(kSetTssAddr.code, 0xae47u);
+  // The kernel's (C) value; the 6.1 header's macro gives 0x4010ae6a under C++ (kvm/uapi.h).
+  EXPECT_EQ(kSetGsiRouting.code, 0x4008ae6au);
+  EXPECT_EQ(kIrqfd.code, 0x4020ae76u);  // 0x20: a 32-byte struct kvm_irqfd
+  EXPECT_EQ(kSignalMsi.code, 0x4020aea5u);
+  EXPECT_EQ(kRun.code, 0xae80u);
+  EXPECT_EQ(kGetRegs.code, 0x8090ae81u);
+  EXPECT_EQ(kSetRegs.code, 0x4090ae82u);
+  EXPECT_EQ(kGetSregs.code, 0x8138ae83u);
+  EXPECT_EQ(kSetSregs.code, 0x4138ae84u);
+  EXPECT_EQ(kGetMpState.code, 0x8004ae98u);
+  EXPECT_EQ(kGetMpState.name, "KVM_GET_MP_STATE");
 }
 
 }  // namespace

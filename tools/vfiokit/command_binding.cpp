@@ -138,13 +138,11 @@ std::string_view action_word(bind::PlannedAction action) {
 }
 
 Json plan_json(const bind::Plan& plan) {
-  auto optional = [](const std::optional<std::string>& value) {
-    return value ? Json(*value) : Json(nullptr);
-  };
+  auto optional = [](const std::optional<std::string>& value) { return Json(value); };
   Json devices = Json::array();
   for (const auto& d : plan.devices) {
     devices.push_back({{"bdf", d.bdf.to_string()},
-                       {"iommu_group", d.group ? Json(*d.group) : Json(nullptr)},
+                       {"iommu_group", Json(d.group)},
                        {"requested", d.requested},
                        {"action", action_word(d.action)},
                        {"driver", optional(d.current_driver)},
@@ -193,7 +191,7 @@ void print_plan(std::ostream& out, const bind::Plan& plan, std::string_view titl
 int report_refusals(const bind::Plan& plan, bool json, const Json& document) {
   if (!plan.refused()) return 0;
   if (json) {
-    std::cout << document.dump(2) << '\n';
+    print_json(std::cout, document);
   } else {
     std::cerr << "vfiokit: refused; nothing was changed:\n";
     for (const auto& r : plan.refusals) {
@@ -237,7 +235,7 @@ int present_and_execute(const GlobalOptions& options, const BindingArgs& args,
       for (unsigned group : result.groups) std::cout << "  /dev/vfio/" << group << " is ready\n";
     }
   }
-  if (options.json) std::cout << document.dump(2) << '\n';
+  if (options.json) print_json(std::cout, document);
   return 0;
 }
 
@@ -286,7 +284,7 @@ int run_homecoming(const GlobalOptions& options, const BindingArgs& args, bool f
     }
     if (bdfs.empty()) {
       if (options.json) {
-        std::cout << Json{{"operation", verb}, {"result", Json::array()}}.dump(2) << '\n';
+        print_json(std::cout, Json{{"operation", verb}, {"result", Json::array()}});
       } else {
         std::cout << "nothing to restore: the journal in " << run_dir.string() << " is empty\n";
       }
@@ -311,7 +309,7 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
     for (const auto& e : entries) {
       list.push_back({{"bdf", e.bdf.to_string()},
                       {"id", pci::id_hex(e.vendor_id) + ":" + pci::id_hex(e.device_id)},
-                      {"host_driver", e.host_driver ? Json(*e.host_driver) : Json(nullptr)},
+                      {"host_driver", Json(e.host_driver)},
                       {"rule", store.rule_path(e.bdf).string()}});
     }
     return list;
@@ -319,7 +317,7 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
   if (args.list) {
     const auto entries = store.entries();
     if (options.json) {
-      std::cout << Json{{"persisted", print_entries(entries)}}.dump(2) << '\n';
+      print_json(std::cout, Json{{"persisted", print_entries(entries)}});
     } else if (entries.empty()) {
       std::cout << "no devices are persisted to vfio-pci\n";
     } else {
@@ -371,12 +369,10 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
   if (options.json) {
     Json written = Json::array();
     for (const auto& f : files) written.push_back(f.string());
-    std::cout << Json{{"operation", args.remove ? "persist-remove" : "persist"},
-                      {"dry_run", args.dry_run},
-                      {"files", written},
-                      {"persisted", print_entries(store.entries())}}
-                     .dump(2)
-              << '\n';
+    print_json(std::cout, Json{{"operation", args.remove ? "persist-remove" : "persist"},
+                               {"dry_run", args.dry_run},
+                               {"files", written},
+                               {"persisted", print_entries(store.entries())}});
   } else {
     for (const auto& f : files) std::cout << "  wrote " << f.string() << '\n';
   }

@@ -57,8 +57,8 @@ int run_info(const GlobalOptions& options, const std::string& text) {
                           {"sparse", r.sparse_areas.has_value()},
                           {"mmap_areas", areas},
                           {"msix_mappable", r.msix_mappable},
-                          {"type", r.type ? Json(*r.type) : Json(nullptr)},
-                          {"subtype", r.subtype ? Json(*r.subtype) : Json(nullptr)}});
+                          {"type", Json(r.type)},
+                          {"subtype", Json(r.subtype)}});
     }
     Json jirqs = Json::array();
     for (const auto& irq : irqs) {
@@ -76,20 +76,18 @@ int run_info(const GlobalOptions& options, const std::string& text) {
     Json deps = Json::array();
     for (const auto& d : hot_reset)
       deps.push_back({{"bdf", d.bdf.to_string()}, {"group", d.group}});
-    std::cout << Json{{"bdf", bdf.to_string()},
-                      {"flags",
-                       {{"reset", device.info().resettable()}, {"pci", device.info().is_pci()}}},
-                      {"regions", jregions},
-                      {"irqs", jirqs},
-                      {"iommu",
-                       {{"backend", iommu.backend},
-                        {"page_sizes", iommu.page_sizes},
-                        {"iova_ranges", ranges},
-                        {"dma_available",
-                         iommu.dma_available ? Json(*iommu.dma_available) : Json(nullptr)}}},
-                      {"hot_reset_dependencies", deps}}
-                     .dump(2)
-              << '\n';
+    print_json(
+        std::cout,
+        Json{{"bdf", bdf.to_string()},
+             {"flags", {{"reset", device.info().resettable()}, {"pci", device.info().is_pci()}}},
+             {"regions", jregions},
+             {"irqs", jirqs},
+             {"iommu",
+              {{"backend", iommu.backend},
+               {"page_sizes", iommu.page_sizes},
+               {"iova_ranges", ranges},
+               {"dma_available", Json(iommu.dma_available)}}},
+             {"hot_reset_dependencies", deps}});
     return 0;
   }
   std::cout << bdf.to_string() << " through VFIO (" << iommu.backend << ")\n";
@@ -150,8 +148,7 @@ int run_selftest_command(const GlobalOptions& options, const SelftestArgs& args)
       stages.push_back(
           {{"stage", r.name}, {"status", drivers::to_string(r.status)}, {"detail", r.detail}});
     }
-    std::cout << Json{{"bdf", bdf.to_string()}, {"passed", passed}, {"stages", stages}}.dump(2)
-              << '\n';
+    print_json(std::cout, Json{{"bdf", bdf.to_string()}, {"passed", passed}, {"stages", stages}});
   } else {
     std::cout << "selftest " << bdf.to_string() << '\n';
     for (const auto& r : results) {

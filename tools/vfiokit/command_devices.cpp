@@ -60,7 +60,7 @@ int run_list(const GlobalOptions& options) {
         ungrouped = list;
       }
     }
-    std::cout << Json{{"groups", groups}, {"without_group", ungrouped}}.dump(2) << '\n';
+    print_json(std::cout, Json{{"groups", groups}, {"without_group", ungrouped}});
     return 0;
   }
   if (by_group.empty()) {
@@ -91,7 +91,7 @@ int run_show(const GlobalOptions& options, const std::string& text) {
     Json group = Json::array();
     for (const auto& member : members) group.push_back(member.to_string());
     j["iommu_group_devices"] = group;
-    std::cout << j.dump(2) << '\n';
+    print_json(std::cout, j);
   } else {
     print_device_details(std::cout, named, members, usage);
   }
@@ -108,9 +108,8 @@ int run_check(const GlobalOptions& options, const std::string& text) {
   const auto checks = bind::assess_readiness(view, bdf, iommu::probe_host_iommu(paths));
   const bool ready = all_passed(checks);
   if (options.json) {
-    std::cout << Json{{"bdf", bdf.to_string()}, {"ready", ready}, {"checks", to_json(checks)}}.dump(
-                     2)
-              << '\n';
+    print_json(std::cout,
+               Json{{"bdf", bdf.to_string()}, {"ready", ready}, {"checks", to_json(checks)}});
   } else {
     pci::PciNames names;
     std::cout << bdf.to_string() << "  "

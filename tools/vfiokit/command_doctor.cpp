@@ -17,11 +17,9 @@ Command add_doctor_command(CLI::App& app, GlobalOptions& options) {
             const std::vector<CheckResult> checks = assess_doctor_facts(facts);
             const bool ready = all_passed(checks);
             if (options.json) {
-              std::cout << nlohmann::json{{"ready", ready},
-                                          {"kernel", facts.kernel_release},
-                                          {"checks", to_json(checks)}}
-                               .dump(2)
-                        << '\n';
+              print_json(std::cout, Json{{"ready", ready},
+                                         {"kernel", facts.kernel_release},
+                                         {"checks", to_json(checks)}});
             } else {
               std::cout << "vfiokit doctor: passthrough readiness of this host (kernel "
                         << facts.kernel_release << ")\n";

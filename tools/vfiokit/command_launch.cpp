@@ -178,21 +178,20 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
       timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
     Json moved = Json::array();
     for (const auto& b : session.moved()) moved.push_back(b.to_string());
-    std::cout << Json{{"bdf", bdf.to_string()},
-                      {"payload", payload.name},
-                      {"passed", result.passed},
-                      {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code))
-                                                  : Json(nullptr)},
-                      {"done_code", result.done_code ? Json(*result.done_code) : Json(nullptr)},
-                      {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
-                      {"guest_bdf", result.guest_bdf},
-                      {"layout", result.layout},
-                      {"values", values},
-                      {"log", result.log},
-                      {"timing", timing},
-                      {"bound_and_restored", moved}}
-                     .dump(2)
-              << '\n';
+    print_json(std::cout,
+               Json{{"bdf", bdf.to_string()},
+                    {"payload", payload.name},
+                    {"passed", result.passed},
+                    {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code))
+                                                : Json(nullptr)},
+                    {"done_code", Json(result.done_code)},
+                    {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
+                    {"guest_bdf", result.guest_bdf},
+                    {"layout", result.layout},
+                    {"values", values},
+                    {"log", result.log},
+                    {"timing", timing},
+                    {"bound_and_restored", moved}});
   } else {
     std::cout << "devices restored to their original drivers\n"
               << (result.passed ? "result: passed\n" : "result: FAILED: " + result.failure + "\n");
@@ -260,19 +259,16 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
     if (options.json) {
       Json devices = Json::array();
       for (const auto& d : plan.devices) {
-        devices.push_back({{"bdf", d.bdf.to_string()},
-                           {"driver", d.current_driver ? Json(*d.current_driver) : Json(nullptr)},
-                           {"note", d.note}});
+        devices.push_back(
+            {{"bdf", d.bdf.to_string()}, {"driver", Json(d.current_driver)}, {"note", d.note}});
       }
       Json refused = Json::array();
       for (const auto& r : plan.refusals)
         refused.push_back({{"bdf", r.bdf.to_string()}, {"check", r.check}, {"reason", r.reason}});
-      std::cout << Json{{"dry_run", true},
-                        {"devices", devices},
-                        {"refused", refused},
-                        {"command", command}}
-                       .dump(2)
-                << '\n';
+      print_json(
+          std::cout,
+          Json{
+              {"dry_run", true}, {"devices", devices}, {"refused", refused}, {"command", command}});
     } else {
       std::cout << "plan: bind for the guest, restore when QEMU exits\n";
       for (const auto& d : plan.devices) {
@@ -303,13 +299,11 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   session.restore();
   if (options.json) {
     const int forwarded = g_signal.load();
-    std::cout << Json{{"command", command},
-                      {"qemu_exit_status", status},
-                      {"signal_passed_on",
-                       forwarded ? Json(sigabbrev_np(forwarded)) : Json(nullptr)},
-                      {"restored", true}}
-                     .dump(2)
-              << '\n';
+    print_json(std::cout,
+               Json{{"command", command},
+                    {"qemu_exit_status", status},
+                    {"signal_passed_on", forwarded ? Json(sigabbrev_np(forwarded)) : Json(nullptr)},
+                    {"restored", true}});
   } else {
     std::cout << "QEMU exited with status " << status;
     if (const int forwarded = g_signal.load())

@@ -67,9 +67,9 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
   j["subsystem_id"] = pci::id_hex(d.subsystem_id);
   j["subsystem"] = named.subsystem_name;
   j["revision"] = d.revision;
-  j["driver"] = d.driver ? Json(*d.driver) : Json(nullptr);
-  j["driver_override"] = d.driver_override ? Json(*d.driver_override) : Json(nullptr);
-  j["iommu_group"] = d.iommu_group ? Json(*d.iommu_group) : Json(nullptr);
+  j["driver"] = Json(d.driver);
+  j["driver_override"] = Json(d.driver_override);
+  j["iommu_group"] = Json(d.iommu_group);
   j["numa_node"] = d.numa_node;
   j["boot_vga"] = d.boot_vga;
   j["bridge"] = d.is_bridge();
@@ -133,7 +133,7 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
                      {"up", n.up},
                      {"ipv4_routes", n.ipv4_routes},
                      {"ipv6_routes", n.ipv6_routes},
-                     {"master", n.master ? Json(*n.master) : Json(nullptr)},
+                     {"master", Json(n.master)},
                      {"in_use", n.in_use()}});
     }
     Json block = Json::array();

@@ -4,15 +4,12 @@
 #include <iosfwd>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "bind/usage.h"
 #include "pci/device.h"
 #include "pci/names.h"
+#include "tools/vfiokit/json.h"
 
 namespace vfiokit::cli {
-
-using Json = nlohmann::ordered_json;
 
 struct NamedDevice {
   pci::PciDevice device;

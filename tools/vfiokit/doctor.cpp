@@ -173,9 +173,9 @@ CheckResult assess_kvm(const DoctorFacts& facts) {
   };
   if (!node.exists) return diagnosed(ENOENT, "/dev/kvm");
   if (node.open_errno != 0) return diagnosed(node.open_errno, "open /dev/kvm");
-  if (node.api_version && *node.api_version != kvm_uapi::kExpectedApiVersion) {
+  if (node.api_version && *node.api_version != kvm::uapi::kExpectedApiVersion) {
     check.summary = "/dev/kvm answers API version " + std::to_string(*node.api_version) +
-                    ", expected " + std::to_string(kvm_uapi::kExpectedApiVersion);
+                    ", expected " + std::to_string(kvm::uapi::kExpectedApiVersion);
     check.fix = "this kernel's KVM is not one vfiokit can drive";
     return check;
   }
@@ -216,10 +216,10 @@ DoctorFacts gather_doctor_facts(const HostPaths& paths) {
   for (const char* name : {"vfio", "vfio_iommu_type1", "vfio_pci"}) {
     facts.modules.push_back({name, module_state(paths, name)});
   }
-  facts.vfio_container = probe_device_node(paths.dev / "vfio/vfio", vfio_uapi::kGetApiVersion);
-  facts.kvm = probe_device_node(paths.dev / "kvm", kvm_uapi::kGetApiVersion);
+  facts.vfio_container = probe_device_node(paths.dev / "vfio/vfio", iommu::uapi::kGetApiVersion);
+  facts.kvm = probe_device_node(paths.dev / "kvm", kvm::uapi::kGetApiVersion);
   facts.kvm_host = kvm::gather_kvm_facts(paths, 0);
-  if (facts.kvm.api_version == kvm_uapi::kExpectedApiVersion) {
+  if (facts.kvm.api_version == kvm::uapi::kExpectedApiVersion) {
     try {
       const kvm::KvmSystem system = kvm::KvmSystem::open(paths);
       const kvm::Vm vm = system.create_vm();

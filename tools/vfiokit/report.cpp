@@ -35,28 +35,27 @@ void print_checks(std::ostream& out, const std::vector<CheckResult>& checks) {
   }
 }
 
-nlohmann::json to_json(const CheckResult& check) {
-  nlohmann::json j = {
-      {"id", check.id}, {"status", to_string(check.status)}, {"summary", check.summary}};
+Json to_json(const CheckResult& check) {
+  Json j = {{"id", check.id}, {"status", to_string(check.status)}, {"summary", check.summary}};
   if (!check.fix.empty()) j["fix"] = check.fix;
   return j;
 }
 
-nlohmann::json to_json(const std::vector<CheckResult>& checks) {
-  nlohmann::json list = nlohmann::json::array();
+Json to_json(const std::vector<CheckResult>& checks) {
+  Json list = Json::array();
   for (const auto& check : checks) list.push_back(to_json(check));
   return list;
 }
 
-nlohmann::json to_json(const Error& error) {
-  nlohmann::json context = nlohmann::json::object();
+Json to_json(const Error& error) {
+  Json context = Json::object();
   for (const auto& entry : error.context()) context[entry.key] = entry.value;
-  nlohmann::json j = {{"kind", to_string(error.kind())},
-                      {"exit_status", exit_status_for(error.kind())},
-                      {"operation", error.operation()},
-                      {"message", error.message()},
-                      {"context", context},
-                      {"text", error.what()}};
+  Json j = {{"kind", to_string(error.kind())},
+            {"exit_status", exit_status_for(error.kind())},
+            {"operation", error.operation()},
+            {"message", error.message()},
+            {"context", context},
+            {"text", error.what()}};
   if (error.errno_value() != 0) {
     j["errno"] = error.errno_value();
     j["errno_name"] = errno_name(error.errno_value());
@@ -65,9 +64,13 @@ nlohmann::json to_json(const Error& error) {
   return j;
 }
 
+void print_json(std::ostream& out, const Json& document) {
+  out << document.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
+}
+
 void print_error(const Error& error, bool json) {
   if (json) {
-    std::cout << nlohmann::json{{"error", to_json(error)}}.dump(2) << '\n';
+    print_json(std::cout, Json{{"error", to_json(error)}});
     return;
   }
   std::cerr << "vfiokit: error: " << error.what() << '\n';

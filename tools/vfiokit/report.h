@@ -5,19 +5,18 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "base/check.h"
 #include "base/error.h"
+#include "tools/vfiokit/json.h"
 
 namespace vfiokit::cli {
 
 // A check list as aligned lines: status, id, summary, and "fix:" under each warn or fail.
 void print_checks(std::ostream& out, const std::vector<CheckResult>& checks);
 
-nlohmann::json to_json(const CheckResult& check);
-nlohmann::json to_json(const std::vector<CheckResult>& checks);
-nlohmann::json to_json(const Error& error);
+Json to_json(const CheckResult& check);
+Json to_json(const std::vector<CheckResult>& checks);
+Json to_json(const Error& error);
 
 // The one place errors are formatted: text on stderr, or {"error": {...}} on stdout with --json.
 void print_error(const Error& error, bool json);

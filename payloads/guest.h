@@ -1,6 +1,7 @@
-// A small VM that runs one flat payload: RAM, the in-kernel irqchip with its route table, one
-// vCPU entered in 32-bit protected mode at the payload's load address, and a thread that runs
-// it while the port-I/O mailbox (payloads/mailbox.h) turns into events for the host.
+// A small VM that runs one flat payload (one of payloads.h, or a user's own): RAM, the in-kernel
+// irqchip with its route table, one vCPU entered in 32-bit protected mode at the payload's load
+// address, and a thread that runs it while the port-I/O mailbox (payloads/mailbox.h) turns into
+// events for the host.
 #pragma once
 
 #include <chrono>
@@ -22,7 +23,7 @@
 #include "kvm/vm.h"
 #include "msix/routing.h"
 
-namespace vfiokit::kvm {
+namespace vfiokit::payloads {
 
 struct GuestOptions {
   std::size_t memory = std::size_t{16} << 20;  // guest RAM at guest-physical 0
@@ -38,18 +39,18 @@ struct MailboxEvent {
 
 class PayloadGuest {
  public:
-  PayloadGuest(const KvmSystem& system, std::span<const std::uint8_t> image,
+  PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,
                const GuestOptions& options = {});
   // Stops the vCPU and joins its thread before anything it uses goes away.
   ~PayloadGuest();
   PayloadGuest(const PayloadGuest&) = delete;
   PayloadGuest& operator=(const PayloadGuest&) = delete;
 
-  [[nodiscard]] Vm& vm() noexcept { return vm_; }
+  [[nodiscard]] kvm::Vm& vm() noexcept { return vm_; }
   [[nodiscard]] msix::RouteTable& routes() noexcept { return routes_; }
   [[nodiscard]] std::span<std::uint8_t> memory() const noexcept { return memory_.bytes(); }
   // Register extra I/O or MMIO handlers (devices of a VMM) before start().
-  [[nodiscard]] RunLoop& run_loop() noexcept { return loop_; }
+  [[nodiscard]] kvm::RunLoop& run_loop() noexcept { return loop_; }
 
   void start();
   void stop() noexcept;
@@ -65,16 +66,16 @@ class PayloadGuest {
   [[nodiscard]] std::string describe_cpu() const;
 
  private:
-  void on_mailbox(const IoExit& io, std::span<std::uint8_t> data);
+  void on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> data);
   void run_vcpu() noexcept;
 
   // Destroyed bottom-up: the thread is joined in the destructor body; then the vCPU, the route
   // table and the VM close; the RAM they pointed at is unmapped last.
   MappedMemory memory_;
-  Vm vm_;
+  kvm::Vm vm_;
   msix::RouteTable routes_;
-  Vcpu vcpu_;
-  RunLoop loop_;
+  kvm::Vcpu vcpu_;
+  kvm::RunLoop loop_;
   std::thread thread_;
 
   mutable std::mutex mutex_;
@@ -86,8 +87,4 @@ class PayloadGuest {
   bool finished_ = false;
 };
 
-// Flat 32-bit protected mode, as the payloads expect at entry: 4 GiB code (0x08) and data
-// (0x10) segments, paging off.
-void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack);
-
-}  // namespace vfiokit::kvm
+}  // namespace vfiokit::payloads

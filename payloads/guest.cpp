@@ -1,4 +1,4 @@
-#include "kvm/guest.h"
+#include "payloads/guest.h"
 
 #include <sys/mman.h>
 
@@ -11,58 +11,28 @@
 #include "base/text.h"
 #include "payloads/mailbox.h"
 
-namespace vfiokit::kvm {
+namespace vfiokit::payloads {
 namespace {
 
 MappedMemory allocate_ram(std::size_t size) {
   void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (address == MAP_FAILED) {
-    const int err = errno;
-    throw Error::from_errno(err, "allocate guest RAM").with("size", human_size(size));
+    throw Error::from_last_errno("allocate guest RAM").with("size", human_size(size));
   }
   return MappedMemory(address, size);
 }
 
-kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type) {
-  kvm_segment s{};
-  s.base = 0;
-  s.limit = 0xffffffff;
-  s.selector = selector;
-  s.type = type;
-  s.present = 1;
-  s.dpl = 0;
-  s.db = 1;  // 32-bit
-  s.s = 1;   // code/data, not system
-  s.l = 0;
-  s.g = 1;  // 4 KiB granularity
-  return s;
-}
-
 // KVM wants the irqchip before any vCPU exists, so the VM is completed here, in the member
 // initializer of the vCPU.
-Vcpu first_vcpu(Vm& vm, bool irqchip) {
+kvm::Vcpu first_vcpu(kvm::Vm& vm, bool irqchip) {
   if (irqchip) vm.create_irqchip();
   return vm.create_vcpu(0);
 }
 
 }  // namespace
 
-void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack) {
-  kvm_sregs sregs = vcpu.sregs();
-  sregs.cs = flat_segment(0x08, 0xb);  // execute/read, accessed
-  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(0x10, 0x3);  // read/write
-  sregs.cr0 |= 0x1;                                                                // PE
-  sregs.cr0 &= ~std::uint64_t{0x80000000};                                         // PG off
-  vcpu.set_sregs(sregs);
-  kvm_regs regs{};
-  regs.rip = entry;
-  regs.rsp = stack;
-  regs.rflags = 0x2;  // bit 1 is reserved and always set; interrupts off until the payload sti's
-  vcpu.set_regs(regs);
-}
-
-PayloadGuest::PayloadGuest(const KvmSystem& system, std::span<const std::uint8_t> image,
+PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,
                            const GuestOptions& options)
     : memory_(allocate_ram(options.memory)),
       vm_(system.create_vm()),
@@ -77,9 +47,10 @@ PayloadGuest::PayloadGuest(const KvmSystem& system, std::span<const std::uint8_t
   std::memcpy(memory_.bytes().data() + VFIOKIT_PARAMS_ADDRESS, options.parameters.data(),
               options.parameters.size());
   vm_.add_memory(0, 0, memory_.bytes());
-  enter_protected_mode(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
-  loop_.on_io(VFIOKIT_MAILBOX_FIRST, VFIOKIT_MAILBOX_LAST,
-              [this](const IoExit& io, std::span<std::uint8_t> data) { on_mailbox(io, data); });
+  kvm::enter_protected_mode(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
+  loop_.on_io(
+      VFIOKIT_MAILBOX_FIRST, VFIOKIT_MAILBOX_LAST,
+      [this](const kvm::IoExit& io, std::span<std::uint8_t> data) { on_mailbox(io, data); });
 }
 
 PayloadGuest::~PayloadGuest() { stop(); }
@@ -122,7 +93,7 @@ void PayloadGuest::run_vcpu() noexcept {
   changed_.notify_all();
 }
 
-void PayloadGuest::on_mailbox(const IoExit& io, std::span<std::uint8_t> data) {
+void PayloadGuest::on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> data) {
   if (!io.out) {
     std::memset(data.data(), 0xff, data.size());  // nothing to read from the mailbox
     return;
@@ -184,4 +155,4 @@ std::string PayloadGuest::log() const {
   return log_ + log_line_;
 }
 
-}  // namespace vfiokit::kvm
+}  // namespace vfiokit::payloads
