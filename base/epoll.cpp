@@ -34,8 +34,8 @@ std::vector<std::uint64_t> EpollWaiter::wait(std::chrono::milliseconds timeout) 
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   epoll_event events[64];
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     const int n = ::epoll_wait(epoll_.get(), events, 64,
                                static_cast<int>(std::max<long long>(left.count(), 0)));
     if (n < 0) {

@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
-#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -30,7 +29,12 @@ UniqueFd open_null(int flags) {
   return fd;
 }
 
-std::pair<UniqueFd, UniqueFd> make_pipe() {
+struct Pipe {
+  UniqueFd read_end;
+  UniqueFd write_end;
+};
+
+Pipe make_pipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw Error::from_last_errno("pipe2");
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
@@ -116,9 +120,12 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,
     case ChildOutput::inherit:
       break;
     case ChildOutput::capture:
-    case ChildOutput::capture_stdout:
-      std::tie(output_read, output_write) = make_pipe();
+    case ChildOutput::capture_stdout: {
+      Pipe pipe = make_pipe();
+      output_read = std::move(pipe.read_end);
+      output_write = std::move(pipe.write_end);
       break;
+    }
     case ChildOutput::file:
       output_write.reset(
           ::open(options.output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -133,7 +140,7 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,
   const bool merge_stderr =
       options.output != ChildOutput::inherit && options.output != ChildOutput::capture_stdout;
   // The child reports a failed exec's errno here; a successful exec closes it (O_CLOEXEC).
-  auto [exec_error_read, exec_error_write] = make_pipe();
+  Pipe exec_error = make_pipe();
 
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -150,15 +157,15 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,
     ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     ::execve(path.c_str(), arg_pointers.data(), env_pointers.data());
     const int err = errno;
-    [[maybe_unused]] const ssize_t n = ::write(exec_error_write.get(), &err, sizeof err);
+    [[maybe_unused]] const ssize_t n = ::write(exec_error.write_end.get(), &err, sizeof err);
     ::_exit(127);
   }
-  exec_error_write.reset();
+  exec_error.write_end.reset();
   output_write.reset();
   ChildProcess child(pid, std::move(output_read));
   int exec_errno = 0;
   ssize_t n;
-  while ((n = ::read(exec_error_read.get(), &exec_errno, sizeof exec_errno)) < 0 &&
+  while ((n = ::read(exec_error.read_end.get(), &exec_errno, sizeof exec_errno)) < 0 &&
          errno == EINTR) {
   }
   if (n == sizeof exec_errno) {
@@ -214,8 +221,9 @@ std::optional<ExitStatus> ChildProcess::wait_for(std::chrono::milliseconds timeo
   // A pidfd turns readable when the child ends, so the wait needs no polling loop.
   const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    // Rounded up: a wait never ends before its deadline.
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (pidfd) {
       pollfd waiter{pidfd.get(), POLLIN, 0};
       const int ready = ::poll(&waiter, 1, static_cast<int>(std::max<long long>(left.count(), 0)));

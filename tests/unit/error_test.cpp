@@ -38,6 +38,14 @@ TEST(Error, HintIsKeptApartFromWhat) {
   EXPECT_EQ(std::string(e.what()).find("vfio-pci"), std::string::npos);
 }
 
+TEST(Error, FromLastErrnoKeepsErrnoAsTheFailingCallLeftIt) {
+  errno = ENOENT;
+  const Error e = Error::from_last_errno("open", "the node is gone");
+  EXPECT_EQ(e.errno_value(), ENOENT);
+  EXPECT_EQ(e.operation(), "open");
+  EXPECT_STREQ(e.what(), "open: the node is gone: No such file or directory (ENOENT)");
+}
+
 TEST(Error, ErrnoNames) {
   EXPECT_EQ(errno_name(EINVAL), "EINVAL");
   EXPECT_EQ(errno_name(ENOSPC), "ENOSPC");

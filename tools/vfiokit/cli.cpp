@@ -1,7 +1,11 @@
 #include "tools/vfiokit/cli.h"
 
+#include <signal.h>
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
 #include <iostream>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +19,17 @@ namespace {
 
 // Dynamic initialization runs before main(): as early as vfiokit's own code can see the clock.
 const std::chrono::steady_clock::time_point g_process_start = std::chrono::steady_clock::now();
+
+// A CLI11 parse error as vfiokit's usage error, with the help of the subcommand it concerns.
+Error usage_error(const CLI::App& app, const CLI::ParseError& parse_error) {
+  std::string command = "vfiokit";
+  for (const CLI::App* sub : app.get_subcommands()) {
+    if (sub->parsed()) command += " " + sub->get_name();
+  }
+  return Error("parse arguments", parse_error.what())
+      .kind(ErrorKind::usage)
+      .hint("see `" + command + " --help`");
+}
 
 }  // namespace
 
@@ -37,12 +52,22 @@ int run(int argc, char** argv) {
 
   std::vector<Command> commands = make_commands(app, options);
 
+  // A reader that goes away (`vfiokit list | head -1`) makes writes fail with EPIPE instead of
+  // killing vfiokit, which may be half-way through moving a device. Children get the default
+  // back (base/process.cpp).
+  ::signal(SIGPIPE, SIG_IGN);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // CLI11 prints help and --version itself with status 0; real mistakes are usage errors (2).
-    const int status = app.exit(e);
-    return status == 0 ? 0 : exit_status_for(ErrorKind::usage);
+    // Help and --version are answers, printed by CLI11 with status 0.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    // Real mistakes are usage errors, printed like every other error (as JSON with --json,
+    // which may come after the mistake, so argv is searched for it).
+    const bool json = std::any_of(
+        argv + 1, argv + argc, [](const char* arg) { return std::string_view(arg) == "--json"; });
+    print_error(usage_error(app, e), json);
+    return exit_status_for(ErrorKind::usage);
   }
   init_logging(options.verbosity);
   spdlog::debug("vfiokit {} started", VFIOKIT_VERSION);

@@ -12,6 +12,7 @@
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
 #include "vfio/open.h"
+#include "vfio/summary.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -24,79 +25,71 @@ std::string page_sizes_text(std::uint64_t bitmap) {
   return sizes.empty() ? std::string("unknown") : join(sizes, ", ");
 }
 
-int run_info(const GlobalOptions& options, const std::string& text) {
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
-  vfio::OpenedDevice opened = vfio::open_vfio_device(options.paths(), bdf);
-  const auto& device = opened.device;
-  const iommu::IommuInfo iommu = opened.backend->info();
-  std::vector<vfio::RegionInfo> regions;
-  for (std::uint32_t i = 0; i < device.info().num_regions; ++i) {
-    try {
-      regions.push_back(device.region_info(i));
-    } catch (const Error&) {
-      // Indexes past the PCI ones (VGA on non-VGA devices) may be absent: EINVAL.
+Json info_json(const vfio::DeviceSummary& info) {
+  Json regions = Json::array();
+  for (const auto& r : info.regions) {
+    Json areas = Json::array();
+    for (const auto& a : r.mappable_areas()) {
+      areas.push_back({{"offset", hex(a.offset)}, {"size", a.size}});
     }
+    regions.push_back({{"index", r.index},
+                       {"name", vfio::region_name(r.index)},
+                       {"size", r.size},
+                       {"offset", hex(r.offset)},
+                       {"read", r.readable()},
+                       {"write", r.writable()},
+                       {"mmap", r.mappable()},
+                       {"sparse", r.sparse_areas.has_value()},
+                       {"mmap_areas", areas},
+                       {"msix_mappable", r.msix_mappable},
+                       {"type", r.type},
+                       {"subtype", r.subtype}});
   }
-  std::vector<vfio::IrqInfo> irqs;
-  for (std::uint32_t i = 0; i < device.info().num_irqs; ++i) irqs.push_back(device.irq_info(i));
-  const auto hot_reset = device.hot_reset_dependencies();
+  Json irqs = Json::array();
+  for (const auto& irq : info.irqs) {
+    Json entry{{"index", irq.index},
+               {"name", vfio::irq_index_name(irq.index)},
+               {"available", irq.info.has_value()}};
+    if (irq.info) {
+      entry["count"] = irq.info->count;
+      entry["eventfd"] = irq.info->eventfd();
+      entry["maskable"] = irq.info->maskable();
+      entry["automasked"] = irq.info->automasked();
+      entry["noresize"] = irq.info->noresize();
+    } else {
+      entry["reason"] = irq.unavailable;
+    }
+    irqs.push_back(std::move(entry));
+  }
+  Json ranges = Json::array();
+  for (const auto& r : info.iommu.iova_ranges) {
+    ranges.push_back({{"start", hex(r.start)}, {"end", hex(r.end)}});
+  }
+  Json dependencies = Json::array();
+  for (const auto& d : info.hot_reset) {
+    dependencies.push_back({{"bdf", d.bdf.to_string()}, {"group", d.group}});
+  }
+  return {{"bdf", info.bdf.to_string()},
+          {"flags", {{"reset", info.info.resettable()}, {"pci", info.info.is_pci()}}},
+          {"regions", regions},
+          {"irqs", irqs},
+          {"iommu",
+           {{"backend", info.iommu.backend},
+            {"page_sizes", info.iommu.page_sizes},
+            {"iova_ranges", ranges},
+            {"dma_available", info.iommu.dma_available}}},
+          {"hot_reset_dependencies", dependencies}};
+}
 
-  if (options.json) {
-    Json jregions = Json::array();
-    for (const auto& r : regions) {
-      Json areas = Json::array();
-      for (const auto& a : r.mappable_areas())
-        areas.push_back({{"offset", hex(a.offset)}, {"size", a.size}});
-      jregions.push_back({{"index", r.index},
-                          {"name", vfio::region_name(r.index)},
-                          {"size", r.size},
-                          {"offset", hex(r.offset)},
-                          {"read", r.readable()},
-                          {"write", r.writable()},
-                          {"mmap", r.mappable()},
-                          {"sparse", r.sparse_areas.has_value()},
-                          {"mmap_areas", areas},
-                          {"msix_mappable", r.msix_mappable},
-                          {"type", Json(r.type)},
-                          {"subtype", Json(r.subtype)}});
-    }
-    Json jirqs = Json::array();
-    for (const auto& irq : irqs) {
-      jirqs.push_back({{"index", irq.index},
-                       {"name", vfio::irq_index_name(irq.index)},
-                       {"count", irq.count},
-                       {"eventfd", irq.eventfd()},
-                       {"maskable", irq.maskable()},
-                       {"automasked", irq.automasked()},
-                       {"noresize", irq.noresize()}});
-    }
-    Json ranges = Json::array();
-    for (const auto& r : iommu.iova_ranges)
-      ranges.push_back({{"start", hex(r.start)}, {"end", hex(r.end)}});
-    Json deps = Json::array();
-    for (const auto& d : hot_reset)
-      deps.push_back({{"bdf", d.bdf.to_string()}, {"group", d.group}});
-    print_json(
-        std::cout,
-        Json{{"bdf", bdf.to_string()},
-             {"flags", {{"reset", device.info().resettable()}, {"pci", device.info().is_pci()}}},
-             {"regions", jregions},
-             {"irqs", jirqs},
-             {"iommu",
-              {{"backend", iommu.backend},
-               {"page_sizes", iommu.page_sizes},
-               {"iova_ranges", ranges},
-               {"dma_available", Json(iommu.dma_available)}}},
-             {"hot_reset_dependencies", deps}});
-    return 0;
+void print_info(std::ostream& out, const vfio::DeviceSummary& info) {
+  out << info.bdf.to_string() << " through VFIO (" << info.iommu.backend << ")\n";
+  out << "  reset: " << (info.info.resettable() ? "VFIO_DEVICE_RESET available" : "none")
+      << "; bus reset " << (info.hot_reset.empty() ? "not possible" : "also resets:");
+  for (const auto& d : info.hot_reset) {
+    out << ' ' << d.bdf.to_string() << " (group " << d.group << ')';
   }
-  std::cout << bdf.to_string() << " through VFIO (" << iommu.backend << ")\n";
-  std::cout << "  reset: " << (device.info().resettable() ? "VFIO_DEVICE_RESET available" : "none")
-            << "; bus reset " << (hot_reset.empty() ? "not possible" : "also resets:");
-  for (const auto& d : hot_reset)
-    std::cout << ' ' << d.bdf.to_string() << " (group " << d.group << ')';
-  std::cout << "\n  regions:\n";
-  for (const auto& r : regions) {
+  out << "\n  regions:\n";
+  for (const auto& r : info.regions) {
     if (r.size == 0) continue;
     std::string areas;
     if (r.sparse_areas) {
@@ -105,23 +98,40 @@ int run_info(const GlobalOptions& options, const std::string& text) {
         parts.push_back(hex(a.offset) + "+" + human_size(a.size));
       areas = "  mmap only " + (parts.empty() ? std::string("nothing") : join(parts, ", "));
     }
-    std::cout << "    " << vfio::region_name(r.index)
-              << std::string(8 - std::min<std::size_t>(7, vfio::region_name(r.index).size()), ' ')
-              << human_size(r.size) << "  " << r.flags_text() << areas
-              << (r.msix_mappable ? "  msix-mappable" : "") << '\n';
+    const std::string name = vfio::region_name(r.index);
+    out << "    " << name << std::string(8 - std::min<std::size_t>(7, name.size()), ' ')
+        << human_size(r.size) << "  " << r.flags_text() << areas
+        << (r.msix_mappable ? "  msix-mappable" : "") << '\n';
   }
-  std::cout << "  interrupts:\n";
-  for (const auto& irq : irqs) {
-    if (irq.count == 0) continue;
-    std::cout << "    " << vfio::irq_index_name(irq.index) << "  " << irq.count << " vector"
-              << (irq.count == 1 ? "" : "s") << "  " << irq.flags_text() << '\n';
+  out << "  interrupts:\n";
+  for (const auto& irq : info.irqs) {
+    const std::string name = vfio::irq_index_name(irq.index);
+    if (!irq.info) {
+      out << "    " << name << "  " << irq.unavailable << '\n';
+      continue;
+    }
+    if (irq.info->count == 0) continue;
+    out << "    " << name << "  " << irq.info->count << " vector"
+        << (irq.info->count == 1 ? "" : "s") << "  " << irq.info->flags_text() << '\n';
   }
-  std::cout << "  IOMMU: page sizes " << page_sizes_text(iommu.page_sizes) << "\n";
-  for (const auto& r : iommu.iova_ranges) {
-    std::cout << "    usable IOVA " << hex(r.start) << " - " << hex(r.end) << '\n';
+  out << "  IOMMU: page sizes " << page_sizes_text(info.iommu.page_sizes) << "\n";
+  for (const auto& r : info.iommu.iova_ranges) {
+    out << "    usable IOVA " << hex(r.start) << " - " << hex(r.end) << '\n';
   }
-  if (iommu.dma_available)
-    std::cout << "    DMA mappings still allowed: " << *iommu.dma_available << '\n';
+  if (info.iommu.dma_available) {
+    out << "    DMA mappings still allowed: " << *info.iommu.dma_available << '\n';
+  }
+}
+
+int run_info(const GlobalOptions& options, const std::string& text) {
+  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  vfio::OpenedDevice opened = vfio::open_vfio_device(options.paths(), bdf);
+  const vfio::DeviceSummary info = vfio::summarize_device(opened);
+  if (options.json) {
+    print_json(std::cout, info_json(info));
+  } else {
+    print_info(std::cout, info);
+  }
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "tools/vfiokit/report.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 
 namespace vfiokit::cli {
@@ -68,13 +69,21 @@ void print_json(std::ostream& out, const Json& document) {
   out << document.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
 }
 
-void print_error(const Error& error, bool json) {
-  if (json) {
-    print_json(std::cout, Json{{"error", to_json(error)}});
-    return;
+void print_error(const Error& error, bool json) noexcept {
+  // The last thing a failing command does: it must not fail itself (a stdout that is gone,
+  // text that is not UTF-8, memory that ran out).
+  try {
+    if (json) {
+      print_json(std::cout, Json{{"error", to_json(error)}});
+      return;
+    }
+    std::cerr << "vfiokit: error: " << error.what() << '\n';
+    if (!error.hint().empty()) std::cerr << "  fix: " << error.hint() << '\n';
+  } catch (...) {
+    std::fputs("vfiokit: error: ", stderr);
+    std::fputs(error.what(), stderr);
+    std::fputs("\n", stderr);
   }
-  std::cerr << "vfiokit: error: " << error.what() << '\n';
-  if (!error.hint().empty()) std::cerr << "  fix: " << error.hint() << '\n';
 }
 
 }  // namespace vfiokit::cli

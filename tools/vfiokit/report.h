@@ -19,6 +19,6 @@ Json to_json(const std::vector<CheckResult>& checks);
 Json to_json(const Error& error);
 
 // The one place errors are formatted: text on stderr, or {"error": {...}} on stdout with --json.
-void print_error(const Error& error, bool json);
+void print_error(const Error& error, bool json) noexcept;
 
 }  // namespace vfiokit::cli
