@@ -123,6 +123,31 @@ TEST_F(DeviceAccess, InfoReportsRegionsIrqsAndIovaRanges) {
   }
 }
 
+TEST_F(DeviceAccess, InfoOnConventionalPciSaysTheErrIndexIsNotAvailable) {
+  // edu is conventional PCI (no PCI Express capability): vfio-pci offers it no ERR index.
+  const auto result = vfiokit({"info", edu_, "--json"});
+  ASSERT_EQ(result.exit_status, 0) << result.output;
+  const auto json = nlohmann::json::parse(result.output);
+  bool err_seen = false;
+  for (const auto& irq : json["irqs"]) {
+    if (irq["name"] != "ERR") {
+      EXPECT_EQ(irq["available"], true) << irq.dump();
+      continue;
+    }
+    err_seen = true;
+    EXPECT_EQ(irq["available"], false);
+    EXPECT_NE(irq["reason"].get<std::string>().find("PCI Express"), std::string::npos);
+  }
+  EXPECT_TRUE(err_seen) << result.output;
+  const auto text = vfiokit({"info", edu_});
+  EXPECT_EQ(text.exit_status, 0) << text.output;
+  EXPECT_NE(text.output.find("ERR  not available"), std::string::npos) << text.output;
+  // nvme is PCI Express: its ERR index is there.
+  const auto nvme = nlohmann::json::parse(vfiokit({"info", nvme_, "--json"}).output);
+  EXPECT_EQ(nvme["irqs"][3]["name"], "ERR");
+  EXPECT_EQ(nvme["irqs"][3]["available"], true);
+}
+
 TEST_F(DeviceAccess, PageSizedMappingsHitTheLimitWhileOneCoalescedMappingFits) {
   constexpr std::size_t kSize = std::size_t{512} << 20;
   constexpr std::size_t kPage = 4096;
