@@ -49,6 +49,17 @@ TEST(CliOutput, AnArgumentMistakeWithJsonIsAJsonError) {
   EXPECT_EQ(unknown["error"]["kind"], "usage");
 }
 
+TEST(CliOutput, DurationsMustBeFiniteAndInRange) {
+  // Were accepted: nan passes "> 0" checks, and 1e300 s overflows into undefined behaviour.
+  for (const char* bad : {"nan", "1e300", "-1", "0", "inf", "soon"}) {
+    const CommandResult result = vfiokit_cli({"selftest", "0000:00:01.0", "--timeout", bad});
+    EXPECT_EQ(result.exit_status, 2) << bad << ": " << result.output;
+    EXPECT_NE(result.output.find("--timeout"), std::string::npos) << result.output;
+  }
+  const CommandResult help = vfiokit_cli({"selftest", "--help"});
+  EXPECT_NE(help.output.find("seconds, 0.001 to 3600"), std::string::npos) << help.output;
+}
+
 TEST(CliOutput, HelpIsNotAnError) {
   const CommandResult result = vfiokit_cli({"bind", "--help"});
   EXPECT_EQ(result.exit_status, 0);

@@ -11,6 +11,7 @@
 #include "iommu/backend.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
+#include "tools/vfiokit/options.h"
 #include "vfio/open.h"
 #include "vfio/summary.h"
 
@@ -139,13 +140,13 @@ struct SelftestArgs {
   std::string bdf;
   std::string expected_serial;
   std::vector<std::string> stages;
-  double timeout_seconds = 10;
+  std::chrono::milliseconds timeout{10000};
 };
 
 int run_selftest_command(const GlobalOptions& options, const SelftestArgs& args) {
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
   drivers::SelftestOptions selftest;
-  selftest.timeout = std::chrono::milliseconds(static_cast<long long>(args.timeout_seconds * 1000));
+  selftest.timeout = args.timeout;
   if (!args.expected_serial.empty()) selftest.expected_serial = args.expected_serial;
   selftest.stages = args.stages;
   const auto results = drivers::run_selftest(options.paths(), bdf, selftest);
@@ -194,9 +195,8 @@ Command add_selftest_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("--stage", args->stages, "Run only these stages (repeatable)");
   sub->add_option("--expect-serial", args->expected_serial,
                   "NVMe: fail the dma stage unless Identify reports this serial");
-  sub->add_option("--timeout", args->timeout_seconds, "Seconds to wait for the device each time")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  add_seconds_option(sub, "--timeout", args->timeout, 0.001, 3600,
+                     "How long to wait for the device each time");
   sub->add_flag("--json", options.json, "Print JSON");
   return {sub, [&options, args] { return run_selftest_command(options, *args); }};
 }
