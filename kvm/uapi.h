@@ -22,6 +22,8 @@ inline constexpr IoctlValue<unsigned long> kCreateVm =
 inline constexpr IoctlValue<unsigned long> kCheckExtension =
     VFIOKIT_IOCTL_VALUE(unsigned long, KVM_CHECK_EXTENSION);
 inline constexpr IoctlNone kGetVcpuMmapSize = VFIOKIT_IOCTL_NONE(KVM_GET_VCPU_MMAP_SIZE);
+// VM or vCPU fd: a new fd with the binary statistics (kvm/stats.h).
+inline constexpr IoctlNone kGetStatsFd = VFIOKIT_IOCTL_NONE(KVM_GET_STATS_FD);
 
 // VM fd
 inline constexpr IoctlValue<unsigned long> kCreateVcpu =
@@ -83,5 +85,12 @@ static_assert(offsetof(kvm_run, exit_reason) == 8);
 static_assert(offsetof(kvm_run, immediate_exit) == 1);
 static_assert(offsetof(kvm_run, io) == 32);
 static_assert(sizeof(kvm_regs) == 144);
+// The binary statistics' header, and a descriptor's 16 fixed bytes. The kernel's name[] follows
+// at 16; C++ with the 6.1 headers puts it at 17 (the flexible array's one-byte wrapper, as with
+// kvm_irq_routing above), so kvm/stats.cpp reads descriptors by offset, never by member or sizeof.
+static_assert(sizeof(kvm_stats_header) == 24);
+static_assert(offsetof(kvm_stats_header, data_offset) == 20);
+static_assert(offsetof(kvm_stats_desc, size) == 6);
+static_assert(offsetof(kvm_stats_desc, bucket_size) + sizeof(kvm_stats_desc::bucket_size) == 16);
 
 }  // namespace vfiokit::kvm::uapi

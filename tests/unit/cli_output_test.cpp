@@ -12,7 +12,8 @@
 namespace vfiokit {
 namespace {
 
-CommandResult vfiokit_cli(std::vector<std::string> args, ChildOutput output = ChildOutput::capture) {
+CommandResult vfiokit_cli(std::vector<std::string> args,
+                          ChildOutput output = ChildOutput::capture) {
   args.insert(args.begin(), VFIOKIT_CLI);
   ChildOptions options;
   options.output = output;

@@ -12,6 +12,7 @@
 #include "base/eventfd.h"
 #include "base/fs.h"
 #include "kvm/run_loop.h"
+#include "kvm/stats.h"
 #include "kvm/system.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
@@ -331,6 +332,28 @@ TEST(KvmHost, ManyVmsLeaveNoFdsBehind) {
     routes.commit();
   }
   EXPECT_EQ(list_dir("/proc/self/fd").size(), before);
+}
+
+TEST(KvmHost, BinaryStatisticsCountTheVcpusExits) {
+  REQUIRE_KVM(kvm);
+  RealModeGuest guest(*kvm, false);
+  const auto vcpu_stats = StatsReader::open(guest.vcpu->fd());
+  if (!vcpu_stats) GTEST_SKIP() << "this kernel has no KVM_GET_STATS_FD (Linux 5.14 and later)";
+  EXPECT_NE(vcpu_stats->layout().id.find("vcpu"), std::string::npos) << vcpu_stats->layout().id;
+  const auto before = vcpu_stats->read();
+  ASSERT_TRUE(before.count("exits"));
+  ASSERT_TRUE(before.count("io_exits"));
+  guest.load(0x1000, {0xe6, 0x10, 0xe6, 0x10, 0xe6, 0x11});  // out 0x10 twice, then 0x11
+  RunLoop loop;
+  loop.on_io(0x10, 0x10, [](const IoExit&, std::span<std::uint8_t>) {});
+  loop.on_io(0x11, 0x11, [&](const IoExit&, std::span<std::uint8_t>) { loop.stop(); });
+  loop.run(*guest.vcpu);
+  const auto after = vcpu_stats->read();
+  EXPECT_GE(after.at("io_exits") - before.at("io_exits"), 3u);
+  EXPECT_GE(after.at("exits"), before.at("exits") + 3);
+  const auto vm_stats = StatsReader::open(guest.vm.fd());
+  ASSERT_TRUE(vm_stats.has_value());
+  EXPECT_EQ(vm_stats->layout().id.find("vcpu"), std::string::npos) << vm_stats->layout().id;
 }
 
 }  // namespace

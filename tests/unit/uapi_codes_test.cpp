@@ -56,6 +56,7 @@ TEST(UapiCodes, Kvm) {
   EXPECT_EQ(kSetSregs.code, 0x4138ae84u);
   EXPECT_EQ(kGetMpState.code, 0x8004ae98u);
   EXPECT_EQ(kGetMpState.name, "KVM_GET_MP_STATE");
+  EXPECT_EQ(kGetStatsFd.code, 0xaeceu);
 }
 
 }  // namespace
