@@ -1,5 +1,12 @@
 #include "payloads/payloads.h"
 
+#include <filesystem>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "base/text.h"
+#include "payloads/mailbox.h"
+
 // The images, built by payloads/CMakeLists.txt, are pulled into .rodata as they are.
 #define VFIOKIT_EMBED(symbol, file)                                           \
   __asm__(".section .rodata\n.balign 16\n.global " #symbol "_start\n" #symbol \
@@ -42,6 +49,61 @@ std::vector<Payload> all() {
        "never reports a result: proves launch ends it at the timeout",
        {vfiokit_payload_silent_start, vfiokit_payload_silent_end}},
   };
+}
+
+LaunchablePayload load_for_launch(const std::string& name_or_path) {
+  if (name_or_path == "irq-probe") {
+    throw Error("launch",
+                "irq-probe is the guest of `vfiokit selftest --stage irq-kvm`, which "
+                "tells it which vectors to expect; it cannot run on its own")
+        .kind(ErrorKind::usage)
+        .hint("run `vfiokit selftest BDF --stage irq-kvm`");
+  }
+  if (const auto payload = find(name_or_path)) {
+    return {std::string(payload->name), {payload->image.begin(), payload->image.end()}};
+  }
+  const std::filesystem::path path(name_or_path);
+  if (name_or_path.find('/') != std::string::npos || std::filesystem::exists(path)) {
+    if (!std::filesystem::is_regular_file(path)) {
+      throw Error("launch", "payload file '" + name_or_path + "' does not exist")
+          .kind(ErrorKind::usage)
+          .hint("give a flat binary built as docs/payloads.md describes");
+    }
+    // One byte more than the limit tells a file at the limit from a larger one.
+    std::vector<std::uint8_t> image = read_bytes(path, kMaxImageSize + 1);
+    if (image.empty() || image.size() > kMaxImageSize) {
+      throw Error("launch", "payload file '" + name_or_path + "' is " +
+                                (image.empty() ? std::string("empty")
+                                               : "larger than " + human_size(kMaxImageSize)))
+          .kind(ErrorKind::usage)
+          .hint("a payload is a flat binary of at most " + human_size(kMaxImageSize) +
+                " (docs/payloads.md)");
+    }
+    return {name_or_path, std::move(image)};
+  }
+  std::vector<std::string> names;
+  for (const auto& p : all()) {
+    if (p.name != "irq-probe") names.emplace_back(p.name);
+  }
+  throw Error("launch", "no payload '" + name_or_path + "'")
+      .kind(ErrorKind::usage)
+      .hint("vfiokit carries " + join(names, ", ") +
+            "; or give the path of your own flat binary (docs/payloads.md)");
+}
+
+std::size_t required_memory(std::size_t image_size) noexcept {
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  return (VFIOKIT_PAYLOAD_ADDRESS + image_size + kMiB - 1) / kMiB * kMiB;
+}
+
+void require_fits(const LaunchablePayload& payload, std::size_t memory) {
+  const std::size_t needed = required_memory(payload.image.size());
+  if (needed <= memory) return;
+  throw Error("launch", "payload " + payload.name + " (" + human_size(payload.image.size()) +
+                            ", loaded at " + hex(VFIOKIT_PAYLOAD_ADDRESS) + ") does not fit in " +
+                            human_size(memory) + " of guest RAM")
+      .kind(ErrorKind::usage)
+      .hint("give it --memory " + std::to_string(needed >> 20) + " or more");
 }
 
 std::optional<Payload> find(std::string_view name) {

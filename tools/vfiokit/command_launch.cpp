@@ -20,6 +20,7 @@
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
+#include "tools/vfiokit/options.h"
 #include "vfio/open.h"
 #include "vmm/launch.h"
 #include "vmm/qemu_command.h"
@@ -33,7 +34,7 @@ struct LaunchArgs {
   bool qemu = false;
   bool dry_run = false;
   std::string expected_serial;
-  double timeout_seconds = 30;
+  std::chrono::milliseconds timeout{30000};
   unsigned memory_mib = 16;  // every built-in payload fits in 5 MiB; pinning less starts sooner
   std::string qemu_binary = "qemu-system-x86_64";
   std::vector<std::string> qemu_arguments;
@@ -78,42 +79,8 @@ std::chrono::milliseconds milliseconds(double seconds) {
   return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
 }
 
-struct ResolvedPayload {
-  std::string name;
-  std::vector<std::uint8_t> image;
-};
-
-ResolvedPayload resolve_payload(const std::string& name_or_path) {
-  if (name_or_path == "irq-probe") {
-    throw Error("launch",
-                "irq-probe is the guest of `vfiokit selftest --stage irq-kvm`, which "
-                "tells it which vectors to expect; it cannot run on its own")
-        .kind(ErrorKind::usage)
-        .hint("run `vfiokit selftest BDF --stage irq-kvm`");
-  }
-  if (const auto payload = payloads::find(name_or_path)) {
-    return {std::string(payload->name), {payload->image.begin(), payload->image.end()}};
-  }
-  if (name_or_path.find('/') != std::string::npos || std::filesystem::exists(name_or_path)) {
-    if (!std::filesystem::is_regular_file(name_or_path)) {
-      throw Error("launch", "payload file '" + name_or_path + "' does not exist")
-          .kind(ErrorKind::usage)
-          .hint("give a flat binary built as docs/payloads.md describes");
-    }
-    return {name_or_path, read_bytes(name_or_path, std::size_t{8} << 20)};
-  }
-  std::vector<std::string> names;
-  for (const auto& p : payloads::all()) {
-    if (p.name != "irq-probe") names.emplace_back(p.name);
-  }
-  throw Error("launch", "no payload '" + name_or_path + "'")
-      .kind(ErrorKind::usage)
-      .hint("vfiokit carries " + join(names, ", ") +
-            "; or give the path of your own flat binary "
-            "(docs/payloads.md)");
-}
-
-std::vector<std::uint8_t> parameters_for(const ResolvedPayload& payload, const LaunchArgs& args) {
+std::vector<std::uint8_t> parameters_for(const payloads::LaunchablePayload& payload,
+                                         const LaunchArgs& args) {
   if (payload.name != "nvme-identify") return {};
   vfiokit_nvme_params params{};
   params.magic = VFIOKIT_NVME_PARAMS_MAGIC;
@@ -145,7 +112,8 @@ void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf,
 int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
-  const ResolvedPayload payload = resolve_payload(args.payload);
+  const payloads::LaunchablePayload payload = payloads::load_for_launch(args.payload);
+  payloads::require_fits(payload, std::size_t{args.memory_mib} << 20);
   const std::vector<std::uint8_t> parameters = parameters_for(payload, args);  // before binding
   std::ostream* progress = options.json ? nullptr : &std::cout;
   if (progress)
@@ -158,7 +126,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     vfio::OpenedDevice opened = vfio::open_vfio_device(paths, bdf);
     vmm::LaunchOptions launch;
     launch.memory = std::size_t{args.memory_mib} << 20;
-    launch.timeout = milliseconds(args.timeout_seconds);
+    launch.timeout = args.timeout;
     launch.parameters = parameters;
     launch.start = process_start();
     launch.cancel = &g_interrupted;
@@ -334,9 +302,8 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                 "With --qemu: print the plan and the command; change nothing");
   sub->add_option("--qemu-binary", args->qemu_binary, "QEMU to run")->capture_default_str();
   sub->add_option("--expect-serial", args->expected_serial, "nvme-identify: the serial to expect");
-  sub->add_option("--timeout", args->timeout_seconds, "Seconds to wait for the payload's result")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  add_seconds_option(sub, "--timeout", args->timeout, 0.001, 86400,
+                     "How long to wait for the payload's result");
   sub->add_option("--memory", args->memory_mib, "Guest RAM in MiB (payloads)")
       ->check(CLI::Range(4u, 1024u))
       ->capture_default_str();
