@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/text.h"
+#include "iommu/argsz.h"
 #include "iommu/group.h"
 #include "iommu/vfio_uapi.h"
 #include "pci/device.h"
@@ -145,14 +146,15 @@ UniqueFd Type1Backend::open_device(const pci::Bdf& bdf) {
 }
 
 IommuInfo Type1Backend::info() {
-  std::vector<std::uint8_t> buffer(sizeof(vfio_iommu_type1_info));
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buffer.data());
-    info->argsz = static_cast<std::uint32_t>(buffer.size());
-    do_ioctl(container_.fd(), uapi::kIommuGetInfo, info);
-    if (info->argsz <= buffer.size()) break;
-    buffer.assign(info->argsz, 0);  // the capabilities did not fit: ask again with room
-  }
+  const auto buffer = query_with_argsz(
+      sizeof(vfio_iommu_type1_info),
+      [this](std::span<std::uint8_t> bytes) {
+        auto* info = reinterpret_cast<vfio_iommu_type1_info*>(bytes.data());
+        info->argsz = static_cast<std::uint32_t>(bytes.size());
+        do_ioctl(container_.fd(), uapi::kIommuGetInfo, info);
+        return info->argsz;
+      },
+      uapi::kIommuGetInfo.name);
   const Type1Info parsed = parse_type1_info(buffer);
   return {std::string(name()), parsed.iova_pgsizes, parsed.iova_ranges, parsed.dma_available};
 }
