@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +48,10 @@ void prepare_child(const ChildOptions& options, pid_t parent) {
   if (options.parent_death_signal) {
     ::prctl(PR_SET_PDEATHSIG, *options.parent_death_signal);
     if (::getppid() != parent) ::_exit(127);  // the parent is already gone
+  }
+  if (options.memlock_limit) {
+    const rlimit limit{*options.memlock_limit, *options.memlock_limit};
+    if (::setrlimit(RLIMIT_MEMLOCK, &limit) != 0) ::_exit(126);
   }
   sigset_t none;
   sigemptyset(&none);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -42,6 +43,9 @@ struct ChildOptions {
   // the vfiokit that started it (a QEMU left running would keep the VFIO group open).
   std::optional<int> parent_death_signal;
   std::vector<std::string> environment;  // extra NAME=VALUE entries over this process's own
+  // RLIMIT_MEMLOCK for the child (soft and hard), in bytes: VFIO pins a guest's RAM and counts
+  // it against this once the child is no longer root. Raising it needs CAP_SYS_RESOURCE.
+  std::optional<std::uint64_t> memlock_limit;
   ChildInput input = ChildInput::null;
   ChildOutput output = ChildOutput::inherit;
   std::filesystem::path output_file;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <map>
+#include <string_view>
 #include <tuple>
 
 #include "base/error.h"
@@ -38,6 +40,73 @@ std::vector<std::string> qemu_command(const std::string& binary,
     ++guest_slot;
   }
   return command;
+}
+
+namespace {
+
+// "8G", "512", "1.5G" are not all QEMU's: it takes an integer and one suffix, MiB by default.
+std::optional<std::uint64_t> parse_qemu_size(std::string_view text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 15) return std::nullopt;
+  std::uint64_t value = 0;
+  for (std::size_t i = 0; i < digits; ++i)
+    value = value * 10 + static_cast<unsigned>(text[i] - '0');
+  const std::string_view suffix = text.substr(digits);
+  unsigned shift = 0;
+  if (suffix.empty() || suffix == "M" || suffix == "m") {
+    shift = 20;
+  } else if (suffix == "B" || suffix == "b") {
+    shift = 0;
+  } else if (suffix == "K" || suffix == "k") {
+    shift = 10;
+  } else if (suffix == "G" || suffix == "g") {
+    shift = 30;
+  } else if (suffix == "T" || suffix == "t") {
+    shift = 40;
+  } else {
+    return std::nullopt;
+  }
+  if (shift != 0 && value > (std::numeric_limits<std::uint64_t>::max() >> shift))
+    return std::nullopt;
+  return value << shift;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> guest_memory_bytes(const std::vector<std::string>& arguments) {
+  constexpr std::uint64_t kQemuDefault = std::uint64_t{128} << 20;
+  std::optional<std::uint64_t> memory;
+  for (std::size_t i = 0; i + 1 < arguments.size(); ++i) {
+    if (arguments[i] != "-m" && arguments[i] != "--m") continue;
+    // The last -m wins, as in QEMU.
+    std::uint64_t largest = 0;
+    std::string_view rest = arguments[i + 1];
+    bool first = true;
+    while (!rest.empty() || first) {
+      const std::size_t comma = rest.find(',');
+      const std::string_view item = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      std::string_view value = item;
+      if (const std::size_t eq = item.find('='); eq != std::string_view::npos) {
+        const std::string_view key = item.substr(0, eq);
+        value = item.substr(eq + 1);
+        if (key == "slots") {
+          first = false;
+          continue;
+        }
+        if (key != "size" && key != "maxmem") return std::nullopt;
+      } else if (!first) {
+        return std::nullopt;
+      }
+      const auto bytes = parse_qemu_size(value);
+      if (!bytes) return std::nullopt;
+      largest = std::max(largest, *bytes);
+      first = false;
+    }
+    memory = largest;
+  }
+  return memory.value_or(kQemuDefault);
 }
 
 std::string shell_quote(const std::vector<std::string>& arguments) {

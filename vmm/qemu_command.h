@@ -4,6 +4,8 @@
 // several; a lone function is left for QEMU to place.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,11 @@ inline constexpr unsigned kFirstGuestSlot = 0x10;
 std::vector<std::string> qemu_command(const std::string& binary,
                                       const std::vector<std::string>& user_arguments,
                                       const std::vector<pci::Bdf>& devices);
+
+// The most guest RAM QEMU's arguments can give the guest, in bytes: -m SIZE or -m
+// size=SIZE,maxmem=MAX (the larger), sizes as QEMU reads them (a number of MiB, or with a
+// B/K/M/G/T suffix); QEMU's default of 128 MiB without -m. nullopt for a -m it would refuse.
+std::optional<std::uint64_t> guest_memory_bytes(const std::vector<std::string>& arguments);
 
 // For printing: arguments quoted for a POSIX shell where they need it.
 std::string shell_quote(const std::vector<std::string>& arguments);

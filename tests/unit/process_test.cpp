@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -79,6 +80,21 @@ TEST(ChildProcess, InheritsNoDescriptorButTheStandardThree) {
   // Only the descriptor `ls` itself opens on /proc/self/fd is above 2.
   EXPECT_EQ(child.read_output(), "1\n");
   child.wait();
+}
+
+TEST(ChildProcess, TheMemlockLimitIsTheChildsAlone) {
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_MEMLOCK, &mine), 0);
+  // Lowering needs no privilege; the child sees the new limit, this process keeps its own.
+  const std::uint64_t lower = std::min<std::uint64_t>(mine.rlim_cur, 64 * 1024);
+  ChildOptions options = capturing();
+  options.memlock_limit = lower;
+  ChildProcess child = ChildProcess::spawn({"sh", "-c", "ulimit -l"}, options);
+  EXPECT_EQ(child.read_output(), std::to_string(lower / 1024) + "\n");
+  child.wait();
+  rlimit after{};
+  ASSERT_EQ(::getrlimit(RLIMIT_MEMLOCK, &after), 0);
+  EXPECT_EQ(after.rlim_cur, mine.rlim_cur);
 }
 
 TEST(ChildProcess, AForkedBodyReturnsItsExitCode) {
