@@ -9,7 +9,7 @@
 
 namespace vfiokit::msix {
 
-InterruptVectors::InterruptVectors(const vfio::VfioDevice& device, std::uint32_t index)
+InterruptVectors::InterruptVectors(const vfio::DeviceAccess& device, std::uint32_t index)
     : device_(&device), info_(device.irq_info(index)) {
   if (info_.count == 0 || !info_.eventfd()) {
     throw Error("interrupts", device.bdf().to_string() + " has no " + vfio::irq_index_name(index) +

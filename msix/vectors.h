@@ -20,7 +20,7 @@ struct FiredVector {
 class InterruptVectors {
  public:
   // `device` must outlive this. Throws Error if the index has no vectors or no eventfd support.
-  InterruptVectors(const vfio::VfioDevice& device, std::uint32_t index);
+  InterruptVectors(const vfio::DeviceAccess& device, std::uint32_t index);
   // Disables the vectors before the eventfds close: the kernel must stop signalling them first.
   ~InterruptVectors();
   InterruptVectors(const InterruptVectors&) = delete;
@@ -56,7 +56,7 @@ class InterruptVectors {
   void set_eventfds(std::uint32_t start, std::uint32_t count);
   void check_vector(std::uint32_t vector, const char* action) const;
 
-  const vfio::VfioDevice* device_;
+  const vfio::DeviceAccess* device_;
   vfio::IrqInfo info_;
   // The waiter and the eventfds close after the destructor has disabled the index.
   EpollWaiter waiter_;

@@ -79,6 +79,8 @@ class MsixTable {
   [[nodiscard]] bool masked(std::uint32_t vector) const;
 
  private:
+  [[nodiscard]] bool valid_access(std::uint64_t offset, std::size_t width) const noexcept;
+
   struct Entry {
     std::uint32_t address_low = 0, address_high = 0, data = 0;
     std::uint32_t control = PCI_MSIX_ENTRY_CTRL_MASKBIT;  // masked after reset

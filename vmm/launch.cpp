@@ -14,8 +14,6 @@
 namespace vfiokit::vmm {
 namespace {
 
-constexpr std::uint32_t kFirstBarSlot = 1;  // slot 0 is guest RAM
-
 double ms_between(std::chrono::steady_clock::time_point from,
                   std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
@@ -90,7 +88,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
                                                     iommu::DmaDirection::bidirectional);
   spdlog::debug("guest RAM DMA-mapped at IOVA 0 (pinned)");
-  PassthroughDevice device(opened.device, guest.vm(), guest.routes(), kFirstBarSlot);
+  PassthroughDevice device(opened.device, guest.vm(), guest.routes());
   PciBus bus;
   bus.attach(1, 0, device);
   result.layout = device.describe();
