@@ -96,7 +96,9 @@ bool MsiState::masked(unsigned vector) const noexcept {
 MsixTable::MsixTable(std::uint32_t size) : entries_(size) {}
 
 bool MsixTable::valid_access(std::uint64_t offset, std::size_t width) const noexcept {
-  return (width == 4 || width == 8) && offset % width == 0 && offset + width <= bytes();
+  // Compared without `offset + width`, which a guest's offset can make wrap around.
+  return (width == 4 || width == 8) && offset % width == 0 && offset <= bytes() &&
+         width <= bytes() - offset;
 }
 
 void MsixTable::read(std::uint64_t offset, std::span<std::uint8_t> data) const {

@@ -69,7 +69,8 @@ class MsixTable {
   [[nodiscard]] std::uint64_t bytes() const noexcept {
     return entries_.size() * std::uint64_t{PCI_MSIX_ENTRY_SIZE};
   }
-  // Accesses are 4 or 8 bytes, aligned, inside the table (others read as zero, write nothing).
+  // Accesses are 4 or 8 bytes, aligned, inside the table (others read as zero, write nothing),
+  // at any offset: a guest's offset is not trusted.
   void read(std::uint64_t offset, std::span<std::uint8_t> data) const;
   // Returns the vector a write touched and what changed in it.
   InterruptChange write(std::uint64_t offset, std::span<const std::uint8_t> data,

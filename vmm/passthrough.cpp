@@ -162,9 +162,24 @@ std::uint32_t PassthroughDevice::config_read(std::uint32_t offset, std::uint32_t
 }
 
 void PassthroughDevice::write_through(std::uint32_t offset, std::span<const std::uint8_t> bytes) {
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    const auto at = offset + static_cast<std::uint32_t>(i);
-    if (owner(at) == Owner::device) device_.config_write(at, bytes.subspan(i, 1));
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    if (owner(offset + static_cast<std::uint32_t>(i)) != Owner::device) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < bytes.size() && owner(offset + static_cast<std::uint32_t>(end)) == Owner::device) {
+      ++end;
+    }
+    // A run of the device's bytes, in naturally aligned pieces (one, where the guest's whole
+    // access is the device's).
+    while (i < end) {
+      std::size_t width = 4;
+      while (width > 1 && ((offset + i) % width != 0 || i + width > end)) width /= 2;
+      device_.config_write(offset + i, bytes.subspan(i, width));
+      i += width;
+    }
   }
 }
 

@@ -74,7 +74,7 @@ class PassthroughDevice final : public PciFunction {
 
   enum class Owner : std::uint8_t { device, bars, hidden, interrupts };
   [[nodiscard]] Owner owner(std::uint32_t offset) const noexcept;
-  // The bytes of a write that are the device's.
+  // The bytes of a write that are the device's, in as few accesses as their alignment allows.
   void write_through(std::uint32_t offset, std::span<const std::uint8_t> bytes);
   void read_command();
   [[nodiscard]] BarMapping& mapping(unsigned index) const;

@@ -308,6 +308,23 @@ TEST(MsixTable, MisalignedOrOutsideAccessesDoNothing) {
   EXPECT_THROW((void)table.message(2), std::out_of_range);
 }
 
+TEST(MsixTable, OffsetsNearTheTopOfTheAddressSpaceDoNotWrapIntoTheTable) {
+  MsixTable table(2);
+  std::uint32_t vector = 7;
+  for (const std::uint64_t offset : {~std::uint64_t{0} - 7, ~std::uint64_t{0} - 3,
+                                     ~std::uint64_t{0} - 15, std::uint64_t{1} << 63}) {
+    std::array<std::uint8_t, 8> wide{1, 2, 3, 4, 5, 6, 7, 8};
+    table.read(offset, wide);
+    EXPECT_EQ(wide, (std::array<std::uint8_t, 8>{})) << std::hex << offset;
+    EXPECT_FALSE(table.write(offset, wide, vector).any()) << std::hex << offset;
+    std::array<std::uint8_t, 4> narrow{0, 0, 0, 0};
+    EXPECT_FALSE(table.write(offset, narrow, vector).any()) << std::hex << offset;
+  }
+  EXPECT_EQ(vector, 7u);
+  EXPECT_TRUE(table.masked(0));
+  EXPECT_TRUE(table.masked(1));
+}
+
 TEST(MsixControl, EnableAndFunctionMaskAreTheWritableBits) {
   MsixControl control{.table_size_field = 64};
   EXPECT_EQ(control.value(), 64u);
