@@ -151,7 +151,11 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
           }
           break;
         case VFIOKIT_MAILBOX_VALUE:
-          result.values.push_back(event->value);
+          if (result.values.size() < kMaxValues) {
+            result.values.push_back(event->value);
+          } else {
+            ++result.values_dropped;
+          }
           [[fallthrough]];
         default:
           if (!result.first_mailbox_ms) {
@@ -175,6 +179,8 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   }
   guest.stop();
   result.log = guest.log();
+  result.log_bytes_dropped = guest.log_bytes_dropped();
+  result.events_dropped = guest.events_dropped();
   return result;
 }
 

@@ -27,12 +27,20 @@ struct LaunchOptions {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// A guest decides how much it reports; the host keeps this many VALUE reports.
+inline constexpr std::size_t kMaxValues = 1024;
+
 struct LaunchResult {
   bool passed = false;
   std::optional<std::uint32_t> done_code;  // what the payload reported, if it did
   std::string failure;                     // why it did not pass; empty when it did
-  std::string log;                         // the payload's log lines
-  std::vector<std::uint32_t> values;       // VFIOKIT_MAILBOX_VALUE reports
+  std::string log;                         // the payload's log lines (payloads::GuestLog)
+  std::vector<std::uint32_t> values;       // VFIOKIT_MAILBOX_VALUE reports, the first kMaxValues
+  // What a guest wrote past the limits: log bytes past 64 KiB (the log ends with a line saying
+  // so), mailbox events the host could not keep up with, VALUE reports past kMaxValues.
+  std::uint64_t log_bytes_dropped = 0;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t values_dropped = 0;
   std::string guest_bdf = "0000:00:01.0";
   std::vector<std::string> layout;             // the device's BARs in the guest
   std::optional<double> first_instruction_ms;  // since LaunchOptions::start
