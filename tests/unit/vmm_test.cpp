@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "payloads/mailbox.h"
 #include "vmm/bar_layout.h"
 #include "vmm/interrupt_state.h"
+#include "vmm/launch.h"
 #include "vmm/pci_bus.h"
 #include "vmm/qemu_command.h"
 
@@ -337,6 +339,19 @@ TEST(MsixControl, EnableAndFunctionMaskAreTheWritableBits) {
   EXPECT_TRUE(change.mask);
   EXPECT_EQ(control.value(), 0x8040u);
   EXPECT_FALSE(control.write_high_byte(0xbf).any());  // reserved bits are ignored
+}
+
+TEST(DoneCodes, ADeviceThePayloadDoesNotDriveIsNamedWithWhatItIs) {
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NOT_EDU, 0x10d38086),
+            "00:01.0 is 8086:10d3, not the edu device (1234:11e8) this payload drives");
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NOT_NVME, 0x11e81234),
+            "00:01.0 is 1234:11e8, not the NVMe controller (class 01:08:02) this payload drives");
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NOT_EDU),
+            "00:01.0 is not the edu device (1234:11e8) this payload drives");
+  // Nothing there at all is another matter.
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NO_DEVICE), "the device is not on the guest's PCI bus");
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_EXCEPTION | 14), "exception 0xe (page fault)");
+  EXPECT_EQ(describe_done_code(0x0234), "failure code 0x234");
 }
 
 pci::Bdf parse(const char* text) { return pci::parse_bdf_or_throw(text); }
