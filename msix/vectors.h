@@ -36,7 +36,8 @@ class InterruptVectors {
   void enable(std::uint32_t count);
   // Enables more vectors without losing the ones in use: where the kernel allows resizing
   // (MSI-X without NORESIZE, Linux 6.5+), only the new vectors are added; otherwise the index
-  // is re-enabled with the same eventfds for the old vectors.
+  // is disabled and enabled again, the old vectors with their eventfds (an interrupt in
+  // between may be lost).
   void grow(std::uint32_t count);
   void disable();
 
@@ -54,6 +55,8 @@ class InterruptVectors {
 
  private:
   void set_eventfds(std::uint32_t start, std::uint32_t count);
+  // VFIO_DEVICE_SET_IRQS with DATA_NONE: `action` on vectors start..start+count-1.
+  void set_none(std::uint32_t start, std::uint32_t count, std::uint32_t action);
   void check_vector(std::uint32_t vector, const char* action) const;
 
   const vfio::DeviceAccess* device_;

@@ -71,7 +71,7 @@ void FakeDevice::add_io_bar(std::uint32_t index, std::uint64_t size) {
 }
 
 void FakeDevice::add_irq(std::uint32_t index, std::uint32_t count, std::uint32_t flags) {
-  irqs_[index] = {{index, flags, count}, std::vector<int>(count, -1)};
+  irqs_[index] = {{index, flags, count}, std::vector<int>(count, -1), 0};
 }
 
 const FakeDevice::Bar& FakeDevice::bar(std::uint32_t index) const {
@@ -179,6 +179,7 @@ void FakeDevice::set_irqs(std::span<const std::uint8_t> bytes) const {
   if (action == VFIO_IRQ_SET_ACTION_TRIGGER && data == VFIO_IRQ_SET_DATA_NONE &&
       header.count == 0) {
     irq.eventfds.assign(irq.info.count, -1);
+    irq.enabled = 0;
     note("SET_IRQS " + name + " off");
   } else if (action == VFIO_IRQ_SET_ACTION_TRIGGER && data == VFIO_IRQ_SET_DATA_EVENTFD) {
     for (const auto& [index, other] : irqs_) {
@@ -189,6 +190,12 @@ void FakeDevice::set_irqs(std::span<const std::uint8_t> bytes) const {
                                 vfio::irq_index_name(index) + " is on");
       }
     }
+    const bool on = irq.enabled > 0;
+    if (on && header.start + header.count > irq.enabled && irq.info.noresize()) {
+      throw Error::from_errno(EINVAL, "VFIO_DEVICE_SET_IRQS",
+                              "past the vectors enabled, which cannot grow (NORESIZE)");
+    }
+    irq.enabled = std::max(irq.enabled, header.start + header.count);
     for (std::uint32_t i = 0; i < header.count; ++i) {
       irq.eventfds[header.start + i] = set.eventfds[i];
     }

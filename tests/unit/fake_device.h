@@ -57,8 +57,8 @@ class FakeDevice final : public vfio::DeviceAccess {
                     std::span<const std::uint8_t> in) const override;
   [[nodiscard]] MappedMemory map_region(const vfio::RegionInfo& region, std::uint64_t offset,
                                         std::uint64_t size) const override;
-  // Enforces what vfio-pci does: vectors within the index's count, and MSI and MSI-X never
-  // enabled at once (EINVAL).
+  // Enforces what vfio-pci does (EINVAL otherwise): vectors within the index's count; on an
+  // index that is on, with NORESIZE, none past the ones enabled; MSI and MSI-X never on at once.
   void set_irqs(std::span<const std::uint8_t> irq_set) const override;
 
   struct Access {
@@ -92,6 +92,7 @@ class FakeDevice final : public vfio::DeviceAccess {
   struct Irq {
     vfio::IrqInfo info;
     std::vector<int> eventfds;
+    std::uint32_t enabled = 0;  // vectors the kernel allocated (0: the index is off)
   };
   void note(std::string line) const;
   const Bar& bar(std::uint32_t index) const;

@@ -145,21 +145,36 @@ TEST(RouteTable, IrqchipGsisAndOutOfRangeGsisAreRefused) {
 // ---- Vectors and wiring on a fake device ----------------------------------------------------
 
 TEST(InterruptVectors, GrowingWithoutResizeReenablesWithTheSameEventfds) {
+  // Linux before 6.5 (Debian 12's 6.1) takes no MSI-X vector past the ones enabled.
   test::FakeDevice device(test::ConfigBuilder(256).bytes());
   device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 8, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
   InterruptVectors vectors(device, VFIO_PCI_MSIX_IRQ_INDEX);
   vectors.enable(2);
   const int first = vectors.eventfd(0);
   vectors.grow(5);
-  ASSERT_EQ(device.irq_sets.size(), 2u);
-  EXPECT_EQ(device.irq_sets[1].start, 0u);
-  EXPECT_EQ(device.irq_sets[1].count, 5u);
-  EXPECT_EQ(device.irq_sets[1].eventfds[0], first);
+  ASSERT_EQ(device.irq_sets.size(), 3u);
+  EXPECT_EQ(device.irq_sets[1].count, 0u);  // off...
+  EXPECT_EQ(device.irq_sets[2].start, 0u);  // ...and on again with all five
+  EXPECT_EQ(device.irq_sets[2].count, 5u);
+  EXPECT_EQ(device.irq_sets[2].eventfds[0], first);
+  EXPECT_EQ(vectors.eventfd(0), first);
   EXPECT_THROW(vectors.grow(9), Error);  // the device has 8
   ASSERT_TRUE(device.fire(VFIO_PCI_MSIX_IRQ_INDEX, 4));
   EXPECT_TRUE(vectors.wait_for(4, std::chrono::milliseconds(0)));
   vectors.disable();
   EXPECT_EQ(device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX), std::vector<int>(8, -1));
+}
+
+TEST(InterruptVectors, GrowingWhereTheKernelResizesAddsOnlyTheNewVectors) {
+  test::FakeDevice device(test::ConfigBuilder(256).bytes());
+  device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 8, VFIO_IRQ_INFO_EVENTFD);
+  InterruptVectors vectors(device, VFIO_PCI_MSIX_IRQ_INDEX);
+  vectors.enable(2);
+  vectors.grow(5);
+  ASSERT_EQ(device.irq_sets.size(), 2u);
+  EXPECT_EQ(device.irq_sets[1].start, 2u);
+  EXPECT_EQ(device.irq_sets[1].count, 3u);
+  EXPECT_EQ(vectors.count(), 5u);
 }
 
 TEST(MsixWiring, MaskingDetachesTheIrqfdAndTheInterruptWaitsInTheEventfd) {
