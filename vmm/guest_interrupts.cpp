@@ -40,7 +40,10 @@ bool GuestInterrupts::owns_config(std::uint32_t offset) const noexcept {
 
 std::uint8_t GuestInterrupts::read_config(std::uint32_t offset) const {
   if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset)) {
-    return msi_->read_byte(offset - msi_cap_->offset);
+    const std::uint32_t at = offset - msi_cap_->offset;
+    const auto pending = msi_->pending_offset();
+    if (pending && at >= *pending && at < *pending + 4) return msi_pending_byte(at - *pending);
+    return msi_->read_byte(at);
   }
   if (msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u)) {
     return static_cast<std::uint8_t>(msix_control_.value() >>
@@ -61,6 +64,19 @@ void GuestInterrupts::write_config(std::uint32_t offset, std::span<const std::ui
   }
   if (msi_change.any()) apply_msi(msi_change);
   if (msix_change.any()) apply_msix(msix_change, std::nullopt);
+}
+
+// Pending Bits: a masked MSI vector that fired, as MsixWiring::pending() sees it.
+std::uint8_t GuestInterrupts::msi_pending_byte(std::uint32_t byte) const {
+  if (!wiring_ || wiring_->irq_index() != VFIO_PCI_MSI_IRQ_INDEX) return 0;
+  std::uint8_t bits = 0;
+  for (unsigned bit = 0; bit < 8; ++bit) {
+    const std::uint32_t vector = byte * 8 + bit;
+    if (vector < wiring_->count() && wiring_->pending(vector)) {
+      bits = static_cast<std::uint8_t>(bits | 1u << bit);
+    }
+  }
+  return bits;
 }
 
 // ---- What is wired -------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 //   - Only the MSI-X vectors up to the highest one the guest has unmasked are wired (at least
 //     one), like QEMU: a GPU's 2048-entry table costs nothing it does not use. Unmasking a
 //     higher vector wires the larger set.
-//   - A masked vector that fired shows in the PBA; unmasking delivers it.
+//   - A masked vector that fired shows in the PBA (MSI: the Pending Bits); unmasking delivers
+//     it.
 #pragma once
 
 #include <cstdint>
@@ -62,6 +63,7 @@ class GuestInterrupts {
   [[nodiscard]] bool in_table(unsigned bar, std::uint64_t offset) const noexcept;
   [[nodiscard]] bool in_pba(unsigned bar, std::uint64_t offset) const noexcept;
   void read_pba(std::uint64_t offset, std::span<std::uint8_t> data) const;
+  [[nodiscard]] std::uint8_t msi_pending_byte(std::uint32_t byte) const;
 
   const vfio::DeviceAccess& device_;
   msix::RouteTable& routes_;

@@ -89,6 +89,11 @@ msix::MsiMessage MsiState::message(unsigned vector) const noexcept {
   return {address_, (data_ & ~low_bits) | (vector & low_bits)};
 }
 
+std::optional<std::uint32_t> MsiState::pending_offset() const noexcept {
+  if (!capability_.per_vector_masking) return std::nullopt;
+  return mask_offset() + 4;
+}
+
 bool MsiState::masked(unsigned vector) const noexcept {
   return capability_.per_vector_masking && ((mask_bits_ >> vector) & 1u);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -40,6 +41,9 @@ class MsiState {
   // Vector i carries data | i in its low bits, as the spec has multi-message MSI do.
   [[nodiscard]] msix::MsiMessage message(unsigned vector) const noexcept;
   [[nodiscard]] bool masked(unsigned vector) const noexcept;
+  // Where the Pending Bits register is (from the capability's start); nullopt without
+  // per-vector masking. The state here reads it as zero: pending interrupts wait in eventfds.
+  [[nodiscard]] std::optional<std::uint32_t> pending_offset() const noexcept;
 
  private:
   [[nodiscard]] std::uint32_t data_offset() const noexcept {

@@ -520,9 +520,12 @@ TEST_F(Passthrough, AMaskedMsiVectorKeepsItsInterruptUntilUnmasked) {
   write(kMsi + PCI_MSI_FLAGS, 2, PCI_MSI_FLAGS_ENABLE | 1 << 4);
   EXPECT_TRUE(delivered(kMsiIndex, 0));
   EXPECT_FALSE(delivered(kMsiIndex, 1));
+  EXPECT_EQ(read(kMsi + PCI_MSI_PENDING_64, 4), 0u);
   ASSERT_TRUE(device.fire(kMsiIndex, 1));
   EXPECT_TRUE(test::signalled(eventfd(kMsiIndex, 1)));  // held in the eventfd
+  EXPECT_EQ(read(kMsi + PCI_MSI_PENDING_64, 4), 0x2u);  // and shown as pending
   write(kMsi + PCI_MSI_MASK_64, 4, 0x1);                // vector 1 unmasked, 0 masked
+  EXPECT_EQ(read(kMsi + PCI_MSI_PENDING_64, 4), 0u);
   EXPECT_EQ(delivered(kMsiIndex, 1), (msix::MsiMessage{0xfee00000, 0x61}));
   EXPECT_TRUE(test::signalled(eventfd(kMsiIndex, 1)));  // KVM injects it on assignment
   EXPECT_FALSE(delivered(kMsiIndex, 0));
