@@ -45,11 +45,12 @@ class BarMapping {
   [[nodiscard]] const std::vector<std::uint32_t>& slots() const noexcept { return slots_; }
 
  private:
-  // What goes into slots: the mapped areas less the trapped pages, as [offset, end) pieces.
+  // One slot's worth: whole pages of a mapped area, none of them trapped.
   struct Piece {
-    std::uint64_t offset = 0;
+    std::uint64_t offset = 0;  // in the region
     std::span<std::uint8_t> host;
   };
+  // Removes the slots (the BAR is then trapped everywhere).
   void clear() noexcept;
 
   const vfio::DeviceAccess* device_;

@@ -1,5 +1,6 @@
 #include "vmm/guest_interrupts.h"
 
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
 #include <algorithm>
@@ -33,21 +34,28 @@ GuestInterrupts::GuestInterrupts(const vfio::DeviceAccess& device, msix::RouteTa
 
 // ---- Config space ------------------------------------------------------------------------
 
+bool GuestInterrupts::msi_byte(std::uint32_t offset) const noexcept {
+  return msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset);
+}
+
+bool GuestInterrupts::msix_control_byte(std::uint32_t offset) const noexcept {
+  return msix_cap_ && offset >= msix_control_offset() && offset < msix_control_offset() + 2;
+}
+
 bool GuestInterrupts::owns_config(std::uint32_t offset) const noexcept {
-  if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset)) return true;
-  return msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u);
+  return msi_byte(offset) || msix_control_byte(offset);
 }
 
 std::uint8_t GuestInterrupts::read_config(std::uint32_t offset) const {
-  if (msi_ && offset >= msi_cap_->offset && msi_->owns(offset - msi_cap_->offset)) {
+  if (msi_byte(offset)) {
     const std::uint32_t at = offset - msi_cap_->offset;
     const auto pending = msi_->pending_offset();
     if (pending && at >= *pending && at < *pending + 4) return msi_pending_byte(at - *pending);
     return msi_->read_byte(at);
   }
-  if (msix_cap_ && (offset == msix_cap_->offset + 2u || offset == msix_cap_->offset + 3u)) {
-    return static_cast<std::uint8_t>(msix_control_.value() >>
-                                     (8 * (offset - msix_cap_->offset - 2)));
+  if (msix_control_byte(offset)) {
+    const std::uint32_t at = offset - msix_control_offset();
+    return static_cast<std::uint8_t>(msix_control_.value() >> (8 * at));
   }
   return 0;
 }
@@ -56,9 +64,10 @@ void GuestInterrupts::write_config(std::uint32_t offset, std::span<const std::ui
   InterruptChange msi_change, msix_change;
   for (std::uint32_t i = 0; i < bytes.size(); ++i) {
     const std::uint32_t at = offset + i;
-    if (msi_ && at >= msi_cap_->offset && msi_->owns(at - msi_cap_->offset)) {
+    if (msi_byte(at)) {
       msi_change |= msi_->write_byte(at - msi_cap_->offset, bytes[i]);
-    } else if (msix_cap_ && at == msix_cap_->offset + 3u) {  // the low byte is read-only
+    } else if (msix_control_byte(at) && at == msix_control_offset() + 1) {
+      // The high byte: enable and function mask; the low one (table size) is read-only.
       msix_change |= msix_control_.write_high_byte(bytes[i]);
     }
   }

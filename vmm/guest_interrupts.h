@@ -55,6 +55,11 @@ class GuestInterrupts {
   [[nodiscard]] std::uint32_t wired_vectors() const noexcept;
 
  private:
+  [[nodiscard]] bool msi_byte(std::uint32_t offset) const noexcept;
+  [[nodiscard]] bool msix_control_byte(std::uint32_t offset) const noexcept;
+  [[nodiscard]] std::uint32_t msix_control_offset() const noexcept {
+    return msix_cap_->offset + std::uint32_t{PCI_MSIX_FLAGS};
+  }
   void apply_msi(const InterruptChange& change);
   void apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector);
   void wire_msix();
