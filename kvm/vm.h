@@ -38,7 +38,6 @@ class MemorySlotTable {
   // The lowest number not in use: numbers given back are used again, so a guest that moves a
   // BAR over and over never runs out. Throws Error when all of them are in use.
   [[nodiscard]] std::uint32_t free_slot() const;
-  [[nodiscard]] std::uint32_t slot_limit() const noexcept { return slot_limit_; }
   [[nodiscard]] const MemorySlot* find(std::uint32_t slot) const;
   // The slot holding guest-physical `address`, if any.
   [[nodiscard]] const MemorySlot* containing(std::uint64_t address) const;

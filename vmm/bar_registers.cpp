@@ -23,13 +23,6 @@ bool BarRegisters::covers(std::uint32_t offset) noexcept {
   return offset >= kFirst && offset < kEnd;
 }
 
-const GuestBar* BarRegisters::find(unsigned index) const noexcept {
-  for (const GuestBar& bar : bars_) {
-    if (bar.spec.index == index) return &bar;
-  }
-  return nullptr;
-}
-
 std::size_t BarRegisters::bar_for_register(std::uint32_t offset, bool& high) const noexcept {
   const unsigned slot = (offset - kFirst) / 4;
   for (std::size_t i = 0; i < bars_.size(); ++i) {

@@ -41,7 +41,6 @@ class BarRegisters {
 
   // In BAR index order, with the addresses the guest has given them.
   [[nodiscard]] const std::vector<GuestBar>& bars() const noexcept { return bars_; }
-  [[nodiscard]] const GuestBar* find(unsigned index) const noexcept;
   // The memory BAR that decodes guest-physical `address`, or the I/O BAR that decodes `port`.
   [[nodiscard]] std::optional<BarHit> memory_at(std::uint64_t address) const noexcept;
   [[nodiscard]] std::optional<BarHit> io_at(std::uint64_t port) const noexcept;

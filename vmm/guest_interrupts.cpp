@@ -95,10 +95,6 @@ std::optional<std::uint32_t> GuestInterrupts::wired_index() const noexcept {
   return wiring_->irq_index();
 }
 
-std::uint32_t GuestInterrupts::wired_vectors() const noexcept {
-  return wiring_ ? wiring_->count() : 0;
-}
-
 bool GuestInterrupts::msix_wired() const noexcept {
   return wiring_ && wiring_->irq_index() == VFIO_PCI_MSIX_IRQ_INDEX;
 }

@@ -50,9 +50,8 @@ class GuestInterrupts {
   // (and is done), false when it belongs to the device.
   bool mmio(unsigned bar, std::uint64_t offset, bool write, std::span<std::uint8_t> data);
 
-  // What is wired now: VFIO_PCI_MSI_IRQ_INDEX or VFIO_PCI_MSIX_IRQ_INDEX and how many vectors.
+  // What is wired now: VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, or nothing.
   [[nodiscard]] std::optional<std::uint32_t> wired_index() const noexcept;
-  [[nodiscard]] std::uint32_t wired_vectors() const noexcept;
 
  private:
   [[nodiscard]] bool msi_byte(std::uint32_t offset) const noexcept;
