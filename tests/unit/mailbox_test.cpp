@@ -30,8 +30,7 @@ TEST(GuestLog, EscapesEverythingThatIsNotPrintable) {
   // Clear the screen, set the window title, ring the bell, a C1 control, a backslash, UTF-8.
   using namespace std::string_literals;
   const std::string hostile = "\x1b[2J\x1b]0;owned\x07\x9b\r\\ \xc3\xa9\0end\n"s;
-  EXPECT_EQ(add_all(log, hostile),
-            "\\x1b[2J\\x1b]0;owned\\x07\\x9b\\x0d\\\\ \\xc3\\xa9\\x00end|");
+  EXPECT_EQ(add_all(log, hostile), "\\x1b[2J\\x1b]0;owned\\x07\\x9b\\x0d\\\\ \\xc3\\xa9\\x00end|");
   for (const char c : log.text()) {
     const auto byte = static_cast<unsigned char>(c);
     EXPECT_TRUE((byte >= 0x20 && byte < 0x7f) || byte == '\n') << int{byte};
