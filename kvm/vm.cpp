@@ -30,6 +30,9 @@ void MemorySlotTable::add(const MemorySlot& slot) {
     throw fail("guest address, size and host address must be page aligned");
   }
   if (slot.guest_address > ~std::uint64_t{0} - (slot.size - 1)) throw fail("range wraps around");
+  if (slot.slot >= slot_limit_) {
+    throw fail("KVM takes slot numbers below " + std::to_string(slot_limit_));
+  }
   if (slots_.count(slot.slot))
     throw fail("slot number already in use by " + describe(slots_.at(slot.slot)));
   const std::uint64_t last = slot.guest_address + slot.size - 1;
@@ -48,6 +51,18 @@ void MemorySlotTable::remove(std::uint32_t slot) {
   }
 }
 
+std::uint32_t MemorySlotTable::free_slot() const {
+  std::uint32_t candidate = 0;
+  for (const auto& [id, slot] : slots_) {  // in order of number: the first gap is the answer
+    if (id != candidate) break;
+    ++candidate;
+  }
+  if (candidate >= slot_limit_) {
+    throw Error("add memory slot", "all " + std::to_string(slot_limit_) + " slots are in use");
+  }
+  return candidate;
+}
+
 const MemorySlot* MemorySlotTable::find(std::uint32_t slot) const {
   const auto it = slots_.find(slot);
   return it == slots_.end() ? nullptr : &it->second;
@@ -61,7 +76,17 @@ const MemorySlot* MemorySlotTable::containing(std::uint64_t address) const {
 }
 
 Vm::Vm(UniqueFd fd, const KvmSystem& system)
-    : fd_(std::move(fd)), vcpu_mmap_size_(system.vcpu_mmap_size()) {}
+    : fd_(std::move(fd)), vcpu_mmap_size_(system.vcpu_mmap_size()) {
+  // KVM refuses slot numbers from KVM_USER_MEM_SLOTS up; older kernels report fewer.
+  const int slots = system.check_extension(KVM_CAP_NR_MEMSLOTS);
+  if (slots > 0) slots_ = MemorySlotTable(static_cast<std::uint32_t>(slots));
+}
+
+std::uint32_t Vm::map_memory(std::uint64_t guest_address, std::span<std::uint8_t> host) {
+  const std::uint32_t slot = slots_.free_slot();
+  add_memory(slot, guest_address, host);
+  return slot;
+}
 
 void Vm::add_memory(std::uint32_t slot, std::uint64_t guest_address, std::span<std::uint8_t> host,
                     std::uint32_t flags) {

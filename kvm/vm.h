@@ -1,5 +1,6 @@
-// A KVM virtual machine: guest memory slots, the in-kernel irqchip, GSI routing and irqfds
-// (the msix::IrqRouting a RouteTable commits through), and its vCPUs.
+// A KVM virtual machine: guest memory slots (also as GuestMemoryMap, the seam a device model
+// maps BARs through), the in-kernel irqchip, GSI routing and irqfds (the msix::IrqRouting a
+// RouteTable commits through), and its vCPUs.
 #pragma once
 
 #include <cstdint>
@@ -22,22 +23,44 @@ struct MemorySlot {
   std::uint32_t flags = 0;  // KVM_MEM_READONLY, KVM_MEM_LOG_DIRTY_PAGES
 };
 
+// How many slot numbers x86 KVM takes (KVM_USER_MEM_SLOTS); Vm asks KVM_CAP_NR_MEMSLOTS.
+inline constexpr std::uint32_t kDefaultMemorySlots = 32764;
+
 // The slots of one VM, checked before KVM sees them: page-aligned, non-empty, no overlap in
-// guest-physical space, slot numbers unique. Pure.
+// guest-physical space, slot numbers unique and below the limit. Pure.
 class MemorySlotTable {
  public:
+  explicit MemorySlotTable(std::uint32_t slot_limit = kDefaultMemorySlots)
+      : slot_limit_(slot_limit) {}
+
   void add(const MemorySlot& slot);  // throws Error naming the conflicting slot
   void remove(std::uint32_t slot);   // throws Error if there is no such slot
+  // The lowest number not in use: numbers given back are used again, so a guest that moves a
+  // BAR over and over never runs out. Throws Error when all of them are in use.
+  [[nodiscard]] std::uint32_t free_slot() const;
   [[nodiscard]] const MemorySlot* find(std::uint32_t slot) const;
   // The slot holding guest-physical `address`, if any.
   [[nodiscard]] const MemorySlot* containing(std::uint64_t address) const;
   [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
 
  private:
+  std::uint32_t slot_limit_;
   std::map<std::uint32_t, MemorySlot> slots_;
 };
 
-class Vm final : public msix::IrqRouting {
+// Guest-physical memory that a device model maps and unmaps while the guest runs (the BARs of a
+// passed-through device, which the guest may move). Vm implements it; tests use a fake, so the
+// model runs without /dev/kvm.
+class GuestMemoryMap {
+ public:
+  virtual ~GuestMemoryMap() = default;
+  // Kernel contract: `host` stays mapped in this process until unmap_memory(slot). Returns the
+  // slot. Throws Error when the place is refused (an overlap, no free slot, KVM's refusal).
+  virtual std::uint32_t map_memory(std::uint64_t guest_address, std::span<std::uint8_t> host) = 0;
+  virtual void unmap_memory(std::uint32_t slot) = 0;
+};
+
+class Vm final : public msix::IrqRouting, public GuestMemoryMap {
  public:
   Vm(UniqueFd fd, const KvmSystem& system);
 
@@ -48,6 +71,9 @@ class Vm final : public msix::IrqRouting {
                   std::uint32_t flags = 0);
   void remove_memory(std::uint32_t slot);
   [[nodiscard]] const MemorySlotTable& memory() const noexcept { return slots_; }
+  // add_memory() in the lowest free slot (MemorySlotTable::free_slot).
+  std::uint32_t map_memory(std::uint64_t guest_address, std::span<std::uint8_t> host) override;
+  void unmap_memory(std::uint32_t slot) override { remove_memory(slot); }
 
   // PIC, IOAPIC and a LAPIC per vCPU in the kernel; needed for irqfds and MSI routes.
   void create_irqchip();

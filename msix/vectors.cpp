@@ -9,7 +9,7 @@
 
 namespace vfiokit::msix {
 
-InterruptVectors::InterruptVectors(const vfio::VfioDevice& device, std::uint32_t index)
+InterruptVectors::InterruptVectors(const vfio::DeviceAccess& device, std::uint32_t index)
     : device_(&device), info_(device.irq_info(index)) {
   if (info_.count == 0 || !info_.eventfd()) {
     throw Error("interrupts", device.bdf().to_string() + " has no " + vfio::irq_index_name(index) +
@@ -71,24 +71,39 @@ void InterruptVectors::grow(std::uint32_t count) {
     pending_.push_back(0);
     waiter_.add(eventfds_.back().fd(), v);
   }
+  const bool reenable = old != 0 && info_.noresize();
   try {
-    if (old == 0 || !info_.noresize()) {
+    if (!reenable) {
       set_eventfds(old, count - old);
     } else {
-      set_eventfds(0, count);  // the kernel re-enables all of them; the old eventfds carry on
+      // vfio-pci takes no vector past the ones enabled (EINVAL): the index goes off, then on
+      // again with all of them, the old vectors keeping their eventfds.
+      set_none(0, 0, VFIO_IRQ_SET_ACTION_TRIGGER);
+      set_eventfds(0, count);
     }
   } catch (...) {
     for (std::uint32_t v = old; v < count; ++v) waiter_.remove(eventfds_[v].fd());
     eventfds_.erase(eventfds_.begin() + old, eventfds_.end());
     pending_.resize(old);
+    if (reenable) {
+      try {
+        set_eventfds(0, old);  // the vectors in use, as they were
+      } catch (const Error& e) {
+        spdlog::error("{}", e.what());
+      }
+    }
     throw;
   }
 }
 
+void InterruptVectors::set_none(std::uint32_t start, std::uint32_t count, std::uint32_t action) {
+  device_->set_irqs(
+      vfio::encode_irq_set(info_.index, start, count, VFIO_IRQ_SET_DATA_NONE | action));
+}
+
 void InterruptVectors::disable() {
   if (eventfds_.empty()) return;
-  device_->set_irqs(vfio::encode_irq_set(info_.index, 0, 0,
-                                         VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER));
+  set_none(0, 0, VFIO_IRQ_SET_ACTION_TRIGGER);
   for (const auto& fd : eventfds_) waiter_.remove(fd.fd());
   eventfds_.clear();
   pending_.clear();
@@ -96,20 +111,17 @@ void InterruptVectors::disable() {
 
 void InterruptVectors::trigger(std::uint32_t vector) {
   check_vector(vector, "trigger");
-  device_->set_irqs(vfio::encode_irq_set(info_.index, vector, 1,
-                                         VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER));
+  set_none(vector, 1, VFIO_IRQ_SET_ACTION_TRIGGER);
 }
 
 void InterruptVectors::mask(std::uint32_t vector) {
   check_vector(vector, "mask");
-  device_->set_irqs(vfio::encode_irq_set(info_.index, vector, 1,
-                                         VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK));
+  set_none(vector, 1, VFIO_IRQ_SET_ACTION_MASK);
 }
 
 void InterruptVectors::unmask(std::uint32_t vector) {
   check_vector(vector, "unmask");
-  device_->set_irqs(vfio::encode_irq_set(info_.index, vector, 1,
-                                         VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK));
+  set_none(vector, 1, VFIO_IRQ_SET_ACTION_UNMASK);
 }
 
 std::uint64_t InterruptVectors::consume(std::uint32_t vector) {

@@ -20,7 +20,7 @@ struct FiredVector {
 class InterruptVectors {
  public:
   // `device` must outlive this. Throws Error if the index has no vectors or no eventfd support.
-  InterruptVectors(const vfio::VfioDevice& device, std::uint32_t index);
+  InterruptVectors(const vfio::DeviceAccess& device, std::uint32_t index);
   // Disables the vectors before the eventfds close: the kernel must stop signalling them first.
   ~InterruptVectors();
   InterruptVectors(const InterruptVectors&) = delete;
@@ -36,7 +36,8 @@ class InterruptVectors {
   void enable(std::uint32_t count);
   // Enables more vectors without losing the ones in use: where the kernel allows resizing
   // (MSI-X without NORESIZE, Linux 6.5+), only the new vectors are added; otherwise the index
-  // is re-enabled with the same eventfds for the old vectors.
+  // is disabled and enabled again, the old vectors with their eventfds (an interrupt in
+  // between may be lost).
   void grow(std::uint32_t count);
   void disable();
 
@@ -54,9 +55,11 @@ class InterruptVectors {
 
  private:
   void set_eventfds(std::uint32_t start, std::uint32_t count);
+  // VFIO_DEVICE_SET_IRQS with DATA_NONE: `action` on vectors start..start+count-1.
+  void set_none(std::uint32_t start, std::uint32_t count, std::uint32_t action);
   void check_vector(std::uint32_t vector, const char* action) const;
 
-  const vfio::VfioDevice* device_;
+  const vfio::DeviceAccess* device_;
   vfio::IrqInfo info_;
   // The waiter and the eventfds close after the destructor has disabled the index.
   EpollWaiter waiter_;

@@ -8,7 +8,8 @@
 
 namespace vfiokit::msix {
 
-MsixWiring::MsixWiring(const vfio::VfioDevice& device, std::uint32_t irq_index, RouteTable& routes)
+MsixWiring::MsixWiring(const vfio::DeviceAccess& device, std::uint32_t irq_index,
+                       RouteTable& routes)
     : routes_(&routes), vectors_(device, irq_index) {}
 
 MsixWiring::~MsixWiring() { teardown(); }

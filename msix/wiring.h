@@ -19,7 +19,7 @@ namespace vfiokit::msix {
 class MsixWiring {
  public:
   // `device` and `routes` must outlive this. Nothing is wired until wire().
-  MsixWiring(const vfio::VfioDevice& device, std::uint32_t irq_index, RouteTable& routes);
+  MsixWiring(const vfio::DeviceAccess& device, std::uint32_t irq_index, RouteTable& routes);
   // Deassigns every irqfd, disables the device's vectors, then (members) closes the eventfds;
   // the routes are removed in one commit and the GSIs given back.
   ~MsixWiring();

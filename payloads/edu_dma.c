@@ -40,7 +40,7 @@ static int transfer(uint32_t source, uint32_t destination, uint32_t command, uin
 uint32_t payload_main(void) {
   start_timer_tick(); /* every wait below can time out */
   uint32_t bdf;
-  if (!pci_find_device(EDU_VENDOR, EDU_DEVICE, &bdf)) return VFIOKIT_DONE_NO_DEVICE;
+  if (!pci_find_device(EDU_VENDOR, EDU_DEVICE, &bdf)) return pci_not_found(VFIOKIT_DONE_NOT_EDU);
   pci_log_function("edu-dma: edu at guest", bdf);
   bar = (uintptr_t)pci_bar_address(bdf, 0);
   log_hex("edu-dma: BAR0 at", (uint32_t)bar);

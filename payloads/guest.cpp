@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -31,6 +32,61 @@ kvm::Vcpu first_vcpu(kvm::Vm& vm, bool irqchip) {
 }
 
 }  // namespace
+
+std::optional<std::string> GuestLog::add(std::uint8_t byte) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string escaped;
+  if (byte == '\\') {
+    escaped = "\\\\";
+  } else if ((byte >= 0x20 && byte < 0x7f) || byte == '\t' || byte == '\n') {
+    escaped = static_cast<char>(byte);
+  } else {
+    escaped = {'\\', 'x', kDigits[byte >> 4], kDigits[byte & 0xf]};
+  }
+  if (escaped.size() > limit_ - std::min(limit_, kept_.size())) {
+    ++dropped_;
+    return std::nullopt;
+  }
+  kept_ += escaped;
+  if (byte != '\n') return std::nullopt;
+  std::string line = kept_.substr(line_start_, kept_.size() - 1 - line_start_);
+  line_start_ = kept_.size();
+  return line;
+}
+
+std::string GuestLog::text() const {
+  if (dropped_ == 0) return kept_;
+  std::string text = kept_;
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  return text + "[vfiokit: " + std::to_string(dropped_) + " more bytes of log dropped; " +
+         human_size(limit_) + " are kept]\n";
+}
+
+void MailboxQueue::push(const MailboxEvent& event) {
+  const bool verdict = event.port == VFIOKIT_MAILBOX_DONE && !done_queued_;
+  if (events_.size() >= limit_ && !verdict) {
+    ++dropped_;
+    return;
+  }
+  if (verdict) done_queued_ = true;
+  events_.push_back(event);
+}
+
+std::optional<MailboxEvent> MailboxQueue::pop() {
+  if (events_.empty()) return std::nullopt;
+  const MailboxEvent event = events_.front();
+  events_.pop_front();
+  return event;
+}
+
+std::optional<MailboxEvent> MailboxQueue::take(std::uint16_t port) {
+  const auto it = std::find_if(events_.begin(), events_.end(),
+                               [port](const MailboxEvent& e) { return e.port == port; });
+  if (it == events_.end()) return std::nullopt;
+  const MailboxEvent event = *it;
+  events_.erase(it);
+  return event;
+}
 
 PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,
                            const GuestOptions& options)
@@ -104,28 +160,18 @@ void PayloadGuest::on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> dat
   std::lock_guard lock(mutex_);
   if (io.port == VFIOKIT_MAILBOX_LOG) {
     for (std::uint8_t c : data) {
-      if (c == '\n') {
-        spdlog::debug("guest: {}", log_line_);
-        log_ += log_line_ + '\n';
-        log_line_.clear();
-      } else {
-        log_line_ += static_cast<char>(c);
-      }
+      if (const auto line = log_.add(c)) spdlog::debug("guest: {}", *line);
     }
     return;
   }
-  events_.push_back({io.port, value, now});
+  events_.push({io.port, value, now});
   changed_.notify_all();
 }
 
 std::optional<MailboxEvent> PayloadGuest::next_event(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   changed_.wait_for(lock, timeout, [this] { return !events_.empty() || finished_; });
-  if (!events_.empty()) {
-    const MailboxEvent event = events_.front();
-    events_.pop_front();
-    return event;
-  }
+  if (auto event = events_.pop()) return event;
   if (failure_) std::rethrow_exception(failure_);
   return std::nullopt;
 }
@@ -135,13 +181,7 @@ std::optional<MailboxEvent> PayloadGuest::wait_for(std::uint16_t port,
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mutex_);
   for (;;) {
-    const auto it = std::find_if(events_.begin(), events_.end(),
-                                 [port](const MailboxEvent& e) { return e.port == port; });
-    if (it != events_.end()) {
-      const MailboxEvent event = *it;
-      events_.erase(it);
-      return event;
-    }
+    if (auto event = events_.take(port)) return event;
     if (finished_) {
       if (failure_) std::rethrow_exception(failure_);
       return std::nullopt;
@@ -152,7 +192,17 @@ std::optional<MailboxEvent> PayloadGuest::wait_for(std::uint16_t port,
 
 std::string PayloadGuest::log() const {
   std::lock_guard lock(mutex_);
-  return log_ + log_line_;
+  return log_.text();
+}
+
+std::uint64_t PayloadGuest::log_bytes_dropped() const {
+  std::lock_guard lock(mutex_);
+  return log_.dropped();
+}
+
+std::uint64_t PayloadGuest::events_dropped() const {
+  std::lock_guard lock(mutex_);
+  return events_.dropped();
 }
 
 }  // namespace vfiokit::payloads

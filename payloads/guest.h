@@ -37,6 +37,50 @@ struct MailboxEvent {
   std::chrono::steady_clock::time_point time;  // when the vCPU thread saw the exit
 };
 
+// What a payload writes to the log port, kept for the operator. A guest decides how much it
+// writes, so at most `limit` bytes are kept and the rest counted; and what it writes, so
+// bytes other than printable ASCII, tab and newline are kept as \xNN (and a backslash as \\):
+// no escape sequence reaches the operator's terminal. Pure.
+class GuestLog {
+ public:
+  static constexpr std::size_t kDefaultLimit = std::size_t{64} << 10;
+  explicit GuestLog(std::size_t limit = kDefaultLimit) : limit_(limit) {}
+
+  // One byte from the guest; returns the line it ends, if it ends one (escaped, no newline).
+  std::optional<std::string> add(std::uint8_t byte);
+  // What was kept, then, if anything was dropped, a line saying how much.
+  [[nodiscard]] std::string text() const;
+  [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
+
+ private:
+  std::size_t limit_;
+  std::string kept_;
+  std::size_t line_start_ = 0;
+  std::uint64_t dropped_ = 0;
+};
+
+// Mailbox events waiting for the host, at most `limit`: a guest writing faster than the host
+// reads loses the newest ones, counted, except its first DONE (the run's verdict). Pure.
+class MailboxQueue {
+ public:
+  static constexpr std::size_t kDefaultLimit = 4096;
+  explicit MailboxQueue(std::size_t limit = kDefaultLimit) : limit_(limit) {}
+
+  void push(const MailboxEvent& event);
+  std::optional<MailboxEvent> pop();
+  // The first event on `port`, taken out of turn; the others stay queued.
+  std::optional<MailboxEvent> take(std::uint16_t port);
+  [[nodiscard]] bool empty() const noexcept { return events_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return events_.size(); }
+  [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
+
+ private:
+  std::size_t limit_;
+  std::deque<MailboxEvent> events_;
+  std::uint64_t dropped_ = 0;
+  bool done_queued_ = false;
+};
+
 class PayloadGuest {
  public:
   PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,
@@ -60,7 +104,10 @@ class PayloadGuest {
   std::optional<MailboxEvent> next_event(std::chrono::milliseconds timeout);
   // Waits for an event on `port`, keeping the others queued; nullopt on timeout.
   std::optional<MailboxEvent> wait_for(std::uint16_t port, std::chrono::milliseconds timeout);
+  // The payload's log (GuestLog::text()), and what was dropped of it and of the events.
   [[nodiscard]] std::string log() const;
+  [[nodiscard]] std::uint64_t log_bytes_dropped() const;
+  [[nodiscard]] std::uint64_t events_dropped() const;
   // After stop(): where the guest was, for a payload that never reported ("halted at
   // 0x100234 with interrupts enabled: waiting for an interrupt that did not come").
   [[nodiscard]] std::string describe_cpu() const;
@@ -80,9 +127,8 @@ class PayloadGuest {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<MailboxEvent> events_;
-  std::string log_;
-  std::string log_line_;
+  MailboxQueue events_;
+  GuestLog log_;
   std::exception_ptr failure_;
   bool finished_ = false;
 };

@@ -17,6 +17,8 @@
 /* out8: the runtime's first instructions, before anything else runs; marks the moment the
  * guest started executing (launch timing). */
 #define VFIOKIT_MAILBOX_STARTED 0x505
+/* out32: a word that qualifies the DONE code that follows (which one says what it means). */
+#define VFIOKIT_MAILBOX_DETAIL 0x506
 #define VFIOKIT_MAILBOX_FIRST 0x500
 #define VFIOKIT_MAILBOX_LAST 0x50f
 
@@ -31,6 +33,8 @@
 #define VFIOKIT_PARAMS_ADDRESS 0x1000u    /* a page the VMM fills before the first instruction */
 #define VFIOKIT_PAYLOAD_ADDRESS 0x100000u /* where the flat image is loaded and entered */
 #define VFIOKIT_STACK_TOP 0x90000u
+/* Where the VMM puts the passed-through device on the guest's bus: 00:01.0 (devfn). */
+#define VFIOKIT_GUEST_DEVICE_DEVFN 0x08u
 
 /* The irq-probe payload's parameters: which vectors to expect, each once. */
 #define VFIOKIT_IRQ_PARAMS_MAGIC 0x51524956u /* "VIRQ" */
@@ -55,5 +59,8 @@ struct vfiokit_nvme_params {
 #define VFIOKIT_DONE_MISMATCH 0x0104u      /* data came back different */
 #define VFIOKIT_DONE_DEVICE_ERROR 0x0105u  /* the device reported an error */
 #define VFIOKIT_DONE_WRONG_SERIAL 0x0106u  /* Identify reported another serial */
+/* 00:01.0 holds a device this payload does not drive; DETAIL is its vendor | device << 16. */
+#define VFIOKIT_DONE_NOT_EDU 0x0107u  /* edu-dma: not QEMU's edu (1234:11e8) */
+#define VFIOKIT_DONE_NOT_NVME 0x0108u /* nvme-identify: not an NVMe controller (class 01:08:02) */
 
 #endif

@@ -27,7 +27,7 @@ uint32_t payload_main(void) {
   start_timer_tick(); /* every wait below can time out */
   const struct vfiokit_nvme_params* params = (const void*)VFIOKIT_PARAMS_ADDRESS;
   uint32_t bdf;
-  if (!pci_find_class(NVME_CLASS, &bdf)) return VFIOKIT_DONE_NO_DEVICE;
+  if (!pci_find_class(NVME_CLASS, &bdf)) return pci_not_found(VFIOKIT_DONE_NOT_NVME);
   pci_log_function("nvme-identify: NVMe at guest", bdf);
   bar = (uintptr_t)pci_bar_address(bdf, 0);
   log_hex("nvme-identify: BAR0 at", (uint32_t)bar);

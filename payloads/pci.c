@@ -96,6 +96,15 @@ uint64_t pci_bar_address(uint32_t bdf, uint32_t index) {
 
 void pci_enable(uint32_t bdf) { pci_write16(bdf, 4, (uint16_t)(pci_read16(bdf, 4) | 0x6)); }
 
+uint32_t pci_not_found(uint32_t wrong_device) {
+  const uint32_t ids = pci_read32(VFIOKIT_GUEST_DEVICE_DEVFN, 0);
+  if ((ids & 0xffffu) == 0xffffu) return VFIOKIT_DONE_NO_DEVICE;
+  pci_log_function("pci: no device this payload drives; another is at guest",
+                   VFIOKIT_GUEST_DEVICE_DEVFN);
+  outl(VFIOKIT_MAILBOX_DETAIL, ids);
+  return wrong_device;
+}
+
 void pci_log_function(const char* label, uint32_t bdf) {
   static const char digits[] = "0123456789abcdef";
   const uint32_t bus = (bdf >> 8) & 0xffu, device = (bdf >> 3) & 0x1fu;

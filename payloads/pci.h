@@ -23,6 +23,10 @@ uint64_t pci_bar_address(uint32_t bdf, uint32_t index);
 void pci_log_function(const char* label, uint32_t bdf);
 /* Memory space and bus master on: the device decodes its BARs and may start DMA. */
 void pci_enable(uint32_t bdf);
+/* What a payload that did not find its device reports: VFIOKIT_DONE_NO_DEVICE when nothing is
+ * at 00:01.0 (VFIOKIT_GUEST_DEVICE_DEVFN), else `wrong_device`, after the IDs found there on
+ * VFIOKIT_MAILBOX_DETAIL. */
+uint32_t pci_not_found(uint32_t wrong_device);
 
 #define PCI_CAP_MSI 0x05u
 #define PCI_CAP_MSIX 0x11u

@@ -1,6 +1,7 @@
 #include "vfio/device.h"
 
 #include <linux/pci_regs.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -145,19 +146,40 @@ void VfioDevice::config_write(std::uint64_t offset, std::span<const std::uint8_t
   region_write(config_, offset, in);
 }
 
-std::uint16_t VfioDevice::config_read16(std::uint64_t offset) const {
+MappedMemory VfioDevice::map_region(const RegionInfo& region, std::uint64_t offset,
+                                    std::uint64_t size) const {
+  if (offset > region.size || size > region.size - offset || size == 0) {
+    throw Error("map region", "outside " + region_name(region.index))
+        .with("bdf", bdf_.to_string())
+        .with("offset", hex(offset))
+        .with("size", hex(size));
+  }
+  const int prot = (region.readable() ? PROT_READ : 0) | (region.writable() ? PROT_WRITE : 0);
+  void* address = ::mmap(nullptr, size, prot, MAP_SHARED, fd_.get(),
+                         static_cast<off_t>(region.offset + offset));
+  if (address == MAP_FAILED) {
+    throw Error::from_last_errno("map region")
+        .with("bdf", bdf_.to_string())
+        .with("region", region_name(region.index))
+        .with("offset", hex(offset))
+        .with("size", hex(size));
+  }
+  return MappedMemory(address, size);
+}
+
+std::uint16_t DeviceAccess::config_read16(std::uint64_t offset) const {
   std::uint8_t bytes[2];
   config_read(offset, bytes);
   return static_cast<std::uint16_t>(bytes[0] | bytes[1] << 8);
 }
 
-void VfioDevice::config_write16(std::uint64_t offset, std::uint16_t value) const {
+void DeviceAccess::config_write16(std::uint64_t offset, std::uint16_t value) const {
   const std::uint8_t bytes[2] = {static_cast<std::uint8_t>(value),
                                  static_cast<std::uint8_t>(value >> 8)};
   config_write(offset, bytes);
 }
 
-std::uint32_t VfioDevice::config_read32(std::uint64_t offset) const {
+std::uint32_t DeviceAccess::config_read32(std::uint64_t offset) const {
   std::uint8_t bytes[4];
   config_read(offset, bytes);
   return static_cast<std::uint32_t>(bytes[0]) | static_cast<std::uint32_t>(bytes[1]) << 8 |

@@ -1,5 +1,6 @@
 // A VFIO device fd: what the device offers (regions, IRQ indexes), its config space and ROM,
-// interrupts set up through VFIO_DEVICE_SET_IRQS, and reset.
+// interrupts set up through VFIO_DEVICE_SET_IRQS, and reset; and DeviceAccess, the small
+// interface through which the layers above reach a device, so they can be tested on a fake.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/mapped_memory.h"
 #include "base/unique_fd.h"
 #include "pci/bdf.h"
 #include "vfio/region_info.h"
@@ -38,29 +40,60 @@ struct HotResetDependency {
   pci::Bdf bdf;
 };
 
-class VfioDevice {
+// What the VMM's device model and the interrupt vectors need from a device: config space,
+// a region's registers and mappable areas, IRQ indexes and VFIO_DEVICE_SET_IRQS. VfioDevice
+// implements it on the kernel; tests implement it in memory (tests/unit/fake_device.h).
+class DeviceAccess {
+ public:
+  virtual ~DeviceAccess() = default;
+
+  [[nodiscard]] virtual const pci::Bdf& bdf() const noexcept = 0;
+  [[nodiscard]] virtual RegionInfo region_info(std::uint32_t index) const = 0;
+  [[nodiscard]] virtual IrqInfo irq_info(std::uint32_t index) const = 0;
+
+  // Config space as vfio-pci presents it (partly virtualized: BARs, MSI/MSI-X, command bits).
+  // One access as wide as the span, so a 2- or 4-byte register is written at once.
+  virtual void config_read(std::uint64_t offset, std::span<std::uint8_t> out) const = 0;
+  virtual void config_write(std::uint64_t offset, std::span<const std::uint8_t> in) const = 0;
+  // pread/pwrite of a region through the device fd; throws on a short transfer or a range
+  // outside the region.
+  virtual void region_read(const RegionInfo& region, std::uint64_t offset,
+                           std::span<std::uint8_t> out) const = 0;
+  virtual void region_write(const RegionInfo& region, std::uint64_t offset,
+                            std::span<const std::uint8_t> in) const = 0;
+  // A shared mapping of [offset, offset + size) of a region (one of its mappable areas); throws
+  // Error when it cannot be mapped.
+  [[nodiscard]] virtual MappedMemory map_region(const RegionInfo& region, std::uint64_t offset,
+                                                std::uint64_t size) const = 0;
+  // VFIO_DEVICE_SET_IRQS with the encoded vfio_irq_set.
+  virtual void set_irqs(std::span<const std::uint8_t> irq_set) const = 0;
+
+  [[nodiscard]] std::uint16_t config_read16(std::uint64_t offset) const;
+  void config_write16(std::uint64_t offset, std::uint16_t value) const;
+  [[nodiscard]] std::uint32_t config_read32(std::uint64_t offset) const;
+};
+
+class VfioDevice final : public DeviceAccess {
  public:
   VfioDevice(UniqueFd fd, const pci::Bdf& bdf);
 
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
-  [[nodiscard]] const pci::Bdf& bdf() const noexcept { return bdf_; }
+  [[nodiscard]] const pci::Bdf& bdf() const noexcept override { return bdf_; }
   [[nodiscard]] const DeviceInfo& info() const noexcept { return info_; }
 
-  [[nodiscard]] RegionInfo region_info(std::uint32_t index) const;
-  [[nodiscard]] IrqInfo irq_info(std::uint32_t index) const;
+  [[nodiscard]] RegionInfo region_info(std::uint32_t index) const override;
+  [[nodiscard]] IrqInfo irq_info(std::uint32_t index) const override;
 
-  // pread/pwrite of a region through the device fd; throws on a short transfer.
   void region_read(const RegionInfo& region, std::uint64_t offset,
-                   std::span<std::uint8_t> out) const;
+                   std::span<std::uint8_t> out) const override;
   void region_write(const RegionInfo& region, std::uint64_t offset,
-                    std::span<const std::uint8_t> in) const;
+                    std::span<const std::uint8_t> in) const override;
+  // Kernel contract: the mmap offset is the region's offset in the device fd plus `offset`.
+  [[nodiscard]] MappedMemory map_region(const RegionInfo& region, std::uint64_t offset,
+                                        std::uint64_t size) const override;
 
-  // Config space as vfio-pci presents it (partly virtualized: BARs, MSI/MSI-X, command bits).
-  void config_read(std::uint64_t offset, std::span<std::uint8_t> out) const;
-  void config_write(std::uint64_t offset, std::span<const std::uint8_t> in) const;
-  [[nodiscard]] std::uint16_t config_read16(std::uint64_t offset) const;
-  void config_write16(std::uint64_t offset, std::uint16_t value) const;
-  [[nodiscard]] std::uint32_t config_read32(std::uint64_t offset) const;
+  void config_read(std::uint64_t offset, std::span<std::uint8_t> out) const override;
+  void config_write(std::uint64_t offset, std::span<const std::uint8_t> in) const override;
   // Sets PCI_COMMAND memory-space and bus-master enable: the device may decode its BARs and
   // start DMA.
   void enable_bus_master() const;
@@ -68,8 +101,7 @@ class VfioDevice {
   // The option ROM (empty when there is none).
   [[nodiscard]] std::vector<std::uint8_t> read_rom() const;
 
-  // VFIO_DEVICE_SET_IRQS with the encoded vfio_irq_set.
-  void set_irqs(std::span<const std::uint8_t> irq_set) const;
+  void set_irqs(std::span<const std::uint8_t> irq_set) const override;
 
   // VFIO_DEVICE_RESET; throws Error when the device offers no reset (resettable() is false).
   void reset() const;

@@ -89,16 +89,26 @@ msix::MsiMessage MsiState::message(unsigned vector) const noexcept {
   return {address_, (data_ & ~low_bits) | (vector & low_bits)};
 }
 
+std::optional<std::uint32_t> MsiState::pending_offset() const noexcept {
+  if (!capability_.per_vector_masking) return std::nullopt;
+  return mask_offset() + 4;
+}
+
 bool MsiState::masked(unsigned vector) const noexcept {
   return capability_.per_vector_masking && ((mask_bits_ >> vector) & 1u);
 }
 
 MsixTable::MsixTable(std::uint32_t size) : entries_(size) {}
 
+bool MsixTable::valid_access(std::uint64_t offset, std::size_t width) const noexcept {
+  // Compared without `offset + width`, which a guest's offset can make wrap around.
+  return (width == 4 || width == 8) && offset % width == 0 && offset <= bytes() &&
+         width <= bytes() - offset;
+}
+
 void MsixTable::read(std::uint64_t offset, std::span<std::uint8_t> data) const {
   std::memset(data.data(), 0, data.size());
-  if ((data.size() != 4 && data.size() != 8) || offset % data.size() ||
-      offset + data.size() > bytes()) {
+  if (!valid_access(offset, data.size())) {
     return;
   }
   for (std::size_t i = 0; i < data.size(); i += 4) {
@@ -111,8 +121,7 @@ void MsixTable::read(std::uint64_t offset, std::span<std::uint8_t> data) const {
 InterruptChange MsixTable::write(std::uint64_t offset, std::span<const std::uint8_t> data,
                                  std::uint32_t& vector) {
   InterruptChange change;
-  if ((data.size() != 4 && data.size() != 8) || offset % data.size() ||
-      offset + data.size() > bytes()) {
+  if (!valid_access(offset, data.size())) {
     return change;
   }
   vector = static_cast<std::uint32_t>(offset / PCI_MSIX_ENTRY_SIZE);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -40,6 +41,9 @@ class MsiState {
   // Vector i carries data | i in its low bits, as the spec has multi-message MSI do.
   [[nodiscard]] msix::MsiMessage message(unsigned vector) const noexcept;
   [[nodiscard]] bool masked(unsigned vector) const noexcept;
+  // Where the Pending Bits register is (from the capability's start); nullopt without
+  // per-vector masking. The state here reads it as zero: pending interrupts wait in eventfds.
+  [[nodiscard]] std::optional<std::uint32_t> pending_offset() const noexcept;
 
  private:
   [[nodiscard]] std::uint32_t data_offset() const noexcept {
@@ -69,7 +73,8 @@ class MsixTable {
   [[nodiscard]] std::uint64_t bytes() const noexcept {
     return entries_.size() * std::uint64_t{PCI_MSIX_ENTRY_SIZE};
   }
-  // Accesses are 4 or 8 bytes, aligned, inside the table (others read as zero, write nothing).
+  // Accesses are 4 or 8 bytes, aligned, inside the table (others read as zero, write nothing),
+  // at any offset: a guest's offset is not trusted.
   void read(std::uint64_t offset, std::span<std::uint8_t> data) const;
   // Returns the vector a write touched and what changed in it.
   InterruptChange write(std::uint64_t offset, std::span<const std::uint8_t> data,
@@ -79,6 +84,8 @@ class MsixTable {
   [[nodiscard]] bool masked(std::uint32_t vector) const;
 
  private:
+  [[nodiscard]] bool valid_access(std::uint64_t offset, std::size_t width) const noexcept;
+
   struct Entry {
     std::uint32_t address_low = 0, address_high = 0, data = 0;
     std::uint32_t control = PCI_MSIX_ENTRY_CTRL_MASKBIT;  // masked after reset

@@ -1,5 +1,7 @@
 #include "vmm/launch.h"
 
+#include <cstdio>
+
 #include <spdlog/spdlog.h>
 
 #include "base/error.h"
@@ -14,8 +16,6 @@
 namespace vfiokit::vmm {
 namespace {
 
-constexpr std::uint32_t kFirstBarSlot = 1;  // slot 0 is guest RAM
-
 double ms_between(std::chrono::steady_clock::time_point from,
                   std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
@@ -26,9 +26,17 @@ std::int64_t monotonic_ns(std::chrono::steady_clock::time_point at) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
 }
 
+// "00:01.0 is 8086:10d3, " from a DETAIL of vendor | device << 16.
+std::string found_instead(std::optional<std::uint32_t> ids) {
+  if (!ids) return "00:01.0 is ";
+  char text[16];
+  std::snprintf(text, sizeof text, "%04x:%04x", *ids & 0xffffu, *ids >> 16);
+  return "00:01.0 is " + std::string(text) + ", ";
+}
+
 }  // namespace
 
-std::string describe_done_code(std::uint32_t code) {
+std::string describe_done_code(std::uint32_t code, std::optional<std::uint32_t> detail) {
   static constexpr const char* kExceptions[] = {"divide error",
                                                 "debug",
                                                 "NMI",
@@ -71,6 +79,10 @@ std::string describe_done_code(std::uint32_t code) {
       return "the device reported an error";
     case VFIOKIT_DONE_WRONG_SERIAL:
       return "Identify reported another serial";
+    case VFIOKIT_DONE_NOT_EDU:
+      return found_instead(detail) + "not the edu device (1234:11e8) this payload drives";
+    case VFIOKIT_DONE_NOT_NVME:
+      return found_instead(detail) + "not the NVMe controller (class 01:08:02) this payload drives";
     default:
       return "failure code " + hex(code);
   }
@@ -90,9 +102,9 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
                                                     iommu::DmaDirection::bidirectional);
   spdlog::debug("guest RAM DMA-mapped at IOVA 0 (pinned)");
-  PassthroughDevice device(opened.device, guest.vm(), guest.routes(), kFirstBarSlot);
+  PassthroughDevice device(opened.device, guest.vm(), guest.routes());
   PciBus bus;
-  bus.attach(1, 0, device);
+  bus.attach(VFIOKIT_GUEST_DEVICE_DEVFN >> 3, VFIOKIT_GUEST_DEVICE_DEVFN & 7, device);
   result.layout = device.describe();
   spdlog::debug("device model ready: {} BAR memory slot(s)", device.memory_slots());
 
@@ -153,7 +165,11 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
           }
           break;
         case VFIOKIT_MAILBOX_VALUE:
-          result.values.push_back(event->value);
+          if (result.values.size() < kMaxValues) {
+            result.values.push_back(event->value);
+          } else {
+            ++result.values_dropped;
+          }
           [[fallthrough]];
         default:
           if (!result.first_mailbox_ms) {
@@ -162,11 +178,14 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
           }
           break;
       }
+      if (event->port == VFIOKIT_MAILBOX_DETAIL) result.done_detail = event->value;
       if (event->port == VFIOKIT_MAILBOX_DONE) {
         result.done_code = event->value;
         result.passed = event->value == VFIOKIT_DONE_PASSED;
-        if (!result.passed)
-          result.failure = "the payload failed: " + describe_done_code(event->value);
+        if (!result.passed) {
+          result.failure =
+              "the payload failed: " + describe_done_code(event->value, result.done_detail);
+        }
         break;
       }
     }
@@ -177,6 +196,8 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   }
   guest.stop();
   result.log = guest.log();
+  result.log_bytes_dropped = guest.log_bytes_dropped();
+  result.events_dropped = guest.events_dropped();
   return result;
 }
 

@@ -27,12 +27,21 @@ struct LaunchOptions {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// A guest decides how much it reports; the host keeps this many VALUE reports.
+inline constexpr std::size_t kMaxValues = 1024;
+
 struct LaunchResult {
   bool passed = false;
-  std::optional<std::uint32_t> done_code;  // what the payload reported, if it did
-  std::string failure;                     // why it did not pass; empty when it did
-  std::string log;                         // the payload's log lines
-  std::vector<std::uint32_t> values;       // VFIOKIT_MAILBOX_VALUE reports
+  std::optional<std::uint32_t> done_code;    // what the payload reported, if it did
+  std::optional<std::uint32_t> done_detail;  // VFIOKIT_MAILBOX_DETAIL before it
+  std::string failure;                       // why it did not pass; empty when it did
+  std::string log;                           // the payload's log lines (payloads::GuestLog)
+  std::vector<std::uint32_t> values;         // VFIOKIT_MAILBOX_VALUE reports, the first kMaxValues
+  // What a guest wrote past the limits: log bytes past 64 KiB (the log ends with a line saying
+  // so), mailbox events the host could not keep up with, VALUE reports past kMaxValues.
+  std::uint64_t log_bytes_dropped = 0;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t values_dropped = 0;
   std::string guest_bdf = "0000:00:01.0";
   std::vector<std::string> layout;             // the device's BARs in the guest
   std::optional<double> first_instruction_ms;  // since LaunchOptions::start
@@ -48,7 +57,10 @@ struct LaunchResult {
 LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
                             std::span<const std::uint8_t> image, const LaunchOptions& options);
 
-// "passed", "exception 0x0 (divide error)", "the device is not on the guest's PCI bus", ...
-std::string describe_done_code(std::uint32_t code);
+// "passed", "exception 0x0 (divide error)", "the device is not on the guest's PCI bus",
+// "00:01.0 is 8086:10d3, not the edu device (1234:11e8) this payload drives" (with the
+// payload's DETAIL), ...
+std::string describe_done_code(std::uint32_t code,
+                               std::optional<std::uint32_t> detail = std::nullopt);
 
 }  // namespace vfiokit::vmm

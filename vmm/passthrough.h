@@ -1,43 +1,57 @@
-// A VFIO device as a PCI function of the VMM's guest.
+// A VFIO device as a PCI function of the VMM's guest. This part dispatches; three parts do the
+// work, each with one job:
 //
-//   BARs         placed in guest-physical space by the VMM (vmm/bar_layout.h); the parts VFIO
-//                lets the process mmap become KVM memory slots, so guest accesses go straight to
-//                the device; the rest, and always the pages holding the MSI-X table and PBA,
-//                are trapped and forwarded (or emulated).
-//   config space passed through from VFIO, except the BAR and ROM registers (virtual: the
-//                guest's layout, sizing included) and the MSI and MSI-X control state.
-//   interrupts   the guest's MSI/MSI-X programming (enable bits, addresses, data, masks)
-//                becomes GSI routes, irqfds and VFIO_DEVICE_SET_IRQS through msix::MsixWiring,
-//                so device interrupts reach the guest without user space.
+//   BarRegisters     the guest's BAR registers: placed by the VMM (vmm/bar_layout.h), sized
+//                    and moved by the guest; the host's BARs are never touched.
+//   BarMapping       per BAR: the parts VFIO lets the process mmap become guest memory slots
+//                    that follow the BAR when it moves, so guest accesses go straight to the
+//                    device; the rest, and always the pages of the MSI-X table and PBA, trap.
+//   GuestInterrupts  the guest's MSI/MSI-X programming, emulated, and wired to the VM.
+//
+// Config space (the overlay): every byte is the device's, passed through VFIO, except the BAR
+// registers (virtual), the MSI registers and MSI-X Message Control (emulated), and the ROM BAR
+// and interrupt pin (hidden: read zero, writes go nowhere). A guest access reaches the device
+// as wide as the guest made it, less the bytes that are not the device's.
+//
+// Trapped accesses: while Memory Space (I/O Space) is off in the command register, the BARs do
+// not decode: reads return all ones and writes go nowhere; otherwise the MSI-X table and PBA
+// are emulated and everything else is forwarded to the device with its exact width.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "msix/routing.h"
-#include "msix/wiring.h"
 #include "vfio/device.h"
-#include "vfio/region.h"
 #include "vmm/bar_layout.h"
-#include "vmm/interrupt_state.h"
+#include "vmm/bar_mapping.h"
+#include "vmm/bar_registers.h"
+#include "vmm/guest_interrupts.h"
 #include "vmm/pci_bus.h"
 
 namespace vfiokit::vmm {
 
 class PassthroughDevice final : public PciFunction {
  public:
-  // `device`, `vm` and `routes` must outlive this. KVM memory slots from `first_slot` up are
-  // this device's.
-  PassthroughDevice(const vfio::VfioDevice& device, kvm::Vm& vm, msix::RouteTable& routes,
-                    std::uint32_t first_slot, const BarWindows& windows = {});
-  // Interrupts unwired, then the BAR slots removed, then (members) the BAR mappings undone.
+  // `device`, `memory` and `routes` must outlive this. The BARs are laid out in `windows` and
+  // their mappable parts put into guest memory slots.
+  PassthroughDevice(const vfio::DeviceAccess& device, kvm::GuestMemoryMap& memory,
+                    msix::RouteTable& routes, const BarWindows& windows = {});
+  // In order: the interrupts unwired, bus mastering turned off (a device the guest left running
+  // stops its DMA before the VMM unmaps guest RAM from the IOMMU), the BAR slots removed, the
+  // BAR mappings undone.
   ~PassthroughDevice() override;
+  PassthroughDevice(const PassthroughDevice&) = delete;
+  PassthroughDevice& operator=(const PassthroughDevice&) = delete;
 
+  // Accesses of 1, 2 or 4 bytes inside one dword of the first 256 bytes (configuration
+  // mechanism #1); others read all ones and write nothing.
   std::uint32_t config_read(std::uint32_t offset, std::uint32_t size) override;
   void config_write(std::uint32_t offset, std::uint32_t size, std::uint32_t value) override;
 
@@ -48,52 +62,32 @@ class PassthroughDevice final : public PciFunction {
   [[nodiscard]] std::size_t memory_slots() const noexcept;
   // "BAR0 16 KiB mem64 at 0xc0000000 (12 KiB mapped, 4 KiB trapped)", one per BAR.
   [[nodiscard]] std::vector<std::string> describe() const;
+  [[nodiscard]] const BarRegisters& bars() const noexcept { return registers_; }
+  [[nodiscard]] const GuestInterrupts& interrupts() const noexcept { return *interrupts_; }
 
  private:
-  struct Bar {
-    GuestBar guest;
-    std::unique_ptr<vfio::Region> region;
-    std::vector<std::uint32_t> slots;
-    std::uint64_t mapped_bytes = 0;
-    bool sizing_low = false;
-    bool sizing_high = false;
-  };
+  // What the device is (its interrupt capabilities) and where its BARs go in the guest.
+  struct Survey;
+  static Survey survey(const vfio::DeviceAccess& device, const BarWindows& windows);
+  PassthroughDevice(const vfio::DeviceAccess& device, kvm::GuestMemoryMap& memory,
+                    msix::RouteTable& routes, Survey survey);
 
-  // Slots for a memory BAR; a place KVM refuses (the guest put the BAR over RAM or another
-  // BAR, e.g. halfway through moving a 64-bit BAR) leaves it trapped.
-  void map_bar(Bar& bar);
-  void unmap_bar(Bar& bar) noexcept;
-  // Region offsets [start, end) that must stay trapped: the MSI-X table and PBA pages.
-  [[nodiscard]] std::vector<std::pair<std::uint64_t, std::uint64_t>> trapped(const Bar& bar) const;
-  Bar* bar_for_register(std::uint32_t offset, bool& high);
-  std::uint8_t bar_register_byte(std::uint32_t offset);
-  void write_bar_register(std::uint32_t register_offset, std::uint32_t value);
-
-  // hidden: reads zero, writes go nowhere (the ROM BAR, the interrupt pin).
-  enum class Owner : std::uint8_t { device, bar, hidden, msi, msix_control };
+  enum class Owner : std::uint8_t { device, bars, hidden, interrupts };
   [[nodiscard]] Owner owner(std::uint32_t offset) const noexcept;
+  // The bytes of a write that are the device's, in as few accesses as their alignment allows.
+  void write_through(std::uint32_t offset, std::span<const std::uint8_t> bytes);
+  void read_command();
+  [[nodiscard]] BarMapping& mapping(unsigned index) const;
 
-  void apply_msi(const InterruptChange& change);
-  void apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector);
-  void wire_msix();
-  [[nodiscard]] std::uint32_t msix_vectors_in_use() const;
-  bool msix_mmio(const Bar& bar, std::uint64_t offset, bool write, std::span<std::uint8_t> data);
-
-  const vfio::VfioDevice& device_;
-  kvm::Vm& vm_;
-  msix::RouteTable& routes_;
-  std::uint32_t next_slot_;
-  std::optional<pci::MsiCapability> msi_cap_;
-  std::optional<MsiState> msi_;
-  std::optional<pci::MsixCapability> msix_cap_;
-  std::optional<MsixTable> table_;
-  MsixControl msix_control_;
-  std::vector<Bar> bars_;
-  // The command register's Memory Space bit: while it is off, trapped accesses read all ones
-  // and writes go nowhere, as with a device that does not decode.
+  const vfio::DeviceAccess& device_;
+  BarRegisters registers_;
+  // One per BAR of registers_, in the same order; each removes its slots before it unmaps.
+  std::vector<std::unique_ptr<BarMapping>> mappings_;
+  // The command register's Memory Space and I/O Space bits.
   bool memory_decoding_ = false;
-  // Declared last, destroyed first: the interrupts stop reaching the guest before anything else.
-  std::optional<msix::MsixWiring> wiring_;
+  bool io_decoding_ = false;
+  // Declared last, destroyed first (reset in the destructor before anything else).
+  std::optional<GuestInterrupts> interrupts_;
 };
 
 }  // namespace vfiokit::vmm

@@ -116,6 +116,20 @@ TEST_F(Launch, AFlatBinaryFromAPathRunsLikeABuiltInPayload) {
   expect_everything_home();
 }
 
+TEST_F(Launch, APayloadOnADeviceItDoesNotDriveSaysWhatItFoundThere) {
+  const std::string e1000e = find_pci_function(kE1000eVendor, kE1000eDevice).value_or("");
+  ASSERT_FALSE(e1000e.empty()) << "the rig has no e1000e";
+  const std::string driver = driver_of(e1000e);
+  const auto run = launch_payload({e1000e, "--payload", "edu-dma"});
+  EXPECT_EQ(run.exit_status, 1) << run.output;
+  EXPECT_NE(run.output.find("result: FAILED: the payload failed: 00:01.0 is 8086:10d3, not the "
+                            "edu device (1234:11e8) this payload drives"),
+            std::string::npos)
+      << run.output;
+  EXPECT_EQ(driver_of(e1000e), driver);
+  expect_everything_home();
+}
+
 TEST_F(Launch, AFaultingPayloadEndsWithTheExceptionAndRestores) {
   const auto run = vfiokit({"launch", nvme_, "--payload", "faulty"});
   EXPECT_EQ(run.exit_status, 1) << run.output;

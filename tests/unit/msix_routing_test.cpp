@@ -1,8 +1,13 @@
 #include <gtest/gtest.h>
+#include <linux/vfio.h>
 
 #include "base/error.h"
 #include "msix/msi.h"
 #include "msix/routing.h"
+#include "msix/vectors.h"
+#include "msix/wiring.h"
+#include "tests/unit/config_builder.h"
+#include "tests/unit/fake_device.h"
 
 namespace vfiokit::msix {
 namespace {
@@ -135,6 +140,73 @@ TEST(RouteTable, IrqchipGsisAndOutOfRangeGsisAreRefused) {
   bare.stage(5, encode_msi({0, 0x30}));
   bare.commit();
   EXPECT_EQ(vm.tables.back().size(), 1u);
+}
+
+// ---- Vectors and wiring on a fake device ----------------------------------------------------
+
+TEST(InterruptVectors, GrowingWithoutResizeReenablesWithTheSameEventfds) {
+  // Linux before 6.5 (Debian 12's 6.1) takes no MSI-X vector past the ones enabled.
+  test::FakeDevice device(test::ConfigBuilder(256).bytes());
+  device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 8, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+  InterruptVectors vectors(device, VFIO_PCI_MSIX_IRQ_INDEX);
+  vectors.enable(2);
+  const int first = vectors.eventfd(0);
+  vectors.grow(5);
+  ASSERT_EQ(device.irq_sets.size(), 3u);
+  EXPECT_EQ(device.irq_sets[1].count, 0u);  // off...
+  EXPECT_EQ(device.irq_sets[2].start, 0u);  // ...and on again with all five
+  EXPECT_EQ(device.irq_sets[2].count, 5u);
+  EXPECT_EQ(device.irq_sets[2].eventfds[0], first);
+  EXPECT_EQ(vectors.eventfd(0), first);
+  EXPECT_THROW(vectors.grow(9), Error);  // the device has 8
+  ASSERT_TRUE(device.fire(VFIO_PCI_MSIX_IRQ_INDEX, 4));
+  EXPECT_TRUE(vectors.wait_for(4, std::chrono::milliseconds(0)));
+  vectors.disable();
+  EXPECT_EQ(device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX), std::vector<int>(8, -1));
+}
+
+TEST(InterruptVectors, GrowingWhereTheKernelResizesAddsOnlyTheNewVectors) {
+  test::FakeDevice device(test::ConfigBuilder(256).bytes());
+  device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 8, VFIO_IRQ_INFO_EVENTFD);
+  InterruptVectors vectors(device, VFIO_PCI_MSIX_IRQ_INDEX);
+  vectors.enable(2);
+  vectors.grow(5);
+  ASSERT_EQ(device.irq_sets.size(), 2u);
+  EXPECT_EQ(device.irq_sets[1].start, 2u);
+  EXPECT_EQ(device.irq_sets[1].count, 3u);
+  EXPECT_EQ(vectors.count(), 5u);
+}
+
+TEST(MsixWiring, MaskingDetachesTheIrqfdAndTheInterruptWaitsInTheEventfd) {
+  test::Journal journal;
+  test::FakeDevice device(test::ConfigBuilder(256).bytes(), &journal);
+  device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 4, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+  test::FakeVm vm(&journal);
+  RouteTable routes(vm);
+  {
+    MsixWiring wiring(device, VFIO_PCI_MSIX_IRQ_INDEX, routes);
+    wiring.wire({encode_msi({0, 0x30}), encode_msi({0, 0x31})}, {false, true});
+    EXPECT_EQ(vm.routing_commits, 1u);  // both routes in one KVM_SET_GSI_ROUTING
+    EXPECT_EQ(vm.delivers(wiring.vectors().eventfd(0)), encode_msi({0, 0x30}));
+    EXPECT_FALSE(vm.delivers(wiring.vectors().eventfd(1)));
+    ASSERT_TRUE(device.fire(VFIO_PCI_MSIX_IRQ_INDEX, 1));
+    EXPECT_TRUE(wiring.pending(1));
+    EXPECT_FALSE(wiring.pending(0));
+    wiring.unmask(1);
+    EXPECT_EQ(vm.delivers(wiring.vectors().eventfd(1)), encode_msi({0, 0x31}));
+    EXPECT_FALSE(wiring.pending(1));  // an assigned irqfd is KVM's to drain
+    wiring.retarget(1, encode_msi({1, 0x32}));
+    EXPECT_EQ(vm.delivers(wiring.vectors().eventfd(1)), encode_msi({1, 0x32}));
+    journal.clear();
+  }
+  // Teardown: irqfds first, then the device's vectors, then the routes.
+  ASSERT_EQ(journal.size(), 4u);
+  EXPECT_EQ(journal[0].rfind("irqfd", 0), 0u);
+  EXPECT_EQ(journal[1].rfind("irqfd", 0), 0u);
+  EXPECT_EQ(journal[2], "SET_IRQS MSI-X off");
+  EXPECT_EQ(journal[3].rfind("routing", 0), 0u);
+  EXPECT_TRUE(vm.irqfds.empty());
+  EXPECT_EQ(routes.gsis().available(), kMaxRoutes - kFirstMsiGsi);
 }
 
 }  // namespace

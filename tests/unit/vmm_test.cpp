@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "payloads/mailbox.h"
 #include "vmm/bar_layout.h"
 #include "vmm/interrupt_state.h"
+#include "vmm/launch.h"
 #include "vmm/pci_bus.h"
 #include "vmm/qemu_command.h"
 
@@ -308,6 +310,23 @@ TEST(MsixTable, MisalignedOrOutsideAccessesDoNothing) {
   EXPECT_THROW((void)table.message(2), std::out_of_range);
 }
 
+TEST(MsixTable, OffsetsNearTheTopOfTheAddressSpaceDoNotWrapIntoTheTable) {
+  MsixTable table(2);
+  std::uint32_t vector = 7;
+  for (const std::uint64_t offset : {~std::uint64_t{0} - 7, ~std::uint64_t{0} - 3,
+                                     ~std::uint64_t{0} - 15, std::uint64_t{1} << 63}) {
+    std::array<std::uint8_t, 8> wide{1, 2, 3, 4, 5, 6, 7, 8};
+    table.read(offset, wide);
+    EXPECT_EQ(wide, (std::array<std::uint8_t, 8>{})) << std::hex << offset;
+    EXPECT_FALSE(table.write(offset, wide, vector).any()) << std::hex << offset;
+    std::array<std::uint8_t, 4> narrow{0, 0, 0, 0};
+    EXPECT_FALSE(table.write(offset, narrow, vector).any()) << std::hex << offset;
+  }
+  EXPECT_EQ(vector, 7u);
+  EXPECT_TRUE(table.masked(0));
+  EXPECT_TRUE(table.masked(1));
+}
+
 TEST(MsixControl, EnableAndFunctionMaskAreTheWritableBits) {
   MsixControl control{.table_size_field = 64};
   EXPECT_EQ(control.value(), 64u);
@@ -320,6 +339,19 @@ TEST(MsixControl, EnableAndFunctionMaskAreTheWritableBits) {
   EXPECT_TRUE(change.mask);
   EXPECT_EQ(control.value(), 0x8040u);
   EXPECT_FALSE(control.write_high_byte(0xbf).any());  // reserved bits are ignored
+}
+
+TEST(DoneCodes, ADeviceThePayloadDoesNotDriveIsNamedWithWhatItIs) {
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NOT_EDU, 0x10d38086),
+            "00:01.0 is 8086:10d3, not the edu device (1234:11e8) this payload drives");
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NOT_NVME, 0x11e81234),
+            "00:01.0 is 1234:11e8, not the NVMe controller (class 01:08:02) this payload drives");
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NOT_EDU),
+            "00:01.0 is not the edu device (1234:11e8) this payload drives");
+  // Nothing there at all is another matter.
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_NO_DEVICE), "the device is not on the guest's PCI bus");
+  EXPECT_EQ(describe_done_code(VFIOKIT_DONE_EXCEPTION | 14), "exception 0xe (page fault)");
+  EXPECT_EQ(describe_done_code(0x0234), "failure code 0x234");
 }
 
 pci::Bdf parse(const char* text) { return pci::parse_bdf_or_throw(text); }

@@ -1,0 +1,84 @@
+// A passed-through device's MSI and MSI-X as its guest programs them: the capability registers
+// and the MSI-X table and PBA are emulated (interrupt_state.h), and what the guest enables,
+// targets and masks becomes host vectors wired into the VM (msix::MsixWiring: GSI routes,
+// irqfds, VFIO_DEVICE_SET_IRQS), so device interrupts reach the guest without user space.
+//
+//   - A device signals with MSI-X or MSI, never both: while MSI-X is on it wins (as in QEMU);
+//     MSI enabled underneath takes over when MSI-X goes off.
+//   - Only the MSI-X vectors up to the highest one the guest has unmasked are wired (at least
+//     one), like QEMU: a GPU's 2048-entry table costs nothing it does not use. Unmasking a
+//     higher vector wires the larger set.
+//   - A masked vector that fired shows in the PBA (MSI: the Pending Bits); unmasking delivers
+//     it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "msix/routing.h"
+#include "msix/wiring.h"
+#include "pci/config_space.h"
+#include "vfio/device.h"
+#include "vmm/bar_mapping.h"
+#include "vmm/interrupt_state.h"
+
+namespace vfiokit::vmm {
+
+class GuestInterrupts {
+ public:
+  // `device` and `routes` must outlive this. Nothing is wired until the guest enables MSI or
+  // MSI-X.
+  GuestInterrupts(const vfio::DeviceAccess& device, msix::RouteTable& routes,
+                  const std::optional<pci::MsiCapability>& msi,
+                  const std::optional<pci::MsixCapability>& msix);
+  GuestInterrupts(const GuestInterrupts&) = delete;
+  GuestInterrupts& operator=(const GuestInterrupts&) = delete;
+
+  // Config space: the bytes emulated here (the MSI registers after the capability's header,
+  // the MSI-X Message Control word).
+  [[nodiscard]] bool owns_config(std::uint32_t offset) const noexcept;
+  [[nodiscard]] std::uint8_t read_config(std::uint32_t offset) const;
+  // A guest config write of `bytes` at `offset`: the bytes emulated here change together,
+  // then the wiring follows once.
+  void write_config(std::uint32_t offset, std::span<const std::uint8_t> bytes);
+
+  // The pages of BAR `bar` holding the MSI-X table or PBA, which must stay trapped.
+  [[nodiscard]] std::vector<ByteRange> trapped_pages(unsigned bar) const;
+  // A trapped access at `offset` into BAR `bar`: true when it was the MSI-X table's or PBA's
+  // (and is done), false when it belongs to the device.
+  bool mmio(unsigned bar, std::uint64_t offset, bool write, std::span<std::uint8_t> data);
+
+  // What is wired now: VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, or nothing.
+  [[nodiscard]] std::optional<std::uint32_t> wired_index() const noexcept;
+
+ private:
+  [[nodiscard]] bool msi_byte(std::uint32_t offset) const noexcept;
+  [[nodiscard]] bool msix_control_byte(std::uint32_t offset) const noexcept;
+  [[nodiscard]] std::uint32_t msix_control_offset() const noexcept {
+    return msix_cap_->offset + std::uint32_t{PCI_MSIX_FLAGS};
+  }
+  void apply_msi(const InterruptChange& change);
+  void apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector);
+  void wire_msix();
+  [[nodiscard]] std::uint32_t msix_vectors_in_use() const;
+  [[nodiscard]] bool msix_wired() const noexcept;
+  [[nodiscard]] bool in_table(unsigned bar, std::uint64_t offset) const noexcept;
+  [[nodiscard]] bool in_pba(unsigned bar, std::uint64_t offset) const noexcept;
+  void read_pba(std::uint64_t offset, std::span<std::uint8_t> data) const;
+  [[nodiscard]] std::uint8_t msi_pending_byte(std::uint32_t byte) const;
+
+  const vfio::DeviceAccess& device_;
+  msix::RouteTable& routes_;
+  std::optional<pci::MsiCapability> msi_cap_;
+  std::optional<MsiState> msi_;
+  std::optional<pci::MsixCapability> msix_cap_;
+  std::optional<MsixTable> table_;
+  MsixControl msix_control_;
+  // Declared last, destroyed first: the interrupts stop reaching the guest before the state
+  // that describes them goes.
+  std::optional<msix::MsixWiring> wiring_;
+};
+
+}  // namespace vfiokit::vmm
