@@ -181,6 +181,15 @@ std::uint32_t Vcpu::mp_state() const {
   return state.mp_state;
 }
 
+VcpuState Vcpu::state() const noexcept {
+  try {
+    const kvm_regs r = regs();
+    return {true, mp_state() == KVM_MP_STATE_HALTED, (r.rflags & 0x200u) != 0, r.rip};
+  } catch (const Error&) {
+    return {};
+  }
+}
+
 kvm_sregs Vcpu::sregs() const {
   kvm_sregs sregs{};
   do_ioctl(fd_.get(), uapi::kGetSregs, &sregs);

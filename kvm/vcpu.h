@@ -60,6 +60,14 @@ std::string internal_suberror_name(std::uint32_t suberror);  // "emulation failu
 // other), naming the exit and decoding what the kernel reported.
 Error exit_error(const VcpuExit& exit, std::uint32_t vcpu);
 
+// Where a vCPU is, read while it is out of KVM_RUN: for a guest that never reported.
+struct VcpuState {
+  bool known = false;               // false when the kernel would not say
+  bool halted = false;              // KVM_MP_STATE_HALTED: waiting in the kernel for an interrupt
+  bool interrupts_enabled = false;  // RFLAGS.IF
+  std::uint64_t rip = 0;
+};
+
 class Vcpu {
  public:
   Vcpu(UniqueFd fd, std::uint32_t id, std::size_t mmap_size);
@@ -72,6 +80,8 @@ class Vcpu {
   [[nodiscard]] kvm_sregs sregs() const;
   // KVM_MP_STATE_RUNNABLE, _HALTED, ... (only meaningful while the vCPU is not running).
   [[nodiscard]] std::uint32_t mp_state() const;
+  // regs() and mp_state() together; never throws (known is false when they fail).
+  [[nodiscard]] VcpuState state() const noexcept;
   void set_sregs(const kvm_sregs& sregs);
 
   // One KVM_RUN. EAGAIN is retried; EINTR comes back as ExitKind::interrupted so a stop request

@@ -93,7 +93,8 @@ PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::ui
     : memory_(allocate_ram(options.memory)),
       vm_(system.create_vm()),
       routes_(vm_, options.irqchip),
-      vcpu_(first_vcpu(vm_, options.irqchip)) {
+      vcpu_(first_vcpu(vm_, options.irqchip)),
+      vcpu_stats_(kvm::StatsReader::open(vcpu_.fd())) {
   if (VFIOKIT_PAYLOAD_ADDRESS + image.size() > options.memory) {
     throw Error("load payload", "a " + human_size(image.size()) + " image does not fit in " +
                                     human_size(options.memory) + " of guest RAM");
@@ -121,19 +122,13 @@ void PayloadGuest::stop() noexcept {
   if (thread_.joinable()) thread_.join();
 }
 
-std::string PayloadGuest::describe_cpu() const {
+std::map<std::string, std::uint64_t> PayloadGuest::vcpu_statistics() const {
+  if (!vcpu_stats_) return {};
   try {
-    const kvm_regs regs = vcpu_.regs();
-    const bool interrupts = (regs.rflags & 0x200u) != 0;
-    if (vcpu_.mp_state() == KVM_MP_STATE_HALTED) {
-      return "halted at " + hex(regs.rip) +
-             (interrupts ? " with interrupts enabled: waiting for an interrupt that did not come"
-                         : " with interrupts disabled: stopped for good");
-    }
-    return "running at " + hex(regs.rip) + " (interrupts " + (interrupts ? "enabled" : "disabled") +
-           ")";
+    return vcpu_stats_->read();
   } catch (const Error& e) {
-    return std::string("state unknown: ") + e.what();
+    spdlog::debug("vCPU statistics: {}", e.what());
+    return {};
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -18,6 +19,7 @@
 
 #include "base/mapped_memory.h"
 #include "kvm/run_loop.h"
+#include "kvm/stats.h"
 #include "kvm/system.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
@@ -108,9 +110,10 @@ class PayloadGuest {
   [[nodiscard]] std::string log() const;
   [[nodiscard]] std::uint64_t log_bytes_dropped() const;
   [[nodiscard]] std::uint64_t events_dropped() const;
-  // After stop(): where the guest was, for a payload that never reported ("halted at
-  // 0x100234 with interrupts enabled: waiting for an interrupt that did not come").
-  [[nodiscard]] std::string describe_cpu() const;
+  // Where the vCPU is (after stop(), or while it waits in the kernel), and KVM's statistics
+  // for it (empty where the kernel has no binary statistics): for a payload that never reports.
+  [[nodiscard]] kvm::VcpuState vcpu_state() const noexcept { return vcpu_.state(); }
+  [[nodiscard]] std::map<std::string, std::uint64_t> vcpu_statistics() const;
 
  private:
   void on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> data);
@@ -122,6 +125,7 @@ class PayloadGuest {
   kvm::Vm vm_;
   msix::RouteTable routes_;
   kvm::Vcpu vcpu_;
+  std::optional<kvm::StatsReader> vcpu_stats_;  // its own fd: closes before the vCPU's
   kvm::RunLoop loop_;
   std::thread thread_;
 

@@ -36,7 +36,7 @@ std::string_view to_string(HangCause cause) noexcept {
 }
 
 HangReport diagnose_hang(const InterruptCounts& before, const InterruptCounts& after,
-                         const VcpuState& vcpu) {
+                         const kvm::VcpuState& vcpu) {
   HangReport report;
   report.vcpu = vcpu;
   std::uint64_t raised = 0;

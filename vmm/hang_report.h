@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "kvm/vcpu.h"
+
 namespace vfiokit::vmm {
 
 struct InterruptCounts {
@@ -18,13 +20,6 @@ struct InterruptCounts {
   // KVM's vCPU statistics; nullopt where the kernel has none (before Linux 5.14).
   std::optional<std::uint64_t> injections;    // irq_injections
   std::optional<std::uint64_t> halt_wakeups;  // halt_wakeup
-};
-
-struct VcpuState {
-  bool known = false;
-  bool halted = false;
-  bool interrupts_enabled = false;
-  std::uint64_t rip = 0;
 };
 
 enum class HangCause {
@@ -43,7 +38,7 @@ struct HangReport {
   std::map<std::string, std::uint64_t> host_raised;  // per handler, while the guest waited
   std::optional<std::uint64_t> injected;
   std::optional<std::uint64_t> woke;
-  VcpuState vcpu;
+  kvm::VcpuState vcpu;
   // "the vCPU halted at 0x101234 with interrupts enabled; while it waited the device raised 1
   // interrupt on the host (vfio-msix[0](0000:00:04.0) 1), KVM injected 1 and the vCPU woke 0
   // times: the wake-up was lost in the host's KVM"
@@ -52,6 +47,6 @@ struct HangReport {
 
 // `before`: at the guest's last mailbox write; `after`: at the timeout.
 HangReport diagnose_hang(const InterruptCounts& before, const InterruptCounts& after,
-                         const VcpuState& vcpu);
+                         const kvm::VcpuState& vcpu);
 
 }  // namespace vfiokit::vmm

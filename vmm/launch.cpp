@@ -8,6 +8,7 @@
 #include "base/text.h"
 #include "iommu/backend.h"
 #include "kvm/system.h"
+#include "msix/host_counts.h"
 #include "payloads/guest.h"
 #include "payloads/mailbox.h"
 #include "vmm/passthrough.h"
@@ -131,10 +132,29 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   loop.on_mmio(windows.mmio32_start, windows.mmio32_end, trapped_mmio);
   loop.on_mmio(windows.mmio64_start, windows.mmio64_end, trapped_mmio);
 
+  // What the device raised on the host and what KVM did for the vCPU, read at every mailbox
+  // write: a guest that then waits in vain is diagnosed from what changed since the last one.
+  const pci::Bdf bdf = opened.device.bdf();
+  auto interrupt_counts = [&paths, &bdf, &guest] {
+    InterruptCounts counts;
+    try {
+      counts.host = msix::vfio_interrupt_counts(paths, bdf);
+    } catch (const Error& e) {
+      spdlog::debug("host interrupt counts: {}", e.what());
+    }
+    const auto stats = guest.vcpu_statistics();
+    if (const auto it = stats.find("irq_injections"); it != stats.end())
+      counts.injections = it->second;
+    if (const auto it = stats.find("halt_wakeup"); it != stats.end())
+      counts.halt_wakeups = it->second;
+    return counts;
+  };
+
   struct StopGuest {
     payloads::PayloadGuest& guest;
     ~StopGuest() { guest.stop(); }
   } stop{guest};
+  InterruptCounts at_last_event = interrupt_counts();
   guest.start();
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
   try {
@@ -146,17 +166,20 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
+        const InterruptCounts at_timeout = interrupt_counts();
         guest.stop();
+        result.hang = diagnose_hang(at_last_event, at_timeout, guest.vcpu_state());
         const auto ms = options.timeout.count();
         result.failure =
             "the payload reported no result within " +
-            (ms % 1000 ? std::to_string(ms) + " ms" : std::to_string(ms / 1000) + " s") +
-            "; the vCPU was " + guest.describe_cpu();
+            (ms % 1000 ? std::to_string(ms) + " ms" : std::to_string(ms / 1000) + " s") + "; " +
+            result.hang->describe();
         break;
       }
       // Short waits, so a cancel request is seen promptly.
       const auto event = guest.next_event(std::min(left, std::chrono::milliseconds(100)));
       if (!event) continue;
+      at_last_event = interrupt_counts();
       switch (event->port) {
         case VFIOKIT_MAILBOX_STARTED:
           if (!result.first_instruction_ms) {

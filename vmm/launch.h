@@ -14,6 +14,7 @@
 
 #include "base/host_paths.h"
 #include "vfio/open.h"
+#include "vmm/hang_report.h"
 
 namespace vfiokit::vmm {
 
@@ -35,8 +36,10 @@ struct LaunchResult {
   std::optional<std::uint32_t> done_code;    // what the payload reported, if it did
   std::optional<std::uint32_t> done_detail;  // VFIOKIT_MAILBOX_DETAIL before it
   std::string failure;                       // why it did not pass; empty when it did
-  std::string log;                           // the payload's log lines (payloads::GuestLog)
-  std::vector<std::uint32_t> values;         // VFIOKIT_MAILBOX_VALUE reports, the first kMaxValues
+  // For a payload that never reported: where its interrupt stopped (vmm/hang_report.h).
+  std::optional<HangReport> hang;
+  std::string log;                    // the payload's log lines (payloads::GuestLog)
+  std::vector<std::uint32_t> values;  // VFIOKIT_MAILBOX_VALUE reports, the first kMaxValues
   // What a guest wrote past the limits: log bytes past 64 KiB (the log ends with a line saying
   // so), mailbox events the host could not keep up with, VALUE reports past kMaxValues.
   std::uint64_t log_bytes_dropped = 0;

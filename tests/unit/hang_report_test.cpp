@@ -13,7 +13,7 @@ InterruptCounts counts(std::uint64_t host, std::uint64_t injections, std::uint64
   return {{{kVector0, host}}, injections, wakeups};
 }
 
-VcpuState halted(bool interrupts = true) { return {true, true, interrupts, 0x101234}; }
+kvm::VcpuState halted(bool interrupts = true) { return {true, true, interrupts, 0x101234}; }
 
 TEST(HangReport, TellsEachStopOfTheInterruptsPathApart) {
   EXPECT_EQ(diagnose_hang(counts(5, 10, 4), counts(5, 12, 6), halted()).cause,
@@ -38,7 +38,8 @@ TEST(HangReport, TheVcpusStateComesFirst) {
             HangCause::running);
   EXPECT_EQ(diagnose_hang(counts(0, 0, 0), counts(1, 1, 0), halted(false)).cause,
             HangCause::halted_for_good);
-  EXPECT_EQ(diagnose_hang(counts(0, 0, 0), counts(1, 1, 0), VcpuState{}).cause, HangCause::unknown);
+  EXPECT_EQ(diagnose_hang(counts(0, 0, 0), counts(1, 1, 0), kvm::VcpuState{}).cause,
+            HangCause::unknown);
 }
 
 TEST(HangReport, WithoutKvmStatisticsOnlyTheHostSideIsKnown) {

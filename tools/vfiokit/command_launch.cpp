@@ -109,6 +109,19 @@ void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf,
   for (const auto line : split_lines(result.log)) std::cout << "  | " << line << '\n';
 }
 
+// Where a guest that never reported was, and where its interrupt stopped.
+Json hang_json(const vmm::HangReport& hang) {
+  return {{"cause", vmm::to_string(hang.cause)},
+          {"host_raised", hang.host_raised},
+          {"injected", hang.injected},
+          {"woke", hang.woke},
+          {"vcpu",
+           {{"halted", hang.vcpu.halted},
+            {"interrupts_enabled", hang.vcpu.interrupts_enabled},
+            {"rip", hex(hang.vcpu.rip)}}},
+          {"text", hang.describe()}};
+}
+
 int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
@@ -150,14 +163,21 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
                Json{{"bdf", bdf.to_string()},
                     {"payload", payload.name},
                     {"passed", result.passed},
-                    {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code))
+                    {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code,
+                                                                               result.done_detail))
                                                 : Json(nullptr)},
-                    {"done_code", Json(result.done_code)},
+                    {"done_code", result.done_code},
+                    {"done_detail", result.done_detail},
                     {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
+                    {"hang", result.hang ? hang_json(*result.hang) : Json(nullptr)},
                     {"guest_bdf", result.guest_bdf},
                     {"layout", result.layout},
                     {"values", values},
                     {"log", result.log},
+                    {"dropped",
+                     {{"log_bytes", result.log_bytes_dropped},
+                      {"events", result.events_dropped},
+                      {"values", result.values_dropped}}},
                     {"timing", timing},
                     {"bound_and_restored", moved}});
   } else {
