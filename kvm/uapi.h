@@ -58,10 +58,15 @@ inline constexpr IoctlPtr<const kvm_sregs> kSetSregs =
     VFIOKIT_IOCTL_PTR(const kvm_sregs, KVM_SET_SREGS);
 inline constexpr IoctlPtr<kvm_mp_state> kGetMpState =
     VFIOKIT_IOCTL_PTR(kvm_mp_state, KVM_GET_MP_STATE);
+// The in-kernel local APIC's register page (with an irqchip): what is pending and in service.
+inline constexpr IoctlPtr<kvm_lapic_state> kGetLapic =
+    VFIOKIT_IOCTL_PTR(kvm_lapic_state, KVM_GET_LAPIC);
 
 // struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
 // then 16 bytes of padding the kernel requires to be zero.
 static_assert(sizeof(kvm_mp_state) == 4);
+static_assert(sizeof(kvm_lapic_state) == KVM_APIC_REG_SIZE);
+static_assert(sizeof(kvm_lapic_state) == KVM_APIC_REG_SIZE);
 static_assert(sizeof(kvm_irqfd) == 32);
 static_assert(offsetof(kvm_irqfd, fd) == 0);
 static_assert(offsetof(kvm_irqfd, gsi) == 4);

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "base/text.h"
 #include "kvm/uapi.h"
@@ -181,13 +182,52 @@ std::uint32_t Vcpu::mp_state() const {
   return state.mp_state;
 }
 
+std::optional<std::uint8_t> LapicState::deliverable() const noexcept {
+  // Intel SDM vol. 3, 11.8.3.1: a pending vector is delivered when its priority class (bits
+  // 7:4) is above the processor priority class.
+  for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
+    if ((*it >> 4) > (processor_priority >> 4)) return *it;
+  }
+  return std::nullopt;
+}
+
+LapicState parse_lapic(std::span<const std::uint8_t> page) {
+  // The APIC register page: each 256-bit register as eight 32-bit words, one per 16 bytes
+  // (ISR at 0x100, IRR at 0x200); PPR at 0xa0.
+  constexpr std::size_t kIsr = 0x100, kIrr = 0x200, kPpr = 0xa0;
+  LapicState state;
+  if (page.size() < kIrr + 0x80) return state;
+  auto vectors = [&](std::size_t base) {
+    std::vector<std::uint8_t> set;
+    for (unsigned word = 0; word < 8; ++word) {
+      std::uint32_t bits = 0;
+      std::memcpy(&bits, page.data() + base + word * 16, sizeof bits);
+      for (unsigned bit = 0; bit < 32; ++bit) {
+        if (bits & (1u << bit)) set.push_back(static_cast<std::uint8_t>(word * 32 + bit));
+      }
+    }
+    return set;
+  };
+  state.pending = vectors(kIrr);
+  state.in_service = vectors(kIsr);
+  state.processor_priority = page[kPpr];
+  return state;
+}
+
 VcpuState Vcpu::state() const noexcept {
+  VcpuState state;
   try {
     const kvm_regs r = regs();
-    return {true, mp_state() == KVM_MP_STATE_HALTED, (r.rflags & 0x200u) != 0, r.rip};
+    state = {true, mp_state() == KVM_MP_STATE_HALTED, (r.rflags & 0x200u) != 0, r.rip, {}};
   } catch (const Error&) {
     return {};
   }
+  kvm_lapic_state lapic{};
+  if (try_ioctl(fd_.get(), uapi::kGetLapic, &lapic) == 0) {
+    state.lapic =
+        parse_lapic({reinterpret_cast<const std::uint8_t*>(lapic.regs), sizeof lapic.regs});
+  }
+  return state;
 }
 
 kvm_sregs Vcpu::sregs() const {

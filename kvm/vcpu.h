@@ -5,6 +5,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,12 +61,25 @@ std::string internal_suberror_name(std::uint32_t suberror);  // "emulation failu
 // other), naming the exit and decoding what the kernel reported.
 Error exit_error(const VcpuExit& exit, std::uint32_t vcpu);
 
+// What the in-kernel local APIC holds (from its register page, KVM_GET_LAPIC): the vectors
+// waiting to be delivered (IRR) and being serviced (ISR), and the processor priority below which
+// a pending vector must wait. Pure parsing of the page.
+struct LapicState {
+  std::vector<std::uint8_t> pending;     // IRR, lowest first
+  std::vector<std::uint8_t> in_service;  // ISR
+  std::uint8_t processor_priority = 0;   // PPR
+  // A pending vector whose priority class is above the PPR's: one the vCPU can take now.
+  [[nodiscard]] std::optional<std::uint8_t> deliverable() const noexcept;
+};
+LapicState parse_lapic(std::span<const std::uint8_t> page);
+
 // Where a vCPU is, read while it is out of KVM_RUN: for a guest that never reported.
 struct VcpuState {
   bool known = false;               // false when the kernel would not say
   bool halted = false;              // KVM_MP_STATE_HALTED: waiting in the kernel for an interrupt
   bool interrupts_enabled = false;  // RFLAGS.IF
   std::uint64_t rip = 0;
+  std::optional<LapicState> lapic;  // with an in-kernel irqchip
 };
 
 class Vcpu {
@@ -80,7 +94,8 @@ class Vcpu {
   [[nodiscard]] kvm_sregs sregs() const;
   // KVM_MP_STATE_RUNNABLE, _HALTED, ... (only meaningful while the vCPU is not running).
   [[nodiscard]] std::uint32_t mp_state() const;
-  // regs() and mp_state() together; never throws (known is false when they fail).
+  // regs(), mp_state() and the local APIC together; never throws (known is false when the
+  // registers cannot be read; lapic is empty without an in-kernel irqchip).
   [[nodiscard]] VcpuState state() const noexcept;
   void set_sregs(const kvm_sregs& sregs);
 

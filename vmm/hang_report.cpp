@@ -56,14 +56,14 @@ HangReport diagnose_hang(const InterruptCounts& before, const InterruptCounts& a
     report.cause = HangCause::running;
   } else if (!vcpu.interrupts_enabled) {
     report.cause = HangCause::halted_for_good;
+  } else if (vcpu.lapic && vcpu.lapic->deliverable()) {
+    report.cause = HangCause::lost_wakeup;
   } else if (raised == 0) {
     report.cause = HangCause::device_silent;
   } else if (!report.injected) {
     report.cause = HangCause::unknown;
   } else if (*report.injected == 0) {
     report.cause = HangCause::not_injected;
-  } else if (report.woke && *report.woke == 0) {
-    report.cause = HangCause::lost_wakeup;
   } else {
     report.cause = HangCause::unknown;
   }
@@ -90,6 +90,15 @@ std::string HangReport::describe() const {
           " on the host" + (handlers.empty() ? "" : " (" + join(handlers, ", ") + ")");
   if (injected) text += ", KVM injected " + std::to_string(*injected);
   if (woke) text += " and the vCPU woke " + count_text(*woke, "time", "times");
+  if (vcpu.lapic) {
+    auto vectors = [](const std::vector<std::uint8_t>& set) {
+      std::vector<std::string> names;
+      for (std::uint8_t v : set) names.push_back(hex(v));
+      return names.empty() ? std::string("none") : join(names, " ");
+    };
+    text += "; its local APIC holds pending " + vectors(vcpu.lapic->pending) + ", in service " +
+            vectors(vcpu.lapic->in_service) + ", priority " + hex(vcpu.lapic->processor_priority);
+  }
   switch (cause) {
     case HangCause::running:
       text += ": the payload is busy, not waiting";
@@ -104,7 +113,9 @@ std::string HangReport::describe() const {
       text += ": KVM did not deliver the device's interrupt (check its route and irqfd)";
       break;
     case HangCause::lost_wakeup:
-      text += ": the wake-up was lost in the host's KVM";
+      text += ": vector " + hex(*vcpu.lapic->deliverable()) +
+              " could be taken, yet the halted vCPU was not woken: the wake-up was lost in the "
+              "host's KVM";
       break;
     case HangCause::unknown:
       break;

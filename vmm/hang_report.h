@@ -1,8 +1,9 @@
 // Where an interrupt stopped, for a guest that waits in vain: what the device raised on the host
 // (vfio-pci's handler counts in /proc/interrupts), what KVM injected into the vCPU and how often
-// the vCPU woke (KVM's binary statistics), and where the vCPU is. Counted from the guest's last
-// mailbox write to the timeout, the stretch in which it waited. Pure: the counting is the
-// caller's; this decides what the numbers mean.
+// the vCPU woke (KVM's binary statistics), where the vCPU is, and what its local APIC holds
+// pending. Counted from the guest's last mailbox write to the timeout. Pure: the counting is
+// the caller's; this decides what the numbers mean. The decisive case is an interrupt pending
+// in the APIC that the halted vCPU could take: KVM has it and did not wake the vCPU.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +26,10 @@ struct InterruptCounts {
 enum class HangCause {
   running,          // the vCPU is not halted: the payload is busy, not waiting
   halted_for_good,  // halted with interrupts off: nothing can wake it (a payload bug)
+  lost_wakeup,      // the local APIC holds an interrupt the halted vCPU could take, and KVM did
+                    // not wake it: the host's KVM
   device_silent,    // the device raised nothing on the host while the guest waited
-  not_injected,     // the device raised it on the host, KVM injected nothing
-  lost_wakeup,      // KVM injected, and the halted vCPU still did not wake: the host's KVM
+  not_injected,     // the device raised it on the host; KVM injected nothing, holds nothing
   unknown,          // the kernel gives too little to tell
 };
 

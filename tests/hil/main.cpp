@@ -10,6 +10,11 @@ int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   const int status = RUN_ALL_TESTS();
   if (!vfiokit::hil::in_rig()) return status;
+  // Every retry is shown, with its cause, in the summary tools/test prints.
+  const auto& retries = vfiokit::hil::rig_retries();
+  std::cerr << "hil: " << retries.size() << " retr" << (retries.size() == 1 ? "y" : "ies")
+            << " after hangs of the emulated rig\n";
+  for (const auto& retry : retries) std::cerr << "hil:   " << retry << '\n';
   const testing::UnitTest& tests = *testing::UnitTest::GetInstance();
   if (tests.test_to_run_count() == 0) {
     std::cerr << "hil: the filter selected no tests\n";

@@ -1,6 +1,7 @@
 #include "tests/hil/rig_support.h"
 
 #include <chrono>
+#include <iostream>
 #include <thread>
 
 #include "base/fs.h"
@@ -55,6 +56,20 @@ bool wait_for_path(const std::string& path, bool exists, int timeout_ms) {
 std::string driver_of(const std::string& bdf) {
   return read_link_name("/sys/bus/pci/devices/" + bdf + "/driver").value_or("(none)");
 }
+
+namespace {
+std::vector<std::string>& retries() {
+  static std::vector<std::string> list;
+  return list;
+}
+}  // namespace
+
+void record_rig_retry(const std::string& what) {
+  std::cerr << "hil: retrying after a hang of the emulated rig: " << what << '\n';
+  retries().push_back(what);
+}
+
+const std::vector<std::string>& rig_retries() { return retries(); }
 
 std::uint64_t locked_memory_kib() {
   const std::string status = read_file("/proc/self/status");

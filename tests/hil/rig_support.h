@@ -59,6 +59,12 @@ bool wait_for_path(const std::string& path, bool exists, int timeout_ms);
 
 std::string driver_of(const std::string& bdf);
 
+// A run that hung for a cause shown to be the emulated rig's (docs/hil.md, Limits) may be tried
+// once more. Each retry is recorded with its cause and listed when the test binary ends, so a
+// retry can never hide a failure silently.
+void record_rig_retry(const std::string& what);
+const std::vector<std::string>& rig_retries();
+
 // This process's locked (pinned) memory in KiB, VmLck of /proc/self/status: DMA mappings pin.
 std::uint64_t locked_memory_kib();
 

@@ -57,6 +57,7 @@ TEST(UapiCodes, Kvm) {
   EXPECT_EQ(kGetMpState.code, 0x8004ae98u);
   EXPECT_EQ(kGetMpState.name, "KVM_GET_MP_STATE");
   EXPECT_EQ(kGetStatsFd.code, 0xaeceu);
+  EXPECT_EQ(kGetLapic.code, 0x8400ae8eu);
 }
 
 }  // namespace

@@ -118,7 +118,11 @@ Json hang_json(const vmm::HangReport& hang) {
           {"vcpu",
            {{"halted", hang.vcpu.halted},
             {"interrupts_enabled", hang.vcpu.interrupts_enabled},
-            {"rip", hex(hang.vcpu.rip)}}},
+            {"rip", hex(hang.vcpu.rip)},
+            {"lapic", hang.vcpu.lapic ? Json{{"pending", hang.vcpu.lapic->pending},
+                                             {"in_service", hang.vcpu.lapic->in_service},
+                                             {"priority", hang.vcpu.lapic->processor_priority}}
+                                      : Json(nullptr)}}},
           {"text", hang.describe()}};
 }
 
