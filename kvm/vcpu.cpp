@@ -191,6 +191,14 @@ std::optional<std::uint8_t> LapicState::deliverable() const noexcept {
   return std::nullopt;
 }
 
+std::string LapicState::timer_text() const {
+  if (timer_lvt & (1u << 16)) return "masked";
+  if (timer_initial == 0) return "off";
+  static constexpr const char* kModes[] = {"one-shot", "periodic", "TSC-deadline", "reserved"};
+  return std::string(kModes[(timer_lvt >> 17) & 3]) + " (vector " + hex(timer_lvt & 0xff) +
+         "), counting " + std::to_string(timer_current) + " of " + std::to_string(timer_initial);
+}
+
 LapicState parse_lapic(std::span<const std::uint8_t> page) {
   // The APIC register page: each 256-bit register as eight 32-bit words, one per 16 bytes
   // (ISR at 0x100, IRR at 0x200); PPR at 0xa0.
@@ -211,6 +219,16 @@ LapicState parse_lapic(std::span<const std::uint8_t> page) {
   state.pending = vectors(kIrr);
   state.in_service = vectors(kIsr);
   state.processor_priority = page[kPpr];
+  auto read32 = [&](std::size_t offset) {
+    std::uint32_t value = 0;
+    std::memcpy(&value, page.data() + offset, sizeof value);
+    return value;
+  };
+  if (page.size() >= 0x3a0) {
+    state.timer_lvt = read32(0x320);
+    state.timer_initial = read32(0x380);
+    state.timer_current = read32(0x390);
+  }
   return state;
 }
 

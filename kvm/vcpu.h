@@ -68,6 +68,11 @@ struct LapicState {
   std::vector<std::uint8_t> pending;     // IRR, lowest first
   std::vector<std::uint8_t> in_service;  // ISR
   std::uint8_t processor_priority = 0;   // PPR
+  std::uint32_t timer_lvt = 0;           // LVT timer: vector, mask (bit 16), mode (bits 18:17)
+  std::uint32_t timer_initial = 0;       // initial count
+  std::uint32_t timer_current = 0;       // current count
+  // "periodic, 10000000 from 9412345", "masked", "off"
+  [[nodiscard]] std::string timer_text() const;
   // A pending vector whose priority class is above the PPR's: one the vCPU can take now.
   [[nodiscard]] std::optional<std::uint8_t> deliverable() const noexcept;
 };

@@ -155,7 +155,10 @@ void PayloadGuest::on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> dat
   std::lock_guard lock(mutex_);
   if (io.port == VFIOKIT_MAILBOX_LOG) {
     for (std::uint8_t c : data) {
-      if (const auto line = log_.add(c)) spdlog::debug("guest: {}", *line);
+      if (const auto line = log_.add(c)) {
+        ++log_lines_;
+        spdlog::debug("guest: {}", *line);
+      }
     }
     return;
   }
@@ -188,6 +191,11 @@ std::optional<MailboxEvent> PayloadGuest::wait_for(std::uint16_t port,
 std::string PayloadGuest::log() const {
   std::lock_guard lock(mutex_);
   return log_.text();
+}
+
+std::uint64_t PayloadGuest::log_lines() const {
+  std::lock_guard lock(mutex_);
+  return log_lines_;
 }
 
 std::uint64_t PayloadGuest::log_bytes_dropped() const {

@@ -109,6 +109,8 @@ class PayloadGuest {
   // The payload's log (GuestLog::text()), and what was dropped of it and of the events.
   [[nodiscard]] std::string log() const;
   [[nodiscard]] std::uint64_t log_bytes_dropped() const;
+  // How many log lines the guest has ended so far: a sign of progress between mailbox events.
+  [[nodiscard]] std::uint64_t log_lines() const;
   [[nodiscard]] std::uint64_t events_dropped() const;
   // Where the vCPU is (after stop(), or while it waits in the kernel), and KVM's statistics
   // for it (empty where the kernel has no binary statistics): for a payload that never reports.
@@ -133,6 +135,7 @@ class PayloadGuest {
   std::condition_variable changed_;
   MailboxQueue events_;
   GuestLog log_;
+  std::uint64_t log_lines_ = 0;
   std::exception_ptr failure_;
   bool finished_ = false;
 };

@@ -97,7 +97,8 @@ std::string HangReport::describe() const {
       return names.empty() ? std::string("none") : join(names, " ");
     };
     text += "; its local APIC holds pending " + vectors(vcpu.lapic->pending) + ", in service " +
-            vectors(vcpu.lapic->in_service) + ", priority " + hex(vcpu.lapic->processor_priority);
+            vectors(vcpu.lapic->in_service) + ", priority " + hex(vcpu.lapic->processor_priority) +
+            ", its timer " + vcpu.lapic->timer_text();
   }
   switch (cause) {
     case HangCause::running:

@@ -155,6 +155,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     ~StopGuest() { guest.stop(); }
   } stop{guest};
   InterruptCounts at_last_event = interrupt_counts();
+  std::uint64_t log_lines = 0;
   guest.start();
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
   try {
@@ -178,8 +179,12 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
       }
       // Short waits, so a cancel request is seen promptly.
       const auto event = guest.next_event(std::min(left, std::chrono::milliseconds(100)));
+      // A new log line is progress too: the wait being diagnosed starts after the last sign of
+      // it (to within the 100 ms of the wait above).
+      const std::uint64_t lines = guest.log_lines();
+      if (event || lines != log_lines) at_last_event = interrupt_counts();
+      log_lines = lines;
       if (!event) continue;
-      at_last_event = interrupt_counts();
       switch (event->port) {
         case VFIOKIT_MAILBOX_STARTED:
           if (!result.first_instruction_ms) {

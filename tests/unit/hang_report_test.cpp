@@ -34,7 +34,8 @@ TEST(HangReport, TellsEachStopOfTheInterruptsPathApart) {
             "the vCPU halted at 0x101234 with interrupts enabled; while it waited the device "
             "raised 1 interrupt on the host (vfio-msix[0](0000:00:04.0) 1), KVM injected 2 and "
             "the vCPU woke 1 time; its local APIC holds pending 0x41, in service none, priority "
-            "0x0: vector 0x41 could be taken, yet the halted vCPU was not woken: the wake-up was "
+            "0x0, its timer off: vector 0x41 could be taken, yet the halted vCPU was not woken: "
+            "the wake-up was "
             "lost in the host's KVM");
   // Pending, but below the processor's priority (a handler of its class in service): it must
   // wait, so nothing was lost.
@@ -78,6 +79,14 @@ TEST(Lapic, PendingAndInServiceVectorsFromTheRegisterPage) {
   EXPECT_EQ(lapic.deliverable(), 0xff);  // the highest class goes first
   EXPECT_FALSE(kvm::LapicState({0x25}, {}, 0x20).deliverable());
   EXPECT_TRUE(kvm::parse_lapic(std::span(page).first(100)).pending.empty());  // too short
+  EXPECT_EQ(lapic.timer_text(), "off");
+  page[0x320] = 0x30;
+  page[0x320 + 2] = 0x02;  // periodic
+  page[0x380] = 0x80;
+  page[0x390] = 0x10;
+  EXPECT_EQ(kvm::parse_lapic(page).timer_text(), "periodic (vector 0x30), counting 16 of 128");
+  page[0x320 + 2] = 0x01;  // masked
+  EXPECT_EQ(kvm::parse_lapic(page).timer_text(), "masked");
 }
 
 }  // namespace
