@@ -11,10 +11,10 @@ namespace vfiokit::bind {
 namespace {
 
 // Adds a refusal, or records it as overridden when its --force flag was given.
-void refuse(Plan& plan, const pci::Bdf& bdf, std::string check, std::string reason,
-            std::string force_flag, bool forced) {
-  Refusal refusal{bdf, std::move(check), std::move(reason), std::move(force_flag)};
-  if (forced && !refusal.force_flag.empty()) {
+void refuse(Plan& plan, const pci::Bdf& bdf, Check check, std::string reason,
+            const ForceFlags& force) {
+  Refusal refusal{bdf, check, std::move(reason)};
+  if (force.overrides(check)) {
     plan.forced.push_back(std::move(refusal));
   } else {
     plan.refusals.push_back(std::move(refusal));
@@ -25,27 +25,26 @@ void refuse(Plan& plan, const pci::Bdf& bdf, std::string check, std::string reas
 void check_host_use(Plan& plan, const DeviceFacts& facts, const ForceFlags& force) {
   const pci::PciDevice& dev = facts.device;
   if (dev.boot_vga) {
-    refuse(plan, dev.bdf, "boot-vga",
-           "it is the boot VGA device: the host console and firmware framebuffer run on it",
-           "--force-boot-vga", force.boot_vga);
+    refuse(plan, dev.bdf, Check::boot_vga,
+           "it is the boot VGA device: the host console and firmware framebuffer run on it", force);
   }
   std::vector<std::string> nets;
   for (const auto& net : facts.usage.net) {
     if (net.in_use()) nets.push_back(net.describe());
   }
-  if (!nets.empty()) refuse(plan, dev.bdf, "net", join(nets, "; "), "--force-net", force.net);
+  if (!nets.empty()) refuse(plan, dev.bdf, Check::net, join(nets, "; "), force);
   std::vector<std::string> blocks;
   for (const auto& block : facts.usage.block) {
     if (block.in_use()) blocks.push_back(block.describe());
   }
   if (!blocks.empty()) {
-    refuse(plan, dev.bdf, "block", join(blocks, "; "), "--force-block", force.block);
+    refuse(plan, dev.bdf, Check::block, join(blocks, "; "), force);
   }
   if (dev.sriov_num_vfs.value_or(0) > 0) {
-    refuse(plan, dev.bdf, "sriov",
+    refuse(plan, dev.bdf, Check::sriov,
            "it is an SR-IOV physical function with " + std::to_string(*dev.sriov_num_vfs) +
                " virtual functions enabled; unbinding its driver destroys them",
-           "--force-sriov", force.sriov);
+           force);
   }
 }
 
@@ -56,10 +55,10 @@ void check_group_holders(Plan& plan, const GroupFacts& group, const pci::Bdf& bd
   for (const auto& holder : group.holders) {
     who.push_back(holder.command + " (pid " + std::to_string(holder.pid) + ")");
   }
-  refuse(plan, bdf, "group-in-use",
+  refuse(plan, bdf, Check::group_in_use,
          "/dev/vfio/" + std::to_string(group.number) + " is open by " + join(who, ", ") +
              ": the device is in use through VFIO",
-         "--force-group-in-use", force.group_in_use);
+         force);
 }
 
 // One group-in-use check per group that has a device moving.
@@ -104,6 +103,97 @@ std::string closure_note(bool requested, const PlannedDevice& device) {
 }
 
 }  // namespace
+
+std::string_view to_string(Check check) noexcept {
+  switch (check) {
+    case Check::boot_vga:
+      return "boot-vga";
+    case Check::net:
+      return "net";
+    case Check::block:
+      return "block";
+    case Check::group_in_use:
+      return "group-in-use";
+    case Check::sriov:
+      return "sriov";
+    case Check::iommu:
+      return "iommu";
+    case Check::bridge:
+      return "bridge";
+    case Check::group_viable:
+      return "group-viable";
+  }
+  return "?";
+}
+
+std::string_view force_flag(Check check) noexcept {
+  switch (check) {
+    case Check::boot_vga:
+      return "--force-boot-vga";
+    case Check::net:
+      return "--force-net";
+    case Check::block:
+      return "--force-block";
+    case Check::group_in_use:
+      return "--force-group-in-use";
+    case Check::sriov:
+      return "--force-sriov";
+    case Check::iommu:
+    case Check::bridge:
+    case Check::group_viable:
+      return {};
+  }
+  return {};
+}
+
+bool* ForceFlags::flag(Check check) noexcept {
+  switch (check) {
+    case Check::boot_vga:
+      return &boot_vga;
+    case Check::net:
+      return &net;
+    case Check::block:
+      return &block;
+    case Check::group_in_use:
+      return &group_in_use;
+    case Check::sriov:
+      return &sriov;
+    case Check::iommu:
+    case Check::bridge:
+    case Check::group_viable:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+bool ForceFlags::overrides(Check check) const noexcept {
+  ForceFlags copy = *this;
+  const bool* value = copy.flag(check);
+  return value != nullptr && *value;
+}
+
+std::vector<pci::Bdf> Plan::endpoints() const {
+  std::vector<pci::Bdf> out;
+  for (const auto& device : devices) {
+    if (device.action != PlannedAction::stay) out.push_back(device.bdf);
+  }
+  return out;
+}
+
+Error refusal_error(const Plan& plan, std::string_view operation) {
+  Error e(std::string(operation), "refused by a safety check; nothing was changed");
+  e.kind(ErrorKind::refused);
+  std::vector<std::string> flags;
+  for (const auto& r : plan.refusals) {
+    e.with(r.bdf.to_string() + " " + std::string(to_string(r.check)), r.reason);
+    const std::string flag(r.force_flag());
+    if (!flag.empty() && std::find(flags.begin(), flags.end(), flag) == flags.end()) {
+      flags.push_back(flag);
+    }
+  }
+  if (!flags.empty()) e.hint("if you are sure, override with " + join(flags, " "));
+  return e;
+}
 
 std::vector<const PlannedDevice*> Plan::moves() const {
   std::vector<const PlannedDevice*> out;
@@ -157,22 +247,22 @@ Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const 
     item.note = closure_note(requested_here, item);
 
     if (!dev.iommu_group) {
-      refuse(plan, bdf, "iommu",
-             "it has no IOMMU group: the IOMMU is off, so VFIO cannot isolate its DMA", "", false);
+      refuse(plan, bdf, Check::iommu,
+             "it has no IOMMU group: the IOMMU is off, so VFIO cannot isolate its DMA", force);
     }
     if (dev.is_bridge()) {
       item.action = PlannedAction::stay;
       item.target_driver = dev.driver;
       item.target_override = dev.driver_override;
       if (requested_here) {
-        refuse(plan, bdf, "bridge",
-               "it is a PCI bridge; VFIO passes through endpoints: bind the devices behind it", "",
-               false);
+        refuse(plan, bdf, Check::bridge,
+               "it is a PCI bridge; VFIO passes through endpoints: bind the devices behind it",
+               force);
       } else if (dev.driver && !iommu::driver_keeps_group_viable(*dev.driver, true)) {
-        refuse(plan, bdf, "group-viable",
+        refuse(plan, bdf, Check::group_viable,
                "bridge " + bdf.to_string() + " in the same IOMMU group is bound to " + *dev.driver +
                    ", which keeps the group from being viable",
-               "", false);
+               force);
       } else {
         item.note = "bridge, stays on " + dev.driver.value_or("no driver");
       }

@@ -192,7 +192,7 @@ TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
                    "launch", "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary", "/bin/true",
                    "--", "-m", "4G", "-append", "a b"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel  shares IOMMU group 1"),
+  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel -> vfio-pci  shares IOMMU group 1"),
             std::string::npos)
       << result.output;
   EXPECT_NE(result.output.find("/bin/true -m 4G -append 'a b' -device "
@@ -202,14 +202,36 @@ TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
       << result.output;
 }
 
+TEST(CliLaunch, QemuDryRunShowsThePlanExactlyAsBindDoes) {
+  const std::string root = test::fixture("sysfs").append("sriov-pf").string();
+  const auto launch =
+      vfiokit_cli({"--host-root", root, "launch", "0000:03:00.0", "--qemu", "--dry-run", "--json",
+                   "--force-net", "--qemu-binary", "/bin/true"});
+  const auto bind = vfiokit_cli(
+      {"--host-root", root, "bind", "0000:03:00.0", "--dry-run", "--json", "--force-net"});
+  EXPECT_EQ(launch.exit_status, 3) << launch.output;
+  EXPECT_EQ(bind.exit_status, 3) << bind.output;
+  const auto launched = nlohmann::json::parse(launch.output);
+  const auto bound = nlohmann::json::parse(bind.output);
+  EXPECT_EQ(launched["plan"], bound["plan"]);
+  EXPECT_EQ(launched["plan"]["forced"][0]["check"], "net");
+  EXPECT_EQ(launched["command"][0], "/bin/true");
+  // A group another process holds cannot be opened for a guest: launch has no override for it.
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:03:00.0", "--qemu", "--dry-run",
+                         "--force-group-in-use", "--qemu-binary", "/bin/true"})
+                .exit_status,
+            2);
+}
+
 TEST(CliLaunch, QemuDryRunOfTheBootVgaIsRefused) {
   const auto result =
       vfiokit_cli({"--host-root", test::fixture("sysfs").append("boot-vga").string(), "launch",
                    "0000:00:02.0", "--qemu", "--dry-run", "--json", "--qemu-binary", "/bin/true"});
   EXPECT_EQ(result.exit_status, 3) << result.output;
   const auto json = nlohmann::json::parse(result.output);
-  ASSERT_EQ(json["refused"].size(), 1u);
-  EXPECT_EQ(json["refused"][0]["check"], "boot-vga");
+  ASSERT_EQ(json["plan"]["refused"].size(), 1u);
+  EXPECT_EQ(json["plan"]["refused"][0]["check"], "boot-vga");
+  EXPECT_EQ(json["plan"]["refused"][0]["force_flag"], "--force-boot-vga");
 }
 
 }  // namespace

@@ -26,7 +26,9 @@ struct Scenario {
 
 std::vector<std::string> checks_of(const std::vector<Refusal>& refusals) {
   std::vector<std::string> checks;
-  for (const auto& r : refusals) checks.push_back(r.check + "@" + r.bdf.to_string());
+  for (const auto& r : refusals) {
+    checks.push_back(std::string(to_string(r.check)) + "@" + r.bdf.to_string());
+  }
   return checks;
 }
 
@@ -62,14 +64,14 @@ TEST(PlanBind, RequestingTheBridgeItselfIsRefusedForGood) {
   Scenario s("gpu-audio-group", {bdf("0000:00:01.0")});
   const Plan plan = plan_bind(s.view, s.requested, ForceFlags{true, true, true, true, true});
   EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"bridge@0000:00:01.0"});
-  EXPECT_TRUE(plan.refusals[0].force_flag.empty());
+  EXPECT_TRUE(plan.refusals[0].force_flag().empty());
 }
 
 TEST(PlanBind, BootVgaIsRefusedUnlessForced) {
   Scenario s("boot-vga", {bdf("0000:00:02.0")});
   Plan plan = plan_bind(s.view, s.requested, {});
   ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"boot-vga@0000:00:02.0"});
-  EXPECT_EQ(plan.refusals[0].force_flag, "--force-boot-vga");
+  EXPECT_EQ(plan.refusals[0].force_flag(), "--force-boot-vga");
   ForceFlags force;
   force.boot_vga = true;
   plan = plan_bind(s.view, s.requested, force);
@@ -105,7 +107,7 @@ TEST(PlanBind, MountedAndHeldDiskIsRefusedTheIdleOneIsNot) {
   ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"block@0000:04:00.0"});
   EXPECT_NE(plan.refusals[0].reason.find("mounted on /boot/efi"), std::string::npos);
   EXPECT_NE(plan.refusals[0].reason.find("held by dm-0"), std::string::npos);
-  EXPECT_EQ(plan.refusals[0].force_flag, "--force-block");
+  EXPECT_EQ(plan.refusals[0].force_flag(), "--force-block");
   Scenario idle("mounted-disk", {bdf("0000:05:00.0")});
   EXPECT_FALSE(plan_bind(idle.view, idle.requested, {}).refused());
 }
@@ -160,6 +162,55 @@ TEST(PlanUnbind, DevicesOnHostDriversAreLeftAlone) {
   const Plan plan = plan_unbind(s.view, s.requested, {});
   ASSERT_EQ(plan.devices.size(), 1u);
   EXPECT_EQ(plan.devices[0].action, PlannedAction::already);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+TEST(PlanChecks, EachCheckHasItsNameAndOnlyHostUseChecksHaveAForceFlag) {
+  const std::vector<std::pair<Check, std::string>> names = {
+      {Check::boot_vga, "boot-vga"}, {Check::net, "net"},
+      {Check::block, "block"},       {Check::group_in_use, "group-in-use"},
+      {Check::sriov, "sriov"},       {Check::iommu, "iommu"},
+      {Check::bridge, "bridge"},     {Check::group_viable, "group-viable"}};
+  for (const auto& [check, name] : names) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(to_string(check), name);
+    ForceFlags force;
+    bool* flag = force.flag(check);
+    const bool overridable = check == Check::boot_vga || check == Check::net ||
+                             check == Check::block || check == Check::group_in_use ||
+                             check == Check::sriov;
+    ASSERT_EQ(flag != nullptr, overridable);
+    EXPECT_EQ(force_flag(check), overridable ? "--force-" + name : "");
+    EXPECT_FALSE(force.overrides(check));
+    if (flag) *flag = true;
+    EXPECT_EQ(force.overrides(check), overridable);
+  }
+}
+
+TEST(PlanChecks, EndpointsAreEverythingButTheBridgesThatStay) {
+  const HostPaths paths = test::fixture_sysfs("gpu-audio-group");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:01:00.1")};
+  const Plan plan = plan_bind(gather_host_view(paths, requested, journal, 1), requested, {});
+  EXPECT_EQ(plan.endpoints(), (std::vector<pci::Bdf>{*pci::parse_bdf("0000:01:00.1"),
+                                                     *pci::parse_bdf("0000:01:00.0")}));
+}
+
+TEST(PlanChecks, ARefusalErrorNamesEachRefusalAndEachOverrideOnce) {
+  const HostPaths paths = test::fixture_sysfs("sriov-pf");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:03:00.0")};
+  const Error e = refusal_error(
+      plan_bind(gather_host_view(paths, requested, journal, 1), requested, {}), "bind");
+  EXPECT_EQ(e.kind(), ErrorKind::refused);
+  EXPECT_NE(e.context_value("0000:03:00.0 net"), "");
+  EXPECT_NE(e.context_value("0000:03:00.0 sriov"), "");
+  EXPECT_EQ(e.hint(), "if you are sure, override with --force-net --force-sriov");
 }
 
 }  // namespace
