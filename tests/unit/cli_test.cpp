@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/fs.h"
 #include "base/process.h"
+#include "bind/lock.h"
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit {
@@ -120,6 +122,45 @@ TEST(Cli, BindDryRunShowsThePlanAndRefusesWithExitThree) {
                          "--force-block", "0000:04:00.0"})
                 .exit_status,
             0);
+}
+
+TEST(Cli, WaitMustBeSecondsFromZeroToADay) {
+  const std::string root = sysfs_root("gpu-audio-group");
+  for (const char* bad : {"nan", "inf", "1e300", "-1", "86401", "10s"}) {
+    SCOPED_TRACE(bad);
+    for (const std::vector<std::string>& command :
+         {std::vector<std::string>{"bind", "--dry-run", "0000:01:00.0"},
+          std::vector<std::string>{"unbind", "--dry-run", "0000:01:00.0"},
+          std::vector<std::string>{"restore", "--dry-run", "--all"},
+          std::vector<std::string>{"persist", "--dry-run", "0000:01:00.0"},
+          std::vector<std::string>{"launch", "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary",
+                                   "/bin/true"}}) {
+      std::vector<std::string> args{"--host-root", root};
+      args.insert(args.end(), command.begin(), command.end());
+      args.insert(args.end(), {"--wait", bad});
+      const auto result = vfiokit_cli(args);
+      EXPECT_EQ(result.exit_status, 2) << command[0] << ": " << result.output;
+    }
+  }
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "bind", "--dry-run", "0000:01:00.0", "--wait", "0.5"})
+                .exit_status,
+            0);
+}
+
+TEST(Cli, PersistWaitsForTheStateLock) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const std::string root = copy.root().string();
+  {
+    const bind::StateLock held(copy.paths().run / "vfiokit", std::chrono::milliseconds(0));
+    const auto refused =
+        vfiokit_cli({"--host-root", root, "persist", "0000:01:00.0", "--wait", "0"});
+    EXPECT_EQ(refused.exit_status, 1) << refused.output;
+    EXPECT_NE(refused.output.find("another vfiokit process"), std::string::npos) << refused.output;
+    EXPECT_TRUE(list_dir(copy.root() / "etc/udev/rules.d").empty());
+  }
+  EXPECT_EQ(
+      vfiokit_cli({"--host-root", root, "persist", "0000:01:00.0", "--wait", "0"}).exit_status, 0);
+  EXPECT_EQ(list_dir(copy.root() / "etc/udev/rules.d").size(), 2u);
 }
 
 TEST(Cli, RestoreNeedsDevicesOrAll) {

@@ -1,6 +1,8 @@
 #include "tools/vfiokit/binding_report.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <ostream>
 
 namespace vfiokit::cli {
@@ -64,14 +66,31 @@ void add_force_options(CLI::App* sub, bind::ForceFlags& force,
   }
 }
 
+std::optional<double> parse_wait_seconds(std::string_view text) noexcept {
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  // from_chars reads "nan" and "inf" too; neither is a time to wait.
+  if (!std::isfinite(value) || value < 0 || value > kMaxWaitSeconds) return std::nullopt;
+  return value;
+}
+
 void add_wait_option(CLI::App* sub, double& seconds) {
+  const CLI::Validator seconds_in_range(
+      [](std::string& text) -> std::string {
+        if (parse_wait_seconds(text)) return {};
+        return "--wait takes a number of seconds from 0 to 86400, not '" + text + "'";
+      },
+      "SECONDS");
   sub->add_option("--wait", seconds,
-                  "Seconds to wait for another vfiokit process to finish (0: fail at once)")
-      ->check(CLI::NonNegativeNumber)
+                  "Seconds to wait for another vfiokit process to finish (0: fail at once; at "
+                  "most 86400)")
+      ->check(seconds_in_range)
       ->capture_default_str();
 }
 
 std::chrono::milliseconds wait_duration(double seconds) {
+  // parse_wait_seconds bounds it: at most a day of milliseconds, far from overflow.
   return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <initializer_list>
 #include <iosfwd>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -20,8 +21,12 @@ namespace vfiokit::cli {
 void add_force_options(CLI::App* sub, bind::ForceFlags& force,
                        std::initializer_list<bind::Check> checks);
 
-// --wait SECONDS, for another vfiokit process to finish (default 30; 0 fails at once).
+// --wait SECONDS, for another vfiokit process to finish (default 30; 0 fails at once). Anything
+// but a number of seconds from 0 to a day is a usage error, before anything moves.
 void add_wait_option(CLI::App* sub, double& seconds);
+inline constexpr double kMaxWaitSeconds = 86400;
+// The seconds --wait accepts, or nullopt ("nan", "inf", "1e300", "-1", "10s").
+std::optional<double> parse_wait_seconds(std::string_view text) noexcept;
 std::chrono::milliseconds wait_duration(double seconds);
 
 // {"devices": [{"bdf", "iommu_group", "requested", "action", "driver", "target_driver",

@@ -277,6 +277,9 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
         .hint("vfiokit persist BDF..., persist --remove BDF..., or persist --list");
   }
   const auto bdfs = parse_bdfs(args.bdfs);
+  // Two persists at once would each rewrite the softdep file from what they read.
+  std::optional<bind::StateLock> lock;
+  if (!args.dry_run) lock.emplace(paths.run / "vfiokit", wait_duration(args.wait_seconds));
   if (args.remove) {
     report.operation = "persist-remove";
     if (!args.dry_run) report.files = store.remove(bdfs);
@@ -359,6 +362,7 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--list", args->list, "List persisted devices");
   sub->add_flag("--dry-run", args->dry_run, "Print what would be written; write nothing");
   sub->add_flag("--json", options.json, "Print JSON");
+  add_wait_option(sub, args->wait_seconds);
   add_force_options(
       sub, args->force,
       {bind::Check::boot_vga, bind::Check::net, bind::Check::block, bind::Check::sriov});
