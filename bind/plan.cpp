@@ -61,12 +61,21 @@ void check_group_holders(Plan& plan, const GroupFacts& group, const pci::Bdf& bd
          force);
 }
 
+// The groups with a device moving, each with the first such device: the one a refusal names.
+using MovingGroups = std::map<unsigned, pci::Bdf>;
+
+void note_move(MovingGroups& groups, const PlannedDevice& device) {
+  if (device.action == PlannedAction::move && device.group) {
+    groups.emplace(*device.group, device.bdf);
+  }
+}
+
 // One group-in-use check per group that has a device moving.
-void check_groups_in_use(Plan& plan, const HostView& view, const std::set<unsigned>& groups,
+void check_groups_in_use(Plan& plan, const HostView& view, const MovingGroups& groups,
                          const ForceFlags& force) {
-  for (unsigned group : groups) {
-    const auto& facts = view.groups.at(group);
-    check_group_holders(plan, facts, facts.members.front(), force);
+  for (const auto& [group, first_moving] : groups) {
+    const auto it = view.groups.find(group);
+    if (it != view.groups.end()) check_group_holders(plan, it->second, first_moving, force);
   }
 }
 
@@ -89,8 +98,9 @@ std::vector<std::pair<pci::Bdf, bool>> closure(const HostView& view,
   }
   for (const auto& bdf : requested) {
     const auto& group = facts_of(view, bdf).device.iommu_group;
-    if (!group) continue;
-    for (const auto& member : view.groups.at(*group).members) {
+    const auto it = group ? view.groups.find(*group) : view.groups.end();
+    if (it == view.groups.end()) continue;
+    for (const auto& member : it->second.members) {
       if (seen.insert(member).second) order.emplace_back(member, false);
     }
   }
@@ -221,6 +231,11 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
     GroupFacts facts;
     facts.number = *group;
     facts.members = iommu::read_iommu_group(paths, *group).devices;
+    // The device's own iommu_group link says it belongs; a group's devices/ that does not list
+    // it yet (or any more) is a hot-plug race, and it still moves with its group.
+    if (std::find(facts.members.begin(), facts.members.end(), bdf) == facts.members.end()) {
+      facts.members.insert(std::upper_bound(facts.members.begin(), facts.members.end(), bdf), bdf);
+    }
     facts.holders = find_vfio_group_holders(paths, *group, self_pid);
     for (const auto& member : facts.members) add_device(member);
     view.groups.emplace(*group, std::move(facts));
@@ -230,7 +245,7 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
 
 Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const ForceFlags& force) {
   Plan plan;
-  std::set<unsigned> groups_with_moves;
+  MovingGroups groups_with_moves;
   for (const auto& [bdf, requested_here] : closure(view, requested)) {
     const DeviceFacts& facts = facts_of(view, bdf);
     const pci::PciDevice& dev = facts.device;
@@ -277,7 +292,7 @@ Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const 
     }
     item.action = PlannedAction::move;
     check_host_use(plan, facts, force);
-    if (dev.iommu_group) groups_with_moves.insert(*dev.iommu_group);
+    note_move(groups_with_moves, item);
     plan.devices.push_back(std::move(item));
   }
   check_groups_in_use(plan, view, groups_with_moves, force);
@@ -323,7 +338,7 @@ PlannedDevice plan_home(const DeviceFacts& facts, bool requested_here) {
 Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
                  const ForceFlags& force) {
   Plan plan;
-  std::set<unsigned> groups_with_moves;
+  MovingGroups groups_with_moves;
   for (const auto& [bdf, requested_here] : closure(view, requested)) {
     const DeviceFacts& facts = facts_of(view, bdf);
     if (facts.device.is_bridge() && !facts.journal) {
@@ -337,7 +352,7 @@ Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
       continue;
     }
     PlannedDevice item = plan_home(facts, requested_here);
-    if (item.action == PlannedAction::move && item.group) groups_with_moves.insert(*item.group);
+    note_move(groups_with_moves, item);
     plan.devices.push_back(std::move(item));
   }
   check_groups_in_use(plan, view, groups_with_moves, force);
@@ -347,10 +362,10 @@ Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
 Plan plan_restore(const HostView& view, std::span<const pci::Bdf> journalled,
                   const ForceFlags& force) {
   Plan plan;
-  std::set<unsigned> groups_with_moves;
+  MovingGroups groups_with_moves;
   for (const auto& bdf : journalled) {
     PlannedDevice item = plan_home(facts_of(view, bdf), true);
-    if (item.action == PlannedAction::move && item.group) groups_with_moves.insert(*item.group);
+    note_move(groups_with_moves, item);
     plan.devices.push_back(std::move(item));
   }
   check_groups_in_use(plan, view, groups_with_moves, force);

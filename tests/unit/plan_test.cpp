@@ -215,3 +215,25 @@ TEST(PlanChecks, ARefusalErrorNamesEachRefusalAndEachOverrideOnce) {
 
 }  // namespace
 }  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+// A hot-plug race: the device names its IOMMU group, but the group's devices/ does not list it
+// (yet, or any more), while the group node is held.
+TEST(PlanRace, AGroupThatDoesNotListTheDeviceStillPlansAndChecksItsHolders) {
+  test::FixtureCopy copy(test::fixture("sysfs/vfio-in-use"));
+  std::filesystem::remove(copy.root() / "sys/kernel/iommu_groups/11/devices/0000:06:00.0");
+  const HostPaths paths = copy.paths();
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{bdf("0000:06:00.0")};
+  const HostView view = gather_host_view(paths, requested, journal, 1);
+  const Plan unbind = plan_unbind(view, requested, {});
+  ASSERT_EQ(checks_of(unbind.refusals), std::vector<std::string>{"group-in-use@0000:06:00.0"});
+  ASSERT_EQ(unbind.devices.size(), 1u);
+  EXPECT_EQ(plan_restore(view, requested, {}).devices.size(), 1u);
+  EXPECT_FALSE(plan_bind(view, requested, {}).refused());
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
