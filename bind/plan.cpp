@@ -51,13 +51,18 @@ void check_host_use(Plan& plan, const DeviceFacts& facts, const ForceFlags& forc
 void check_group_holders(Plan& plan, const GroupFacts& group, const pci::Bdf& bdf,
                          const ForceFlags& force) {
   if (group.holders.empty()) return;
-  std::vector<std::string> who;
+  std::vector<std::string> held;
+  bool certain = false;
   for (const auto& holder : group.holders) {
-    who.push_back(holder.command + " (pid " + std::to_string(holder.pid) + ")");
+    held.push_back(holder.describe());
+    certain = certain || holder.certain;
   }
   refuse(plan, bdf, Check::group_in_use,
-         "/dev/vfio/" + std::to_string(group.number) + " is open by " + join(who, ", ") +
-             ": the device is in use through VFIO",
+         "IOMMU group " + std::to_string(group.number) +
+             " is open through VFIO: " + join(held, ", ") +
+             (certain ? ""
+                      : "; this kernel does not say which device a VFIO device fd is for, "
+                        "so it may be this group's"),
          force);
 }
 
@@ -224,21 +229,27 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
     facts.journal = journal.find(bdf);
     view.devices.emplace(bdf, std::move(facts));
   };
+  std::set<unsigned> groups;
   for (const auto& bdf : requested) {
     add_device(bdf);
     const auto group = view.devices.at(bdf).device.iommu_group;
-    if (!group || view.groups.count(*group)) continue;
-    GroupFacts facts;
-    facts.number = *group;
-    facts.members = iommu::read_iommu_group(paths, *group).devices;
+    if (!group) continue;
+    groups.insert(*group);
+    GroupFacts& facts = view.groups[*group];
+    if (facts.members.empty()) {
+      facts.number = *group;
+      facts.members = iommu::read_iommu_group(paths, *group).devices;
+    }
     // The device's own iommu_group link says it belongs; a group's devices/ that does not list
     // it yet (or any more) is a hot-plug race, and it still moves with its group.
     if (std::find(facts.members.begin(), facts.members.end(), bdf) == facts.members.end()) {
       facts.members.insert(std::upper_bound(facts.members.begin(), facts.members.end(), bdf), bdf);
     }
-    facts.holders = find_vfio_group_holders(paths, *group, self_pid);
+  }
+  for (const unsigned group : groups) {
+    GroupFacts& facts = view.groups.at(group);
+    facts.holders = find_vfio_holders(paths, group, facts.members, self_pid);
     for (const auto& member : facts.members) add_device(member);
-    view.groups.emplace(*group, std::move(facts));
   }
   return view;
 }

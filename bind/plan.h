@@ -62,7 +62,7 @@ struct DeviceFacts {
 struct GroupFacts {
   unsigned number = 0;
   std::vector<pci::Bdf> members;
-  std::vector<VfioGroupHolder> holders;  // other processes with /dev/vfio/N open
+  std::vector<VfioHolder> holders;  // other processes with the group or a device open
 };
 
 struct HostView {

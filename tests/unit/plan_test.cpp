@@ -147,7 +147,8 @@ TEST(PlanUnbind, AGroupInUseIsRefusedUnlessForced) {
   Scenario s("vfio-in-use", {bdf("0000:06:00.0")});
   Plan plan = plan_unbind(s.view, s.requested, {});
   ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"group-in-use@0000:06:00.0"});
-  EXPECT_NE(plan.refusals[0].reason.find("qemu-system-x86 (pid 4242)"), std::string::npos);
+  EXPECT_NE(plan.refusals[0].reason.find("/dev/vfio/11 (qemu-system-x86, pid 4242)"),
+            std::string::npos);
   ForceFlags force;
   force.group_in_use = true;
   plan = plan_unbind(s.view, s.requested, force);
@@ -233,6 +234,26 @@ TEST(PlanRace, AGroupThatDoesNotListTheDeviceStillPlansAndChecksItsHolders) {
   ASSERT_EQ(unbind.devices.size(), 1u);
   EXPECT_EQ(plan_restore(view, requested, {}).devices.size(), 1u);
   EXPECT_FALSE(plan_bind(view, requested, {}).refused());
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+TEST(PlanUnbind, ADeviceFdKeptAfterTheGroupWasClosedIsInUseToo) {
+  Scenario by_fd("vfio-device-fds", {bdf("0000:08:00.0")});
+  const Plan first = plan_unbind(by_fd.view, by_fd.requested, {});
+  ASSERT_EQ(checks_of(first.refusals), std::vector<std::string>{"group-in-use@0000:08:00.0"});
+  EXPECT_NE(first.refusals[0].reason.find("a VFIO device fd for 0000:08:00.0 (cloud-hyperviso"),
+            std::string::npos)
+      << first.refusals[0].reason;
+  Scenario by_cdev("vfio-device-fds", {bdf("0000:09:00.0")});
+  const Plan second = plan_unbind(by_cdev.view, by_cdev.requested, {});
+  ASSERT_EQ(checks_of(second.refusals), std::vector<std::string>{"group-in-use@0000:09:00.0"});
+  EXPECT_NE(second.refusals[0].reason.find("/dev/vfio/devices/vfio1"), std::string::npos);
+  EXPECT_EQ(second.refusals[0].reason.find("iommufd-tool"), std::string::npos);
 }
 
 }  // namespace

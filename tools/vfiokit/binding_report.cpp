@@ -18,7 +18,8 @@ std::string force_help(bind::Check check) {
     case bind::Check::block:
       return "Go on although its disks are mounted, held, swapped on or open";
     case bind::Check::group_in_use:
-      return "Go on although another process has the group's /dev/vfio node open";
+      return "Go on although another process has the group or one of its devices open through "
+             "VFIO";
     case bind::Check::sriov:
       return "Go on although it is an SR-IOV physical function with virtual functions enabled "
              "(they are destroyed)";
