@@ -14,6 +14,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kMagic = "vfiokit-journal 1";
+constexpr std::string_view kDevicesFolder = "devices";
+// An entry is under 300 bytes; anything much longer is not one.
+constexpr std::size_t kMaxEntryBytes = 4096;
 
 Error journal_error(std::string message) { return Error("parse journal", std::move(message)); }
 
@@ -118,22 +121,29 @@ JournalEntry parse_journal_entry(std::string_view text) {
   return entry;
 }
 
-Journal::Journal(fs::path run_dir) : dir_(std::move(run_dir) / "devices") {}
+Journal::Journal(fs::path run_dir) : run_dir_(std::move(run_dir)) {}
 
-fs::path Journal::entry_path(const pci::Bdf& bdf) const { return dir_ / bdf.to_string(); }
+fs::path Journal::entry_path(const pci::Bdf& bdf) const {
+  return run_dir_ / kDevicesFolder / bdf.to_string();
+}
+
+std::optional<StateDir> Journal::open_folder() const {
+  auto run_dir = StateDir::open(run_dir_);
+  if (!run_dir) return std::nullopt;
+  return run_dir->open_subdir(kDevicesFolder);
+}
 
 void Journal::record(const JournalEntry& entry) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) {
-    throw Error::from_errno(ec.value(), "create journal folder").with("path", dir_.string());
-  }
-  // World-readable like the sysfs state it mirrors, so `check` and `show` work unprivileged.
-  write_file_durable(entry_path(entry.bdf), format_journal_entry(entry), 0644);
+  // World-readable like the sysfs state it mirrors, so `check` and `show` work unprivileged;
+  // writable by root alone, so nobody else can plant an entry or a link in it.
+  const StateDir folder = StateDir::create(run_dir_, 0755).create_subdir(kDevicesFolder, 0755);
+  folder.write_file_durable(entry.bdf.to_string(), format_journal_entry(entry), 0644);
 }
 
 std::optional<JournalEntry> Journal::find(const pci::Bdf& bdf) const {
-  const auto text = read_file_if_exists(entry_path(bdf));
+  const auto folder = open_folder();
+  if (!folder) return std::nullopt;
+  const auto text = folder->read_file(bdf.to_string(), kMaxEntryBytes);
   if (!text) return std::nullopt;
   try {
     return parse_journal_entry(*text);
@@ -146,7 +156,9 @@ std::optional<JournalEntry> Journal::find(const pci::Bdf& bdf) const {
 
 std::vector<JournalEntry> Journal::entries() const {
   std::vector<JournalEntry> all;
-  for (const auto& name : list_dir(dir_)) {
+  const auto folder = open_folder();
+  if (!folder) return all;
+  for (const auto& name : folder->list()) {
     if (const auto bdf = pci::parse_bdf(name)) {
       if (auto entry = find(*bdf)) all.push_back(std::move(*entry));
     }
@@ -155,9 +167,7 @@ std::vector<JournalEntry> Journal::entries() const {
 }
 
 void Journal::remove(const pci::Bdf& bdf) {
-  std::error_code ec;
-  fs::remove(entry_path(bdf), ec);
-  if (ec) throw Error::from_errno(ec.value(), "remove journal entry").with("bdf", bdf.to_string());
+  if (const auto folder = open_folder()) folder->remove(bdf.to_string());
 }
 
 }  // namespace vfiokit::bind

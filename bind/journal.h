@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/fs.h"
 #include "pci/bdf.h"
 
 namespace vfiokit::bind {
@@ -40,6 +41,8 @@ JournalEntry parse_journal_entry(std::string_view text);
 
 std::string_view to_string(JournalState state) noexcept;
 
+// The folders and entries are vfiokit's own state (base/fs.h StateDir): a folder or entry that
+// is a symlink, or that someone other than root (or this user) owns or may write, is refused.
 class Journal {
  public:
   // `run_dir` is normally /run/vfiokit; entries live in run_dir/devices/.
@@ -49,10 +52,11 @@ class Journal {
   std::optional<JournalEntry> find(const pci::Bdf& bdf) const;
   std::vector<JournalEntry> entries() const;  // every readable entry; unreadable ones throw
   void remove(const pci::Bdf& bdf);
+  [[nodiscard]] std::filesystem::path entry_path(const pci::Bdf& bdf) const;
 
  private:
-  std::filesystem::path entry_path(const pci::Bdf& bdf) const;
-  std::filesystem::path dir_;
+  std::optional<StateDir> open_folder() const;  // nullopt while there is none
+  std::filesystem::path run_dir_;
 };
 
 }  // namespace vfiokit::bind

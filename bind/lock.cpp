@@ -14,23 +14,28 @@
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;
+namespace {
+
+// The pid the holder wrote, read through our own fd: the path may not be trusted twice.
+std::string read_fd_text(int fd) {
+  char buffer[64];
+  const ssize_t n = ::pread(fd, buffer, sizeof buffer - 1, 0);
+  return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
+}
+
+}  // namespace
 
 StateLock::StateLock(const fs::path& run_dir, std::chrono::milliseconds wait) {
-  std::error_code ec;
-  fs::create_directories(run_dir, ec);
-  if (ec) throw Error::from_errno(ec.value(), "create state folder").with("path", run_dir.string());
+  // The folder is the journal's too: readable by all, writable by root alone.
+  fd_ = StateDir::create(run_dir, 0755).open_file("lock", 0600);
   const fs::path path = run_dir / "lock";
-  fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd_) {
-    throw Error::from_last_errno("open lock").with("path", path.string());
-  }
   const auto deadline = std::chrono::steady_clock::now() + wait;
   bool announced = false;
   while (::flock(fd_.get(), LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     if (err == EINTR) continue;
     if (err != EWOULDBLOCK) throw Error::from_errno(err, "flock").with("path", path.string());
-    const std::string holder_text = read_file_if_exists(path).value_or("");
+    const std::string holder_text = read_fd_text(fd_.get());
     const std::string holder(trim(holder_text));
     if (std::chrono::steady_clock::now() >= deadline) {
       throw Error("lock", "another vfiokit process (pid " + (holder.empty() ? "?" : holder) +

@@ -107,3 +107,80 @@ TEST(StateLock, IsReleasedWhenItsHolderGoes) {
 
 }  // namespace
 }  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+// Hostile state folders: what /run/vfiokit looked like to someone who could plant files in it.
+TEST(JournalHardening, APlantedSymlinkAtTheTemporaryEntryCannotRedirectTheRecord) {
+  test::TempDir dir;
+  write_file_durable(dir.path() / "victim", "precious\n");
+  Journal journal(dir.path() / "vfiokit");
+  journal.record(sample());
+  std::filesystem::create_symlink(dir.path() / "victim",
+                                  dir.path() / "vfiokit/devices/0000:01:00.0.tmp");
+  JournalEntry bound = sample();
+  bound.state = JournalState::bound;
+  journal.record(bound);
+  EXPECT_EQ(read_file(dir.path() / "victim"), "precious\n");
+  EXPECT_EQ(journal.find(sample().bdf), bound);
+}
+
+TEST(JournalHardening, APlantedSymlinkAtTheLockIsRefusedAndItsTargetKept) {
+  test::TempDir dir;
+  write_file_durable(dir.path() / "victim", "precious\n");
+  std::filesystem::create_directories(dir.path() / "vfiokit");
+  std::filesystem::create_symlink(dir.path() / "victim", dir.path() / "vfiokit/lock");
+  try {
+    StateLock lock(dir.path() / "vfiokit", std::chrono::milliseconds(0));
+    FAIL() << "locked through a symlink";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lock is a symbolic link"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_file(dir.path() / "victim"), "precious\n");
+}
+
+TEST(JournalHardening, AHardLinkAtTheLockIsRefused) {
+  test::TempDir dir;
+  write_file_durable(dir.path() / "victim", "precious\n", 0600);
+  std::filesystem::create_directories(dir.path() / "vfiokit");
+  std::filesystem::create_hard_link(dir.path() / "victim", dir.path() / "vfiokit/lock");
+  EXPECT_THROW(StateLock(dir.path() / "vfiokit", std::chrono::milliseconds(0)), Error);
+  EXPECT_EQ(read_file(dir.path() / "victim"), "precious\n");
+}
+
+TEST(JournalHardening, AStateFolderOthersMayWriteIsRefusedForReadingAndWriting) {
+  test::TempDir dir;
+  Journal journal(dir.path() / "vfiokit");
+  journal.record(sample());
+  std::filesystem::permissions(dir.path() / "vfiokit/devices", std::filesystem::perms::all);
+  EXPECT_THROW(journal.find(sample().bdf), Error);
+  EXPECT_THROW(journal.record(sample()), Error);
+  std::filesystem::permissions(dir.path() / "vfiokit/devices", std::filesystem::perms::others_write,
+                               std::filesystem::perm_options::remove);
+  std::filesystem::permissions(dir.path() / "vfiokit/devices", std::filesystem::perms::group_write,
+                               std::filesystem::perm_options::remove);
+  EXPECT_EQ(journal.find(sample().bdf), sample());
+  std::filesystem::permissions(dir.path() / "vfiokit", std::filesystem::perms::all);
+  try {
+    StateLock lock(dir.path() / "vfiokit", std::chrono::milliseconds(0));
+    FAIL() << "locked in a folder anyone may write";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("writable by group or others"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(dir.path() / "vfiokit/lock"));
+  }
+}
+
+TEST(JournalHardening, AJournalEntryThatIsASymlinkIsDamageNotData) {
+  test::TempDir dir;
+  Journal journal(dir.path() / "vfiokit");
+  journal.record(sample());
+  write_file_durable(dir.path() / "elsewhere", format_journal_entry(sample()));
+  std::filesystem::remove(dir.path() / "vfiokit/devices/0000:01:00.0");
+  std::filesystem::create_symlink(dir.path() / "elsewhere",
+                                  dir.path() / "vfiokit/devices/0000:01:00.0");
+  EXPECT_THROW(journal.find(sample().bdf), Error);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
