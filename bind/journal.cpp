@@ -145,25 +145,59 @@ std::optional<JournalEntry> Journal::find(const pci::Bdf& bdf) const {
   if (!folder) return std::nullopt;
   const auto text = folder->read_file(bdf.to_string(), kMaxEntryBytes);
   if (!text) return std::nullopt;
+  const std::string path = entry_path(bdf).string();
+  const std::string fix = "vfiokit cannot tell which driver " + bdf.to_string() +
+                          " came from: check it by hand (`vfiokit show " + bdf.to_string() +
+                          "`; bind it to its driver if it has none), then delete " + path;
+  JournalEntry entry;
   try {
-    return parse_journal_entry(*text);
+    entry = parse_journal_entry(*text);
   } catch (Error& e) {
-    e.with("path", entry_path(bdf).string())
-        .hint("the journal entry is damaged; check the device by hand, then delete the file");
+    e.with("path", path).hint(fix);
     throw;
   }
+  // A copied or renamed file would send another device's driver to this one.
+  if (entry.bdf != bdf) {
+    throw journal_error("it is named for " + bdf.to_string() + " but names " +
+                        entry.bdf.to_string() + " inside")
+        .with("path", path)
+        .hint(fix);
+  }
+  return entry;
+}
+
+JournalScan Journal::scan() const {
+  JournalScan scan;
+  const auto folder = open_folder();
+  if (!folder) return scan;
+  for (const auto& name : folder->list()) {
+    // What an interrupted write left; the entry itself is whole (it is renamed into place).
+    if (name.ends_with(".tmp")) continue;
+    const fs::path path = run_dir_ / kDevicesFolder / name;
+    const auto bdf = pci::parse_bdf(name);
+    if (!bdf) {
+      scan.problems.push_back({path, std::nullopt,
+                               "not a journal entry: its name is not a PCI address",
+                               "delete it if vfiokit did not put it there"});
+      continue;
+    }
+    try {
+      if (auto entry = find(*bdf)) scan.entries.push_back(std::move(*entry));
+    } catch (const Error& e) {
+      const bool damaged = e.operation() == "parse journal";
+      scan.problems.push_back({path, bdf, (damaged ? "damaged: " : "") + e.message(), e.hint()});
+    }
+  }
+  return scan;
 }
 
 std::vector<JournalEntry> Journal::entries() const {
-  std::vector<JournalEntry> all;
-  const auto folder = open_folder();
-  if (!folder) return all;
-  for (const auto& name : folder->list()) {
-    if (const auto bdf = pci::parse_bdf(name)) {
-      if (auto entry = find(*bdf)) all.push_back(std::move(*entry));
-    }
+  JournalScan all = scan();
+  if (!all.problems.empty()) {
+    const JournalProblem& first = all.problems.front();
+    throw Error("read journal", first.problem).with("path", first.path.string()).hint(first.fix);
   }
-  return all;
+  return std::move(all.entries);
 }
 
 void Journal::remove(const pci::Bdf& bdf) {

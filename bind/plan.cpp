@@ -75,6 +75,18 @@ void note_move(MovingGroups& groups, const PlannedDevice& device) {
   }
 }
 
+// A device whose journal entry cannot be read came from a driver nobody knows any more.
+bool check_journal(Plan& plan, const DeviceFacts& facts) {
+  if (!facts.journal_damage) return true;
+  const Error& e = *facts.journal_damage;
+  const std::string_view path = e.context_value("path");
+  refuse(plan, facts.device.bdf, Check::journal,
+         "its journal entry " + std::string(path) + " cannot be used (" + e.message() +
+             "): which driver it came from is unknown; " + e.hint(),
+         {});
+  return false;
+}
+
 // One group-in-use check per group that has a device moving.
 void check_groups_in_use(Plan& plan, const HostView& view, const MovingGroups& groups,
                          const ForceFlags& force) {
@@ -137,6 +149,8 @@ std::string_view to_string(Check check) noexcept {
       return "bridge";
     case Check::group_viable:
       return "group-viable";
+    case Check::journal:
+      return "journal";
   }
   return "?";
 }
@@ -156,6 +170,7 @@ std::string_view force_flag(Check check) noexcept {
     case Check::iommu:
     case Check::bridge:
     case Check::group_viable:
+    case Check::journal:
       return {};
   }
   return {};
@@ -176,6 +191,7 @@ bool* ForceFlags::flag(Check check) noexcept {
     case Check::iommu:
     case Check::bridge:
     case Check::group_viable:
+    case Check::journal:
       return nullptr;
   }
   return nullptr;
@@ -226,7 +242,11 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
     DeviceFacts facts;
     facts.device = pci::read_pci_device(paths, bdf, depth);
     facts.usage = probe_device_usage(paths, bdf);
-    facts.journal = journal.find(bdf);
+    try {
+      facts.journal = journal.find(bdf);
+    } catch (const Error& e) {
+      facts.journal_damage = e;
+    }
     view.devices.emplace(bdf, std::move(facts));
   };
   std::set<unsigned> groups;
@@ -302,6 +322,7 @@ Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const 
       continue;
     }
     item.action = PlannedAction::move;
+    check_journal(plan, facts);
     check_host_use(plan, facts, force);
     note_move(groups_with_moves, item);
     plan.devices.push_back(std::move(item));
@@ -362,6 +383,7 @@ Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
       plan.devices.push_back(std::move(item));
       continue;
     }
+    check_journal(plan, facts);
     PlannedDevice item = plan_home(facts, requested_here);
     note_move(groups_with_moves, item);
     plan.devices.push_back(std::move(item));
@@ -375,12 +397,57 @@ Plan plan_restore(const HostView& view, std::span<const pci::Bdf> journalled,
   Plan plan;
   MovingGroups groups_with_moves;
   for (const auto& bdf : journalled) {
-    PlannedDevice item = plan_home(facts_of(view, bdf), true);
+    const DeviceFacts& facts = facts_of(view, bdf);
+    check_journal(plan, facts);
+    PlannedDevice item = plan_home(facts, true);
     note_move(groups_with_moves, item);
     plan.devices.push_back(std::move(item));
   }
   check_groups_in_use(plan, view, groups_with_moves, force);
   return plan;
+}
+
+RestoreSelection select_for_restore(const HostPaths& paths, const Journal& journal,
+                                    std::span<const pci::Bdf> named) {
+  const JournalScan scan = journal.scan();
+  auto wanted = [&](const std::optional<pci::Bdf>& bdf) {
+    return named.empty() || (bdf && std::find(named.begin(), named.end(), *bdf) != named.end());
+  };
+  RestoreSelection selection;
+  for (const auto& bdf : named) {
+    const bool has_entry = std::any_of(scan.entries.begin(), scan.entries.end(),
+                                       [&](const JournalEntry& e) { return e.bdf == bdf; }) ||
+                           std::any_of(scan.problems.begin(), scan.problems.end(),
+                                       [&](const JournalProblem& p) { return p.bdf == bdf; });
+    if (!has_entry) {
+      throw Error("restore", "no journal entry for " + bdf.to_string())
+          .with("bdf", bdf.to_string())
+          .hint("vfiokit did not bind it; `vfiokit unbind " + bdf.to_string() +
+                "` returns a device on vfio-pci to its default driver");
+    }
+  }
+  for (const auto& problem : scan.problems) {
+    if (wanted(problem.bdf)) selection.left.push_back(problem);
+  }
+  for (const auto& entry : scan.entries) {
+    if (!wanted(entry.bdf)) continue;
+    std::error_code ec;
+    if (std::filesystem::exists(pci::device_dir(paths, entry.bdf), ec)) {
+      selection.devices.push_back(entry.bdf);
+      continue;
+    }
+    const std::string bdf = entry.bdf.to_string();
+    const std::string path = journal.entry_path(entry.bdf).string();
+    selection.left.push_back(
+        {path, entry.bdf,
+         bdf +
+             " is not on this host any more (unplugged, or a virtual function whose physical "
+             "function disabled SR-IOV); it was on " +
+             entry.original_driver.value_or("no driver"),
+         "if it comes back (plugged in again, SR-IOV enabled again), run `vfiokit restore " + bdf +
+             "`; if it will not, delete " + path});
+  }
+  return selection;
 }
 
 }  // namespace vfiokit::bind

@@ -32,6 +32,7 @@ enum class Check {
   iommu,         // no IOMMU group
   bridge,        // a bridge was requested
   group_viable,  // a bridge in the group sits on a driver VFIO does not accept
+  journal,       // its journal entry is damaged: where it came from is unknown
 };
 
 // "boot-vga", "group-in-use", ...: the name output and JSON use.
@@ -57,6 +58,8 @@ struct DeviceFacts {
   pci::PciDevice device;
   DeviceUsage usage;
   std::optional<JournalEntry> journal;
+  // Why its journal entry could not be read (damaged, a symlink...): nothing may move it.
+  std::optional<Error> journal_damage;
 };
 
 struct GroupFacts {
@@ -135,5 +138,16 @@ Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
 // Returning journalled devices home, wherever a crash left them; no group closure.
 Plan plan_restore(const HostView& view, std::span<const pci::Bdf> journalled,
                   const ForceFlags& force);
+
+// What `restore` takes home: the journalled devices named in `named` (all of them when it is
+// empty) that are still on the host. A damaged entry, or one for a device that is gone
+// (unplugged, or a virtual function whose physical function disabled SR-IOV), is left with
+// what to do about it. Throws Error for a named device without any journal entry.
+struct RestoreSelection {
+  std::vector<pci::Bdf> devices;
+  std::vector<JournalProblem> left;
+};
+RestoreSelection select_for_restore(const HostPaths& paths, const Journal& journal,
+                                    std::span<const pci::Bdf> named);
 
 }  // namespace vfiokit::bind

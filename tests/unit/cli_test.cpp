@@ -174,6 +174,45 @@ TEST(Cli, RestoreNeedsDevicesOrAll) {
   EXPECT_NE(empty.output.find("nothing to restore"), std::string::npos);
 }
 
+// restore --all on a fixture tree: the GPU's entry is usable (and the GPU already home, so no
+// write is needed), its audio function's entry is truncated, and a VF's entry outlived the VF.
+TEST(Cli, RestoreTakesHomeWhatItCanAndReportsEachEntryItCannot) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const std::string root = copy.root().string();
+  const auto devices = copy.root() / "run/vfiokit/devices";
+  std::filesystem::create_directories(devices);
+  auto entry = [](const char* bdf, const char* driver) {
+    return std::string("vfiokit-journal 1\nbdf ") + bdf + "\ngroup 1\noriginal-driver " + driver +
+           "\noriginal-override -\ntarget-driver vfio-pci\nstate bound\npid 1\n";
+  };
+  write_file_durable(devices / "0000:01:00.0", entry("0000:01:00.0", "nouveau"));
+  write_file_durable(devices / "0000:01:00.1", "vfiokit-journal 1\nbdf 0000:01:00.1\ngr");
+  write_file_durable(devices / "0000:0a:00.0", entry("0000:0a:00.0", "ixgbevf"));
+
+  const auto named = vfiokit_cli({"--host-root", root, "restore", "0000:01:00.0", "--json"});
+  EXPECT_EQ(named.exit_status, 0) << named.output;
+  EXPECT_EQ(list_dir(devices), (std::vector<std::string>{"0000:01:00.1", "0000:0a:00.0"}));
+
+  write_file_durable(devices / "0000:01:00.0", entry("0000:01:00.0", "nouveau"));
+  const auto all = vfiokit_cli({"--host-root", root, "restore", "--all"});
+  EXPECT_EQ(all.exit_status, 1) << all.output;
+  EXPECT_NE(all.output.find("0000:01:00.0  already on nouveau"), std::string::npos) << all.output;
+  EXPECT_NE(all.output.find("left in the journal:\n  " + (devices / "0000:01:00.1").string() +
+                            ": damaged"),
+            std::string::npos)
+      << all.output;
+  EXPECT_NE(all.output.find("0000:0a:00.0 is not on this host any more"), std::string::npos);
+  EXPECT_EQ(list_dir(devices), (std::vector<std::string>{"0000:01:00.1", "0000:0a:00.0"}));
+
+  const auto json = vfiokit_cli({"--host-root", root, "restore", "--all", "--json"});
+  EXPECT_EQ(json.exit_status, 1);
+  const auto document = nlohmann::json::parse(json.output);
+  ASSERT_EQ(document["left"].size(), 2u);
+  EXPECT_EQ(document["left"][0]["bdf"], "0000:01:00.1");
+  EXPECT_EQ(document["left"][1]["path"], (devices / "0000:0a:00.0").string());
+  EXPECT_FALSE(document["left"][1]["fix"].get<std::string>().empty());
+}
+
 TEST(Cli, PersistWritesRulesUnderTheHostRoot) {
   test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
   const std::string root = copy.root().string();

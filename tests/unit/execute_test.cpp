@@ -265,6 +265,28 @@ TEST(ExecuteRestore, AFailedHomecomingKeepsTheJournalAndSaysSo) {
   EXPECT_TRUE(rig.journal.entries().empty());
 }
 
+TEST(ExecuteRestore, ADamagedEntryDoesNotKeepTheOtherDevicesFromComingHome) {
+  Rig rig("gpu-audio-group");
+  rig.options.on_step = [](std::string_view step, const pci::Bdf& at) {
+    if (step == "verify" && at.to_string() == "0000:01:00.1") throw Killed{};
+  };
+  EXPECT_THROW(execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel,
+                            rig.journal, rig.options),
+               Killed);
+  rig.options.on_step = nullptr;
+  write_file_durable(rig.paths.run / "vfiokit/devices/0000:01:00.1", "vfiokit-journal 1\nbd");
+  const RestoreSelection selection = select_for_restore(rig.paths, rig.journal, {});
+  ASSERT_EQ(selection.devices, std::vector<pci::Bdf>{bdf("0000:01:00.0")});
+  ASSERT_EQ(selection.left.size(), 1u);
+  const Plan plan = plan_restore(gather_host_view(rig.paths, selection.devices, rig.journal, 1),
+                                 selection.devices, {});
+  execute_homecoming(rig.paths, plan, rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+  EXPECT_FALSE(rig.override_of("0000:01:00.0"));
+  EXPECT_EQ(rig.journal.scan().problems.size(), 1u);  // kept, for the user to look at
+  EXPECT_TRUE(rig.journal.scan().entries.empty());
+}
+
 TEST(ExecuteBind, ARefusedPlanIsNeverExecuted) {
   Rig rig("boot-vga");
   EXPECT_THROW(execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:00:02.0")}), rig.kernel,

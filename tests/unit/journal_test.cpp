@@ -184,3 +184,42 @@ TEST(JournalHardening, AJournalEntryThatIsASymlinkIsDamageNotData) {
 
 }  // namespace
 }  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+std::string truncated_entry() {
+  const std::string text = format_journal_entry(sample());
+  return text.substr(0, text.find("target-driver"));
+}
+
+// One bad file hides nothing else: each is reported with its path and what to do.
+TEST(JournalScan, DamagedMisnamedAndForeignFilesAreProblemsTheRestAreEntries) {
+  test::TempDir dir;
+  Journal journal(dir.path());
+  JournalEntry good = sample();
+  good.bdf = *pci::parse_bdf("0000:05:00.0");
+  journal.record(good);
+  const auto devices = dir.path() / "devices";
+  write_file_durable(devices / "0000:01:00.0", truncated_entry());
+  write_file_durable(devices / "0000:02:00.0", format_journal_entry(sample()));  // names 01:00.0
+  write_file_durable(devices / "notes.txt", "hello\n");
+  write_file_durable(devices / "0000:05:00.0.tmp", "half a wri");  // an interrupted write
+  const JournalScan scan = journal.scan();
+  EXPECT_EQ(scan.entries, std::vector<JournalEntry>{good});
+  ASSERT_EQ(scan.problems.size(), 3u);
+  EXPECT_EQ(scan.problems[0].path, devices / "0000:01:00.0");
+  EXPECT_EQ(scan.problems[0].bdf, pci::parse_bdf("0000:01:00.0"));
+  EXPECT_EQ(scan.problems[0].problem, "damaged: key 'target-driver' is missing");
+  EXPECT_NE(scan.problems[0].fix.find("delete " + (devices / "0000:01:00.0").string()),
+            std::string::npos);
+  EXPECT_EQ(scan.problems[1].problem,
+            "damaged: it is named for 0000:02:00.0 but names 0000:01:00.0 inside");
+  EXPECT_EQ(scan.problems[2].path, devices / "notes.txt");
+  EXPECT_FALSE(scan.problems[2].bdf);
+  EXPECT_THROW(journal.find(*pci::parse_bdf("0000:02:00.0")), Error);
+  EXPECT_THROW(journal.entries(), Error);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "base/fs.h"
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit::bind {
@@ -254,6 +255,62 @@ TEST(PlanUnbind, ADeviceFdKeptAfterTheGroupWasClosedIsInUseToo) {
   ASSERT_EQ(checks_of(second.refusals), std::vector<std::string>{"group-in-use@0000:09:00.0"});
   EXPECT_NE(second.refusals[0].reason.find("/dev/vfio/devices/vfio1"), std::string::npos);
   EXPECT_EQ(second.refusals[0].reason.find("iommufd-tool"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+void write_entry(const HostPaths& paths, const char* device, std::string_view text) {
+  const auto devices = paths.run / "vfiokit/devices";
+  std::filesystem::create_directories(devices);
+  write_file_durable(devices / device, text);
+}
+
+std::string entry_text(const char* device, const char* original_driver) {
+  return format_journal_entry({bdf(device), 1, std::string(original_driver), std::nullopt,
+                               "vfio-pci", JournalState::bound, 1});
+}
+
+TEST(PlanRestore, EveryUsableEntryIsSelectedAndEachBadOrStaleOneLeftWithItsFix) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const HostPaths paths = copy.paths();
+  write_entry(paths, "0000:01:00.0", entry_text("0000:01:00.0", "nouveau"));
+  write_entry(paths, "0000:01:00.1", "vfiokit-journal 1\nbdf 0000:01:00.1\ngro");  // truncated
+  write_entry(paths, "0000:0a:00.0", entry_text("0000:0a:00.0", "ixgbevf"));       // unplugged
+  const Journal journal(paths.run / "vfiokit");
+
+  const RestoreSelection all = select_for_restore(paths, journal, {});
+  EXPECT_EQ(all.devices, std::vector<pci::Bdf>{bdf("0000:01:00.0")});
+  ASSERT_EQ(all.left.size(), 2u);
+  EXPECT_EQ(all.left[0].bdf, bdf("0000:01:00.1"));
+  EXPECT_NE(all.left[0].problem.find("damaged"), std::string::npos);
+  EXPECT_EQ(all.left[1].path, paths.run / "vfiokit/devices/0000:0a:00.0");
+  EXPECT_NE(all.left[1].problem.find("0000:0a:00.0 is not on this host any more"),
+            std::string::npos);
+  EXPECT_NE(all.left[1].problem.find("it was on ixgbevf"), std::string::npos);
+  EXPECT_NE(all.left[1].fix.find("vfiokit restore 0000:0a:00.0"), std::string::npos);
+
+  const std::vector<pci::Bdf> gpu{bdf("0000:01:00.0")};
+  const RestoreSelection named = select_for_restore(paths, journal, gpu);
+  EXPECT_EQ(named.devices, gpu);
+  EXPECT_TRUE(named.left.empty());
+  const std::vector<pci::Bdf> audio{bdf("0000:01:00.1")};
+  EXPECT_TRUE(select_for_restore(paths, journal, audio).devices.empty());
+  EXPECT_EQ(select_for_restore(paths, journal, audio).left.size(), 1u);
+  const std::vector<pci::Bdf> unknown{bdf("0000:0b:00.0")};
+  EXPECT_THROW(select_for_restore(paths, journal, unknown), Error);
+
+  // A damaged entry in the group does not stop planning the rest, and nothing moves a device
+  // whose origin is unknown.
+  const HostView view = gather_host_view(paths, gpu, journal, 1);
+  EXPECT_FALSE(plan_restore(view, gpu, {}).refused());
+  const Plan bind = plan_bind(view, gpu, {});
+  EXPECT_EQ(checks_of(bind.refusals), std::vector<std::string>{"journal@0000:01:00.1"});
+  EXPECT_NE(bind.refusals[0].reason.find("0000:01:00.1 cannot be used"), std::string::npos)
+      << bind.refusals[0].reason;
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ std::string force_help(bind::Check check) {
     case bind::Check::iommu:
     case bind::Check::bridge:
     case bind::Check::group_viable:
+    case bind::Check::journal:
       break;
   }
   return {};

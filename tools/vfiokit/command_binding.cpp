@@ -100,6 +100,7 @@ struct BindingReport {
   bool dry_run = false;
   bind::Plan plan;
   std::optional<bind::ExecuteResult> result;  // when it ran
+  std::vector<bind::JournalProblem> left;     // restore: entries it could not use
 };
 
 std::string plan_title(const std::string& operation) {
@@ -107,7 +108,27 @@ std::string plan_title(const std::string& operation) {
                              : "plan: " + operation + " to the original drivers";
 }
 
-// Returns the exit status: 3 when the plan was refused, else 0.
+Json problems_json(const std::vector<bind::JournalProblem>& problems) {
+  Json list = Json::array();
+  for (const auto& p : problems) {
+    list.push_back({{"path", p.path.string()},
+                    {"bdf", p.bdf ? Json(p.bdf->to_string()) : Json(nullptr)},
+                    {"problem", p.problem},
+                    {"fix", p.fix}});
+  }
+  return list;
+}
+
+void print_problems(std::ostream& out, const std::vector<bind::JournalProblem>& problems) {
+  if (problems.empty()) return;
+  out << "left in the journal:\n";
+  for (const auto& p : problems) {
+    out << "  " << p.path.string() << ": " << p.problem << '\n';
+    out << "    fix: " << p.fix << '\n';
+  }
+}
+
+// Returns the exit status: 3 when the plan was refused, 1 when journal entries were left, else 0.
 int render(const GlobalOptions& options, const BindingReport& report) {
   if (options.json) {
     Json document{{"operation", report.operation},
@@ -121,9 +142,12 @@ int render(const GlobalOptions& options, const BindingReport& report) {
       document["result"] = outcomes_json(report.result->devices);
       document["vfio_groups"] = nodes;
     }
+    if (report.operation == "restore") document["left"] = problems_json(report.left);
     print_json(std::cout, document);
   } else {
-    print_plan(std::cout, report.plan, plan_title(report.operation));
+    if (!report.plan.devices.empty()) {
+      print_plan(std::cout, report.plan, plan_title(report.operation));
+    }
     if (report.plan.refused()) print_refusals(std::cerr, report.plan);
     if (report.result) {
       std::cout << "done:\n";
@@ -132,8 +156,10 @@ int render(const GlobalOptions& options, const BindingReport& report) {
         std::cout << "  /dev/vfio/" << group << " is ready\n";
       }
     }
+    print_problems(std::cout, report.left);
   }
-  return report.plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
+  if (report.plan.refused()) return exit_status_for(ErrorKind::refused);
+  return report.left.empty() ? 0 : exit_status_for(ErrorKind::failed);
 }
 
 int run_bind(const GlobalOptions& options, const BindingArgs& args) {
@@ -146,7 +172,7 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   bind::Journal journal(run_dir);
   spdlog::debug("gathering host facts");
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
-  BindingReport report{"bind", args.dry_run, bind::plan_bind(view, bdfs, args.force), {}};
+  BindingReport report{"bind", args.dry_run, bind::plan_bind(view, bdfs, args.force), {}, {}};
   spdlog::debug("planned {} devices", report.plan.devices.size());
   if (!report.plan.refused() && !args.dry_run) {
     bind::LiveSysfsOps ops;
@@ -155,51 +181,59 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   return render(options, report);
 }
 
-// The journalled devices `restore` works on: the ones named, each of which must have an entry,
-// or all of them.
-std::vector<pci::Bdf> journalled_devices(const bind::Journal& journal, const BindingArgs& args) {
-  std::vector<pci::Bdf> journalled;
-  for (const auto& entry : journal.entries()) journalled.push_back(entry.bdf);
-  if (args.all) return journalled;
-  std::vector<pci::Bdf> bdfs = parse_bdfs(args.bdfs);
-  for (const auto& bdf : bdfs) {
-    if (std::find(journalled.begin(), journalled.end(), bdf) == journalled.end()) {
-      throw Error("restore", "no journal entry for " + bdf.to_string())
-          .with("bdf", bdf.to_string())
-          .hint("vfiokit did not bind it; `vfiokit unbind " + bdf.to_string() +
-                "` returns a device on vfio-pci to its default driver");
-    }
+// unbind and restore once planned: every device home (each is attempted even if one fails).
+void go_home(const HostPaths& paths, const BindingArgs& args, bind::Journal& journal,
+             BindingReport& report) {
+  if (report.plan.refused() || args.dry_run) return;
+  bind::LiveSysfsOps ops;
+  try {
+    report.result =
+        bind::execute_homecoming(paths, report.plan, ops, journal, execute_options(args));
+  } catch (Error& e) {
+    for (const auto& p : report.left) e.with(p.path.string(), "left: " + p.problem);
+    throw;
   }
-  return bdfs;
 }
 
-// unbind and restore: the same homecoming, from a group closure or from the journal.
-int run_homecoming(const GlobalOptions& options, const BindingArgs& args, bool from_journal) {
+int run_unbind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
+  const auto bdfs = parse_bdfs(args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
-  const bind::ExecuteOptions exec = execute_options(args);
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, wait_duration(args.wait_seconds));
   bind::Journal journal(run_dir);
-  const std::vector<pci::Bdf> bdfs =
-      from_journal ? journalled_devices(journal, args) : parse_bdfs(args.bdfs);
-  if (from_journal && bdfs.empty()) {
+  const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
+  BindingReport report{"unbind", args.dry_run, bind::plan_unbind(view, bdfs, args.force), {}, {}};
+  go_home(paths, args, journal, report);
+  return render(options, report);
+}
+
+// Every journalled device that can go home does; a damaged entry, or one for a device that is
+// gone, is reported with what to do, and the exit status is then 1.
+int run_restore(const GlobalOptions& options, const BindingArgs& args) {
+  const HostPaths paths = options.paths();
+  const fs::path run_dir = paths.run / "vfiokit";
+  std::optional<bind::StateLock> lock;
+  if (!args.dry_run) lock.emplace(run_dir, wait_duration(args.wait_seconds));
+  bind::Journal journal(run_dir);
+  const std::vector<pci::Bdf> named = args.all ? std::vector<pci::Bdf>{} : parse_bdfs(args.bdfs);
+  bind::RestoreSelection selection = bind::select_for_restore(paths, journal, named);
+  if (selection.devices.empty() && selection.left.empty()) {
     if (options.json) {
-      print_json(std::cout, Json{{"operation", "restore"}, {"result", Json::array()}});
+      print_json(std::cout, Json{{"operation", "restore"},
+                                 {"dry_run", args.dry_run},
+                                 {"result", Json::array()},
+                                 {"left", Json::array()}});
     } else {
       std::cout << "nothing to restore: the journal in " << run_dir.string() << " is empty\n";
     }
     return 0;
   }
-  const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
-  BindingReport report{from_journal ? "restore" : "unbind",
-                       args.dry_run,
-                       from_journal ? bind::plan_restore(view, bdfs, args.force)
-                                    : bind::plan_unbind(view, bdfs, args.force),
-                       {}};
-  if (!report.plan.refused() && !args.dry_run) {
-    bind::LiveSysfsOps ops;
-    report.result = bind::execute_homecoming(paths, report.plan, ops, journal, exec);
+  BindingReport report{"restore", args.dry_run, {}, {}, std::move(selection.left)};
+  if (!selection.devices.empty()) {
+    const auto view = bind::gather_host_view(paths, selection.devices, journal, ::getpid());
+    report.plan = bind::plan_restore(view, selection.devices, args.force);
+    go_home(paths, args, journal, report);
   }
   return render(options, report);
 }
@@ -327,7 +361,7 @@ Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--json", options.json, "Print JSON");
   add_wait_option(sub, args->wait_seconds);
   add_force_options(sub, args->force, {bind::Check::group_in_use});
-  return {sub, [&options, args] { return run_homecoming(options, *args, false); }};
+  return {sub, [&options, args] { return run_unbind(options, *args); }};
 }
 
 Command add_restore_command(CLI::App& app, GlobalOptions& options) {
@@ -348,7 +382,7 @@ Command add_restore_command(CLI::App& app, GlobalOptions& options) {
       throw CLI::ValidationError("restore", "give the BDFs to restore, or --all");
     }
   });
-  return {sub, [&options, args] { return run_homecoming(options, *args, true); }};
+  return {sub, [&options, args] { return run_restore(options, *args); }};
 }
 
 Command add_persist_command(CLI::App& app, GlobalOptions& options) {
