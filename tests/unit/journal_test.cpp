@@ -1,9 +1,15 @@
 #include "bind/journal.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <thread>
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/process.h"
 #include "bind/lock.h"
 #include "tests/unit/fixtures.h"
 
@@ -219,6 +225,112 @@ TEST(JournalScan, DamagedMisnamedAndForeignFilesAreProblemsTheRestAreEntries) {
   EXPECT_FALSE(scan.problems[2].bdf);
   EXPECT_THROW(journal.find(*pci::parse_bdf("0000:02:00.0")), Error);
   EXPECT_THROW(journal.entries(), Error);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+ProcessInfo process(int pid, const char* command, char state) { return {pid, command, state}; }
+
+// What a holder writes into the lock file: in place, as the lock is on this very inode.
+void write_recorded_pid(const std::filesystem::path& lock, pid_t pid) {
+  const UniqueFd fd(::open(lock.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  const std::string text = std::to_string(pid) + "\n";
+  ASSERT_EQ(::write(fd.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+}
+
+TEST(LockHolder, AVfiokitAtWorkIsWaitedFor) {
+  LockHolders facts;
+  facts.recorded_pid = 100;
+  facts.recorded = process(100, "vfiokit", 'S');
+  facts.holders = {process(100, "vfiokit", 'S')};
+  const Error e = lock_busy_error(facts, "/run/vfiokit/lock");
+  EXPECT_EQ(e.message(), "another vfiokit process (pid 100) is changing driver bindings");
+  EXPECT_NE(e.hint().find("--wait"), std::string::npos);
+}
+
+TEST(LockHolder, AProcessLeftBehindByADeadVfiokitIsNamedWithTheFix) {
+  LockHolders facts;
+  facts.recorded_pid = 100;  // gone: no facts.recorded
+  facts.holders = {process(123, "vfiokit", 'S')};
+  const Error e = lock_busy_error(facts, "/run/vfiokit/lock");
+  EXPECT_EQ(e.message(),
+            "the lock is held by pid 123 (vfiokit), which vfiokit pid 100 left behind; vfiokit "
+            "pid 100 has exited");
+  EXPECT_NE(e.hint().find("kill 123"), std::string::npos);
+  EXPECT_NE(e.hint().find("restore --all"), std::string::npos);
+}
+
+TEST(LockHolder, AStuckChildIsBlockedInTheKernelAndOnlyTheKernelEndsIt) {
+  LockHolders facts;
+  facts.recorded_pid = 100;
+  facts.holders = {process(123, "vfiokit", 'D')};
+  const Error e = lock_busy_error(facts, "/run/vfiokit/lock");
+  EXPECT_EQ(e.message(),
+            "the lock is held by pid 123 (vfiokit), which is blocked in the kernel (state D), "
+            "left behind by vfiokit pid 100, which has exited");
+  EXPECT_NE(e.hint().find("/proc/123/stack"), std::string::npos);
+  EXPECT_NE(e.hint().find("cannot be killed"), std::string::npos);
+  EXPECT_EQ(e.context_value("holder"), "pid 123 (vfiokit), state D");
+}
+
+TEST(LockHolder, AHolderNobodyCanSeeSaysHowToFindIt) {
+  LockHolders facts;
+  facts.recorded_pid = 100;
+  const Error e = lock_busy_error(facts, "/run/vfiokit/lock");
+  EXPECT_EQ(e.message(),
+            "the lock is held, but vfiokit pid 100 that took it has exited and no process this "
+            "user can see holds it");
+  EXPECT_NE(e.hint().find("fuser -v /run/vfiokit/lock"), std::string::npos);
+}
+
+// A real holder on this machine's /proc: a child that took the lock, under the name of a pid
+// that has exited (what an orphaned child of a dead vfiokit looks like).
+TEST(LockHolder, FoundThroughProcWhateverPidTheFileNames) {
+  test::TempDir dir;
+  { StateLock make(dir.path(), std::chrono::milliseconds(0)); }
+  const std::string lock_path = (dir.path() / "lock").string();
+  ChildProcess holder = ChildProcess::fork([&lock_path]() -> int {
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0) return 1;
+    for (;;) ::pause();
+  });
+  {
+    const UniqueFd probe(::open(lock_path.c_str(), O_RDWR | O_CLOEXEC));
+    int tries = 0;
+    while (::flock(probe.get(), LOCK_EX | LOCK_NB) == 0) {
+      ::flock(probe.get(), LOCK_UN);
+      ASSERT_LT(++tries, 500) << "the child never took the lock";
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ChildProcess exited = ChildProcess::fork([] { return 0; });
+  const pid_t dead = exited.pid();
+  exited.wait();
+  write_recorded_pid(dir.path() / "lock", dead);
+  try {
+    StateLock second(dir.path(), std::chrono::milliseconds(0));
+    FAIL() << "two holders";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.message()).find("held by pid " + std::to_string(holder.pid())),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.message()).find("vfiokit pid " + std::to_string(dead) + " left behind"),
+              std::string::npos)
+        << e.what();
+  }
+  write_recorded_pid(dir.path() / "lock", holder.pid());
+  try {
+    StateLock second(dir.path(), std::chrono::milliseconds(0));
+    FAIL() << "two holders";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), "another vfiokit process (pid " + std::to_string(holder.pid()) +
+                               ") is changing driver bindings");
+  }
 }
 
 }  // namespace
