@@ -12,7 +12,7 @@ namespace vfiokit::bind {
 BindingSession::BindingSession(const HostPaths& paths, const pci::Bdf& bdf, SessionOptions options)
     : paths_(paths), options_(std::move(options)) {
   const auto run_dir = paths_.run / "vfiokit";
-  const StateLock lock(run_dir, options_.lock_wait);
+  const StateLock lock(run_dir, LockOptions{options_.lock_wait, "/proc", options_.interrupted});
   Journal journal(run_dir);
   const std::vector<pci::Bdf> requested{bdf};
   const HostView view = gather_host_view(paths_, requested, journal, ::getpid());
@@ -20,6 +20,7 @@ BindingSession::BindingSession(const HostPaths& paths, const pci::Bdf& bdf, Sess
   if (plan.refused()) throw refusal_error(plan, "bind");
   ExecuteOptions execute;
   execute.pid = ::getpid();
+  execute.interrupted = options_.interrupted;
   SysfsOps& ops = options_.ops ? *options_.ops : live_ops_;
   const ExecuteResult result = execute_bind(paths_, plan, ops, journal, execute);
   endpoints_ = plan.endpoints();
@@ -48,7 +49,7 @@ void BindingSession::restore() {
 
 void BindingSession::give_back() {
   const auto run_dir = paths_.run / "vfiokit";
-  const StateLock lock(run_dir, options_.lock_wait);
+  const StateLock lock(run_dir, LockOptions{options_.lock_wait, "/proc", {}});
   Journal journal(run_dir);
   const HostView view = gather_host_view(paths_, moved_, journal, ::getpid());
   const Plan plan = plan_restore(view, moved_, {});

@@ -18,6 +18,9 @@ struct SessionOptions {
   std::chrono::milliseconds lock_wait{30000};  // for another vfiokit to finish
   // Each device's outcome as the group is bound and as it is given back: progress output.
   std::function<void(const DeviceOutcome&)> on_outcome;
+  // The signal that asks to stop (0: none; SignalGuard::received): it ends the wait for the
+  // lock and stops the bind, which then takes home what it touched. Giving back never stops.
+  std::function<int()> interrupted;
   SysfsOps* ops = nullptr;  // nullptr: the live kernel
 };
 

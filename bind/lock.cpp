@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/signals.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;
@@ -124,6 +125,12 @@ StateLock::StateLock(const fs::path& run_dir, const LockOptions& options) {
     const int err = errno;
     if (err == EINTR) continue;
     if (err != EWOULDBLOCK) throw Error::from_errno(err, "flock").with("path", path.string());
+    if (const int signal = options.interrupted ? options.interrupted() : 0) {
+      throw Error("lock", "stopped by " + signal_name(signal) +
+                              " while waiting for another vfiokit process; nothing was changed")
+          .with("path", path.string())
+          .with("signal", signal_name(signal));
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
       throw lock_busy_error(find_lock_holders(fd_.get(), options.proc, ::getpid()), path);
     }

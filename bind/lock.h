@@ -17,8 +17,10 @@
 namespace vfiokit::bind {
 
 struct LockOptions {
-  std::chrono::milliseconds wait{0};     // for the holder to finish; zero fails at once
-  std::filesystem::path proc = "/proc";  // where to look for the holder
+  std::chrono::milliseconds wait{0};  // for the holder to finish; zero fails at once
+  // Where to look for the holder: the live /proc even on a fixture tree (HostPaths::proc),
+  // since whoever holds the lock file is a real process.
+  std::filesystem::path proc = "/proc";
   // The signal that asks to stop waiting (0 while none has come): nothing has changed yet.
   std::function<int()> interrupted;
 };

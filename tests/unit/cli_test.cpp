@@ -1,6 +1,12 @@
 // The vfiokit program as users run it: exit statuses, text and --json output.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
+
+#include <thread>
 
 #include "base/fs.h"
 #include "base/process.h"
@@ -211,6 +217,80 @@ TEST(Cli, RestoreTakesHomeWhatItCanAndReportsEachEntryItCannot) {
   EXPECT_EQ(document["left"][0]["bdf"], "0000:01:00.1");
   EXPECT_EQ(document["left"][1]["path"], (devices / "0000:0a:00.0").string());
   EXPECT_FALSE(document["left"][1]["fix"].get<std::string>().empty());
+}
+
+// vfiokit started in the background with VFIOKIT_DEBUG_STOP_AT, stopped there, then sent
+// `signal` and continued: what a Ctrl-C in the middle of a change looks like.
+CommandResult signalled_midway(std::vector<std::string> args, const std::string& stop_at,
+                               int signal) {
+  args.insert(args.begin(), VFIOKIT_CLI);
+  ChildOptions options;
+  options.environment = {"VFIOKIT_DEBUG_STOP_AT=" + stop_at};
+  options.output = ChildOutput::capture;
+  ChildProcess child = ChildProcess::spawn(args, options);
+  const std::string stat = "/proc/" + std::to_string(child.pid()) + "/stat";
+  for (int tries = 0;; ++tries) {
+    const std::string text = read_file_if_exists(stat).value_or(")  ");
+    if (text.substr(text.rfind(')') + 2, 1) == "T") break;
+    if (tries > 1000) return {-1, "never stopped at " + stop_at + ": " + child.read_output()};
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  child.kill(signal);
+  child.kill(SIGCONT);
+  CommandResult result;
+  result.output = child.read_output();
+  result.exit_status = child.wait().value();
+  return result;
+}
+
+TEST(Cli, ASignalDuringABindRollsItBackAndExits128PlusTheSignal) {
+  test::FixtureCopy copy(test::fixture("sysfs/mounted-disk"));
+  const auto result = signalled_midway(
+      {"--host-root", copy.root().string(), "bind", "0000:05:00.0"}, "unbind", SIGINT);
+  EXPECT_EQ(result.exit_status, 130) << result.output;
+  EXPECT_NE(result.output.find("stopped by SIGINT before it finished"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("0000:05:00.0=rolled back: back on nvme"), std::string::npos)
+      << result.output;
+  EXPECT_TRUE(list_dir(copy.root() / "run/vfiokit/devices").empty());
+}
+
+TEST(Cli, ASignalDuringAnUnbindLetsItFinishAndSaysSo) {
+  test::FixtureCopy copy(test::fixture("sysfs/vfio-in-use"));
+  const auto result = signalled_midway({"--host-root", copy.root().string(), "unbind",
+                                        "0000:06:00.0", "--force-group-in-use", "--json"},
+                                       "unbind", SIGTERM);
+  EXPECT_EQ(result.exit_status, 143) << result.output;
+  // The document follows the hook's own line on stderr.
+  const auto document = nlohmann::json::parse(result.output.substr(result.output.find('{')));
+  EXPECT_EQ(document["signal"], "SIGTERM");
+  ASSERT_EQ(document["result"].size(), 1u);
+  EXPECT_EQ(document["result"][0]["ok"], true);
+}
+
+// `vfiokit persist ... | head -1`: the reader is gone by the time vfiokit writes its report.
+TEST(Cli, AClosedOutputPipeDoesNotKillAChange) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  ::close(fds[0]);
+  const std::string root = copy.root().string();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::signal(SIGPIPE, SIG_DFL);
+    const char* argv[] = {VFIOKIT_CLI, "--host-root",  root.c_str(),
+                          "persist",   "0000:01:00.0", nullptr};
+    ::execv(VFIOKIT_CLI, const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(list_dir(copy.root() / "etc/udev/rules.d").size(), 2u);
 }
 
 TEST(Cli, PersistWritesRulesUnderTheHostRoot) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -103,6 +104,22 @@ TEST(StateLock, ASecondHolderFailsAndNamesTheFirst) {
     EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos);
     EXPECT_NE(e.hint().find("--wait"), std::string::npos);
   }
+}
+
+TEST(StateLock, ASignalEndsTheWaitAndNothingIsTaken) {
+  test::TempDir dir;
+  StateLock first(dir.path(), std::chrono::milliseconds(0));
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    StateLock second(dir.path(),
+                     LockOptions{std::chrono::seconds(30), "/proc", [] { return SIGHUP; }});
+    FAIL() << "two holders";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(),
+              "stopped by SIGHUP while waiting for another vfiokit process; nothing was changed");
+    EXPECT_EQ(e.context_value("signal"), "SIGHUP");
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(StateLock, IsReleasedWhenItsHolderGoes) {

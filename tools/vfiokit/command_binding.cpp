@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/signals.h"
 #include "base/text.h"
 #include "bind/execute.h"
 #include "bind/lock.h"
@@ -22,6 +23,7 @@
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
+#include "tools/vfiokit/report.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -78,6 +80,7 @@ bind::Owner parse_owner(const std::string& text) {
 bind::ExecuteOptions execute_options(const BindingArgs& args) {
   bind::ExecuteOptions options;
   options.pid = ::getpid();
+  options.interrupted = SignalGuard::received;
   if (!args.owner.empty()) options.owner = parse_owner(args.owner);
   const char* stop_at = std::getenv("VFIOKIT_DEBUG_STOP_AT");
   const std::string stop = stop_at ? stop_at : "";
@@ -94,6 +97,43 @@ bind::ExecuteOptions execute_options(const BindingArgs& args) {
   return options;
 }
 
+// A signal ends the wait for another vfiokit: nothing has changed yet.
+bind::LockOptions lock_options(const BindingArgs& args) {
+  return {wait_duration(args.wait_seconds), "/proc", SignalGuard::received};
+}
+
+// bind, unbind, restore and persist run with SIGINT, SIGTERM and SIGHUP recorded (and SIGPIPE
+// ignored): a bind stops at its next step and takes home what it touched, a homecoming or a
+// persist finishes, and the exit status is then 128 + the signal, with the report or the error
+// saying which signal came and where each device is.
+int run_guarded(const GlobalOptions& options, const std::function<int()>& command) {
+  const SignalGuard signals;
+  int status = 0;
+  try {
+    status = command();
+  } catch (Error& e) {
+    const int signal = SignalGuard::received();
+    if (signal == 0) throw;
+    if (e.context_value("signal").empty()) e.with("signal", signal_name(signal));
+    print_error(e, options.json);
+    std::cout.flush();
+    return 128 + signal;
+  }
+  // While SIGPIPE is still ignored: a reader that is gone makes this fail, not kill.
+  std::cout.flush();
+  const int signal = SignalGuard::received();
+  return signal != 0 ? 128 + signal : status;
+}
+
+// The line a report ends with when a signal came while the command ran.
+void print_signal_note(std::ostream& out, int signal) {
+  if (signal == 0) return;
+  out << signal_name(signal)
+      << " came while vfiokit ran; it finished first, so everything is as shown above\n";
+}
+
+Json signal_json(int signal) { return signal != 0 ? Json(signal_name(signal)) : Json(nullptr); }
+
 // What bind, unbind or restore planned and did; rendered once, as text or JSON.
 struct BindingReport {
   std::string operation;  // "bind", "unbind", "restore"
@@ -101,6 +141,7 @@ struct BindingReport {
   bind::Plan plan;
   std::optional<bind::ExecuteResult> result;  // when it ran
   std::vector<bind::JournalProblem> left;     // restore: entries it could not use
+  int signal = 0;                             // SIGINT, SIGTERM or SIGHUP that came meanwhile
 };
 
 std::string plan_title(const std::string& operation) {
@@ -143,6 +184,7 @@ int render(const GlobalOptions& options, const BindingReport& report) {
       document["vfio_groups"] = nodes;
     }
     if (report.operation == "restore") document["left"] = problems_json(report.left);
+    document["signal"] = signal_json(report.signal);
     print_json(std::cout, document);
   } else {
     if (!report.plan.devices.empty()) {
@@ -157,6 +199,7 @@ int render(const GlobalOptions& options, const BindingReport& report) {
       }
     }
     print_problems(std::cout, report.left);
+    print_signal_note(std::cout, report.signal);
   }
   if (report.plan.refused()) return exit_status_for(ErrorKind::refused);
   return report.left.empty() ? 0 : exit_status_for(ErrorKind::failed);
@@ -168,7 +211,7 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const fs::path run_dir = paths.run / "vfiokit";
   const bind::ExecuteOptions exec = execute_options(args);
   std::optional<bind::StateLock> lock;
-  if (!args.dry_run) lock.emplace(run_dir, wait_duration(args.wait_seconds));
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
   spdlog::debug("gathering host facts");
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
@@ -178,6 +221,7 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
     bind::LiveSysfsOps ops;
     report.result = bind::execute_bind(paths, report.plan, ops, journal, exec);
   }
+  report.signal = SignalGuard::received();
   return render(options, report);
 }
 
@@ -200,11 +244,12 @@ int run_unbind(const GlobalOptions& options, const BindingArgs& args) {
   const auto bdfs = parse_bdfs(args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
   std::optional<bind::StateLock> lock;
-  if (!args.dry_run) lock.emplace(run_dir, wait_duration(args.wait_seconds));
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
   BindingReport report{"unbind", args.dry_run, bind::plan_unbind(view, bdfs, args.force), {}, {}};
   go_home(paths, args, journal, report);
+  report.signal = SignalGuard::received();
   return render(options, report);
 }
 
@@ -214,7 +259,7 @@ int run_restore(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
   const fs::path run_dir = paths.run / "vfiokit";
   std::optional<bind::StateLock> lock;
-  if (!args.dry_run) lock.emplace(run_dir, wait_duration(args.wait_seconds));
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
   const std::vector<pci::Bdf> named = args.all ? std::vector<pci::Bdf>{} : parse_bdfs(args.bdfs);
   bind::RestoreSelection selection = bind::select_for_restore(paths, journal, named);
@@ -235,6 +280,7 @@ int run_restore(const GlobalOptions& options, const BindingArgs& args) {
     report.plan = bind::plan_restore(view, selection.devices, args.force);
     go_home(paths, args, journal, report);
   }
+  report.signal = SignalGuard::received();
   return render(options, report);
 }
 
@@ -246,6 +292,7 @@ struct PersistReport {
   std::vector<bind::PersistEntry> added;      // persist: what it writes
   std::vector<fs::path> files;                // written or removed
   std::vector<bind::PersistEntry> persisted;  // everything persisted afterwards
+  int signal = 0;                             // SIGINT, SIGTERM or SIGHUP that came meanwhile
 };
 
 int render(const GlobalOptions& options, const PersistReport& report,
@@ -267,6 +314,7 @@ int render(const GlobalOptions& options, const PersistReport& report,
     Json persisted = Json::array();
     for (const auto& e : report.persisted) persisted.push_back(entry_json(e));
     document["persisted"] = persisted;
+    document["signal"] = signal_json(report.signal);
     print_json(std::cout, document);
     return status;
   }
@@ -292,7 +340,16 @@ int render(const GlobalOptions& options, const PersistReport& report,
                  "driver loads from the initramfs, run update-initramfs -u.\n";
   }
   for (const auto& f : report.files) std::cout << "  wrote " << f.string() << '\n';
+  print_signal_note(std::cout, report.signal);
   return status;
+}
+
+// A signal before persist writes anything stops it there; once it writes, it finishes.
+void stop_if_interrupted() {
+  if (const int signal = SignalGuard::received()) {
+    throw Error("persist", "stopped by " + signal_name(signal) + " before writing anything")
+        .with("signal", signal_name(signal));
+  }
 }
 
 int run_persist(const GlobalOptions& options, const BindingArgs& args) {
@@ -313,9 +370,10 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
   const auto bdfs = parse_bdfs(args.bdfs);
   // Two persists at once would each rewrite the softdep file from what they read.
   std::optional<bind::StateLock> lock;
-  if (!args.dry_run) lock.emplace(paths.run / "vfiokit", wait_duration(args.wait_seconds));
+  if (!args.dry_run) lock.emplace(paths.run / "vfiokit", lock_options(args));
   if (args.remove) {
     report.operation = "persist-remove";
+    stop_if_interrupted();
     if (!args.dry_run) report.files = store.remove(bdfs);
   } else {
     report.operation = "persist";
@@ -324,9 +382,11 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
     bind::PersistPlan planned = bind::plan_persist(view, bdfs, args.force);
     report.plan = std::move(planned.plan);
     report.added = std::move(planned.entries);
+    stop_if_interrupted();
     if (!report.plan->refused() && !args.dry_run) report.files = store.add(report.added);
   }
   report.persisted = store.entries();
+  report.signal = SignalGuard::received();
   return render(options, report, store);
 }
 
@@ -347,7 +407,9 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options) {
   add_force_options(sub, args->force,
                     {bind::Check::boot_vga, bind::Check::net, bind::Check::block,
                      bind::Check::group_in_use, bind::Check::sriov});
-  return {sub, [&options, args] { return run_bind(options, *args); }};
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_bind(options, *args); });
+          }};
 }
 
 Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
@@ -361,7 +423,9 @@ Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--json", options.json, "Print JSON");
   add_wait_option(sub, args->wait_seconds);
   add_force_options(sub, args->force, {bind::Check::group_in_use});
-  return {sub, [&options, args] { return run_unbind(options, *args); }};
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_unbind(options, *args); });
+          }};
 }
 
 Command add_restore_command(CLI::App& app, GlobalOptions& options) {
@@ -382,7 +446,9 @@ Command add_restore_command(CLI::App& app, GlobalOptions& options) {
       throw CLI::ValidationError("restore", "give the BDFs to restore, or --all");
     }
   });
-  return {sub, [&options, args] { return run_restore(options, *args); }};
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_restore(options, *args); });
+          }};
 }
 
 Command add_persist_command(CLI::App& app, GlobalOptions& options) {
@@ -400,7 +466,9 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
   add_force_options(
       sub, args->force,
       {bind::Check::boot_vga, bind::Check::net, bind::Check::block, bind::Check::sriov});
-  return {sub, [&options, args] { return run_persist(options, *args); }};
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_persist(options, *args); });
+          }};
 }
 
 }  // namespace vfiokit::cli
