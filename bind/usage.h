@@ -68,7 +68,7 @@ struct VfioHolder {
   int pid = 0;
   std::string command;
   std::string what;  // "/dev/vfio/11", "a VFIO device fd for 0000:06:00.0", ...
-  // False for a VFIO device fd the kernel does not name (before 6.9 fdinfo has no
+  // False for a VFIO device fd the kernel does not name (before 6.18 fdinfo has no
   // vfio-device-syspath): it may belong to this group or to another.
   bool certain = true;
   [[nodiscard]] std::string describe() const;  // "/dev/vfio/11 (qemu-system-x86, pid 4242)"
