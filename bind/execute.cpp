@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/signals.h"
 #include "iommu/group.h"
 #include "pci/device.h"
 
@@ -27,6 +28,18 @@ class Executor {
 
   void step(std::string_view name, const pci::Bdf& bdf) {
     if (options_.on_step) options_.on_step(name, bdf);
+    check_stop();
+  }
+
+  // A bind stops moving forward at the first step after a signal; what it touched then goes
+  // home. A homecoming (and a rollback) is never stopped: it is what leaves every device on a
+  // driver.
+  void check_stop() const {
+    if (!stoppable_ || !options_.interrupted) return;
+    if (const int signal = options_.interrupted()) {
+      throw Error("bind", "stopped by " + signal_name(signal) + " before it finished")
+          .with("signal", signal_name(signal));
+    }
   }
 
   void ensure_driver_registered(std::string_view driver) {
@@ -119,6 +132,7 @@ class Executor {
 
   // Every touched device home, newest first. Never throws: each outcome is reported.
   std::vector<DeviceOutcome> roll_back() {
+    stoppable_ = false;
     std::vector<DeviceOutcome> outcomes;
     for (auto it = touched_.rbegin(); it != touched_.rend(); ++it) {
       const PlannedDevice& device = **it;
@@ -143,6 +157,7 @@ class Executor {
             .with("group", std::to_string(group))
             .hint("is devtmpfs mounted on /dev, and udev running?");
       }
+      check_stop();
       ops_.sleep(options_.poll_interval);
       waited += options_.poll_interval;
     }
@@ -150,6 +165,7 @@ class Executor {
   }
 
   std::vector<const PlannedDevice*> touched_;
+  bool stoppable_ = false;
 
  private:
   const HostPaths& paths_;
@@ -173,14 +189,15 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
       groups.push_back(*device.group);
     }
   }
-  // The journal before any write: a crash from here on leaves enough to restore every device.
-  for (const auto* device : moves) {
-    executor.step("journal", device->bdf);
-    journal.record({device->bdf, device->group.value_or(0), device->original_driver,
-                    device->original_override, *device->target_driver, JournalState::binding,
-                    options.pid});
-  }
+  executor.stoppable_ = true;
   try {
+    // The journal before any write: a crash from here on leaves enough to restore every device.
+    for (const auto* device : moves) {
+      executor.step("journal", device->bdf);
+      journal.record({device->bdf, device->group.value_or(0), device->original_driver,
+                      device->original_override, *device->target_driver, JournalState::binding,
+                      options.pid});
+    }
     if (!moves.empty()) executor.ensure_driver_registered(*moves.front()->target_driver);
     for (const auto* device : moves) executor.move_to_target(*device);
     for (unsigned group : groups) executor.wait_for_group_node(group);
@@ -191,16 +208,31 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
       journal.record(*entry);
     }
   } catch (Error& failure) {
-    auto outcomes = executor.roll_back();
-    for (const auto& outcome : outcomes) failure.with(outcome.bdf.to_string(), outcome.detail);
-    // Journalled but never touched: nothing to undo beyond the entry itself.
+    const auto outcomes = executor.roll_back();
+    bool all_home = true;
+    for (const auto& outcome : outcomes) {
+      failure.with(outcome.bdf.to_string(), outcome.detail);
+      all_home = all_home && outcome.ok;
+    }
+    // Journalled (or about to be) but never touched: nothing to undo beyond the entry itself.
     for (const auto* device : moves) {
-      if (std::find(executor.touched_.begin(), executor.touched_.end(), device) ==
+      if (std::find(executor.touched_.begin(), executor.touched_.end(), device) !=
           executor.touched_.end()) {
-        journal.remove(device->bdf);
-        failure.with(device->bdf.to_string(),
-                     "unchanged, still on " + describe_driver(device->current_driver));
+        continue;
       }
+      try {
+        journal.remove(device->bdf);
+      } catch (const Error& e) {
+        all_home = false;
+        spdlog::warn("{}", e.what());
+      }
+      failure.with(device->bdf.to_string(),
+                   "unchanged, still on " + describe_driver(device->current_driver));
+    }
+    if (!all_home) {
+      failure.hint(
+          "not everything is back where it was: fix the cause, then run `vfiokit "
+          "restore --all`");
     }
     throw;
   }

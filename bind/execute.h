@@ -43,6 +43,11 @@ struct ExecuteOptions {
   // Called before each step ("journal", "override", "unbind", "probe", "verify", "home") with
   // the device it concerns: progress output, and the hook tests use to stop a bind midway.
   std::function<void(std::string_view step, const pci::Bdf& bdf)> on_step;
+  // The signal that asks to stop (SIGINT...; 0 while none has come; SignalGuard::received). A
+  // bind checks it before each step and, once set, stops and takes home what it touched; a
+  // write under way (an unbind in its child) is waited for, never abandoned. A homecoming
+  // does not stop: it finishes.
+  std::function<int()> interrupted;
 };
 
 struct DeviceOutcome {
@@ -56,8 +61,9 @@ struct ExecuteResult {
   std::vector<unsigned> groups;  // groups whose /dev/vfio node now exists (bind)
 };
 
-// Throws Error when a step fails; by then every device already changed has been taken home,
-// and the Error's context names each one with what happened to it.
+// Throws Error when a step fails or a signal stops it (context "signal"); by then every device
+// already changed has been taken home, and the Error's context names each one with what
+// happened to it.
 ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& ops,
                            Journal& journal, const ExecuteOptions& options);
 

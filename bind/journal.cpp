@@ -14,6 +14,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kMagic = "vfiokit-journal 1";
+constexpr std::string_view kDevicesFolder = "devices";
+// An entry is under 300 bytes; anything much longer is not one.
+constexpr std::size_t kMaxEntryBytes = 4096;
 
 Error journal_error(std::string message) { return Error("parse journal", std::move(message)); }
 
@@ -118,46 +121,87 @@ JournalEntry parse_journal_entry(std::string_view text) {
   return entry;
 }
 
-Journal::Journal(fs::path run_dir) : dir_(std::move(run_dir) / "devices") {}
+Journal::Journal(fs::path run_dir) : run_dir_(std::move(run_dir)) {}
 
-fs::path Journal::entry_path(const pci::Bdf& bdf) const { return dir_ / bdf.to_string(); }
+fs::path Journal::entry_path(const pci::Bdf& bdf) const {
+  return run_dir_ / kDevicesFolder / bdf.to_string();
+}
+
+std::optional<StateDir> Journal::open_folder() const {
+  auto run_dir = StateDir::open(run_dir_);
+  if (!run_dir) return std::nullopt;
+  return run_dir->open_subdir(kDevicesFolder);
+}
 
 void Journal::record(const JournalEntry& entry) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) {
-    throw Error::from_errno(ec.value(), "create journal folder").with("path", dir_.string());
-  }
-  // World-readable like the sysfs state it mirrors, so `check` and `show` work unprivileged.
-  write_file_durable(entry_path(entry.bdf), format_journal_entry(entry), 0644);
+  // World-readable like the sysfs state it mirrors, so `check` and `show` work unprivileged;
+  // writable by root alone, so nobody else can plant an entry or a link in it.
+  const StateDir folder = StateDir::create(run_dir_, 0755).create_subdir(kDevicesFolder, 0755);
+  folder.write_file_durable(entry.bdf.to_string(), format_journal_entry(entry), 0644);
 }
 
 std::optional<JournalEntry> Journal::find(const pci::Bdf& bdf) const {
-  const auto text = read_file_if_exists(entry_path(bdf));
+  const auto folder = open_folder();
+  if (!folder) return std::nullopt;
+  const auto text = folder->read_file(bdf.to_string(), kMaxEntryBytes);
   if (!text) return std::nullopt;
+  const std::string path = entry_path(bdf).string();
+  const std::string fix = "vfiokit cannot tell which driver " + bdf.to_string() +
+                          " came from: check it by hand (`vfiokit show " + bdf.to_string() +
+                          "`; bind it to its driver if it has none), then delete " + path;
+  JournalEntry entry;
   try {
-    return parse_journal_entry(*text);
+    entry = parse_journal_entry(*text);
   } catch (Error& e) {
-    e.with("path", entry_path(bdf).string())
-        .hint("the journal entry is damaged; check the device by hand, then delete the file");
+    e.with("path", path).hint(fix);
     throw;
   }
+  // A copied or renamed file would send another device's driver to this one.
+  if (entry.bdf != bdf) {
+    throw journal_error("it is named for " + bdf.to_string() + " but names " +
+                        entry.bdf.to_string() + " inside")
+        .with("path", path)
+        .hint(fix);
+  }
+  return entry;
+}
+
+JournalScan Journal::scan() const {
+  JournalScan scan;
+  const auto folder = open_folder();
+  if (!folder) return scan;
+  for (const auto& name : folder->list()) {
+    // What an interrupted write left; the entry itself is whole (it is renamed into place).
+    if (name.ends_with(".tmp")) continue;
+    const fs::path path = run_dir_ / kDevicesFolder / name;
+    const auto bdf = pci::parse_bdf(name);
+    if (!bdf) {
+      scan.problems.push_back({path, std::nullopt,
+                               "not a journal entry: its name is not a PCI address",
+                               "delete it if vfiokit did not put it there"});
+      continue;
+    }
+    try {
+      if (auto entry = find(*bdf)) scan.entries.push_back(std::move(*entry));
+    } catch (const Error& e) {
+      const bool damaged = e.operation() == "parse journal";
+      scan.problems.push_back({path, bdf, (damaged ? "damaged: " : "") + e.message(), e.hint()});
+    }
+  }
+  return scan;
 }
 
 std::vector<JournalEntry> Journal::entries() const {
-  std::vector<JournalEntry> all;
-  for (const auto& name : list_dir(dir_)) {
-    if (const auto bdf = pci::parse_bdf(name)) {
-      if (auto entry = find(*bdf)) all.push_back(std::move(*entry));
-    }
+  JournalScan all = scan();
+  if (!all.problems.empty()) {
+    const JournalProblem& first = all.problems.front();
+    throw Error("read journal", first.problem).with("path", first.path.string()).hint(first.fix);
   }
-  return all;
+  return std::move(all.entries);
 }
 
 void Journal::remove(const pci::Bdf& bdf) {
-  std::error_code ec;
-  fs::remove(entry_path(bdf), ec);
-  if (ec) throw Error::from_errno(ec.value(), "remove journal entry").with("bdf", bdf.to_string());
+  if (const auto folder = open_folder()) folder->remove(bdf.to_string());
 }
 
 }  // namespace vfiokit::bind

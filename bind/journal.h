@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/fs.h"
 #include "pci/bdf.h"
 
 namespace vfiokit::bind {
@@ -40,19 +41,40 @@ JournalEntry parse_journal_entry(std::string_view text);
 
 std::string_view to_string(JournalState state) noexcept;
 
+// A file in the journal `restore` cannot use, and what to do about it.
+struct JournalProblem {
+  std::filesystem::path path;
+  std::optional<pci::Bdf> bdf;  // the device its file name names, when it names one
+  std::string problem;          // "damaged: key 'pid' is missing", "... is not on this host"
+  std::string fix;
+};
+
+// Every entry of the journal that can be used, and every file that cannot.
+struct JournalScan {
+  std::vector<JournalEntry> entries;  // readable, and named for the device inside
+  std::vector<JournalProblem> problems;
+};
+
+// The folders and entries are vfiokit's own state (base/fs.h StateDir): a folder or entry that
+// is a symlink, or that someone other than root (or this user) owns or may write, is refused.
 class Journal {
  public:
   // `run_dir` is normally /run/vfiokit; entries live in run_dir/devices/.
   explicit Journal(std::filesystem::path run_dir);
 
   void record(const JournalEntry& entry);  // durable: fsync + rename + fsync of the folder
+  // Throws Error (naming the file, with the fix) for an entry that is damaged or names another
+  // device inside.
   std::optional<JournalEntry> find(const pci::Bdf& bdf) const;
-  std::vector<JournalEntry> entries() const;  // every readable entry; unreadable ones throw
+  // One damaged file does not hide the others. Throws only for the folder itself (untrusted).
+  JournalScan scan() const;
+  std::vector<JournalEntry> entries() const;  // every entry; the first damaged one throws
   void remove(const pci::Bdf& bdf);
+  [[nodiscard]] std::filesystem::path entry_path(const pci::Bdf& bdf) const;
 
  private:
-  std::filesystem::path entry_path(const pci::Bdf& bdf) const;
-  std::filesystem::path dir_;
+  std::optional<StateDir> open_folder() const;  // nullopt while there is none
+  std::filesystem::path run_dir_;
 };
 
 }  // namespace vfiokit::bind

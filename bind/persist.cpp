@@ -91,6 +91,29 @@ std::string render_softdeps(const std::vector<PersistEntry>& entries) {
   return text;
 }
 
+PersistPlan plan_persist(const HostView& view, std::span<const pci::Bdf> requested,
+                         const ForceFlags& force) {
+  ForceFlags without_group_in_use = force;
+  without_group_in_use.group_in_use = true;
+  PersistPlan out;
+  out.plan = plan_bind(view, requested, without_group_in_use);
+  std::erase_if(out.plan.forced, [](const Refusal& r) { return r.check == Check::group_in_use; });
+  if (out.plan.refused()) return out;
+  for (const auto& device : out.plan.devices) {
+    if (device.action == PlannedAction::stay) continue;
+    const DeviceFacts& facts = view.devices.at(device.bdf);
+    std::optional<std::string> host_driver;
+    if (facts.journal) {
+      host_driver = facts.journal->original_driver;
+    } else if (device.action == PlannedAction::move) {
+      host_driver = device.current_driver;
+    }
+    out.entries.push_back(
+        {device.bdf, facts.device.vendor_id, facts.device.device_id, std::move(host_driver)});
+  }
+  return out;
+}
+
 PersistStore::PersistStore(fs::path etc) : etc_(std::move(etc)) {}
 
 fs::path PersistStore::rule_path(const pci::Bdf& bdf) const {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bind/plan.h"
 #include "pci/bdf.h"
 
 namespace vfiokit::bind {
@@ -32,6 +33,18 @@ std::string render_udev_rule(const PersistEntry& entry);
 std::optional<PersistEntry> parse_udev_rule(std::string_view text);
 // The whole modprobe.d file for these entries; empty when no entry has a host driver.
 std::string render_softdeps(const std::vector<PersistEntry>& entries);
+
+struct PersistPlan {
+  Plan plan;                          // the checks of a bind, without group-in-use
+  std::vector<PersistEntry> entries;  // one per endpoint of the requested devices' groups
+};
+
+// What `persist` writes for `requested` and the rest of their groups: the same checks as a bind
+// except group-in-use (whether the group is open now says nothing about the next boot). Each
+// entry's host driver is the one the device leaves: its journalled original driver if vfiokit
+// bound it, else its current driver unless that is already a VFIO driver.
+PersistPlan plan_persist(const HostView& view, std::span<const pci::Bdf> requested,
+                         const ForceFlags& force);
 
 class PersistStore {
  public:

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "base/host_paths.h"
 #include "bind/journal.h"
 #include "bind/usage.h"
@@ -20,6 +21,25 @@ namespace vfiokit::bind {
 
 inline constexpr std::string_view kVfioPci = "vfio-pci";
 
+// The safety checks a plan can fail. The first five protect something the host is using and
+// each has a --force flag; the rest are structural impossibilities nothing overrides.
+enum class Check {
+  boot_vga,      // the host console runs on it
+  net,           // a network interface is up, routed or enslaved
+  block,         // a disk or partition is mounted, held, swapped on or open
+  group_in_use,  // another process has the group or one of its devices open through VFIO
+  sriov,         // a PF with VFs enabled: unbinding destroys them
+  iommu,         // no IOMMU group
+  bridge,        // a bridge was requested
+  group_viable,  // a bridge in the group sits on a driver VFIO does not accept
+  journal,       // its journal entry is damaged: where it came from is unknown
+};
+
+// "boot-vga", "group-in-use", ...: the name output and JSON use.
+std::string_view to_string(Check check) noexcept;
+// "--force-boot-vga", ...; empty for the checks nothing overrides.
+std::string_view force_flag(Check check) noexcept;
+
 // Each --force-REASON overrides one refusal; none overrides a structural impossibility (no
 // IOMMU, a bridge, a group that cannot become viable).
 struct ForceFlags {
@@ -28,18 +48,24 @@ struct ForceFlags {
   bool block = false;         // --force-block
   bool group_in_use = false;  // --force-group-in-use
   bool sriov = false;         // --force-sriov
+
+  // The flag that overrides `check`, or nullptr when nothing does.
+  [[nodiscard]] bool* flag(Check check) noexcept;
+  [[nodiscard]] bool overrides(Check check) const noexcept;
 };
 
 struct DeviceFacts {
   pci::PciDevice device;
   DeviceUsage usage;
   std::optional<JournalEntry> journal;
+  // Why its journal entry could not be read (damaged, a symlink...): nothing may move it.
+  std::optional<Error> journal_damage;
 };
 
 struct GroupFacts {
   unsigned number = 0;
   std::vector<pci::Bdf> members;
-  std::vector<VfioGroupHolder> holders;  // other processes with /dev/vfio/N open
+  std::vector<VfioHolder> holders;  // other processes with the group or a device open
 };
 
 struct HostView {
@@ -80,9 +106,10 @@ struct PlannedDevice {
 
 struct Refusal {
   pci::Bdf bdf;
-  std::string check;  // "boot-vga", "net", "block", "group-in-use", "sriov", "iommu", ...
+  Check check = Check::iommu;
   std::string reason;
-  std::string force_flag;  // empty when nothing can override it
+  // "--force-..." that overrides it; empty when nothing can.
+  [[nodiscard]] std::string_view force_flag() const noexcept { return bind::force_flag(check); }
 };
 
 struct Plan {
@@ -91,7 +118,14 @@ struct Plan {
   std::vector<Refusal> forced;         // refusals a --force flag overrode, reported as warnings
   [[nodiscard]] bool refused() const noexcept { return !refusals.empty(); }
   [[nodiscard]] std::vector<const PlannedDevice*> moves() const;
+  // The devices that end up on a VFIO driver: everything but the bridges that stay. A guest
+  // gets exactly these.
+  [[nodiscard]] std::vector<pci::Bdf> endpoints() const;
 };
+
+// A refused plan as one Error with exit status 3, each refusal in its context and the flags
+// that would override them in the hint.
+Error refusal_error(const Plan& plan, std::string_view operation);
 
 // Moving `requested` and the rest of their IOMMU groups to vfio-pci.
 Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const ForceFlags& force);
@@ -104,5 +138,16 @@ Plan plan_unbind(const HostView& view, std::span<const pci::Bdf> requested,
 // Returning journalled devices home, wherever a crash left them; no group closure.
 Plan plan_restore(const HostView& view, std::span<const pci::Bdf> journalled,
                   const ForceFlags& force);
+
+// What `restore` takes home: the journalled devices named in `named` (all of them when it is
+// empty) that are still on the host. A damaged entry, or one for a device that is gone
+// (unplugged, or a virtual function whose physical function disabled SR-IOV), is left with
+// what to do about it. Throws Error for a named device without any journal entry.
+struct RestoreSelection {
+  std::vector<pci::Bdf> devices;
+  std::vector<JournalProblem> left;
+};
+RestoreSelection select_for_restore(const HostPaths& paths, const Journal& journal,
+                                    std::span<const pci::Bdf> named);
 
 }  // namespace vfiokit::bind

@@ -27,6 +27,12 @@ void write_in_child(const std::filesystem::path& attribute, std::string_view val
                     std::chrono::milliseconds timeout) {
   const std::string path = attribute.string();  // prepared here: the child may not allocate
   ChildProcess child = ChildProcess::fork([&path, value]() -> int {
+    // Ctrl-C reaches the whole foreground process group: the write must not die with it (after
+    // an unbind the kernel completed, that would read as a failure). vfiokit itself decides
+    // what a signal means, and waits for this write whatever it is.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    for (const int signal : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal, &ignore, nullptr);
     const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return errno & 0xff;
     if (fd > 0) ::close_range(0, static_cast<unsigned>(fd) - 1, 0);

@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
 
+#include "base/error.h"
 #include "base/fs.h"
 #include "base/text.h"
 #include "base/unique_fd.h"
+#include "pci/device.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;
@@ -38,6 +41,15 @@ bool exclusive_open_is_busy(const fs::path& node) {
   // it is mounted, held by device-mapper/md, or opened exclusively by anyone else.
   UniqueFd fd(::open(node.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK));
   return !fd && errno == EBUSY;
+}
+
+// A /proc file of a process that may be gone (ESRCH, ENOENT) or not ours to read: empty then.
+std::string read_proc_text(const fs::path& path) {
+  try {
+    return read_file_if_exists(path).value_or("");
+  } catch (const Error&) {
+    return {};
+  }
 }
 
 }  // namespace
@@ -165,24 +177,88 @@ DeviceUsage probe_device_usage(const HostPaths& paths, const pci::Bdf& bdf) {
   return usage;
 }
 
-std::vector<VfioGroupHolder> find_vfio_group_holders(const HostPaths& paths, unsigned group,
-                                                     int self_pid) {
-  const std::string node = "/dev/vfio/" + std::to_string(group);
-  std::vector<VfioGroupHolder> holders;
-  for (const auto& entry : list_dir(paths.proc)) {
+std::string VfioHolder::describe() const {
+  return what + " (" + command + ", pid " + std::to_string(pid) + ")";
+}
+
+std::optional<pci::Bdf> vfio_device_of_fdinfo(std::string_view fdinfo) {
+  const auto syspath = find_key_value(fdinfo, "vfio-device-syspath");
+  if (!syspath) return std::nullopt;
+  return pci::parse_bdf(fs::path(*syspath).filename().string());
+}
+
+std::optional<char> parse_process_state(std::string_view stat) {
+  const std::size_t close = stat.rfind(')');
+  if (close == std::string_view::npos || close + 2 >= stat.size() || stat[close + 1] != ' ') {
+    return std::nullopt;
+  }
+  return stat[close + 2];
+}
+
+std::optional<ProcessInfo> read_process(const fs::path& proc, int pid) {
+  const fs::path dir = proc / std::to_string(pid);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return std::nullopt;
+  ProcessInfo info;
+  info.pid = pid;
+  const std::string comm = read_proc_text(dir / "comm");
+  info.command = comm.empty() ? "?" : std::string(trim(comm));
+  info.state = parse_process_state(read_proc_text(dir / "stat")).value_or('?');
+  return info;
+}
+
+void for_each_open_fd(const fs::path& proc, int self_pid,
+                      const std::function<void(int, const fs::path&, const std::string&)>& visit) {
+  for (const auto& entry : list_dir(proc)) {
     const auto pid = parse_uint(entry);
-    if (!pid || static_cast<int>(*pid) == self_pid) continue;
-    const fs::path fd_dir = paths.proc / entry / "fd";
+    if (!pid || *pid > 0x7fffffff || static_cast<int>(*pid) == self_pid) continue;
     std::error_code ec;
-    for (fs::directory_iterator it(fd_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    // Processes come and go, and other users' fds are unreadable: skip what cannot be read.
+    for (fs::directory_iterator it(proc / entry / "fd", ec), end; !ec && it != end;
+         it.increment(ec)) {
       std::error_code link_ec;
-      if (fs::read_symlink(it->path(), link_ec) == node && !link_ec) {
-        holders.push_back({static_cast<int>(*pid),
-                           read_line_if_exists(paths.proc / entry / "comm").value_or("?")});
-        break;
-      }
+      const fs::path target = fs::read_symlink(it->path(), link_ec);
+      if (!link_ec) visit(static_cast<int>(*pid), it->path(), target.string());
     }
   }
+}
+
+std::vector<VfioHolder> find_vfio_holders(const HostPaths& paths, unsigned group,
+                                          std::span<const pci::Bdf> members, int self_pid) {
+  const std::string group_node = "/dev/vfio/" + std::to_string(group);
+  std::map<std::string, pci::Bdf> cdevs;  // "/dev/vfio/devices/vfio0" -> its device
+  for (const auto& bdf : members) {
+    for (const auto& name : list_dir(pci::device_dir(paths, bdf) / "vfio-dev")) {
+      cdevs.emplace("/dev/vfio/devices/" + name, bdf);
+    }
+  }
+  auto is_member = [&](const pci::Bdf& bdf) {
+    return std::find(members.begin(), members.end(), bdf) != members.end();
+  };
+  std::vector<VfioHolder> holders;
+  for_each_open_fd(
+      paths.proc, self_pid, [&](int pid, const fs::path& link, const std::string& target) {
+        VfioHolder holder;
+        holder.pid = pid;
+        if (target == group_node) {
+          holder.what = group_node;
+        } else if (const auto cdev = cdevs.find(target); cdev != cdevs.end()) {
+          holder.what = target + " (" + cdev->second.to_string() + ")";
+        } else if (target == "anon_inode:[vfio-device]") {
+          const fs::path fdinfo = link.parent_path().parent_path() / "fdinfo" / link.filename();
+          const std::string info = read_proc_text(fdinfo);
+          const auto device = vfio_device_of_fdinfo(info);
+          if (device && !is_member(*device)) return;
+          holder.certain = device.has_value();
+          holder.what = device ? "a VFIO device fd for " + device->to_string()
+                               : "a VFIO device fd the kernel does not name";
+        } else {
+          return;
+        }
+        const std::string comm = read_proc_text(paths.proc / std::to_string(pid) / "comm");
+        holder.command = comm.empty() ? "?" : std::string(trim(comm));
+        holders.push_back(std::move(holder));
+      });
   return holders;
 }
 

@@ -4,7 +4,10 @@
 // resource away from under its users, so bind refuses unless forced.
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,12 +62,45 @@ struct DeviceUsage {
 // anything below it in the device tree, and how each is used.
 DeviceUsage probe_device_usage(const HostPaths& paths, const pci::Bdf& bdf);
 
-struct VfioGroupHolder {
+// Something of an IOMMU group a process has open through VFIO. vfio-pci's remove() waits until
+// every one is closed, so unbinding under it hangs.
+struct VfioHolder {
   int pid = 0;
   std::string command;
+  std::string what;  // "/dev/vfio/11", "a VFIO device fd for 0000:06:00.0", ...
+  // False for a VFIO device fd the kernel does not name (before 6.18 fdinfo has no
+  // vfio-device-syspath): it may belong to this group or to another.
+  bool certain = true;
+  [[nodiscard]] std::string describe() const;  // "/dev/vfio/11 (qemu-system-x86, pid 4242)"
 };
-// Processes other than `self_pid` with /dev/vfio/GROUP open (from /proc/PID/fd links).
-std::vector<VfioGroupHolder> find_vfio_group_holders(const HostPaths& paths, unsigned group,
-                                                     int self_pid);
+
+// Processes other than `self_pid` that hold the group `group` (whose devices are `members`)
+// through VFIO, from their /proc/PID/fd links: the group node /dev/vfio/GROUP; a device fd from
+// VFIO_GROUP_GET_DEVICE_FD ("anon_inode:[vfio-device]", which stays valid after the group fd is
+// closed), matched through "vfio-device-syspath:" in /proc/PID/fdinfo/FD; a device's cdev
+// /dev/vfio/devices/vfioN, matched through /sys/bus/pci/devices/BDF/vfio-dev/vfioN. /dev/iommu
+// alone holds no device: the iommufd binding lives only as long as the device's own fd.
+std::vector<VfioHolder> find_vfio_holders(const HostPaths& paths, unsigned group,
+                                          std::span<const pci::Bdf> members, int self_pid);
+
+// The BDF named by a VFIO device fd's fdinfo ("vfio-device-syspath: /sys/devices/.../BDF"), or
+// nullopt when the kernel does not say.
+std::optional<pci::Bdf> vfio_device_of_fdinfo(std::string_view fdinfo);
+
+// A process as /proc shows it.
+struct ProcessInfo {
+  int pid = 0;
+  std::string command;  // comm
+  char state = '?';     // R running, S sleeping, D blocked in the kernel, Z zombie, T stopped
+};
+// The state letter of a /proc/PID/stat line (after the command, which may hold ')' itself).
+std::optional<char> parse_process_state(std::string_view stat);
+// nullopt when there is no such process.
+std::optional<ProcessInfo> read_process(const std::filesystem::path& proc, int pid);
+// Each fd link of each process under `proc` other than `self_pid` that this user may read:
+// visit(pid, path of the link, its target).
+void for_each_open_fd(
+    const std::filesystem::path& proc, int self_pid,
+    const std::function<void(int, const std::filesystem::path&, const std::string&)>& visit);
 
 }  // namespace vfiokit::bind

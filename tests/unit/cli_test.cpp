@@ -1,8 +1,16 @@
 // The vfiokit program as users run it: exit statuses, text and --json output.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <thread>
+
+#include "base/fs.h"
 #include "base/process.h"
+#include "bind/lock.h"
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit {
@@ -122,6 +130,45 @@ TEST(Cli, BindDryRunShowsThePlanAndRefusesWithExitThree) {
             0);
 }
 
+TEST(Cli, WaitMustBeSecondsFromZeroToADay) {
+  const std::string root = sysfs_root("gpu-audio-group");
+  for (const char* bad : {"nan", "inf", "1e300", "-1", "86401", "10s"}) {
+    SCOPED_TRACE(bad);
+    for (const std::vector<std::string>& command :
+         {std::vector<std::string>{"bind", "--dry-run", "0000:01:00.0"},
+          std::vector<std::string>{"unbind", "--dry-run", "0000:01:00.0"},
+          std::vector<std::string>{"restore", "--dry-run", "--all"},
+          std::vector<std::string>{"persist", "--dry-run", "0000:01:00.0"},
+          std::vector<std::string>{"launch", "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary",
+                                   "/bin/true"}}) {
+      std::vector<std::string> args{"--host-root", root};
+      args.insert(args.end(), command.begin(), command.end());
+      args.insert(args.end(), {"--wait", bad});
+      const auto result = vfiokit_cli(args);
+      EXPECT_EQ(result.exit_status, 2) << command[0] << ": " << result.output;
+    }
+  }
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "bind", "--dry-run", "0000:01:00.0", "--wait", "0.5"})
+                .exit_status,
+            0);
+}
+
+TEST(Cli, PersistWaitsForTheStateLock) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const std::string root = copy.root().string();
+  {
+    const bind::StateLock held(copy.paths().run / "vfiokit", std::chrono::milliseconds(0));
+    const auto refused =
+        vfiokit_cli({"--host-root", root, "persist", "0000:01:00.0", "--wait", "0"});
+    EXPECT_EQ(refused.exit_status, 1) << refused.output;
+    EXPECT_NE(refused.output.find("another vfiokit process"), std::string::npos) << refused.output;
+    EXPECT_TRUE(list_dir(copy.root() / "etc/udev/rules.d").empty());
+  }
+  EXPECT_EQ(
+      vfiokit_cli({"--host-root", root, "persist", "0000:01:00.0", "--wait", "0"}).exit_status, 0);
+  EXPECT_EQ(list_dir(copy.root() / "etc/udev/rules.d").size(), 2u);
+}
+
 TEST(Cli, RestoreNeedsDevicesOrAll) {
   EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore"}).exit_status, 2);
   EXPECT_EQ(vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "0000:00:02.0"})
@@ -131,6 +178,119 @@ TEST(Cli, RestoreNeedsDevicesOrAll) {
       vfiokit_cli({"--host-root", sysfs_root("rig"), "restore", "--all", "--dry-run"});
   EXPECT_EQ(empty.exit_status, 0);
   EXPECT_NE(empty.output.find("nothing to restore"), std::string::npos);
+}
+
+// restore --all on a fixture tree: the GPU's entry is usable (and the GPU already home, so no
+// write is needed), its audio function's entry is truncated, and a VF's entry outlived the VF.
+TEST(Cli, RestoreTakesHomeWhatItCanAndReportsEachEntryItCannot) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const std::string root = copy.root().string();
+  const auto devices = copy.root() / "run/vfiokit/devices";
+  std::filesystem::create_directories(devices);
+  auto entry = [](const char* bdf, const char* driver) {
+    return std::string("vfiokit-journal 1\nbdf ") + bdf + "\ngroup 1\noriginal-driver " + driver +
+           "\noriginal-override -\ntarget-driver vfio-pci\nstate bound\npid 1\n";
+  };
+  write_file_durable(devices / "0000:01:00.0", entry("0000:01:00.0", "nouveau"));
+  write_file_durable(devices / "0000:01:00.1", "vfiokit-journal 1\nbdf 0000:01:00.1\ngr");
+  write_file_durable(devices / "0000:0a:00.0", entry("0000:0a:00.0", "ixgbevf"));
+
+  const auto named = vfiokit_cli({"--host-root", root, "restore", "0000:01:00.0", "--json"});
+  EXPECT_EQ(named.exit_status, 0) << named.output;
+  EXPECT_EQ(list_dir(devices), (std::vector<std::string>{"0000:01:00.1", "0000:0a:00.0"}));
+
+  write_file_durable(devices / "0000:01:00.0", entry("0000:01:00.0", "nouveau"));
+  const auto all = vfiokit_cli({"--host-root", root, "restore", "--all"});
+  EXPECT_EQ(all.exit_status, 1) << all.output;
+  EXPECT_NE(all.output.find("0000:01:00.0  already on nouveau"), std::string::npos) << all.output;
+  EXPECT_NE(all.output.find("left in the journal:\n  " + (devices / "0000:01:00.1").string() +
+                            ": damaged"),
+            std::string::npos)
+      << all.output;
+  EXPECT_NE(all.output.find("0000:0a:00.0 is not on this host any more"), std::string::npos);
+  EXPECT_EQ(list_dir(devices), (std::vector<std::string>{"0000:01:00.1", "0000:0a:00.0"}));
+
+  const auto json = vfiokit_cli({"--host-root", root, "restore", "--all", "--json"});
+  EXPECT_EQ(json.exit_status, 1);
+  const auto document = nlohmann::json::parse(json.output);
+  ASSERT_EQ(document["left"].size(), 2u);
+  EXPECT_EQ(document["left"][0]["bdf"], "0000:01:00.1");
+  EXPECT_EQ(document["left"][1]["path"], (devices / "0000:0a:00.0").string());
+  EXPECT_FALSE(document["left"][1]["fix"].get<std::string>().empty());
+}
+
+// vfiokit started in the background with VFIOKIT_DEBUG_STOP_AT, stopped there, then sent
+// `signal` and continued: what a Ctrl-C in the middle of a change looks like.
+CommandResult signalled_midway(std::vector<std::string> args, const std::string& stop_at,
+                               int signal) {
+  args.insert(args.begin(), VFIOKIT_CLI);
+  ChildOptions options;
+  options.environment = {"VFIOKIT_DEBUG_STOP_AT=" + stop_at};
+  options.output = ChildOutput::capture;
+  ChildProcess child = ChildProcess::spawn(args, options);
+  const std::string stat = "/proc/" + std::to_string(child.pid()) + "/stat";
+  for (int tries = 0;; ++tries) {
+    const std::string text = read_file_if_exists(stat).value_or(")  ");
+    if (text.substr(text.rfind(')') + 2, 1) == "T") break;
+    if (tries > 1000) return {-1, "never stopped at " + stop_at + ": " + child.read_output()};
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  child.kill(signal);
+  child.kill(SIGCONT);
+  CommandResult result;
+  result.output = child.read_output();
+  result.exit_status = child.wait().value();
+  return result;
+}
+
+TEST(Cli, ASignalDuringABindRollsItBackAndExits128PlusTheSignal) {
+  test::FixtureCopy copy(test::fixture("sysfs/mounted-disk"));
+  const auto result = signalled_midway(
+      {"--host-root", copy.root().string(), "bind", "0000:05:00.0"}, "unbind", SIGINT);
+  EXPECT_EQ(result.exit_status, 130) << result.output;
+  EXPECT_NE(result.output.find("stopped by SIGINT before it finished"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("0000:05:00.0=rolled back: back on nvme"), std::string::npos)
+      << result.output;
+  EXPECT_TRUE(list_dir(copy.root() / "run/vfiokit/devices").empty());
+}
+
+TEST(Cli, ASignalDuringAnUnbindLetsItFinishAndSaysSo) {
+  test::FixtureCopy copy(test::fixture("sysfs/vfio-in-use"));
+  const auto result = signalled_midway({"--host-root", copy.root().string(), "unbind",
+                                        "0000:06:00.0", "--force-group-in-use", "--json"},
+                                       "unbind", SIGTERM);
+  EXPECT_EQ(result.exit_status, 143) << result.output;
+  // The document follows the hook's own line on stderr.
+  const auto document = nlohmann::json::parse(result.output.substr(result.output.find('{')));
+  EXPECT_EQ(document["signal"], "SIGTERM");
+  ASSERT_EQ(document["result"].size(), 1u);
+  EXPECT_EQ(document["result"][0]["ok"], true);
+}
+
+// `vfiokit persist ... | head -1`: the reader is gone by the time vfiokit writes its report.
+TEST(Cli, AClosedOutputPipeDoesNotKillAChange) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  ::close(fds[0]);
+  const std::string root = copy.root().string();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::signal(SIGPIPE, SIG_DFL);
+    const char* argv[] = {VFIOKIT_CLI, "--host-root",  root.c_str(),
+                          "persist",   "0000:01:00.0", nullptr};
+    ::execv(VFIOKIT_CLI, const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(list_dir(copy.root() / "etc/udev/rules.d").size(), 2u);
 }
 
 TEST(Cli, PersistWritesRulesUnderTheHostRoot) {
@@ -192,7 +352,7 @@ TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
                    "launch", "0000:01:00.0", "--qemu", "--dry-run", "--qemu-binary", "/bin/true",
                    "--", "-m", "4G", "-append", "a b"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel  shares IOMMU group 1"),
+  EXPECT_NE(result.output.find("0000:01:00.1  snd_hda_intel -> vfio-pci  shares IOMMU group 1"),
             std::string::npos)
       << result.output;
   EXPECT_NE(result.output.find("/bin/true -m 4G -append 'a b' -device "
@@ -202,14 +362,36 @@ TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
       << result.output;
 }
 
+TEST(CliLaunch, QemuDryRunShowsThePlanExactlyAsBindDoes) {
+  const std::string root = test::fixture("sysfs").append("sriov-pf").string();
+  const auto launch =
+      vfiokit_cli({"--host-root", root, "launch", "0000:03:00.0", "--qemu", "--dry-run", "--json",
+                   "--force-net", "--qemu-binary", "/bin/true"});
+  const auto bind = vfiokit_cli(
+      {"--host-root", root, "bind", "0000:03:00.0", "--dry-run", "--json", "--force-net"});
+  EXPECT_EQ(launch.exit_status, 3) << launch.output;
+  EXPECT_EQ(bind.exit_status, 3) << bind.output;
+  const auto launched = nlohmann::json::parse(launch.output);
+  const auto bound = nlohmann::json::parse(bind.output);
+  EXPECT_EQ(launched["plan"], bound["plan"]);
+  EXPECT_EQ(launched["plan"]["forced"][0]["check"], "net");
+  EXPECT_EQ(launched["command"][0], "/bin/true");
+  // A group another process holds cannot be opened for a guest: launch has no override for it.
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:03:00.0", "--qemu", "--dry-run",
+                         "--force-group-in-use", "--qemu-binary", "/bin/true"})
+                .exit_status,
+            2);
+}
+
 TEST(CliLaunch, QemuDryRunOfTheBootVgaIsRefused) {
   const auto result =
       vfiokit_cli({"--host-root", test::fixture("sysfs").append("boot-vga").string(), "launch",
                    "0000:00:02.0", "--qemu", "--dry-run", "--json", "--qemu-binary", "/bin/true"});
   EXPECT_EQ(result.exit_status, 3) << result.output;
   const auto json = nlohmann::json::parse(result.output);
-  ASSERT_EQ(json["refused"].size(), 1u);
-  EXPECT_EQ(json["refused"][0]["check"], "boot-vga");
+  ASSERT_EQ(json["plan"]["refused"].size(), 1u);
+  EXPECT_EQ(json["plan"]["refused"][0]["check"], "boot-vga");
+  EXPECT_EQ(json["plan"]["refused"][0]["force_flag"], "--force-boot-vga");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "bind/execute.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "base/error.h"
 #include "base/fs.h"
@@ -263,6 +264,75 @@ TEST(ExecuteRestore, AFailedHomecomingKeepsTheJournalAndSaysSo) {
       rig.kernel, rig.journal, rig.options);
   EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
   EXPECT_TRUE(rig.journal.entries().empty());
+}
+
+TEST(ExecuteRestore, ADamagedEntryDoesNotKeepTheOtherDevicesFromComingHome) {
+  Rig rig("gpu-audio-group");
+  rig.options.on_step = [](std::string_view step, const pci::Bdf& at) {
+    if (step == "verify" && at.to_string() == "0000:01:00.1") throw Killed{};
+  };
+  EXPECT_THROW(execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel,
+                            rig.journal, rig.options),
+               Killed);
+  rig.options.on_step = nullptr;
+  write_file_durable(rig.paths.run / "vfiokit/devices/0000:01:00.1", "vfiokit-journal 1\nbd");
+  const RestoreSelection selection = select_for_restore(rig.paths, rig.journal, {});
+  ASSERT_EQ(selection.devices, std::vector<pci::Bdf>{bdf("0000:01:00.0")});
+  ASSERT_EQ(selection.left.size(), 1u);
+  const Plan plan = plan_restore(gather_host_view(rig.paths, selection.devices, rig.journal, 1),
+                                 selection.devices, {});
+  execute_homecoming(rig.paths, plan, rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+  EXPECT_FALSE(rig.override_of("0000:01:00.0"));
+  EXPECT_EQ(rig.journal.scan().problems.size(), 1u);  // kept, for the user to look at
+  EXPECT_TRUE(rig.journal.scan().entries.empty());
+}
+
+// SIGINT, SIGTERM or SIGHUP at any step of a bind: it goes no further, and every device it
+// touched goes home.
+TEST(ExecuteBind, ASignalAtAnyStepStopsTheBindAndTakesEveryDeviceHome) {
+  const std::vector<std::string> steps = {"journal", "override", "unbind", "probe", "verify"};
+  for (const auto& signal_step : steps) {
+    for (const char* signal_device : {"0000:01:00.0", "0000:01:00.1"}) {
+      SCOPED_TRACE(signal_step + "@" + signal_device);
+      Rig rig("gpu-audio-group");
+      int signal = 0;
+      rig.options.interrupted = [&] { return signal; };
+      rig.options.on_step = [&](std::string_view step, const pci::Bdf& at) {
+        if (step == signal_step && at.to_string() == signal_device) signal = SIGINT;
+      };
+      try {
+        execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel, rig.journal,
+                     rig.options);
+        FAIL() << "the bind went on";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.message(), "stopped by SIGINT before it finished");
+        EXPECT_EQ(e.context_value("signal"), "SIGINT");
+        EXPECT_NE(e.context_value("0000:01:00.0"), "");  // what happened to each device
+        EXPECT_NE(e.context_value("0000:01:00.1"), "");
+        EXPECT_TRUE(e.hint().empty()) << e.hint();  // nothing left to restore
+      }
+      EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+      EXPECT_EQ(rig.driver("0000:01:00.1"), "snd_hda_intel");
+      EXPECT_FALSE(rig.override_of("0000:01:00.0"));
+      EXPECT_FALSE(rig.override_of("0000:01:00.1"));
+      EXPECT_FALSE(rig.group_node(1));
+      EXPECT_TRUE(rig.journal.entries().empty());
+    }
+  }
+}
+
+TEST(ExecuteUnbind, ASignalDoesNotStopAHomecoming) {
+  Rig rig("gpu-audio-group");
+  execute_bind(rig.paths, rig.plan_bind_of({bdf("0000:01:00.0")}), rig.kernel, rig.journal,
+               rig.options);
+  rig.options.interrupted = [] { return SIGTERM; };
+  const auto result = execute_homecoming(rig.paths, rig.plan_unbind_of({bdf("0000:01:00.0")}),
+                                         rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.driver("0000:01:00.0"), "nouveau");
+  EXPECT_EQ(rig.driver("0000:01:00.1"), "snd_hda_intel");
+  EXPECT_TRUE(rig.journal.entries().empty());
+  EXPECT_EQ(result.devices.size(), 3u);
 }
 
 TEST(ExecuteBind, ARefusedPlanIsNeverExecuted) {

@@ -1,6 +1,7 @@
 #include "base/fs.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -117,6 +118,136 @@ TEST(FindProgram, SearchesThePathAsExecvpDoes) {
   EXPECT_EQ(find_program((dir / "a" / "tool").string(), ""), std::nullopt);
   EXPECT_EQ(find_program("a", dir.string()), std::nullopt);  // a directory is not a program
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace vfiokit
+
+namespace vfiokit {
+namespace {
+
+// Sets the umask for one scope.
+class Umask {
+ public:
+  explicit Umask(mode_t mask) : saved_(::umask(mask)) {}
+  ~Umask() { ::umask(saved_); }
+  Umask(const Umask&) = delete;
+  Umask& operator=(const Umask&) = delete;
+
+ private:
+  mode_t saved_;
+};
+
+mode_t mode_of(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+struct stat made_up_stat(mode_t type_and_mode, uid_t uid, nlink_t links = 1) {
+  struct stat st {};
+  st.st_mode = type_and_mode;
+  st.st_uid = uid;
+  st.st_nlink = links;
+  return st;
+}
+
+TEST(StateDirTrust, OnlyRootOrThisUserAndNobodyElseWriting) {
+  const uid_t me = 1000;
+  EXPECT_FALSE(untrusted_state_reason(made_up_stat(S_IFDIR | 0755, 0), true, me));
+  EXPECT_FALSE(untrusted_state_reason(made_up_stat(S_IFDIR | 0700, me), true, me));
+  EXPECT_FALSE(untrusted_state_reason(made_up_stat(S_IFREG | 0644, 0), false, me));
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFDIR | 0755, 1001), true, me),
+            "is owned by uid 1001, neither root nor this user");
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFDIR | 0777, 0), true, me),
+            "is writable by group or others (mode 0777)");
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFDIR | 0775, 0), true, me),
+            "is writable by group or others (mode 0775)");
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFREG | 0646, 0), false, me),
+            "is writable by group or others (mode 0646)");
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFREG | 0644, 0, 2), false, me),
+            "has 2 hard links");
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFIFO | 0600, 0), false, me),
+            "is not a regular file");
+  EXPECT_EQ(untrusted_state_reason(made_up_stat(S_IFREG | 0755, 0), true, me),
+            "is not a directory");
+  // Root trusts only root's.
+  EXPECT_TRUE(untrusted_state_reason(made_up_stat(S_IFDIR | 0755, 1000), true, 0));
+}
+
+TEST(StateDir, IsCreatedWithExactlyItsModeWhateverTheUmask) {
+  TempDir dir;
+  for (const mode_t mask : {mode_t{0}, mode_t{077}}) {
+    SCOPED_TRACE(mask);
+    const Umask umask(mask);
+    const fs::path root = dir.path() / ("run-" + std::to_string(mask));
+    const StateDir state = StateDir::create(root / "vfiokit", 0755);
+    const StateDir devices = state.create_subdir("devices", 0755);
+    devices.write_file_durable("0000:01:00.0", "entry\n", 0644);
+    EXPECT_EQ(mode_of(root / "vfiokit"), 0755u);
+    EXPECT_EQ(mode_of(root / "vfiokit/devices"), 0755u);
+    EXPECT_EQ(mode_of(root / "vfiokit/devices/0000:01:00.0"), 0644u);
+    EXPECT_EQ(devices.read_file("0000:01:00.0", 100), "entry\n");
+    EXPECT_EQ(devices.list(), std::vector<std::string>{"0000:01:00.0"});
+    EXPECT_TRUE(devices.remove("0000:01:00.0"));
+    EXPECT_FALSE(devices.remove("0000:01:00.0"));
+    EXPECT_FALSE(devices.read_file("0000:01:00.0", 100));
+  }
+}
+
+TEST(StateDir, ATemporaryFilePlantedAsASymlinkIsReplacedNeverWrittenThrough) {
+  TempDir dir;
+  write_file_durable(dir.path() / "victim", "precious\n");
+  const StateDir state = StateDir::create(dir.path() / "vfiokit", 0755);
+  fs::create_symlink(dir.path() / "victim", dir.path() / "vfiokit/entry.tmp");
+  state.write_file_durable("entry", "new\n", 0644);
+  EXPECT_EQ(read_file(dir.path() / "victim"), "precious\n");
+  EXPECT_EQ(read_file(dir.path() / "vfiokit/entry"), "new\n");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dir.path() / "vfiokit/entry.tmp")));
+  // The path-based write does the same.
+  fs::create_symlink(dir.path() / "victim", dir.path() / "rules.tmp");
+  write_file_durable(dir.path() / "rules", "rule\n");
+  EXPECT_EQ(read_file(dir.path() / "victim"), "precious\n");
+  EXPECT_EQ(read_file(dir.path() / "rules"), "rule\n");
+}
+
+TEST(StateDir, ASymlinkedOrOpenToAllFolderOrFileIsRefusedAndLeftAlone) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "elsewhere");
+  fs::create_directory_symlink(dir.path() / "elsewhere", dir.path() / "vfiokit");
+  try {
+    StateDir::create(dir.path() / "vfiokit", 0755);
+    FAIL() << "a symlinked state folder was used";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a symbolic link"), std::string::npos) << e.what();
+    EXPECT_EQ(e.context_value("path"), (dir.path() / "vfiokit").string());
+    EXPECT_FALSE(e.hint().empty());
+  }
+  EXPECT_THROW(StateDir::open(dir.path() / "vfiokit"), Error);
+
+  fs::create_directories(dir.path() / "open");
+  fs::permissions(dir.path() / "open", fs::perms::all);
+  try {
+    StateDir::create(dir.path() / "open", 0755);
+    FAIL() << "a folder anyone may write was used";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("writable by group or others (mode 0777)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(mode_of(dir.path() / "open"), 0777u);  // refused, not quietly changed
+
+  const StateDir state = StateDir::create(dir.path() / "state", 0755);
+  write_file_durable(dir.path() / "victim", "precious\n");
+  fs::create_symlink(dir.path() / "victim", dir.path() / "state/entry");
+  EXPECT_THROW(state.read_file("entry", 100), Error);
+  EXPECT_THROW(state.open_file("entry", 0600), Error);
+  fs::remove(dir.path() / "state/entry");
+  write_file_durable(dir.path() / "state/big", std::string(101, 'x'));
+  EXPECT_THROW(state.read_file("big", 100), Error);
+  ::mkfifo((dir.path() / "state/fifo").c_str(), 0600);
+  EXPECT_THROW(state.read_file("fifo", 100), Error);  // refused, without blocking on it
+  EXPECT_THROW(state.open_file("fifo", 0600), Error);
 }
 
 }  // namespace

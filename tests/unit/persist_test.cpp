@@ -60,3 +60,56 @@ TEST(Persist, StoreAddsListsAndRemovesAgainstAFixtureRoot) {
 
 }  // namespace
 }  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+PersistPlan persist_plan_of(const HostPaths& paths, const char* device, ForceFlags force = {}) {
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf(device)};
+  return plan_persist(gather_host_view(paths, requested, journal, 1), requested, force);
+}
+
+TEST(PlanPersist, TheWholeGroupButTheBridgeWithTheDriversItLeaves) {
+  const PersistPlan planned =
+      persist_plan_of(test::fixture_sysfs("gpu-audio-group"), "0000:01:00.0");
+  EXPECT_FALSE(planned.plan.refused());
+  EXPECT_EQ(planned.entries, (std::vector<PersistEntry>{gpu(), audio()}));
+}
+
+TEST(PlanPersist, TheSameRefusalsAsABind) {
+  const PersistPlan refused = persist_plan_of(test::fixture_sysfs("boot-vga"), "0000:00:02.0");
+  ASSERT_EQ(refused.plan.refusals.size(), 1u);
+  EXPECT_EQ(refused.plan.refusals[0].check, Check::boot_vga);
+  EXPECT_TRUE(refused.entries.empty());
+  ForceFlags force;
+  force.boot_vga = true;
+  const PersistPlan forced =
+      persist_plan_of(test::fixture_sysfs("boot-vga"), "0000:00:02.0", force);
+  EXPECT_FALSE(forced.plan.refused());
+  ASSERT_EQ(forced.entries.size(), 1u);
+  EXPECT_EQ(forced.entries[0].host_driver, "i915");
+}
+
+TEST(PlanPersist, AnOpenGroupIsNoReasonToRefuseOrWarn) {
+  const PersistPlan planned = persist_plan_of(test::fixture_sysfs("vfio-in-use"), "0000:06:00.0");
+  EXPECT_FALSE(planned.plan.refused());
+  EXPECT_TRUE(planned.plan.forced.empty());
+  ASSERT_EQ(planned.entries.size(), 1u);
+  // Already on vfio-pci and not journalled: there is no host driver to load it before.
+  EXPECT_FALSE(planned.entries[0].host_driver);
+}
+
+TEST(PlanPersist, AJournalledDeviceKeepsTheDriverItCameFrom) {
+  test::FixtureCopy copy(test::fixture("sysfs/vfio-in-use"));
+  Journal journal(copy.paths().run / "vfiokit");
+  journal.record({*pci::parse_bdf("0000:06:00.0"), 11, "nvme", std::nullopt, "vfio-pci",
+                  JournalState::bound, 1});
+  const PersistPlan planned = persist_plan_of(copy.paths(), "0000:06:00.0");
+  ASSERT_EQ(planned.entries.size(), 1u);
+  EXPECT_EQ(planned.entries[0].host_driver, "nvme");
+  EXPECT_EQ(planned.entries[0].vendor_id, 0x1b36);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind

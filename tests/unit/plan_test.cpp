@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "base/fs.h"
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit::bind {
@@ -26,7 +27,9 @@ struct Scenario {
 
 std::vector<std::string> checks_of(const std::vector<Refusal>& refusals) {
   std::vector<std::string> checks;
-  for (const auto& r : refusals) checks.push_back(r.check + "@" + r.bdf.to_string());
+  for (const auto& r : refusals) {
+    checks.push_back(std::string(to_string(r.check)) + "@" + r.bdf.to_string());
+  }
   return checks;
 }
 
@@ -62,14 +65,14 @@ TEST(PlanBind, RequestingTheBridgeItselfIsRefusedForGood) {
   Scenario s("gpu-audio-group", {bdf("0000:00:01.0")});
   const Plan plan = plan_bind(s.view, s.requested, ForceFlags{true, true, true, true, true});
   EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"bridge@0000:00:01.0"});
-  EXPECT_TRUE(plan.refusals[0].force_flag.empty());
+  EXPECT_TRUE(plan.refusals[0].force_flag().empty());
 }
 
 TEST(PlanBind, BootVgaIsRefusedUnlessForced) {
   Scenario s("boot-vga", {bdf("0000:00:02.0")});
   Plan plan = plan_bind(s.view, s.requested, {});
   ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"boot-vga@0000:00:02.0"});
-  EXPECT_EQ(plan.refusals[0].force_flag, "--force-boot-vga");
+  EXPECT_EQ(plan.refusals[0].force_flag(), "--force-boot-vga");
   ForceFlags force;
   force.boot_vga = true;
   plan = plan_bind(s.view, s.requested, force);
@@ -105,7 +108,7 @@ TEST(PlanBind, MountedAndHeldDiskIsRefusedTheIdleOneIsNot) {
   ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"block@0000:04:00.0"});
   EXPECT_NE(plan.refusals[0].reason.find("mounted on /boot/efi"), std::string::npos);
   EXPECT_NE(plan.refusals[0].reason.find("held by dm-0"), std::string::npos);
-  EXPECT_EQ(plan.refusals[0].force_flag, "--force-block");
+  EXPECT_EQ(plan.refusals[0].force_flag(), "--force-block");
   Scenario idle("mounted-disk", {bdf("0000:05:00.0")});
   EXPECT_FALSE(plan_bind(idle.view, idle.requested, {}).refused());
 }
@@ -145,7 +148,8 @@ TEST(PlanUnbind, AGroupInUseIsRefusedUnlessForced) {
   Scenario s("vfio-in-use", {bdf("0000:06:00.0")});
   Plan plan = plan_unbind(s.view, s.requested, {});
   ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"group-in-use@0000:06:00.0"});
-  EXPECT_NE(plan.refusals[0].reason.find("qemu-system-x86 (pid 4242)"), std::string::npos);
+  EXPECT_NE(plan.refusals[0].reason.find("/dev/vfio/11 (qemu-system-x86, pid 4242)"),
+            std::string::npos);
   ForceFlags force;
   force.group_in_use = true;
   plan = plan_unbind(s.view, s.requested, force);
@@ -160,6 +164,153 @@ TEST(PlanUnbind, DevicesOnHostDriversAreLeftAlone) {
   const Plan plan = plan_unbind(s.view, s.requested, {});
   ASSERT_EQ(plan.devices.size(), 1u);
   EXPECT_EQ(plan.devices[0].action, PlannedAction::already);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+TEST(PlanChecks, EachCheckHasItsNameAndOnlyHostUseChecksHaveAForceFlag) {
+  const std::vector<std::pair<Check, std::string>> names = {
+      {Check::boot_vga, "boot-vga"}, {Check::net, "net"},
+      {Check::block, "block"},       {Check::group_in_use, "group-in-use"},
+      {Check::sriov, "sriov"},       {Check::iommu, "iommu"},
+      {Check::bridge, "bridge"},     {Check::group_viable, "group-viable"}};
+  for (const auto& [check, name] : names) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(to_string(check), name);
+    ForceFlags force;
+    bool* flag = force.flag(check);
+    const bool overridable = check == Check::boot_vga || check == Check::net ||
+                             check == Check::block || check == Check::group_in_use ||
+                             check == Check::sriov;
+    ASSERT_EQ(flag != nullptr, overridable);
+    EXPECT_EQ(force_flag(check), overridable ? "--force-" + name : "");
+    EXPECT_FALSE(force.overrides(check));
+    if (flag) *flag = true;
+    EXPECT_EQ(force.overrides(check), overridable);
+  }
+}
+
+TEST(PlanChecks, EndpointsAreEverythingButTheBridgesThatStay) {
+  const HostPaths paths = test::fixture_sysfs("gpu-audio-group");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:01:00.1")};
+  const Plan plan = plan_bind(gather_host_view(paths, requested, journal, 1), requested, {});
+  EXPECT_EQ(plan.endpoints(), (std::vector<pci::Bdf>{*pci::parse_bdf("0000:01:00.1"),
+                                                     *pci::parse_bdf("0000:01:00.0")}));
+}
+
+TEST(PlanChecks, ARefusalErrorNamesEachRefusalAndEachOverrideOnce) {
+  const HostPaths paths = test::fixture_sysfs("sriov-pf");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:03:00.0")};
+  const Error e = refusal_error(
+      plan_bind(gather_host_view(paths, requested, journal, 1), requested, {}), "bind");
+  EXPECT_EQ(e.kind(), ErrorKind::refused);
+  EXPECT_NE(e.context_value("0000:03:00.0 net"), "");
+  EXPECT_NE(e.context_value("0000:03:00.0 sriov"), "");
+  EXPECT_EQ(e.hint(), "if you are sure, override with --force-net --force-sriov");
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+// A hot-plug race: the device names its IOMMU group, but the group's devices/ does not list it
+// (yet, or any more), while the group node is held.
+TEST(PlanRace, AGroupThatDoesNotListTheDeviceStillPlansAndChecksItsHolders) {
+  test::FixtureCopy copy(test::fixture("sysfs/vfio-in-use"));
+  std::filesystem::remove(copy.root() / "sys/kernel/iommu_groups/11/devices/0000:06:00.0");
+  const HostPaths paths = copy.paths();
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{bdf("0000:06:00.0")};
+  const HostView view = gather_host_view(paths, requested, journal, 1);
+  const Plan unbind = plan_unbind(view, requested, {});
+  ASSERT_EQ(checks_of(unbind.refusals), std::vector<std::string>{"group-in-use@0000:06:00.0"});
+  ASSERT_EQ(unbind.devices.size(), 1u);
+  EXPECT_EQ(plan_restore(view, requested, {}).devices.size(), 1u);
+  EXPECT_FALSE(plan_bind(view, requested, {}).refused());
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+TEST(PlanUnbind, ADeviceFdKeptAfterTheGroupWasClosedIsInUseToo) {
+  Scenario by_fd("vfio-device-fds", {bdf("0000:08:00.0")});
+  const Plan first = plan_unbind(by_fd.view, by_fd.requested, {});
+  ASSERT_EQ(checks_of(first.refusals), std::vector<std::string>{"group-in-use@0000:08:00.0"});
+  EXPECT_NE(first.refusals[0].reason.find("a VFIO device fd for 0000:08:00.0 (cloud-hyperviso"),
+            std::string::npos)
+      << first.refusals[0].reason;
+  Scenario by_cdev("vfio-device-fds", {bdf("0000:09:00.0")});
+  const Plan second = plan_unbind(by_cdev.view, by_cdev.requested, {});
+  ASSERT_EQ(checks_of(second.refusals), std::vector<std::string>{"group-in-use@0000:09:00.0"});
+  EXPECT_NE(second.refusals[0].reason.find("/dev/vfio/devices/vfio1"), std::string::npos);
+  EXPECT_EQ(second.refusals[0].reason.find("iommufd-tool"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+void write_entry(const HostPaths& paths, const char* device, std::string_view text) {
+  const auto devices = paths.run / "vfiokit/devices";
+  std::filesystem::create_directories(devices);
+  write_file_durable(devices / device, text);
+}
+
+std::string entry_text(const char* device, const char* original_driver) {
+  return format_journal_entry({bdf(device), 1, std::string(original_driver), std::nullopt,
+                               "vfio-pci", JournalState::bound, 1});
+}
+
+TEST(PlanRestore, EveryUsableEntryIsSelectedAndEachBadOrStaleOneLeftWithItsFix) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const HostPaths paths = copy.paths();
+  write_entry(paths, "0000:01:00.0", entry_text("0000:01:00.0", "nouveau"));
+  write_entry(paths, "0000:01:00.1", "vfiokit-journal 1\nbdf 0000:01:00.1\ngro");  // truncated
+  write_entry(paths, "0000:0a:00.0", entry_text("0000:0a:00.0", "ixgbevf"));       // unplugged
+  const Journal journal(paths.run / "vfiokit");
+
+  const RestoreSelection all = select_for_restore(paths, journal, {});
+  EXPECT_EQ(all.devices, std::vector<pci::Bdf>{bdf("0000:01:00.0")});
+  ASSERT_EQ(all.left.size(), 2u);
+  EXPECT_EQ(all.left[0].bdf, bdf("0000:01:00.1"));
+  EXPECT_NE(all.left[0].problem.find("damaged"), std::string::npos);
+  EXPECT_EQ(all.left[1].path, paths.run / "vfiokit/devices/0000:0a:00.0");
+  EXPECT_NE(all.left[1].problem.find("0000:0a:00.0 is not on this host any more"),
+            std::string::npos);
+  EXPECT_NE(all.left[1].problem.find("it was on ixgbevf"), std::string::npos);
+  EXPECT_NE(all.left[1].fix.find("vfiokit restore 0000:0a:00.0"), std::string::npos);
+
+  const std::vector<pci::Bdf> gpu{bdf("0000:01:00.0")};
+  const RestoreSelection named = select_for_restore(paths, journal, gpu);
+  EXPECT_EQ(named.devices, gpu);
+  EXPECT_TRUE(named.left.empty());
+  const std::vector<pci::Bdf> audio{bdf("0000:01:00.1")};
+  EXPECT_TRUE(select_for_restore(paths, journal, audio).devices.empty());
+  EXPECT_EQ(select_for_restore(paths, journal, audio).left.size(), 1u);
+  const std::vector<pci::Bdf> unknown{bdf("0000:0b:00.0")};
+  EXPECT_THROW(select_for_restore(paths, journal, unknown), Error);
+
+  // A damaged entry in the group does not stop planning the rest, and nothing moves a device
+  // whose origin is unknown.
+  const HostView view = gather_host_view(paths, gpu, journal, 1);
+  EXPECT_FALSE(plan_restore(view, gpu, {}).refused());
+  const Plan bind = plan_bind(view, gpu, {});
+  EXPECT_EQ(checks_of(bind.refusals), std::vector<std::string>{"journal@0000:01:00.1"});
+  EXPECT_NE(bind.refusals[0].reason.find("0000:01:00.1 cannot be used"), std::string::npos)
+      << bind.refusals[0].reason;
 }
 
 }  // namespace

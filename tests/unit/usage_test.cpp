@@ -1,6 +1,11 @@
 #include "bind/usage.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "base/fs.h"
 
 #include "tests/unit/fixtures.h"
 
@@ -84,12 +89,69 @@ TEST(Usage, NetworkInterfacesUpRoutedOrEnslaved) {
 
 TEST(Usage, VfioGroupHoldersFromProcFdLinks) {
   const HostPaths host = test::fixture_sysfs("vfio-in-use");
-  const auto holders = find_vfio_group_holders(host, 11, 1);
+  const std::vector<pci::Bdf> members{*pci::parse_bdf("0000:06:00.0")};
+  const auto holders = find_vfio_holders(host, 11, members, 1);
   ASSERT_EQ(holders.size(), 1u);
   EXPECT_EQ(holders[0].pid, 4242);
   EXPECT_EQ(holders[0].command, "qemu-system-x86");
-  EXPECT_TRUE(find_vfio_group_holders(host, 11, 4242).empty());  // ourselves
-  EXPECT_TRUE(find_vfio_group_holders(host, 12, 1).empty());
+  EXPECT_TRUE(holders[0].certain);
+  EXPECT_EQ(holders[0].describe(), "/dev/vfio/11 (qemu-system-x86, pid 4242)");
+  EXPECT_TRUE(find_vfio_holders(host, 11, members, 4242).empty());  // ourselves
+  EXPECT_TRUE(find_vfio_holders(host, 12, {}, 1).empty());
+}
+
+// Processes that closed the group node but keep a device: through a device fd the kernel names
+// in fdinfo, or through the device's cdev. /dev/iommu alone holds nothing.
+TEST(Usage, VfioDeviceFdsAndCdevsHoldTheirGroups) {
+  const HostPaths host = test::fixture_sysfs("vfio-device-fds");
+  const std::vector<pci::Bdf> first{*pci::parse_bdf("0000:08:00.0")};
+  const std::vector<pci::Bdf> second{*pci::parse_bdf("0000:09:00.0")};
+  const auto by_fd = find_vfio_holders(host, 12, first, 1);
+  ASSERT_EQ(by_fd.size(), 1u);
+  EXPECT_EQ(by_fd[0].describe(), "a VFIO device fd for 0000:08:00.0 (cloud-hyperviso, pid 5001)");
+  EXPECT_TRUE(by_fd[0].certain);
+  const auto by_cdev = find_vfio_holders(host, 13, second, 1);
+  ASSERT_EQ(by_cdev.size(), 1u);
+  EXPECT_EQ(by_cdev[0].describe(),
+            "/dev/vfio/devices/vfio1 (0000:09:00.0) (qemu-system-x86, pid 5002)");
+}
+
+TEST(Usage, AVfioDeviceFdTheKernelDoesNotNameMayHoldAnyGroup) {
+  test::FixtureCopy copy(test::fixture("sysfs/vfio-device-fds"));
+  const std::filesystem::path proc = copy.paths().proc / "5004";
+  std::filesystem::create_directories(proc / "fd");
+  std::filesystem::create_directories(proc / "fdinfo");
+  std::filesystem::create_symlink("anon_inode:[vfio-device]", proc / "fd/4");
+  write_file_durable(proc / "fdinfo/4", "pos:\t0\nflags:\t02000002\n");
+  write_file_durable(proc / "comm", "old-vmm\n");
+  for (const char* device : {"0000:08:00.0", "0000:09:00.0"}) {
+    const std::vector<pci::Bdf> members{*pci::parse_bdf(device)};
+    const auto holders = find_vfio_holders(copy.paths(), 12, members, 1);
+    const auto unnamed = std::find_if(holders.begin(), holders.end(),
+                                      [](const VfioHolder& h) { return h.pid == 5004; });
+    ASSERT_NE(unnamed, holders.end()) << device;
+    EXPECT_FALSE(unnamed->certain);
+    EXPECT_EQ(unnamed->what, "a VFIO device fd the kernel does not name");
+  }
+}
+
+TEST(Usage, FdinfoNamesTheDeviceOfAVfioDeviceFd) {
+  EXPECT_EQ(vfio_device_of_fdinfo("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n"
+                                  "vfio-device-syspath: /sys/devices/pci0000:00/0000:00:02.0\n"),
+            pci::parse_bdf("0000:00:02.0"));
+  EXPECT_FALSE(vfio_device_of_fdinfo("pos:\t0\nflags:\t02000002\n"));
+  EXPECT_FALSE(vfio_device_of_fdinfo("vfio-device-syspath: /sys/devices/virtual/mdev0\n"));
+}
+
+TEST(Usage, ProcessStateComesAfterTheCommandWhateverItHolds) {
+  EXPECT_EQ(parse_process_state("1234 (vfiokit) D 1 1234 1234 0 -1"), 'D');
+  EXPECT_EQ(parse_process_state("1234 (a) b) (c) S 1 1234"), 'S');
+  EXPECT_FALSE(parse_process_state("1234 (vfiokit"));
+  EXPECT_FALSE(parse_process_state(""));
+  const auto self = read_process("/proc", ::getpid());
+  ASSERT_TRUE(self);
+  EXPECT_EQ(self->state, 'R');
+  EXPECT_FALSE(read_process("/proc", 0x7ffffffe));
 }
 
 }  // namespace

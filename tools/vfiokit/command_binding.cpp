@@ -14,13 +14,16 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/signals.h"
 #include "base/text.h"
 #include "bind/execute.h"
 #include "bind/lock.h"
 #include "bind/persist.h"
 #include "bind/plan.h"
+#include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
+#include "tools/vfiokit/report.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -33,37 +36,9 @@ struct BindingArgs {
   bool remove = false;  // persist --remove
   bool list = false;    // persist --list
   std::string owner;
-  double wait_seconds = 30;
+  std::chrono::milliseconds wait{30000};
   bind::ForceFlags force;
 };
-
-void add_force_flags(CLI::App* sub, bind::ForceFlags& force) {
-  const char* group = "Overriding safety checks";
-  sub->add_flag("--force-boot-vga", force.boot_vga, "Move the boot VGA device anyway")
-      ->group(group);
-  sub->add_flag("--force-net", force.net,
-                "Move a device whose network interfaces are up, "
-                "routed or enslaved")
-      ->group(group);
-  sub->add_flag("--force-block", force.block,
-                "Move a device whose disks are mounted, held, "
-                "swapped on or open")
-      ->group(group);
-  sub->add_flag("--force-group-in-use", force.group_in_use,
-                "Go on although another process has the group's /dev/vfio node open")
-      ->group(group);
-  sub->add_flag("--force-sriov", force.sriov,
-                "Move an SR-IOV physical function with virtual "
-                "functions enabled (they are destroyed)")
-      ->group(group);
-}
-
-void add_wait_option(CLI::App* sub, BindingArgs& args) {
-  sub->add_option("--wait", args.wait_seconds,
-                  "Seconds to wait for another vfiokit process to finish (0: fail at once)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-}
 
 std::vector<pci::Bdf> parse_bdfs(const std::vector<std::string>& texts) {
   std::vector<pci::Bdf> bdfs;
@@ -105,6 +80,7 @@ bind::Owner parse_owner(const std::string& text) {
 bind::ExecuteOptions execute_options(const BindingArgs& args) {
   bind::ExecuteOptions options;
   options.pid = ::getpid();
+  options.interrupted = SignalGuard::received;
   if (!args.owner.empty()) options.owner = parse_owner(args.owner);
   const char* stop_at = std::getenv("VFIOKIT_DEBUG_STOP_AT");
   const std::string stop = stop_at ? stop_at : "";
@@ -121,122 +97,112 @@ bind::ExecuteOptions execute_options(const BindingArgs& args) {
   return options;
 }
 
-std::chrono::milliseconds wait_for(const BindingArgs& args) {
-  return std::chrono::milliseconds(static_cast<long long>(args.wait_seconds * 1000));
+// A signal ends the wait for another vfiokit: nothing has changed yet.
+bind::LockOptions lock_options(const BindingArgs& args) {
+  return {args.wait, "/proc", SignalGuard::received};
 }
 
-std::string_view action_word(bind::PlannedAction action) {
-  switch (action) {
-    case bind::PlannedAction::move:
-      return "move";
-    case bind::PlannedAction::already:
-      return "already";
-    case bind::PlannedAction::stay:
-      return "stay";
+// bind, unbind, restore and persist run with SIGINT, SIGTERM and SIGHUP recorded (and SIGPIPE
+// ignored): a bind stops at its next step and takes home what it touched, a homecoming or a
+// persist finishes, and the exit status is then 128 + the signal, with the report or the error
+// saying which signal came and where each device is.
+int run_guarded(const GlobalOptions& options, const std::function<int()>& command) {
+  const SignalGuard signals;
+  int status = 0;
+  try {
+    status = command();
+  } catch (Error& e) {
+    const int signal = SignalGuard::received();
+    if (signal == 0) throw;
+    if (e.context_value("signal").empty()) e.with("signal", signal_name(signal));
+    print_error(e, options.json);
+    std::cout.flush();
+    return 128 + signal;
   }
-  return "?";
+  // While SIGPIPE is still ignored: a reader that is gone makes this fail, not kill.
+  std::cout.flush();
+  const int signal = SignalGuard::received();
+  return signal != 0 ? 128 + signal : status;
 }
 
-Json plan_json(const bind::Plan& plan) {
-  auto optional = [](const std::optional<std::string>& value) { return Json(value); };
-  Json devices = Json::array();
-  for (const auto& d : plan.devices) {
-    devices.push_back({{"bdf", d.bdf.to_string()},
-                       {"iommu_group", Json(d.group)},
-                       {"requested", d.requested},
-                       {"action", action_word(d.action)},
-                       {"driver", optional(d.current_driver)},
-                       {"target_driver", optional(d.target_driver)},
-                       {"note", d.note}});
-  }
-  auto refusals = [](const std::vector<bind::Refusal>& list) {
-    Json out = Json::array();
-    for (const auto& r : list) {
-      out.push_back({{"bdf", r.bdf.to_string()},
-                     {"check", r.check},
-                     {"reason", r.reason},
-                     {"force_flag", r.force_flag.empty() ? Json(nullptr) : Json(r.force_flag)}});
-    }
-    return out;
-  };
-  return {{"devices", devices},
-          {"refused", refusals(plan.refusals)},
-          {"forced", refusals(plan.forced)}};
+// The line a report ends with when a signal came while the command ran.
+void print_signal_note(std::ostream& out, int signal) {
+  if (signal == 0) return;
+  out << signal_name(signal)
+      << " came while vfiokit ran; it finished first, so everything is as shown above\n";
 }
 
-void print_plan(std::ostream& out, const bind::Plan& plan, std::string_view title) {
-  out << title << '\n';
-  std::size_t width = 0;
-  std::vector<std::string> moves;
-  for (const auto& d : plan.devices) {
-    std::string move = d.current_driver.value_or("(none)");
-    if (d.action == bind::PlannedAction::move) {
-      move += " -> " + d.target_driver.value_or("(default driver)");
-    }
-    width = std::max(width, move.size());
-    moves.push_back(std::move(move));
-  }
-  for (std::size_t i = 0; i < plan.devices.size(); ++i) {
-    const auto& d = plan.devices[i];
-    out << "  " << d.bdf.to_string() << "  " << moves[i]
-        << std::string(width - moves[i].size() + 2, ' ') << d.note << '\n';
-  }
-  for (const auto& r : plan.forced) {
-    out << "  warning: " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason
-        << " (overridden by " << r.force_flag << ")\n";
-  }
+Json signal_json(int signal) { return signal != 0 ? Json(signal_name(signal)) : Json(nullptr); }
+
+// What bind, unbind or restore planned and did; rendered once, as text or JSON.
+struct BindingReport {
+  std::string operation;  // "bind", "unbind", "restore"
+  bool dry_run = false;
+  bind::Plan plan;
+  std::optional<bind::ExecuteResult> result;  // when it ran
+  std::vector<bind::JournalProblem> left;     // restore: entries it could not use
+  int signal = 0;                             // SIGINT, SIGTERM or SIGHUP that came meanwhile
+};
+
+std::string plan_title(const std::string& operation) {
+  return operation == "bind" ? "plan: move to vfio-pci"
+                             : "plan: " + operation + " to the original drivers";
 }
 
-// Prints the refusals and returns exit status 3, or returns 0 when there are none.
-int report_refusals(const bind::Plan& plan, bool json, const Json& document) {
-  if (!plan.refused()) return 0;
-  if (json) {
-    print_json(std::cout, document);
-  } else {
-    std::cerr << "vfiokit: refused; nothing was changed:\n";
-    for (const auto& r : plan.refusals) {
-      std::cerr << "  " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason << '\n';
-      if (!r.force_flag.empty()) std::cerr << "    override with " << r.force_flag << '\n';
-    }
-  }
-  return exit_status_for(ErrorKind::refused);
-}
-
-Json outcomes_json(const bind::ExecuteResult& result) {
+Json problems_json(const std::vector<bind::JournalProblem>& problems) {
   Json list = Json::array();
-  for (const auto& o : result.devices) {
-    list.push_back({{"bdf", o.bdf.to_string()}, {"ok", o.ok}, {"detail", o.detail}});
+  for (const auto& p : problems) {
+    list.push_back({{"path", p.path.string()},
+                    {"bdf", p.bdf ? Json(p.bdf->to_string()) : Json(nullptr)},
+                    {"problem", p.problem},
+                    {"fix", p.fix}});
   }
   return list;
 }
 
-void print_outcomes(std::ostream& out, const bind::ExecuteResult& result) {
-  for (const auto& o : result.devices) out << "  " << o.bdf.to_string() << "  " << o.detail << '\n';
+void print_problems(std::ostream& out, const std::vector<bind::JournalProblem>& problems) {
+  if (problems.empty()) return;
+  out << "left in the journal:\n";
+  for (const auto& p : problems) {
+    out << "  " << p.path.string() << ": " << p.problem << '\n';
+    out << "    fix: " << p.fix << '\n';
+  }
 }
 
-// The rest of bind, unbind and restore once the plan exists: show it, stop at refusals (exit 3)
-// or --dry-run, else execute and show what happened to each device.
-int present_and_execute(const GlobalOptions& options, const BindingArgs& args,
-                        const std::string& operation, const bind::Plan& plan,
-                        const std::string& title,
-                        const std::function<bind::ExecuteResult()>& execute) {
-  Json document{{"operation", operation}, {"dry_run", args.dry_run}, {"plan", plan_json(plan)}};
-  if (!options.json) print_plan(std::cout, plan, title);
-  if (int status = report_refusals(plan, options.json, document)) return status;
-  if (!args.dry_run) {
-    const bind::ExecuteResult result = execute();
-    Json nodes = Json::array();
-    for (unsigned group : result.groups) nodes.push_back("/dev/vfio/" + std::to_string(group));
-    document["result"] = outcomes_json(result);
-    document["vfio_groups"] = nodes;
-    if (!options.json) {
-      std::cout << "done:\n";
-      print_outcomes(std::cout, result);
-      for (unsigned group : result.groups) std::cout << "  /dev/vfio/" << group << " is ready\n";
+// Returns the exit status: 3 when the plan was refused, 1 when journal entries were left, else 0.
+int render(const GlobalOptions& options, const BindingReport& report) {
+  if (options.json) {
+    Json document{{"operation", report.operation},
+                  {"dry_run", report.dry_run},
+                  {"plan", plan_json(report.plan)}};
+    if (report.result) {
+      Json nodes = Json::array();
+      for (unsigned group : report.result->groups) {
+        nodes.push_back("/dev/vfio/" + std::to_string(group));
+      }
+      document["result"] = outcomes_json(report.result->devices);
+      document["vfio_groups"] = nodes;
     }
+    if (report.operation == "restore") document["left"] = problems_json(report.left);
+    document["signal"] = signal_json(report.signal);
+    print_json(std::cout, document);
+  } else {
+    if (!report.plan.devices.empty()) {
+      print_plan(std::cout, report.plan, plan_title(report.operation));
+    }
+    if (report.plan.refused()) print_refusals(std::cerr, report.plan);
+    if (report.result) {
+      std::cout << "done:\n";
+      for (const auto& outcome : report.result->devices) print_outcome(std::cout, outcome);
+      for (unsigned group : report.result->groups) {
+        std::cout << "  /dev/vfio/" << group << " is ready\n";
+      }
+    }
+    print_problems(std::cout, report.left);
+    print_signal_note(std::cout, report.signal);
   }
-  if (options.json) print_json(std::cout, document);
-  return 0;
+  if (report.plan.refused()) return exit_status_for(ErrorKind::refused);
+  return report.left.empty() ? 0 : exit_status_for(ErrorKind::failed);
 }
 
 int run_bind(const GlobalOptions& options, const BindingArgs& args) {
@@ -245,89 +211,156 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const fs::path run_dir = paths.run / "vfiokit";
   const bind::ExecuteOptions exec = execute_options(args);
   std::optional<bind::StateLock> lock;
-  if (!args.dry_run) lock.emplace(run_dir, wait_for(args));
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
   spdlog::debug("gathering host facts");
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
-  const auto plan = bind::plan_bind(view, bdfs, args.force);
-  spdlog::debug("planned {} devices", plan.devices.size());
-  return present_and_execute(options, args, "bind", plan, "plan: move to vfio-pci", [&] {
+  BindingReport report{"bind", args.dry_run, bind::plan_bind(view, bdfs, args.force), {}, {}};
+  spdlog::debug("planned {} devices", report.plan.devices.size());
+  if (!report.plan.refused() && !args.dry_run) {
     bind::LiveSysfsOps ops;
-    return bind::execute_bind(paths, plan, ops, journal, exec);
-  });
+    report.result = bind::execute_bind(paths, report.plan, ops, journal, exec);
+  }
+  report.signal = SignalGuard::received();
+  return render(options, report);
 }
 
-// unbind and restore: the same homecoming, from a group closure or from the journal.
-int run_homecoming(const GlobalOptions& options, const BindingArgs& args, bool from_journal) {
+// unbind and restore once planned: every device home (each is attempted even if one fails).
+void go_home(const HostPaths& paths, const BindingArgs& args, bind::Journal& journal,
+             BindingReport& report) {
+  if (report.plan.refused() || args.dry_run) return;
+  bind::LiveSysfsOps ops;
+  try {
+    report.result =
+        bind::execute_homecoming(paths, report.plan, ops, journal, execute_options(args));
+  } catch (Error& e) {
+    for (const auto& p : report.left) e.with(p.path.string(), "left: " + p.problem);
+    throw;
+  }
+}
+
+int run_unbind(const GlobalOptions& options, const BindingArgs& args) {
+  const HostPaths paths = options.paths();
+  const auto bdfs = parse_bdfs(args.bdfs);
+  const fs::path run_dir = paths.run / "vfiokit";
+  std::optional<bind::StateLock> lock;
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
+  bind::Journal journal(run_dir);
+  const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
+  BindingReport report{"unbind", args.dry_run, bind::plan_unbind(view, bdfs, args.force), {}, {}};
+  go_home(paths, args, journal, report);
+  report.signal = SignalGuard::received();
+  return render(options, report);
+}
+
+// Every journalled device that can go home does; a damaged entry, or one for a device that is
+// gone, is reported with what to do, and the exit status is then 1.
+int run_restore(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
   const fs::path run_dir = paths.run / "vfiokit";
-  const bind::ExecuteOptions exec = execute_options(args);
   std::optional<bind::StateLock> lock;
-  if (!args.dry_run) lock.emplace(run_dir, wait_for(args));
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
-  std::vector<pci::Bdf> bdfs = parse_bdfs(args.bdfs);
-  const std::string verb = from_journal ? "restore" : "unbind";
-  if (from_journal) {
-    std::vector<pci::Bdf> journalled;
-    for (const auto& entry : journal.entries()) journalled.push_back(entry.bdf);
-    if (args.all) {
-      bdfs = journalled;
+  const std::vector<pci::Bdf> named = args.all ? std::vector<pci::Bdf>{} : parse_bdfs(args.bdfs);
+  bind::RestoreSelection selection = bind::select_for_restore(paths, journal, named);
+  if (selection.devices.empty() && selection.left.empty()) {
+    if (options.json) {
+      print_json(std::cout, Json{{"operation", "restore"},
+                                 {"dry_run", args.dry_run},
+                                 {"result", Json::array()},
+                                 {"left", Json::array()}});
     } else {
-      for (const auto& bdf : bdfs) {
-        if (std::find(journalled.begin(), journalled.end(), bdf) == journalled.end()) {
-          throw Error("restore", "no journal entry for " + bdf.to_string())
-              .with("bdf", bdf.to_string())
-              .hint("vfiokit did not bind it; `vfiokit unbind " + bdf.to_string() +
-                    "` returns a device on vfio-pci to its default driver");
-        }
-      }
+      std::cout << "nothing to restore: the journal in " << run_dir.string() << " is empty\n";
     }
-    if (bdfs.empty()) {
-      if (options.json) {
-        print_json(std::cout, Json{{"operation", verb}, {"result", Json::array()}});
-      } else {
-        std::cout << "nothing to restore: the journal in " << run_dir.string() << " is empty\n";
-      }
-      return 0;
-    }
+    return 0;
   }
-  const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
-  const auto plan = from_journal ? bind::plan_restore(view, bdfs, args.force)
-                                 : bind::plan_unbind(view, bdfs, args.force);
-  return present_and_execute(options, args, verb, plan,
-                             "plan: " + verb + " to the original drivers", [&] {
-                               bind::LiveSysfsOps ops;
-                               return bind::execute_homecoming(paths, plan, ops, journal, exec);
-                             });
+  BindingReport report{"restore", args.dry_run, {}, {}, std::move(selection.left)};
+  if (!selection.devices.empty()) {
+    const auto view = bind::gather_host_view(paths, selection.devices, journal, ::getpid());
+    report.plan = bind::plan_restore(view, selection.devices, args.force);
+    go_home(paths, args, journal, report);
+  }
+  report.signal = SignalGuard::received();
+  return render(options, report);
+}
+
+// What persist planned and wrote, or what is persisted (--list); rendered once.
+struct PersistReport {
+  std::string operation;  // "persist", "persist-remove", "persist-list"
+  bool dry_run = false;
+  std::optional<bind::Plan> plan;             // persist: the checks
+  std::vector<bind::PersistEntry> added;      // persist: what it writes
+  std::vector<fs::path> files;                // written or removed
+  std::vector<bind::PersistEntry> persisted;  // everything persisted afterwards
+  int signal = 0;                             // SIGINT, SIGTERM or SIGHUP that came meanwhile
+};
+
+int render(const GlobalOptions& options, const PersistReport& report,
+           const bind::PersistStore& store) {
+  const bool refused = report.plan && report.plan->refused();
+  const int status = refused ? exit_status_for(ErrorKind::refused) : 0;
+  auto entry_json = [&](const bind::PersistEntry& e) {
+    return Json{{"bdf", e.bdf.to_string()},
+                {"id", pci::id_hex(e.vendor_id) + ":" + pci::id_hex(e.device_id)},
+                {"host_driver", Json(e.host_driver)},
+                {"rule", store.rule_path(e.bdf).string()}};
+  };
+  if (options.json) {
+    Json document{{"operation", report.operation}, {"dry_run", report.dry_run}};
+    if (report.plan) document["plan"] = plan_json(*report.plan);
+    Json files = Json::array();
+    for (const auto& f : report.files) files.push_back(f.string());
+    document["files"] = files;
+    Json persisted = Json::array();
+    for (const auto& e : report.persisted) persisted.push_back(entry_json(e));
+    document["persisted"] = persisted;
+    document["signal"] = signal_json(report.signal);
+    print_json(std::cout, document);
+    return status;
+  }
+  if (refused) {
+    print_refusals(std::cerr, *report.plan);
+    return status;
+  }
+  if (report.operation == "persist-list") {
+    if (report.persisted.empty()) std::cout << "no devices are persisted to vfio-pci\n";
+    for (const auto& e : report.persisted) {
+      std::cout << "  " << e.bdf.to_string() << "  " << pci::id_hex(e.vendor_id) << ':'
+                << pci::id_hex(e.device_id) << "  instead of " << e.host_driver.value_or("-")
+                << "  (" << store.rule_path(e.bdf).string() << ")\n";
+    }
+    return status;
+  }
+  for (const auto& e : report.added) {
+    std::cout << "  " << e.bdf.to_string() << "  persisted to vfio-pci"
+              << (e.host_driver ? " (instead of " + *e.host_driver + ")" : "") << '\n';
+  }
+  if (report.operation == "persist") {
+    std::cout << "takes effect at the next boot; `vfiokit bind` moves devices now. If a host "
+                 "driver loads from the initramfs, run update-initramfs -u.\n";
+  }
+  for (const auto& f : report.files) std::cout << "  wrote " << f.string() << '\n';
+  print_signal_note(std::cout, report.signal);
+  return status;
+}
+
+// A signal before persist writes anything stops it there; once it writes, it finishes.
+void stop_if_interrupted() {
+  if (const int signal = SignalGuard::received()) {
+    throw Error("persist", "stopped by " + signal_name(signal) + " before writing anything")
+        .with("signal", signal_name(signal));
+  }
 }
 
 int run_persist(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
   bind::PersistStore store(paths.etc);
-  auto print_entries = [&](const std::vector<bind::PersistEntry>& entries) {
-    Json list = Json::array();
-    for (const auto& e : entries) {
-      list.push_back({{"bdf", e.bdf.to_string()},
-                      {"id", pci::id_hex(e.vendor_id) + ":" + pci::id_hex(e.device_id)},
-                      {"host_driver", Json(e.host_driver)},
-                      {"rule", store.rule_path(e.bdf).string()}});
-    }
-    return list;
-  };
+  PersistReport report;
+  report.dry_run = args.dry_run;
   if (args.list) {
-    const auto entries = store.entries();
-    if (options.json) {
-      print_json(std::cout, Json{{"persisted", print_entries(entries)}});
-    } else if (entries.empty()) {
-      std::cout << "no devices are persisted to vfio-pci\n";
-    } else {
-      for (const auto& e : entries) {
-        std::cout << "  " << e.bdf.to_string() << "  " << pci::id_hex(e.vendor_id) << ':'
-                  << pci::id_hex(e.device_id) << "  instead of " << e.host_driver.value_or("-")
-                  << "  (" << store.rule_path(e.bdf).string() << ")\n";
-      }
-    }
-    return 0;
+    report.operation = "persist-list";
+    report.persisted = store.entries();
+    return render(options, report, store);
   }
   if (args.bdfs.empty()) {
     throw Error("persist", "no device given")
@@ -335,48 +368,26 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
         .hint("vfiokit persist BDF..., persist --remove BDF..., or persist --list");
   }
   const auto bdfs = parse_bdfs(args.bdfs);
-  std::vector<fs::path> files;
+  // Two persists at once would each rewrite the softdep file from what they read.
+  std::optional<bind::StateLock> lock;
+  if (!args.dry_run) lock.emplace(paths.run / "vfiokit", lock_options(args));
   if (args.remove) {
-    if (!args.dry_run) files = store.remove(bdfs);
+    report.operation = "persist-remove";
+    stop_if_interrupted();
+    if (!args.dry_run) report.files = store.remove(bdfs);
   } else {
-    bind::Journal journal(paths.run / "vfiokit");
+    report.operation = "persist";
+    const bind::Journal journal(paths.run / "vfiokit");
     const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
-    auto plan = bind::plan_bind(view, bdfs, args.force);
-    // Whether the group is open right now says nothing about the next boot.
-    std::erase_if(plan.refusals, [](const bind::Refusal& r) { return r.check == "group-in-use"; });
-    Json document{{"operation", "persist"}, {"dry_run", args.dry_run}, {"plan", plan_json(plan)}};
-    if (int status = report_refusals(plan, options.json, document)) return status;
-    std::vector<bind::PersistEntry> entries;
-    for (const auto& d : plan.devices) {
-      if (d.action == bind::PlannedAction::stay) continue;
-      const auto& dev = view.devices.at(d.bdf).device;
-      const auto& journalled = view.devices.at(d.bdf).journal;
-      std::optional<std::string> host_driver =
-          journalled ? journalled->original_driver
-                     : (d.action == bind::PlannedAction::move ? d.current_driver : std::nullopt);
-      entries.push_back({d.bdf, dev.vendor_id, dev.device_id, host_driver});
-    }
-    if (!args.dry_run) files = store.add(entries);
-    if (!options.json) {
-      for (const auto& e : entries) {
-        std::cout << "  " << e.bdf.to_string() << "  persisted to vfio-pci"
-                  << (e.host_driver ? " (instead of " + *e.host_driver + ")" : "") << '\n';
-      }
-      std::cout << "takes effect at the next boot; `vfiokit bind` moves devices now. If a host "
-                   "driver loads from the initramfs, run update-initramfs -u.\n";
-    }
+    bind::PersistPlan planned = bind::plan_persist(view, bdfs, args.force);
+    report.plan = std::move(planned.plan);
+    report.added = std::move(planned.entries);
+    stop_if_interrupted();
+    if (!report.plan->refused() && !args.dry_run) report.files = store.add(report.added);
   }
-  if (options.json) {
-    Json written = Json::array();
-    for (const auto& f : files) written.push_back(f.string());
-    print_json(std::cout, Json{{"operation", args.remove ? "persist-remove" : "persist"},
-                               {"dry_run", args.dry_run},
-                               {"files", written},
-                               {"persisted", print_entries(store.entries())}});
-  } else {
-    for (const auto& f : files) std::cout << "  wrote " << f.string() << '\n';
-  }
-  return 0;
+  report.persisted = store.entries();
+  report.signal = SignalGuard::received();
+  return render(options, report, store);
 }
 
 }  // namespace
@@ -392,9 +403,13 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--json", options.json, "Print JSON");
   sub->add_option("--owner", args->owner,
                   "Give /dev/vfio/GROUP to USER[:GROUP] so that user can open it");
-  add_wait_option(sub, *args);
-  add_force_flags(sub, args->force);
-  return {sub, [&options, args] { return run_bind(options, *args); }};
+  add_wait_option(sub, args->wait);
+  add_force_options(sub, args->force,
+                    {bind::Check::boot_vga, bind::Check::net, bind::Check::block,
+                     bind::Check::group_in_use, bind::Check::sriov});
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_bind(options, *args); });
+          }};
 }
 
 Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
@@ -406,10 +421,11 @@ Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("BDF", args->bdfs, "PCI addresses")->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
-  add_wait_option(sub, *args);
-  sub->add_flag("--force-group-in-use", args->force.group_in_use,
-                "Go on although another process has the group's /dev/vfio node open");
-  return {sub, [&options, args] { return run_homecoming(options, *args, false); }};
+  add_wait_option(sub, args->wait);
+  add_force_options(sub, args->force, {bind::Check::group_in_use});
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_unbind(options, *args); });
+          }};
 }
 
 Command add_restore_command(CLI::App& app, GlobalOptions& options) {
@@ -423,15 +439,16 @@ Command add_restore_command(CLI::App& app, GlobalOptions& options) {
   bdfs->excludes(all);
   sub->add_flag("--dry-run", args->dry_run, "Print the plan; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
-  add_wait_option(sub, *args);
-  sub->add_flag("--force-group-in-use", args->force.group_in_use,
-                "Go on although another process has the group's /dev/vfio node open");
+  add_wait_option(sub, args->wait);
+  add_force_options(sub, args->force, {bind::Check::group_in_use});
   sub->callback([args] {
     if (args->bdfs.empty() && !args->all) {
       throw CLI::ValidationError("restore", "give the BDFs to restore, or --all");
     }
   });
-  return {sub, [&options, args] { return run_homecoming(options, *args, true); }};
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_restore(options, *args); });
+          }};
 }
 
 Command add_persist_command(CLI::App& app, GlobalOptions& options) {
@@ -445,8 +462,13 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--list", args->list, "List persisted devices");
   sub->add_flag("--dry-run", args->dry_run, "Print what would be written; write nothing");
   sub->add_flag("--json", options.json, "Print JSON");
-  add_force_flags(sub, args->force);
-  return {sub, [&options, args] { return run_persist(options, *args); }};
+  add_wait_option(sub, args->wait);
+  add_force_options(
+      sub, args->force,
+      {bind::Check::boot_vga, bind::Check::net, bind::Check::block, bind::Check::sriov});
+  return {sub, [&options, args] {
+            return run_guarded(options, [&] { return run_persist(options, *args); });
+          }};
 }
 
 }  // namespace vfiokit::cli

@@ -14,9 +14,10 @@
 #include "base/fs.h"
 #include "base/process.h"
 #include "base/text.h"
+#include "bind/binding_session.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
-#include "tools/vfiokit/binding_session.h"
+#include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
@@ -38,7 +39,7 @@ struct LaunchArgs {
   unsigned memory_mib = 16;  // every built-in payload fits in 5 MiB; pinning less starts sooner
   std::string qemu_binary = "qemu-system-x86_64";
   std::vector<std::string> qemu_arguments;
-  double wait_seconds = 30;
+  std::chrono::milliseconds wait{30000};
   bind::ForceFlags force;
 };
 
@@ -75,8 +76,20 @@ struct SignalGuard {
   struct sigaction saved[std::size(kForwardedSignals)]{};
 };
 
-std::chrono::milliseconds milliseconds(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+
+// The group bound for the run: progress lines as each device moves and comes back, flushed
+// because a guest may run for long.
+bind::SessionOptions session_options(const LaunchArgs& args, std::ostream* progress) {
+  bind::SessionOptions options;
+  options.force = args.force;
+  options.lock_wait = args.wait;
+  if (progress) {
+    options.on_outcome = [progress](const bind::DeviceOutcome& outcome) {
+      print_outcome(*progress, outcome);
+      *progress << std::flush;
+    };
+  }
+  return options;
 }
 
 std::vector<std::uint8_t> parameters_for(const payloads::LaunchablePayload& payload,
@@ -137,7 +150,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
   SignalGuard signals;
   g_interrupted = false;
-  BindingSession session(paths, bdf, args.force, milliseconds(args.wait_seconds), progress);
+  bind::BindingSession session(paths, bdf, session_options(args, progress));
   vmm::LaunchResult result;
   {
     vfio::OpenedDevice opened = vfio::open_vfio_device(paths, bdf);
@@ -238,38 +251,19 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
   require_qemu(args.qemu_binary);
   if (args.dry_run) {
-    const auto run_dir = paths.run / "vfiokit";
-    bind::Journal journal(run_dir);
+    const bind::Journal journal(paths.run / "vfiokit");
     const std::vector<pci::Bdf> requested{bdf};
     const auto view = bind::gather_host_view(paths, requested, journal, ::getpid());
     const auto plan = bind::plan_bind(view, requested, args.force);
-    std::vector<pci::Bdf> endpoints;
-    for (const auto& d : plan.devices) {
-      if (d.action != bind::PlannedAction::stay) endpoints.push_back(d.bdf);
-    }
-    const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, endpoints);
+    const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, plan.endpoints());
     if (options.json) {
-      Json devices = Json::array();
-      for (const auto& d : plan.devices) {
-        devices.push_back(
-            {{"bdf", d.bdf.to_string()}, {"driver", Json(d.current_driver)}, {"note", d.note}});
-      }
-      Json refused = Json::array();
-      for (const auto& r : plan.refusals)
-        refused.push_back({{"bdf", r.bdf.to_string()}, {"check", r.check}, {"reason", r.reason}});
-      print_json(
-          std::cout,
-          Json{
-              {"dry_run", true}, {"devices", devices}, {"refused", refused}, {"command", command}});
+      print_json(std::cout, Json{{"operation", "launch"},
+                                 {"dry_run", true},
+                                 {"plan", plan_json(plan)},
+                                 {"command", command}});
     } else {
-      std::cout << "plan: bind for the guest, restore when QEMU exits\n";
-      for (const auto& d : plan.devices) {
-        std::cout << "  " << d.bdf.to_string() << "  " << d.current_driver.value_or("(none)")
-                  << "  " << d.note << '\n';
-      }
-      for (const auto& r : plan.refusals)
-        std::cout << "  refused: " << r.bdf.to_string() << ' ' << r.check << ": " << r.reason
-                  << '\n';
+      print_plan(std::cout, plan, "plan: bind for the guest, restore when QEMU exits");
+      if (plan.refused()) print_refusals(std::cerr, plan);
       std::cout << "command:\n  " << vmm::shell_quote(command) << '\n';
     }
     return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
@@ -278,7 +272,7 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   SignalGuard signals;
   g_interrupted = false;
   g_signal = 0;
-  BindingSession session(paths, bdf, args.force, milliseconds(args.wait_seconds), progress);
+  bind::BindingSession session(paths, bdf, session_options(args, progress));
   const auto command =
       vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
   if (g_interrupted) {  // stopped while binding (or waiting for the lock): no guest to start
@@ -331,14 +325,12 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("--memory", args->memory_mib, "Guest RAM in MiB (payloads)")
       ->check(CLI::Range(4u, 1024u))
       ->capture_default_str();
-  sub->add_option("--wait", args->wait_seconds, "Seconds to wait for another vfiokit to finish")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_wait_option(sub, args->wait);
   sub->add_flag("--json", options.json, "Print JSON");
-  sub->add_flag("--force-boot-vga", args->force.boot_vga, "Bind the boot VGA device anyway");
-  sub->add_flag("--force-net", args->force.net, "Bind although its network interfaces are in use");
-  sub->add_flag("--force-block", args->force.block, "Bind although its disks are in use");
-  sub->add_flag("--force-sriov", args->force.sriov, "Bind an SR-IOV PF with VFs enabled");
+  // Not --force-group-in-use: a group another process holds cannot be opened for the guest.
+  add_force_options(
+      sub, args->force,
+      {bind::Check::boot_vga, bind::Check::net, bind::Check::block, bind::Check::sriov});
   sub->callback([args] {
     if (args->payload.empty() && !args->qemu) {
       throw CLI::ValidationError("launch", "give --payload NAME|PATH or --qemu");
