@@ -7,7 +7,6 @@
 // holds no MSI GSI twice nor on an irqchip GSI, has at most kMaxRoutes entries (KVM refuses
 // more), and says exactly what was staged; route() agrees with it.
 #include <map>
-#include <set>
 
 #include "base/error.h"
 #include "fuzz/fuzz.h"
@@ -27,24 +26,28 @@ class RecordingVm final : public IrqRouting {
   std::vector<std::vector<RouteEntry>> tables;
 };
 
+// Linear: the table is sorted by GSI, so a GSI held twice shows as two neighbours.
 void check_committed(const std::vector<RouteEntry>& table, bool irqchip,
                      const std::map<std::uint32_t, MsiMessage>& staged) {
   FUZZ_CHECK(table.size() <= kMaxRoutes);
-  std::map<std::uint32_t, MsiMessage> msi;
-  std::set<std::uint32_t> pins;
+  auto expected = staged.begin();
   for (std::size_t i = 0; i < table.size(); ++i) {
     const RouteEntry& entry = table[i];
     FUZZ_CHECK(entry.gsi < kMaxRoutes);
     if (i > 0) FUZZ_CHECK(table[i - 1].gsi <= entry.gsi);
-    if (const auto* message = std::get_if<MsiMessage>(&entry.target)) {
-      FUZZ_CHECK(!pins.count(entry.gsi));
-      FUZZ_CHECK(msi.emplace(entry.gsi, *message).second);
-    } else {
-      FUZZ_CHECK(irqchip && !msi.count(entry.gsi));
-      pins.insert(entry.gsi);
+    const auto* message = std::get_if<MsiMessage>(&entry.target);
+    if (!message) {
+      FUZZ_CHECK(irqchip);
+      continue;
     }
+    // An MSI route shares its GSI with no other route.
+    if (i > 0) FUZZ_CHECK(table[i - 1].gsi != entry.gsi);
+    if (i + 1 < table.size()) FUZZ_CHECK(table[i + 1].gsi != entry.gsi);
+    FUZZ_CHECK(expected != staged.end() && expected->first == entry.gsi &&
+               expected->second == *message);
+    ++expected;
   }
-  FUZZ_CHECK(msi == staged);
+  FUZZ_CHECK(expected == staged.end());
   if (irqchip) FUZZ_CHECK(table.size() == default_irqchip_routes().size() + staged.size());
 }
 
@@ -78,6 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     const auto it = staged.find(gsi);
     if (it == staged.end() || it->second != message) changed = true;
     staged[gsi] = message;
+    FUZZ_CHECK(table.route(gsi) == message);
     return true;
   };
 
@@ -89,7 +93,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
       case 1: {
         // A run of consecutive GSIs, as a device with thousands of MSI-X vectors would need.
         const auto first = data.ConsumeIntegralInRange<std::uint32_t>(0, kMaxRoutes);
-        const auto count = data.ConsumeIntegralInRange<std::uint32_t>(0, kMaxRoutes + 8);
+        const auto count = data.ConsumeBool()
+                               ? data.ConsumeIntegralInRange<std::uint32_t>(0, 64)
+                               : data.ConsumeIntegralInRange<std::uint32_t>(0, kMaxRoutes + 8);
         const MsiMessage message = some_message(data);
         for (std::uint32_t i = 0; i < count; ++i) {
           if (!stage(first + i, message)) break;
@@ -102,6 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
                                       : staged.begin()->first;
         table.unstage(gsi);
         if (staged.erase(gsi) != 0) changed = true;
+        FUZZ_CHECK(!table.route(gsi));
         break;
       }
       default: {
@@ -118,9 +125,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
         break;
       }
     }
-    for (const auto& [gsi, message] : staged) FUZZ_CHECK(table.route(gsi) == message);
     FUZZ_CHECK(table.commits() == vm.tables.size());
   }
+  // route() for every GSI once, at the end: after each step it would dominate the run time.
+  for (const auto& [gsi, message] : staged) FUZZ_CHECK(table.route(gsi) == message);
   table.commit();
   if (!vm.tables.empty()) check_committed(vm.tables.back(), irqchip, staged);
   return 0;
