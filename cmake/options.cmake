@@ -10,7 +10,7 @@ target_include_directories(vfiokit_options INTERFACE ${PROJECT_SOURCE_DIR})
 target_compile_definitions(vfiokit_options INTERFACE
   VFIOKIT_VERSION="${PROJECT_VERSION}" VFIOKIT_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 
-if(VFIOKIT_STATIC_RUNTIME AND NOT VFIOKIT_SANITIZE)
+if(VFIOKIT_STATIC_RUNTIME AND NOT VFIOKIT_SANITIZE AND NOT VFIOKIT_FUZZ)
   # Every vfiokit command is a short-lived process; in the TCG rig loading libstdc++ and
   # relocating against it is a measurable part of each run (docs/performance.md).
   add_link_options(-static-libstdc++ -static-libgcc)
@@ -19,6 +19,20 @@ endif()
 if(VFIOKIT_SANITIZE)
   add_compile_options(-fsanitize=${VFIOKIT_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${VFIOKIT_SANITIZE})
+endif()
+
+if(VFIOKIT_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "VFIOKIT_FUZZ needs clang's libFuzzer: configure with CC=clang CXX=clang++")
+  endif()
+  if(VFIOKIT_SANITIZE)
+    message(FATAL_ERROR "VFIOKIT_FUZZ brings its own sanitizers; leave VFIOKIT_SANITIZE empty")
+  endif()
+  # Coverage feedback for libFuzzer in every library, ASan and UBSan everywhere; a UBSan report
+  # aborts, so libFuzzer keeps the input. The fuzz targets link with -fsanitize=fuzzer (fuzz/).
+  set(VFIOKIT_FUZZ_SANITIZERS address,undefined)
+  add_compile_options(-fsanitize=fuzzer-no-link,${VFIOKIT_FUZZ_SANITIZERS}
+                      -fno-omit-frame-pointer -fno-sanitize-recover=all)
 endif()
 
 # vfiokit_library(NAME SOURCES... DEPENDS targets...): one layer's library target.

@@ -19,9 +19,15 @@ std::uint32_t get32(std::span<const std::uint8_t> bytes, std::size_t offset) {
          static_cast<std::uint32_t>(bytes[offset + 3]) << 24;
 }
 
+// The spec's ASCII fields, padded with spaces (some controllers pad with NULs). The controller is
+// not trusted: anything but printable ASCII becomes '?', so no control byte or escape sequence
+// it wrote reaches a terminal or a log.
 std::string ascii_field(std::span<const std::uint8_t> data, std::size_t offset, std::size_t size) {
   std::string text(reinterpret_cast<const char*>(data.data() + offset), size);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\0')) text.pop_back();
+  for (char& c : text) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
   return text;
 }
 

@@ -60,7 +60,7 @@ Completion parse_completion(std::span<const std::uint8_t> entry);
 struct ControllerIdentity {
   std::uint16_t vendor_id = 0;
   std::uint16_t subsystem_vendor_id = 0;
-  std::string serial;  // trailing spaces removed
+  std::string serial;  // trailing spaces removed; bytes that are not printable ASCII read '?'
   std::string model;
   std::string firmware;
 };

@@ -9,6 +9,8 @@
 namespace vfiokit::iommu {
 namespace {
 
+constexpr std::uint64_t kLastIova = ~std::uint64_t{0};
+
 // Rounds up to a multiple of `alignment` (a power of two); false on overflow.
 bool round_up(std::uint64_t value, std::uint64_t alignment, std::uint64_t& out) {
   const std::uint64_t mask = alignment - 1;
@@ -32,25 +34,33 @@ IovaAllocator::IovaAllocator(const std::vector<IovaRange>& usable,
     throw Error("IOVA allocator",
                 "minimum alignment " + hex(limits_.min_alignment) + " is not a power of two");
   }
+  // Clip each range to what the device can use (never page 0, nothing above the mask), then
+  // merge the ones that overlap or touch: the kernel may list one usable stretch in pieces.
+  std::vector<IovaRange> clipped;
   for (const IovaRange& range : usable) {
-    std::uint64_t start = std::max(range.start, limits_.min_alignment);  // never page 0
+    const std::uint64_t start = std::max(range.start, limits_.min_alignment);
     const std::uint64_t last = std::min(range.end, limits_.dma_mask);
-    if (!round_up(start, limits_.min_alignment, start) || start > last) continue;
-    // Keep only whole pages: the last byte of the last page must be in range.
-    const std::uint64_t page_end =
-        ((last - start + 1) / limits_.min_alignment) * limits_.min_alignment;
-    if (page_end == 0) continue;
-    free_[start] = start + page_end - 1;
+    if (start <= last) clipped.push_back({start, last});
   }
-  // Merge touching or overlapping ranges the kernel listed separately.
-  for (auto it = free_.begin(); it != free_.end();) {
-    auto next = std::next(it);
-    if (next != free_.end() && next->first <= it->second + 1) {
-      it->second = std::max(it->second, next->second);
-      free_.erase(next);
+  std::sort(clipped.begin(), clipped.end(),
+            [](const IovaRange& a, const IovaRange& b) { return a.start < b.start; });
+  std::vector<IovaRange> merged;
+  for (const IovaRange& range : clipped) {
+    // Nothing can start after a range that ends at 2^64 - 1, and its `end + 1` would wrap to 0.
+    if (!merged.empty() &&
+        (merged.back().end == kLastIova || range.start <= merged.back().end + 1)) {
+      merged.back().end = std::max(merged.back().end, range.end);
     } else {
-      it = next;
+      merged.push_back(range);
     }
+  }
+  for (const IovaRange& range : merged) {
+    std::uint64_t start = 0;
+    if (!round_up(range.start, limits_.min_alignment, start) || start > range.end) continue;
+    // Keep only whole pages: the last byte of the last page must be in range.
+    const std::uint64_t whole =
+        ((range.end - start + 1) / limits_.min_alignment) * limits_.min_alignment;
+    if (whole != 0) free_[start] = start + whole - 1;
   }
   if (free_.empty()) {
     throw Error("IOVA allocator", "no usable IOVA below the device's DMA mask")

@@ -8,6 +8,9 @@ namespace {
 
 bool reserved_mode(std::uint32_t mode) { return mode == 3 || mode == 6; }
 
+constexpr std::uint64_t kReservedAddressBits = 0xff3;    // 11:4 and 1:0
+constexpr std::uint32_t kReservedDataBits = 0xffff3800;  // 31:16 and 13:11
+
 }  // namespace
 
 MsiMessage encode_msi(const MsiFields& f) {
@@ -33,12 +36,22 @@ MsiFields decode_msi(const MsiMessage& m) {
   if ((m.address >> 20) != (kMsiAddressBase >> 20)) {
     throw Error("decode MSI", "address " + hex(m.address) + " is outside the 0xfee00000 window");
   }
-  if (m.address & 0x3)
-    throw Error("decode MSI", "address " + hex(m.address) + " sets reserved bits 1:0");
-  if (m.data >> 16) throw Error("decode MSI", "data " + hex(m.data) + " sets reserved bits 31:16");
+  // Bits 11:4 are reserved in this (compatibility) format; the remappable format and the
+  // extended destination ID use them, and this decoder would misread those messages.
+  if (m.address & kReservedAddressBits) {
+    throw Error("decode MSI", "address " + hex(m.address) + " sets reserved bits 11:4 or 1:0");
+  }
+  if (m.data & kReservedDataBits) {
+    throw Error("decode MSI", "data " + hex(m.data) + " sets reserved bits 31:16 or 13:11");
+  }
   const std::uint32_t mode = (m.data >> 8) & 0x7;
   if (reserved_mode(mode))
     throw Error("decode MSI", "delivery mode " + std::to_string(mode) + " is reserved");
+  if ((m.data & 0xff) < 16 && (mode == 0 || mode == 1)) {
+    throw Error("decode MSI",
+                "vector " + std::to_string(m.data & 0xff) +
+                    " is reserved for exceptions with fixed or lowest-priority delivery");
+  }
   MsiFields f;
   f.destination = static_cast<std::uint8_t>(m.address >> 12);
   f.redirection_hint = (m.address >> 3) & 1;

@@ -41,8 +41,9 @@ inline constexpr std::uint64_t kMsiAddressBase = 0xfee00000;
 // Throws Error for vectors below 16 (reserved by the architecture for exceptions) with fixed or
 // lowest-priority delivery, and for reserved delivery modes.
 MsiMessage encode_msi(const MsiFields& fields);
-// Throws Error if the address is outside the 0xFEExxxxx interrupt window, uses reserved bits, or
-// the data names a reserved delivery mode.
+// Throws Error if the address is outside the 0xFEExxxxx interrupt window or sets reserved bits,
+// or the data sets reserved bits, names a reserved delivery mode, or an exception vector (below
+// 16) with fixed or lowest-priority delivery: whatever decodes encodes back to the same message.
 MsiFields decode_msi(const MsiMessage& message);
 
 std::string describe(const MsiFields& fields);  // "vector 0x30 to APIC 0, fixed, edge"

@@ -39,12 +39,15 @@ std::vector<std::uint32_t> GsiAllocator::allocate(std::uint32_t count) {
 }
 
 void GsiAllocator::release(std::span<const std::uint32_t> gsis) {
+  // Check the whole list first (a repeat counts as not allocated): a bad list releases nothing.
+  std::vector<bool> releasing(used_.size(), false);
   for (std::uint32_t gsi : gsis) {
-    if (gsi < first_ || gsi >= limit_ || !used_[gsi - first_]) {
+    if (gsi < first_ || gsi >= limit_ || !used_[gsi - first_] || releasing[gsi - first_]) {
       throw Error("release GSI", "GSI " + std::to_string(gsi) + " was not allocated");
     }
-    used_[gsi - first_] = false;
+    releasing[gsi - first_] = true;
   }
+  for (std::uint32_t gsi : gsis) used_[gsi - first_] = false;
 }
 
 std::uint32_t GsiAllocator::available() const noexcept {
@@ -62,9 +65,23 @@ void RouteTable::stage(std::uint32_t gsi, const MsiMessage& message) {
   if (keep_irqchip_routes_ && gsi < kFirstMsiGsi) {
     throw Error("route", "GSI " + std::to_string(gsi) + " belongs to the PIC/IOAPIC pins");
   }
-  auto [it, inserted] = msi_routes_.try_emplace(gsi, message);
-  if (!inserted && it->second == message) return;
-  it->second = message;
+  const auto it = msi_routes_.find(gsi);
+  if (it != msi_routes_.end()) {
+    if (it->second == message) return;
+    it->second = message;
+    dirty_ = true;
+    return;
+  }
+  // KVM_SET_GSI_ROUTING refuses more than KVM_MAX_IRQ_ROUTES entries, the irqchip's included.
+  static const std::size_t kIrqchipRoutes = default_irqchip_routes().size();
+  const std::size_t irqchip = keep_irqchip_routes_ ? kIrqchipRoutes : 0;
+  if (irqchip + msi_routes_.size() >= kMaxRoutes) {
+    throw Error("route", "a route for GSI " + std::to_string(gsi) + " would make " +
+                             std::to_string(irqchip + msi_routes_.size() + 1) +
+                             " routes, more than KVM's " + std::to_string(kMaxRoutes))
+        .hint("unwire vectors that are no longer needed");
+  }
+  msi_routes_.emplace(gsi, message);
   dirty_ = true;
 }
 

@@ -55,6 +55,7 @@ class GsiAllocator {
   // `count` GSIs (not necessarily contiguous); throws Error, allocating nothing, if too few are
   // free.
   std::vector<std::uint32_t> allocate(std::uint32_t count);
+  // Throws Error, releasing nothing, if any GSI in the list is not allocated (or is repeated).
   void release(std::span<const std::uint32_t> gsis);
   [[nodiscard]] std::uint32_t available() const noexcept;
 
@@ -72,7 +73,9 @@ class RouteTable {
   [[nodiscard]] IrqRouting& sink() const noexcept { return *sink_; }
   GsiAllocator& gsis() noexcept { return gsis_; }
 
-  // Staged changes take effect at commit().
+  // Staged changes take effect at commit(). Throws Error, changing nothing, for a GSI KVM
+  // cannot route (kMaxRoutes and up, or an irqchip pin while its routes are kept) and for a new
+  // route that would make the table longer than the kMaxRoutes entries KVM accepts.
   void stage(std::uint32_t gsi, const MsiMessage& message);
   void unstage(std::uint32_t gsi);
   // One KVM_SET_GSI_ROUTING with the whole table; a no-op when nothing changed.

@@ -55,7 +55,11 @@ std::vector<ResourceRange> parse_resource_file(std::string_view text) {
     const auto start = parse_uint(words[0], 16);
     const auto last = parse_uint(words[1], 16);
     const auto flags = parse_uint(words[2], 16);
-    if (!start || !last || !flags || *last < *start) throw malformed();
+    // A range of the whole 64-bit space has a size (2^64) that does not fit in its type.
+    if (!start || !last || !flags || *last < *start ||
+        (*start == 0 && *last == ~std::uint64_t{0})) {
+      throw malformed();
+    }
     ranges.push_back({*start, *last, *flags});
   }
   return ranges;

@@ -23,7 +23,8 @@ struct ResourceRange {
   [[nodiscard]] bool empty() const noexcept { return start == 0 && end == 0; }
   [[nodiscard]] std::uint64_t size() const noexcept { return empty() ? 0 : end - start + 1; }
 };
-// Throws Error on a line that is not three hex numbers or an end below its start.
+// Throws Error on a line that is not three hex numbers, or a range that ends below its start or
+// spans the whole 64-bit space (its size would not fit).
 std::vector<ResourceRange> parse_resource_file(std::string_view text);
 
 struct Bar {

@@ -246,6 +246,15 @@ TEST(ConfigSpace, CapabilityNames) {
   EXPECT_EQ(capability_name(0xee), "");
 }
 
+// Found by fuzz/resource_file.cpp: a range of the whole 64-bit space parsed, and its size wrapped
+// to 0, so the BAR it described vanished without an error.
+TEST(ResourceFile, ARangeOfTheWhole64BitSpaceIsMalformed) {
+  EXPECT_THROW(parse_resource_file("0x0 0xffffffffffffffff 0x200\n"), Error);
+  const auto ranges = parse_resource_file("0x1 0xffffffffffffffff 0x200\n");
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0].size(), ~std::uint64_t{0});
+}
+
 // Hostile input: random bytes of every length, with the capability bit and pointer set so the
 // walks really run. Nothing may crash or read out of bounds (the sanitizer run checks that);
 // every failure must be a vfiokit::Error, collected into ConfigFacts::error.

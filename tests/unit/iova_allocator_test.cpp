@@ -115,6 +115,32 @@ TEST(IovaAllocator, RangesThatTouchAreMergedAndUnalignedEdgesTrimmed) {
   EXPECT_EQ(a.free_ranges(), (std::vector<IovaRange>{{0x11000, 0x30fff}}));
 }
 
+// Issue 10, item 9: a range ending at 2^64 - 1 was never merged with the ranges inside it (its
+// `end + 1` wraps to 0), so the same IOVAs were free twice and handed out twice.
+TEST(IovaAllocator, ARangeEndingAtTheTopMergesWithTheRangesInsideIt) {
+  constexpr std::uint64_t kTop = ~std::uint64_t{0};
+  IovaAllocator a({{0x1000, kTop}, {0x5000, 0x5fff}}, {kTop, kPage, 65535});
+  EXPECT_EQ(a.free_ranges(), (std::vector<IovaRange>{{0x1000, kTop}}));
+  EXPECT_EQ(a.free_bytes(), kTop - 0x1000 + 1);
+  EXPECT_EQ(a.allocate(kPage), 0x1000u);
+  EXPECT_EQ(a.allocate(kPage), 0x2000u);
+  EXPECT_EQ(a.allocate(3 * kPage), 0x3000u);  // up to 0x5fff
+  EXPECT_EQ(a.allocate(kPage), 0x6000u);      // not 0x5000 a second time
+}
+
+TEST(IovaAllocator, RangesThatStartTogetherKeepTheLongerOne) {
+  constexpr std::uint64_t kTop = ~std::uint64_t{0};
+  IovaAllocator a({{0x1000, kTop}, {0x1000, 0x1fff}}, {kTop, kPage, 65535});
+  EXPECT_EQ(a.free_ranges(), (std::vector<IovaRange>{{0x1000, kTop}}));
+  IovaAllocator b({{0x1000, 0x4fff}, {0x800, 0x1fff}, {0x1000, 0x2fff}}, {kTop, kPage, 65535});
+  EXPECT_EQ(b.free_ranges(), (std::vector<IovaRange>{{0x1000, 0x4fff}}));
+}
+
+TEST(IovaAllocator, APageSplitAcrossTwoTouchingRangesIsUsable) {
+  IovaAllocator a({{0x1000, 0x17ff}, {0x1800, 0x1fff}}, {~std::uint64_t{0}, kPage, 65535});
+  EXPECT_EQ(a.free_ranges(), (std::vector<IovaRange>{{0x1000, 0x1fff}}));
+}
+
 // A random workload against a simple model: allocations never overlap each other, never leave
 // the usable ranges or the mask, and free bytes always add up.
 TEST(IovaAllocator, RandomWorkloadKeepsEveryInvariant) {

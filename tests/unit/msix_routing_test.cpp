@@ -51,6 +51,32 @@ TEST(Msi, RejectsReservedAndForeignMessages) {
   EXPECT_THROW(decode_msi({0xfee00000, 0x10030}), Error);  // reserved data bits
   EXPECT_THROW(decode_msi({0xfee00000, 0x630}), Error);    // reserved mode 6
   EXPECT_EQ(describe(decode_msi({0xfee01000, 0x8031})), "vector 0x31 to APIC 1, fixed, level");
+  // Found by fuzz/msi.cpp: these decoded, and encoding the result lost or refused something.
+  EXPECT_THROW(decode_msi({0xfee00010, 0x30}), Error);    // bit 4: the remappable format
+  EXPECT_THROW(decode_msi({0xfee00fe0, 0x30}), Error);    // bits 11:5: an extended destination
+  EXPECT_THROW(decode_msi({0xfee00000, 0x0830}), Error);  // data bit 11
+  EXPECT_THROW(decode_msi({0xfee00000, 0x000f}), Error);  // fixed delivery of exception 15
+  EXPECT_THROW(decode_msi({0xfee00000, 0x0100}), Error);  // lowest priority, vector 0
+  EXPECT_NO_THROW(decode_msi({0xfee00000, 0x0402}));      // NMI ignores the vector
+}
+
+// Whatever the decoder accepts must be exactly what encoding its fields gives back: every data
+// word with the plain address, and every low address bit with a plain data word.
+TEST(Msi, EveryMessageThatDecodesEncodesBackUnchanged) {
+  int decoded = 0;
+  auto check = [&](const MsiMessage& m) {
+    MsiFields fields;
+    try {
+      fields = decode_msi(m);
+    } catch (const Error&) {
+      return;
+    }
+    ++decoded;
+    ASSERT_EQ(encode_msi(fields), m) << std::hex << m.address << " " << m.data;
+  };
+  for (std::uint32_t data = 0; data <= 0xffff; ++data) check({0xfee00000, data});
+  for (std::uint64_t low = 0; low <= 0xfff; ++low) check({0xfee5a000 | low, 0x4030});
+  EXPECT_GT(decoded, 0x1000);
 }
 
 TEST(GsiAllocator, HandsOutFromTwentyFourAndRunsOutAt4096) {
@@ -79,6 +105,19 @@ TEST(GsiAllocator, AFailedRequestAllocatesNothing) {
   gsis.allocate(8);
   EXPECT_THROW(gsis.allocate(3), Error);
   EXPECT_EQ(gsis.available(), 2u);
+}
+
+// Found by fuzz/gsi_allocator.cpp: a list with a bad GSI after good ones released the good ones,
+// then threw, leaving the caller unsure of what it still held.
+TEST(GsiAllocator, AFailedReleaseReleasesNothing) {
+  GsiAllocator gsis(24, 34);
+  const auto held = gsis.allocate(3);
+  EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{held[0], held[1], 33}), Error);
+  EXPECT_EQ(gsis.available(), 7u);
+  EXPECT_THROW(gsis.release(std::vector<std::uint32_t>{held[2], held[2]}), Error);  // twice
+  EXPECT_EQ(gsis.available(), 7u);
+  gsis.release(held);
+  EXPECT_EQ(gsis.available(), 10u);
 }
 
 // Records what a VM would be asked to do.
@@ -207,6 +246,28 @@ TEST(MsixWiring, MaskingDetachesTheIrqfdAndTheInterruptWaitsInTheEventfd) {
   EXPECT_EQ(journal[3].rfind("routing", 0), 0u);
   EXPECT_TRUE(vm.irqfds.empty());
   EXPECT_EQ(routes.gsis().available(), kMaxRoutes - kFirstMsiGsi);
+}
+
+// Found by fuzz/route_table.cpp: with the irqchip's 40 routes kept, all 4072 MSI GSIs could be
+// staged, and KVM_SET_GSI_ROUTING refuses a table of more than KVM_MAX_IRQ_ROUTES (4096) entries.
+TEST(RouteTable, NeverHoldsMoreRoutesThanKvmAccepts) {
+  RecordingSink vm;
+  RouteTable table(vm);
+  const MsiMessage message = encode_msi({0, 0x30});
+  const std::uint32_t room = kMaxRoutes - 40;
+  for (std::uint32_t gsi = kFirstMsiGsi; gsi < kFirstMsiGsi + room; ++gsi) {
+    table.stage(gsi, message);
+  }
+  EXPECT_THROW(table.stage(kFirstMsiGsi + room, message), Error);
+  table.stage(kFirstMsiGsi, encode_msi({1, 0x31}));  // changing a route still works
+  table.commit();
+  EXPECT_EQ(vm.tables.back().size(), kMaxRoutes);
+  table.unstage(kFirstMsiGsi);
+  table.stage(kFirstMsiGsi + room, message);  // room again
+  RouteTable bare(vm, false);
+  for (std::uint32_t gsi = 0; gsi < kMaxRoutes; ++gsi) bare.stage(gsi, message);
+  bare.commit();
+  EXPECT_EQ(vm.tables.back().size(), kMaxRoutes);
 }
 
 }  // namespace

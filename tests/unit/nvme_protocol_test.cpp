@@ -88,5 +88,18 @@ TEST(NvmeProtocol, IdentifyControllerStrings) {
   EXPECT_THROW(parse_identify_controller(data), Error);
 }
 
+// Found by fuzz/nvme_protocol.cpp: the controller's bytes went into the strings as they were,
+// escape sequences included, and from there to the terminal.
+TEST(NvmeProtocol, IdentifyStringsHoldOnlyPrintableAscii) {
+  std::vector<std::uint8_t> data(4096, 0);
+  const std::string serial = "AB\x1b]0;owned\x07\x80\xff\x7f CD";
+  std::memcpy(data.data() + 4, serial.data(), serial.size());
+  std::memcpy(data.data() + 24, "model\0tail", 10);  // NUL-terminated, then garbage
+  const ControllerIdentity id = parse_identify_controller(data);
+  EXPECT_EQ(id.serial, "AB?]0;owned???? CD");
+  EXPECT_EQ(id.model, "model?tail");
+  EXPECT_EQ(id.firmware, "");
+}
+
 }  // namespace
 }  // namespace vfiokit::drivers::nvme

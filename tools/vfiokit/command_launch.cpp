@@ -76,7 +76,6 @@ struct SignalGuard {
   struct sigaction saved[std::size(kForwardedSignals)]{};
 };
 
-
 // The group bound for the run: progress lines as each device moves and comes back, flushed
 // because a guest may run for long.
 bind::SessionOptions session_options(const LaunchArgs& args, std::ostream* progress) {

@@ -36,8 +36,8 @@ CLI::Option* add_seconds_option(CLI::App* sub, const std::string& name,
       [&target, name, range, min_seconds, max_seconds](const std::string& text) {
         const auto duration = parse_seconds(text, min_seconds, max_seconds);
         if (!duration) {
-          throw CLI::ValidationError(name, "wants a number of seconds from " + range + ", not '" +
-                                               text + "'");
+          throw CLI::ValidationError(
+              name, "wants a number of seconds from " + range + ", not '" + text + "'");
         }
         target = *duration;
       },
