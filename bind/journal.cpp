@@ -20,14 +20,6 @@ constexpr std::size_t kMaxEntryBytes = 4096;
 
 Error journal_error(std::string message) { return Error("parse journal", std::move(message)); }
 
-// Driver names and override values are kernel driver names: no spaces, no control characters,
-// at most NAME_MAX. Anything else in a journal is damage, not data.
-bool is_driver_name(std::string_view value) {
-  return !value.empty() && value.size() <= 255 &&
-         std::all_of(value.begin(), value.end(),
-                     [](char c) { return c > ' ' && c < 0x7f && c != '/'; });
-}
-
 std::string optional_text(const std::optional<std::string>& value) {
   return value ? *value : std::string("-");
 }
@@ -39,6 +31,12 @@ std::optional<std::string> optional_driver(const std::string& key, const std::st
 }
 
 }  // namespace
+
+bool is_driver_name(std::string_view value) {
+  return !value.empty() && value.size() <= 255 &&
+         std::all_of(value.begin(), value.end(),
+                     [](char c) { return c > ' ' && c < 0x7f && c != '/'; });
+}
 
 std::string_view to_string(JournalState state) noexcept {
   return state == JournalState::bound ? "bound" : "binding";

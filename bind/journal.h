@@ -16,6 +16,11 @@
 
 namespace vfiokit::bind {
 
+// Kernel driver names (and driver_override values): no spaces, no control characters, no '/',
+// at most NAME_MAX. Anything else read back from a journal or a persist rule is damage, not data:
+// it would otherwise reach a sysfs write or split a modprobe.d line into other words.
+bool is_driver_name(std::string_view value);
+
 enum class JournalState {
   binding,  // writes may be under way; the device may be anywhere between its two drivers
   bound,    // the bind finished; the device is on the target driver

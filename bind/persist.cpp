@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "bind/journal.h"
 #include "pci/device.h"
 
 namespace vfiokit::bind {
@@ -68,7 +69,7 @@ std::optional<PersistEntry> parse_udev_rule(std::string_view text) {
       entry.device_id = static_cast<std::uint16_t>(*device);
       have_id = true;
     } else if (key == "host-driver") {
-      if (value.empty()) return std::nullopt;
+      if (!is_driver_name(value)) return std::nullopt;
       if (value != "-") entry.host_driver = std::string(value);
     } else {
       return std::nullopt;

@@ -9,12 +9,24 @@
 namespace vfiokit::vmm {
 namespace {
 
-// The next naturally aligned place for `size` at or after `cursor`, if it ends by `end`.
-bool place(std::uint64_t& cursor, std::uint64_t end, std::uint64_t size, std::uint64_t& address) {
-  const std::uint64_t aligned = (cursor + size - 1) & ~(size - 1);
-  if (aligned < cursor || aligned > end || size - 1 > end - aligned) return false;
+// What is left of a window: from `next` to `end` (inclusive), unless a BAR took its last byte
+// (then `next` would have wrapped to 0 at the top of the 64-bit space and looked empty again).
+struct WindowCursor {
+  std::uint64_t next;
+  std::uint64_t end;
+  bool full = false;
+};
+
+// The next naturally aligned place for `size` in what is left of `window`.
+bool place(WindowCursor& window, std::uint64_t size, std::uint64_t& address) {
+  if (window.full) return false;
+  const std::uint64_t aligned = (window.next + size - 1) & ~(size - 1);
+  if (aligned < window.next || aligned > window.end || size - 1 > window.end - aligned) {
+    return false;
+  }
   address = aligned;
-  cursor = aligned + size;
+  window.full = size - 1 == window.end - aligned;
+  window.next = aligned + size;
   return true;
 }
 
@@ -31,7 +43,9 @@ std::vector<GuestBar> assign_bars(std::span<const BarSpec> bars, const BarWindow
   // Largest first keeps the natural alignment from wasting space.
   std::stable_sort(order.begin(), order.end(),
                    [](const BarSpec& a, const BarSpec& b) { return a.size > b.size; });
-  std::uint64_t mmio32 = windows.mmio32_start, mmio64 = windows.mmio64_start, io = windows.io_start;
+  WindowCursor mmio32{windows.mmio32_start, windows.mmio32_end};
+  WindowCursor mmio64{windows.mmio64_start, windows.mmio64_end};
+  WindowCursor io{windows.io_start, windows.io_end};
   std::vector<GuestBar> placed;
   for (const BarSpec& bar : order) {
     GuestBar guest{bar, 0};
@@ -40,11 +54,10 @@ std::vector<GuestBar> assign_bars(std::span<const BarSpec> bars, const BarWindow
         bar.kind == pci::BarKind::io ? bar.size : std::max<std::uint64_t>(bar.size, 4096);
     bool ok = false;
     if (bar.kind == pci::BarKind::io) {
-      ok = place(io, windows.io_end, size, guest.address);
+      ok = place(io, size, guest.address);
     } else {
-      ok = place(mmio32, windows.mmio32_end, size, guest.address) ||
-           (bar.kind == pci::BarKind::mem64 &&
-            place(mmio64, windows.mmio64_end, size, guest.address));
+      ok = place(mmio32, size, guest.address) ||
+           (bar.kind == pci::BarKind::mem64 && place(mmio64, size, guest.address));
     }
     if (!ok) {
       throw Error("lay out BARs", "BAR" + std::to_string(bar.index) + " (" + human_size(bar.size) +

@@ -32,6 +32,18 @@ TEST(Persist, ForeignOrDamagedRulesAreNotOurs) {
   EXPECT_FALSE(parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0 id=10de:2204 colour=red\n"));
 }
 
+// Found by fuzz/udev_rule.cpp: a host driver with a tab became two words in the softdep file.
+TEST(Persist, AHostDriverThatIsNoDriverNameMakesTheRuleDamaged) {
+  EXPECT_FALSE(
+      parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0 id=10de:2204 host-driver=a\tb\n"));
+  EXPECT_FALSE(
+      parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0 id=10de:2204 host-driver=a/b\n"));
+  EXPECT_FALSE(
+      parse_udev_rule("# vfiokit-persist bdf=0000:01:00.0 id=10de:2204 host-driver=\x1b\n"));
+  EXPECT_TRUE(parse_udev_rule(
+      "# vfiokit-persist bdf=0000:01:00.0 id=10de:2204 host-driver=snd_hda_intel\n"));
+}
+
 TEST(Persist, SoftdepsNameEachHostDriverOnce) {
   PersistEntry second_gpu = gpu();
   second_gpu.bdf = *pci::parse_bdf("0000:02:00.0");

@@ -165,6 +165,20 @@ TEST(BarLayout, ErrorsNameTheBarThatDoesNotFit) {
   EXPECT_THROW(assign_bars(io), Error);  // 16 KiB of ports left, 32 KiB wanted
 }
 
+// Found by fuzz/bar_layout.cpp: a BAR that ended at 2^64 - 1 wrapped the window's cursor to 0,
+// and the next BAR was placed over the first.
+TEST(BarLayout, ABarThatTakesTheTopOfTheAddressSpaceFillsItsWindow) {
+  BarWindows windows;
+  windows.mmio64_start = ~std::uint64_t{0} - 0xffff;  // the last 64 KiB
+  windows.mmio64_end = ~std::uint64_t{0};
+  windows.mmio32_end = windows.mmio32_start;  // nothing fits below 4 GiB
+  const std::vector<BarSpec> top{bar(0, pci::BarKind::mem64, 0x10000)};
+  EXPECT_EQ(assign_bars(top, windows)[0].address, windows.mmio64_start);
+  const std::vector<BarSpec> two{bar(0, pci::BarKind::mem64, 0x10000),
+                                 bar(2, pci::BarKind::mem64, 0x1000)};
+  EXPECT_THROW(assign_bars(two, windows), Error);
+}
+
 pci::MsiCapability msi(bool address_64bit, bool per_vector_masking, unsigned capable = 1) {
   pci::MsiCapability c;
   c.offset = 0x50;
