@@ -1,6 +1,15 @@
 #include "iommu/group.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <spdlog/spdlog.h>
 
 #include "base/error.h"
 #include "base/fs.h"
@@ -25,6 +34,41 @@ IommuGroup read_iommu_group(const HostPaths& paths, unsigned number) {
 
 std::filesystem::path vfio_group_node(const HostPaths& paths, unsigned group) {
   return paths.dev / "vfio" / std::to_string(group);
+}
+
+GroupNodeLease::GroupNodeLease(std::filesystem::path node, uid_t uid, gid_t gid)
+    : node_(std::move(node)) {
+  struct stat st {};
+  if (::lstat(node_.c_str(), &st) != 0) {
+    throw Error::from_last_errno("lend VFIO group node").with("path", node_.string());
+  }
+  if (!S_ISCHR(st.st_mode)) {
+    throw Error("lend VFIO group node", node_.string() + " is not a character device")
+        .with("path", node_.string());
+  }
+  previous_uid_ = st.st_uid;
+  previous_gid_ = st.st_gid;
+  if (::fchownat(AT_FDCWD, node_.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    throw Error::from_last_errno("lend VFIO group node")
+        .with("path", node_.string())
+        .with("owner", std::to_string(uid) + ":" + std::to_string(gid));
+  }
+}
+
+GroupNodeLease::GroupNodeLease(GroupNodeLease&& other) noexcept
+    : node_(std::exchange(other.node_, {})),
+      previous_uid_(other.previous_uid_),
+      previous_gid_(other.previous_gid_) {}
+
+GroupNodeLease::~GroupNodeLease() {
+  if (node_.empty()) return;
+  // The node goes away with the group's last vfio-pci binding: then there is nothing to give back.
+  if (::fchownat(AT_FDCWD, node_.c_str(), previous_uid_, previous_gid_, AT_SYMLINK_NOFOLLOW) != 0 &&
+      errno != ENOENT) {
+    const int err = errno;
+    spdlog::warn("could not give {} back to {}:{}: {}", node_.string(), previous_uid_,
+                 previous_gid_, std::strerror(err));
+  }
 }
 
 bool is_vfio_driver(std::string_view driver) noexcept {

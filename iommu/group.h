@@ -5,6 +5,8 @@
 // pci-stub, pcieport). Anything else makes the group "not viable".
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -28,6 +30,29 @@ IommuGroup read_iommu_group(const HostPaths& paths, unsigned number);
 
 // /dev/vfio/N: the node VFIO creates for a group once a member is bound to a VFIO driver.
 std::filesystem::path vfio_group_node(const HostPaths& paths, unsigned group);
+
+// /dev/vfio/N lent to an unprivileged user for one run (QEMU after -runas, as libvirt does): owned
+// by that user while the lease lives, then by whoever owned it before. Only a character device
+// is lent; a symlink or anything else at the path is refused, never followed.
+class GroupNodeLease {
+ public:
+  // Throws Error (with the node and errno) when the node is missing, not a character device, or
+  // cannot be chowned.
+  GroupNodeLease(std::filesystem::path node, uid_t uid, gid_t gid);
+  // Gives the node back; a failure is logged (the run is over; nothing else depends on it).
+  ~GroupNodeLease();
+  GroupNodeLease(GroupNodeLease&& other) noexcept;
+  GroupNodeLease& operator=(GroupNodeLease&&) = delete;
+  GroupNodeLease(const GroupNodeLease&) = delete;
+  GroupNodeLease& operator=(const GroupNodeLease&) = delete;
+
+  [[nodiscard]] const std::filesystem::path& node() const noexcept { return node_; }
+
+ private:
+  std::filesystem::path node_;  // empty once moved from
+  uid_t previous_uid_ = 0;
+  gid_t previous_gid_ = 0;
+};
 
 // True for drivers that VFIO's group ownership accepts beside vfio-pci.
 bool is_vfio_driver(std::string_view driver) noexcept;

@@ -160,7 +160,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
   try {
     for (;;) {
-      if (options.cancel && options.cancel->load()) {
+      if (options.cancelled && options.cancelled()) {
         result.failure = "interrupted before the payload reported a result";
         break;
       }

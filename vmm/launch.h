@@ -4,9 +4,9 @@
 // payload said through the mailbox.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,8 +24,9 @@ struct LaunchOptions {
   std::vector<std::uint8_t> parameters;        // at VFIOKIT_PARAMS_ADDRESS
   // Timings are measured from here (the CLI passes the moment its main() began).
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  // Set from a signal handler to end the run early (Ctrl-C): the guest stops, the result says so.
-  const std::atomic<bool>* cancel = nullptr;
+  // Asked between waits (at least every 100 ms): true ends the run early (Ctrl-C), the guest
+  // stops and the result says so.
+  std::function<bool()> cancelled;
 };
 
 // A guest decides how much it reports; the host keeps this many VALUE reports.

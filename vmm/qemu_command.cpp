@@ -1,5 +1,8 @@
 #include "vmm/qemu_command.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <limits>
@@ -13,7 +16,8 @@ namespace vfiokit::vmm {
 
 std::vector<std::string> qemu_command(const std::string& binary,
                                       const std::vector<std::string>& user_arguments,
-                                      const std::vector<pci::Bdf>& devices) {
+                                      const std::vector<pci::Bdf>& devices,
+                                      const std::optional<RunAs>& run_as) {
   std::vector<std::string> command{binary};
   command.insert(command.end(), user_arguments.begin(), user_arguments.end());
   // Host slot (domain, bus, device) -> its functions, in order.
@@ -39,7 +43,105 @@ std::vector<std::string> qemu_command(const std::string& binary,
     }
     ++guest_slot;
   }
+  if (run_as) {
+    // Numbers, not the name: what was resolved here is what QEMU becomes.
+    command.insert(command.end(),
+                   {"-runas", std::to_string(run_as->uid) + ":" + std::to_string(run_as->gid)});
+  }
   return command;
+}
+
+namespace {
+
+Error run_as_error(std::string_view text, const std::string& message) {
+  return Error("launch", message)
+      .with("run-as", std::string(text))
+      .kind(ErrorKind::usage)
+      .hint("give --run-as USER, USER:GROUP or UID:GID of an unprivileged account");
+}
+
+std::optional<std::uint32_t> parse_id(std::string_view text) {
+  if (text.empty() || text.size() > 10) return std::nullopt;
+  std::uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  // (uid_t)-1 means "unchanged" to the kernel's set*id calls.
+  if (value >= 0xffffffffu) return std::nullopt;
+  return static_cast<std::uint32_t>(value);
+}
+
+struct Account {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::string name;
+};
+
+std::optional<Account> find_user(std::string_view text) {
+  std::vector<char> buffer(16384);
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  const std::string key(text);
+  if (const auto uid = parse_id(text)) {
+    ::getpwuid_r(*uid, &entry, buffer.data(), buffer.size(), &found);
+  } else {
+    ::getpwnam_r(key.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  }
+  if (!found) return std::nullopt;
+  return Account{found->pw_uid, found->pw_gid, found->pw_name};
+}
+
+std::optional<std::uint32_t> find_group(std::string_view text) {
+  if (const auto gid = parse_id(text)) return gid;
+  std::vector<char> buffer(16384);
+  struct group entry {};
+  struct group* found = nullptr;
+  const std::string key(text);
+  ::getgrnam_r(key.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (!found) return std::nullopt;
+  return found->gr_gid;
+}
+
+}  // namespace
+
+RunAs resolve_run_as(std::string_view text) {
+  const std::size_t colon = text.find(':');
+  const std::string_view user_text = text.substr(0, colon);
+  const std::optional<std::string_view> group_text =
+      colon == std::string_view::npos ? std::nullopt
+                                      : std::optional<std::string_view>(text.substr(colon + 1));
+  if (user_text.empty() || (group_text && group_text->empty())) {
+    throw run_as_error(text, "--run-as wants USER[:GROUP], not '" + std::string(text) + "'");
+  }
+  RunAs run_as;
+  const auto uid = parse_id(user_text);
+  const auto account = find_user(user_text);
+  if (account) {
+    run_as = {account->uid, account->gid, account->name};
+  } else if (uid && group_text) {
+    run_as = {*uid, 0, std::string(user_text)};  // an id with no passwd entry, e.g. in a container
+  } else {
+    throw run_as_error(text, "there is no user '" + std::string(user_text) + "'");
+  }
+  if (group_text) {
+    const auto gid = find_group(*group_text);
+    if (!gid) throw run_as_error(text, "there is no group '" + std::string(*group_text) + "'");
+    run_as.gid = *gid;
+  }
+  if (run_as.uid == 0 || run_as.gid == 0) {
+    throw run_as_error(text, "--run-as " + std::string(text) +
+                                 " would leave QEMU with root's rights; name an unprivileged "
+                                 "user and group");
+  }
+  return run_as;
+}
+
+std::uint64_t run_as_memlock_limit(std::uint64_t guest_memory) noexcept {
+  constexpr std::uint64_t kAllowance = std::uint64_t{1} << 30;
+  return guest_memory > std::numeric_limits<std::uint64_t>::max() - kAllowance
+             ? std::numeric_limits<std::uint64_t>::max()
+             : guest_memory + kAllowance;
 }
 
 namespace {

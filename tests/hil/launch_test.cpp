@@ -3,6 +3,7 @@
 // failures end clearly and restore the device, and QEMU boots a Linux guest that reads edu's
 // identification register through its BAR. Every test ends with the devices home.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -305,6 +306,12 @@ TEST_F(LaunchQemu, AMissingQemuIsAUsageErrorBeforeAnythingMoves) {
   const auto run = vfiokit({"launch", nvme_, "--qemu", "--qemu-binary", "/opt/no/qemu"});
   EXPECT_EQ(run.exit_status, 2) << run.output;
   EXPECT_NE(run.output.find("/opt/no/qemu"), std::string::npos) << run.output;
+  // A dry run only prints the command: it needs no QEMU on this machine.
+  const auto dry_run =
+      vfiokit({"launch", nvme_, "--qemu", "--qemu-binary", "/opt/no/qemu", "--dry-run"});
+  EXPECT_EQ(dry_run.exit_status, 0) << dry_run.output;
+  EXPECT_NE(dry_run.output.find("/opt/no/qemu -device vfio-pci,host=" + nvme_), std::string::npos)
+      << dry_run.output;
   EXPECT_EQ(driver_of(nvme_), "nvme");
   EXPECT_TRUE(list_dir("/run/vfiokit/devices").empty());
 }
@@ -331,6 +338,57 @@ TEST_F(LaunchQemu, SigtermReachesQemuAndTheDevicesComeHome) {
                                 "devices restored"),
             std::string::npos)
       << read_file(log);
+  EXPECT_FALSE(qemu_running());
+  expect_everything_home();
+}
+
+// The first line of /proc/PID/status or /proc/PID/limits that starts with `key`, for the one
+// QEMU running; empty while there is none.
+std::string qemu_proc_line(const std::string& file, const std::string& key) {
+  for (const auto& pid : list_dir("/proc")) {
+    if (read_line_if_exists("/proc/" + pid + "/comm").value_or("") != "qemu-system-x86") continue;
+    const std::string text = read_file_if_exists("/proc/" + pid + "/" + file).value_or("");
+    for (const auto line : split_lines(text)) {
+      if (line.starts_with(key)) return std::string(line);
+    }
+  }
+  return "";
+}
+
+TEST_F(LaunchQemu, RunAsGivesQemuAnUnprivilegedUserItsGroupNodeAndEnoughLockedMemory) {
+  const std::string log = "/tmp/launch-qemu-run-as.log";
+  std::vector<std::string> command = endless_qemu_launch(nvme_);
+  command.insert(command.begin() + 4, {"--run-as", "65534:65534"});
+  ChildProcess launch(spawn_background(command, {}, log));
+  ASSERT_TRUE(wait_for_text(log, "running: ", 20000)) << read_file(log);
+  EXPECT_NE(read_file(log).find("-runas 65534:65534"), std::string::npos) << read_file(log);
+  // QEMU sets up as root, then becomes the user: real, effective, saved and filesystem ids.
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  std::string uid;
+  while ((uid = qemu_proc_line("status", "Uid:")).find("65534") == std::string::npos &&
+         Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(split_words(uid),
+            (std::vector<std::string_view>{"Uid:", "65534", "65534", "65534", "65534"}))
+      << read_file(log);
+  const std::string gid = qemu_proc_line("status", "Gid:");
+  EXPECT_EQ(split_words(gid),
+            (std::vector<std::string_view>{"Gid:", "65534", "65534", "65534", "65534"}));
+  // 64 MiB of guest RAM, plus the 1 GiB allowance: 1140850688 bytes, soft and hard.
+  const std::string memlock = qemu_proc_line("limits", "Max locked memory");
+  EXPECT_EQ(split_words(memlock),
+            (std::vector<std::string_view>{"Max", "locked", "memory", "1140850688", "1140850688",
+                                           "bytes"}));
+  const std::string node =
+      "/dev/vfio/" +
+      read_link_name("/sys/bus/pci/devices/" + nvme_ + "/iommu_group").value_or("(no group)");
+  struct stat st {};
+  ASSERT_EQ(::stat(node.c_str(), &st), 0) << node;
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_gid, 65534u);
+  launch.kill(SIGTERM);
+  EXPECT_EQ(launch.wait().value(), 0) << read_file(log);
   EXPECT_FALSE(qemu_running());
   expect_everything_home();
 }

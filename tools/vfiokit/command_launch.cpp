@@ -1,22 +1,23 @@
 // `vfiokit launch BDF --payload NAME|PATH` (the built-in VMM) and `vfiokit launch BDF --qemu --
 // QEMU-ARGS...` (a full OS guest): the device's group on vfio-pci for the run, and back after.
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <set>
 
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/process.h"
+#include "base/signals.h"
 #include "base/text.h"
 #include "bind/binding_session.h"
+#include "iommu/group.h"
 #include "payloads/mailbox.h"
 #include "payloads/payloads.h"
+#include "pci/device.h"
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/commands.h"
@@ -41,39 +42,7 @@ struct LaunchArgs {
   std::vector<std::string> qemu_arguments;
   std::chrono::milliseconds wait{30000};
   bind::ForceFlags force;
-};
-
-std::atomic<bool> g_interrupted{false};
-std::atomic<int> g_signal{0};  // the last signal received, for the report
-std::atomic<pid_t> g_child{0};
-
-// SIGINT/SIGTERM/SIGHUP while a guest runs: a payload run stops and restores; a QEMU child gets
-// the signal passed on, and the devices are restored when it has gone.
-void on_signal(int signal) {
-  g_interrupted = true;
-  g_signal = signal;
-  if (const pid_t child = g_child.load(); child > 0) ::kill(child, signal);
-}
-
-constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP};
-
-struct SignalGuard {
-  SignalGuard() {
-    struct sigaction action {};
-    action.sa_handler = on_signal;
-    sigemptyset(&action.sa_mask);
-    for (std::size_t i = 0; i < std::size(kForwardedSignals); ++i) {
-      ::sigaction(kForwardedSignals[i], &action, &saved[i]);
-    }
-  }
-  ~SignalGuard() {
-    for (std::size_t i = 0; i < std::size(kForwardedSignals); ++i) {
-      ::sigaction(kForwardedSignals[i], &saved[i], nullptr);
-    }
-  }
-  SignalGuard(const SignalGuard&) = delete;
-  SignalGuard& operator=(const SignalGuard&) = delete;
-  struct sigaction saved[std::size(kForwardedSignals)]{};
+  std::string run_as;  // --qemu: USER[:GROUP] that QEMU becomes once set up
 };
 
 // The group bound for the run: progress lines as each device moves and comes back, flushed
@@ -82,6 +51,7 @@ bind::SessionOptions session_options(const LaunchArgs& args, std::ostream* progr
   bind::SessionOptions options;
   options.force = args.force;
   options.lock_wait = args.wait;
+  options.interrupted = [] { return SignalGuard::received(); };
   if (progress) {
     options.on_outcome = [progress](const bind::DeviceOutcome& outcome) {
       print_outcome(*progress, outcome);
@@ -147,8 +117,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   std::ostream* progress = options.json ? nullptr : &std::cout;
   if (progress)
     *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
-  SignalGuard signals;
-  g_interrupted = false;
+  const SignalGuard signals;
   bind::BindingSession session(paths, bdf, session_options(args, progress));
   vmm::LaunchResult result;
   {
@@ -158,7 +127,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     launch.timeout = args.timeout;
     launch.parameters = parameters;
     launch.start = process_start();
-    launch.cancel = &g_interrupted;
+    launch.cancelled = [] { return SignalGuard::received() != 0; };
     result = vmm::launch_payload(paths, opened, payload.image, launch);
   }
   if (!options.json) print_payload_report(args, bdf, result);
@@ -203,37 +172,21 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   return result.passed ? 0 : 1;
 }
 
-// Runs QEMU as a child that dies with vfiokit (PR_SET_PDEATHSIG), passing signals on.
-int run_qemu(const std::vector<std::string>& command) {
-  const pid_t parent = ::getpid();
-  const pid_t child = ::fork();
-  if (child < 0) {
-    const int err = errno;
-    throw Error::from_errno(err, "fork QEMU");
-  }
-  if (child == 0) {
-    // If vfiokit is killed, QEMU must go too: otherwise it keeps the group open and `vfiokit
-    // restore` would have to wait for it.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(127);
-    std::vector<char*> argv;
-    for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "vfiokit: cannot run %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  g_child = child;
-  // A signal that came between fork() and the line above has not been passed on yet.
-  if (g_interrupted) ::kill(child, g_signal.load());
-  int status = 0;
-  pid_t waited;
-  while ((waited = ::waitpid(child, &status, 0)) < 0 && errno == EINTR) {
-  }
-  const int err = errno;
-  g_child = 0;
-  if (waited < 0) throw Error::from_errno(err, "wait for QEMU").with("pid", std::to_string(child));
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+// Runs QEMU as a child that dies with vfiokit (a QEMU left running would keep the group open,
+// and `vfiokit restore` would have to wait for it), passing SIGINT/SIGTERM/SIGHUP on. Its exit
+// status, or 128 + the signal that ended it.
+int run_qemu(const std::vector<std::string>& command, std::optional<std::uint64_t> memlock_limit) {
+  ChildOptions child_options;
+  child_options.parent_death_signal = SIGTERM;
+  child_options.input = ChildInput::inherit;  // -nographic's serial console and monitor
+  child_options.memlock_limit = memlock_limit;
+  ChildProcess qemu = ChildProcess::spawn(command, child_options);
+  SignalGuard::forward_to(qemu.pid());
+  // A signal that came before the line above has not been passed on yet.
+  if (const int signal = SignalGuard::received()) qemu.kill(signal);
+  const ExitStatus status = qemu.wait();
+  SignalGuard::forward_to(0);
+  return status.value();
 }
 
 // Before anything moves: a QEMU that cannot start would only bind and restore for nothing.
@@ -245,54 +198,84 @@ void require_qemu(const std::string& binary) {
       .hint("install it (apt-get install qemu-system-x86) or name it with --qemu-binary PATH");
 }
 
+int print_qemu_dry_run(const GlobalOptions& options, const LaunchArgs& args, const pci::Bdf& bdf,
+                       const std::optional<vmm::RunAs>& run_as) {
+  const HostPaths paths = options.paths();
+  const bind::Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{bdf};
+  const auto view = bind::gather_host_view(paths, requested, journal, ::getpid());
+  const auto plan = bind::plan_bind(view, requested, args.force);
+  const auto command =
+      vmm::qemu_command(args.qemu_binary, args.qemu_arguments, plan.endpoints(), run_as);
+  if (options.json) {
+    print_json(std::cout, Json{{"operation", "launch"},
+                               {"dry_run", true},
+                               {"plan", plan_json(plan)},
+                               {"command", command}});
+  } else {
+    print_plan(std::cout, plan, "plan: bind for the guest, restore when QEMU exits");
+    if (plan.refused()) print_refusals(std::cerr, plan);
+    std::cout << "command:\n  " << vmm::shell_quote(command) << '\n';
+  }
+  return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
+}
+
+// The /dev/vfio/N of every group the session bound, lent to the user QEMU becomes: QEMU opens
+// them before it drops root, but a group it opens later (hotplug) must be its own.
+std::vector<iommu::GroupNodeLease> lend_group_nodes(const HostPaths& paths,
+                                                    const bind::BindingSession& session,
+                                                    const vmm::RunAs& run_as) {
+  std::set<unsigned> groups;
+  for (const auto& bdf : session.endpoints()) {
+    if (const auto group = pci::read_pci_device(paths, bdf).iommu_group) groups.insert(*group);
+  }
+  std::vector<iommu::GroupNodeLease> leases;
+  for (const unsigned group : groups) {
+    leases.emplace_back(iommu::vfio_group_node(paths, group), run_as.uid, run_as.gid);
+  }
+  return leases;
+}
+
 int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  std::optional<vmm::RunAs> run_as;
+  if (!args.run_as.empty()) run_as = vmm::resolve_run_as(args.run_as);
+  if (args.dry_run) return print_qemu_dry_run(options, args, bdf, run_as);
   require_qemu(args.qemu_binary);
-  if (args.dry_run) {
-    const bind::Journal journal(paths.run / "vfiokit");
-    const std::vector<pci::Bdf> requested{bdf};
-    const auto view = bind::gather_host_view(paths, requested, journal, ::getpid());
-    const auto plan = bind::plan_bind(view, requested, args.force);
-    const auto command = vmm::qemu_command(args.qemu_binary, args.qemu_arguments, plan.endpoints());
-    if (options.json) {
-      print_json(std::cout, Json{{"operation", "launch"},
-                                 {"dry_run", true},
-                                 {"plan", plan_json(plan)},
-                                 {"command", command}});
-    } else {
-      print_plan(std::cout, plan, "plan: bind for the guest, restore when QEMU exits");
-      if (plan.refused()) print_refusals(std::cerr, plan);
-      std::cout << "command:\n  " << vmm::shell_quote(command) << '\n';
-    }
-    return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
+  std::optional<std::uint64_t> memlock;
+  if (run_as) {
+    memlock = vmm::run_as_memlock_limit(vmm::guest_memory_bytes(args.qemu_arguments).value_or(0));
   }
   std::ostream* progress = options.json ? nullptr : &std::cout;
-  SignalGuard signals;
-  g_interrupted = false;
-  g_signal = 0;
+  const SignalGuard signals;
   bind::BindingSession session(paths, bdf, session_options(args, progress));
   const auto command =
-      vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints());
-  if (g_interrupted) {  // stopped while binding (or waiting for the lock): no guest to start
+      vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints(), run_as);
+  if (const int signal = SignalGuard::received()) {  // while binding: no guest to start
     session.restore();
-    throw Error("launch", std::string("stopped by SIG") + sigabbrev_np(g_signal.load()) +
+    throw Error("launch", "stopped by " + signal_name(signal) +
                               " before QEMU started; the devices are back on their drivers");
   }
   if (progress) *progress << "running: " << vmm::shell_quote(command) << '\n' << std::flush;
-  const int status = run_qemu(command);
+  int status = 0;
+  {
+    // Given back before the session restores the drivers (which removes the nodes).
+    const auto leases =
+        run_as ? lend_group_nodes(paths, session, *run_as) : std::vector<iommu::GroupNodeLease>{};
+    status = run_qemu(command, memlock);
+  }
   session.restore();
+  const int forwarded = SignalGuard::received();
   if (options.json) {
-    const int forwarded = g_signal.load();
     print_json(std::cout,
                Json{{"command", command},
                     {"qemu_exit_status", status},
-                    {"signal_passed_on", forwarded ? Json(sigabbrev_np(forwarded)) : Json(nullptr)},
+                    {"signal_passed_on", forwarded ? Json(signal_name(forwarded)) : Json(nullptr)},
                     {"restored", true}});
   } else {
     std::cout << "QEMU exited with status " << status;
-    if (const int forwarded = g_signal.load())
-      std::cout << " after SIG" << sigabbrev_np(forwarded) << ", which vfiokit passed on";
+    if (forwarded) std::cout << " after " << signal_name(forwarded) << ", which vfiokit passed on";
     std::cout << "; devices restored to their original drivers\n";
   }
   return status == 0 ? 0 : 1;
@@ -318,6 +301,11 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--dry-run", args->dry_run,
                 "With --qemu: print the plan and the command; change nothing");
   sub->add_option("--qemu-binary", args->qemu_binary, "QEMU to run")->capture_default_str();
+  sub->add_option("--run-as", args->run_as,
+                  "With --qemu: USER[:GROUP] (or UID:GID) that QEMU becomes once it has set up "
+                  "(its -runas); the group's /dev/vfio nodes are lent to it and its locked-memory "
+                  "limit covers the guest's RAM. Recommended: a guest that breaks out of QEMU "
+                  "is then not root");
   sub->add_option("--expect-serial", args->expected_serial, "nvme-identify: the serial to expect");
   add_seconds_option(sub, "--timeout", args->timeout, 0.001, 86400,
                      "How long to wait for the payload's result");
@@ -336,6 +324,9 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
     }
     if (!args->qemu && !args->qemu_arguments.empty()) {
       throw CLI::ValidationError("launch", "arguments after the BDF are for QEMU: use --qemu");
+    }
+    if (!args->run_as.empty() && !args->qemu) {
+      throw CLI::ValidationError("launch", "--run-as goes with --qemu");
     }
     if (args->dry_run && !args->qemu) {
       throw CLI::ValidationError("launch", "--dry-run goes with --qemu");
