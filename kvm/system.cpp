@@ -119,6 +119,25 @@ int KvmSystem::check_extension(unsigned long capability) const {
   return rc < 0 ? 0 : rc;
 }
 
+std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
+  // KVM has about 60 leaves today; the buffer grows until they fit.
+  for (std::uint32_t capacity = 128; capacity <= 4096; capacity *= 2) {
+    std::vector<kvm_cpuid_entry2> buffer(1 + capacity);  // [0] holds the 8-byte header
+    auto* header = reinterpret_cast<kvm_cpuid2*>(buffer.data());
+    header->nent = capacity;
+    const int rc = try_ioctl(fd_.get(), uapi::kGetSupportedCpuid, header);
+    if (rc == -E2BIG) continue;
+    if (rc < 0) throw ioctl_error(rc, uapi::kGetSupportedCpuid.name);
+    // The entries start right after the header, 8 bytes into buffer[0].
+    std::vector<kvm_cpuid_entry2> entries(header->nent);
+    std::memcpy(entries.data(),
+                reinterpret_cast<const std::uint8_t*>(header) + uapi::kCpuidEntriesOffset,
+                entries.size() * sizeof(kvm_cpuid_entry2));
+    return entries;
+  }
+  throw Error("KVM_GET_SUPPORTED_CPUID", "KVM reports more than 4096 CPUID leaves");
+}
+
 Vm KvmSystem::create_vm() const {
   const int rc = try_ioctl(fd_.get(), uapi::kCreateVm, 0ul);
   if (rc < 0) throw diagnose_kvm_failure(gather_kvm_facts(paths_, -rc), "KVM_CREATE_VM");

@@ -1,8 +1,11 @@
 // /dev/kvm: opening it, what it supports, and why it cannot be opened when it cannot.
 #pragma once
 
+#include <linux/kvm.h>
+
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/host_paths.h"
@@ -38,6 +41,8 @@ class KvmSystem {
   // KVM_CHECK_EXTENSION: 0 when absent, else the capability's value (often a count).
   [[nodiscard]] int check_extension(unsigned long capability) const;
   [[nodiscard]] std::size_t vcpu_mmap_size() const noexcept { return vcpu_mmap_size_; }
+  // KVM_GET_SUPPORTED_CPUID: every CPUID leaf KVM can give a guest, as KVM fills them in.
+  [[nodiscard]] std::vector<kvm_cpuid_entry2> supported_cpuid() const;
   // KVM_CREATE_VM (type 0); failures are diagnosed.
   [[nodiscard]] Vm create_vm() const;
 

@@ -62,6 +62,24 @@ inline constexpr IoctlPtr<kvm_mp_state> kGetMpState =
 inline constexpr IoctlPtr<kvm_lapic_state> kGetLapic =
     VFIOKIT_IOCTL_PTR(kvm_lapic_state, KVM_GET_LAPIC);
 
+// struct kvm_cpuid2 is {u32 nent; u32 padding; entries[]}: the same flexible-array trap as
+// kvm_irq_routing above. C++ with the 6.1 headers makes it 12 bytes, and KVM_SET_CPUID2 would
+// expand to 0x400cae90 (ENOTTY). The requests carry the kernel's 8, and the entries are reached
+// by offset, never through `entries` or sizeof(kvm_cpuid2).
+inline constexpr std::size_t kCpuidEntriesOffset = 8;
+// Kernel contract: room for `nent` kvm_cpuid_entry2 follows the 8-byte header;
+// KVM_GET_SUPPORTED_CPUID fails with E2BIG when there is not enough, else sets `nent`.
+inline constexpr IoctlPtr<kvm_cpuid2> kGetSupportedCpuid{
+    _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kCpuidEntriesOffset), "KVM_GET_SUPPORTED_CPUID"};
+inline constexpr IoctlPtr<const kvm_cpuid2> kSetCpuid2{
+    _IOC(_IOC_WRITE, KVMIO, 0x90, kCpuidEntriesOffset), "KVM_SET_CPUID2"};
+static_assert(offsetof(kvm_cpuid2, nent) == 0);
+static_assert(offsetof(kvm_cpuid2, padding) == 4);
+static_assert(sizeof(kvm_cpuid_entry2) == 40);
+static_assert(offsetof(kvm_cpuid_entry2, index) == 4);
+static_assert(offsetof(kvm_cpuid_entry2, eax) == 12);
+static_assert(offsetof(kvm_cpuid_entry2, edx) == 24);
+
 // struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
 // then 16 bytes of padding the kernel requires to be zero.
 static_assert(sizeof(kvm_mp_state) == 4);

@@ -176,6 +176,20 @@ kvm_regs Vcpu::regs() const {
 
 void Vcpu::set_regs(const kvm_regs& regs) { do_ioctl(fd_.get(), uapi::kSetRegs, &regs); }
 
+void Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) {
+  std::vector<kvm_cpuid_entry2> buffer(1 + entries.size());  // [0] holds the 8-byte header
+  auto* header = reinterpret_cast<kvm_cpuid2*>(buffer.data());
+  header->nent = static_cast<std::uint32_t>(entries.size());
+  std::memcpy(reinterpret_cast<std::uint8_t*>(header) + uapi::kCpuidEntriesOffset, entries.data(),
+              entries.size() * sizeof(kvm_cpuid_entry2));
+  const int rc = try_ioctl(fd_.get(), uapi::kSetCpuid2, header);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kSetCpuid2.name)
+        .with("vcpu", std::to_string(id_))
+        .with("entries", std::to_string(entries.size()));
+  }
+}
+
 std::uint32_t Vcpu::mp_state() const {
   kvm_mp_state state{};
   do_ioctl(fd_.get(), uapi::kGetMpState, &state);

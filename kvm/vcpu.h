@@ -94,6 +94,8 @@ class Vcpu {
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
 
+  // KVM_SET_CPUID2: what CPUID tells the guest, and which LAPIC timer modes KVM then accepts.
+  void set_cpuid(std::span<const kvm_cpuid_entry2> entries);
   [[nodiscard]] kvm_regs regs() const;
   void set_regs(const kvm_regs& regs);
   [[nodiscard]] kvm_sregs sregs() const;

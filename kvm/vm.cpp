@@ -76,7 +76,9 @@ const MemorySlot* MemorySlotTable::containing(std::uint64_t address) const {
 }
 
 Vm::Vm(UniqueFd fd, const KvmSystem& system)
-    : fd_(std::move(fd)), vcpu_mmap_size_(system.vcpu_mmap_size()) {
+    : fd_(std::move(fd)),
+      vcpu_mmap_size_(system.vcpu_mmap_size()),
+      cpuid_(system.supported_cpuid()) {
   // KVM refuses slot numbers from KVM_USER_MEM_SLOTS up; older kernels report fewer.
   const int slots = system.check_extension(KVM_CAP_NR_MEMSLOTS);
   if (slots > 0) slots_ = MemorySlotTable(static_cast<std::uint32_t>(slots));
@@ -190,7 +192,9 @@ void Vm::signal_msi(const msix::MsiMessage& message) {
 Vcpu Vm::create_vcpu(std::uint32_t id) {
   const int rc = try_ioctl(fd_.get(), uapi::kCreateVcpu, static_cast<unsigned long>(id));
   if (rc < 0) throw ioctl_error(rc, uapi::kCreateVcpu.name).with("vcpu", std::to_string(id));
-  return Vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
+  Vcpu vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
+  vcpu.set_cpuid(cpuid_);
+  return vcpu;
 }
 
 }  // namespace vfiokit::kvm

@@ -3,9 +3,12 @@
 // RouteTable commits through), and its vCPUs.
 #pragma once
 
+#include <linux/kvm.h>
+
 #include <cstdint>
 #include <map>
 #include <span>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "msix/routing.h"
@@ -89,6 +92,10 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
  private:
   UniqueFd fd_;
   std::size_t vcpu_mmap_size_;
+  // What every vCPU is given (KVM_SET_CPUID2) before it runs. Without it KVM's local APIC
+  // accepts no timer mode: a periodic LAPIC timer silently became one-shot, and a payload's
+  // tick, which times out its every wait, stopped after the first.
+  std::vector<kvm_cpuid_entry2> cpuid_;
   MemorySlotTable slots_;
   bool irqchip_ = false;
 };

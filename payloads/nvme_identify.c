@@ -13,13 +13,18 @@
 
 static uintptr_t bar;
 
+/* Polls CSTS.RDY once per timer tick (10 ms), for 5 s; a timeout says what CSTS held. */
 static int wait_ready(int ready) {
+  uint32_t status = 0;
   for (int tick = 0; tick < 500; ++tick) {
-    const uint32_t status = mmio_read32(bar + 0x1c);
-    if (status & 0x2) return 0; /* fatal */
+    status = mmio_read32(bar + 0x1c);
+    if (status & 0x2) break; /* fatal */
     if ((int)(status & 1) == ready) return 1;
     wait_for_interrupt();
   }
+  log_hex(ready ? "nvme-identify: controller never ready, CSTS"
+                : "nvme-identify: controller never stopped, CSTS",
+          status);
   return 0;
 }
 
@@ -63,7 +68,12 @@ uint32_t payload_main(void) {
   sqe[10] = 1;               /* CNS 1: controller */
   __asm__ volatile("sfence" ::: "memory");
   mmio_write32(bar + 0x1000, 1); /* SQ 0 tail doorbell */
-  if (!wait_for_interrupt_count(NVME_VECTOR, 1, 500)) return VFIOKIT_DONE_TIMEOUT;
+  if (!wait_for_interrupt_count(NVME_VECTOR, 1, 500)) {
+    /* Did the controller complete the command (the interrupt was lost) or not run it at all? */
+    log_hex("nvme-identify: no completion interrupt; completion entry dword 3",
+            ((volatile uint32_t*)CQ)[3]);
+    return VFIOKIT_DONE_TIMEOUT;
+  }
   __asm__ volatile("lfence" ::: "memory");
   const uint32_t dw3 = ((volatile uint32_t*)CQ)[3];
   mmio_write32(bar + 0x1000 + stride, 1); /* CQ 0 head doorbell */

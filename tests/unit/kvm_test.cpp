@@ -282,6 +282,42 @@ struct InterruptGuest {
   int ready = 0, delivered = 0;
 };
 
+// Every vCPU gets KVM's CPUID before it runs: without it KVM's local APIC takes no timer mode,
+// and a periodic timer ticked once (the built-in VMM's payloads time out their waits on it).
+TEST(KvmHost, APeriodicLapicTimerKeepsTicking) {
+  REQUIRE_KVM(kvm);
+  RealModeGuest guest(*kvm, true);
+  guest.load(0x1000, {0x66, 0xc7, 0x06, 0xf0, 0x00, 0xff, 0x01, 0x00, 0x00,  // SVR = 0x1ff
+                      0x66, 0xc7, 0x06, 0xe0, 0x03, 0x0b, 0x00, 0x00, 0x00,  // divide by 1
+                      0x66, 0xc7, 0x06, 0x20, 0x03, 0x30, 0x00, 0x02, 0x00,  // LVTT: periodic, 0x30
+                      0x66, 0xc7, 0x06, 0x80, 0x03, 0x40, 0x42, 0x0f, 0x00,  // 1000000: ~1 ms
+                      0xfb, 0xf4, 0xeb, 0xfd});                              // sti; hlt loop
+  guest.load(0x2000, {0xb0, 0x30, 0xe6, 0x12,                                // out 0x12: a tick
+                      0x66, 0xc7, 0x06, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00,  // EOI
+                      0xcf});                                                // iret
+  guest.vector(0x30, 0x2000);
+  std::mutex mutex;
+  std::condition_variable changed;
+  int ticks = 0;
+  RunLoop loop;
+  loop.on_io(0x12, 0x12, [&](const IoExit&, std::span<std::uint8_t>) {
+    std::lock_guard lock(mutex);
+    ++ticks;
+    changed.notify_all();
+  });
+  std::thread vcpu([&] { loop.run(*guest.vcpu); });
+  {
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return ticks >= 5; }))
+        << ticks << " ticks";
+  }
+  loop.stop();
+  vcpu.join();
+  const auto lapic = guest.vcpu->state().lapic;
+  ASSERT_TRUE(lapic);
+  EXPECT_EQ((lapic->timer_lvt >> 17) & 3, 1u) << "the LVT timer is not periodic";
+}
+
 TEST(KvmHost, AnIrqfdOnAnMsiRouteReachesTheGuest) {
   REQUIRE_KVM(kvm);
   InterruptGuest g(*kvm);

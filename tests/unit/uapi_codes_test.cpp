@@ -58,6 +58,9 @@ TEST(UapiCodes, Kvm) {
   EXPECT_EQ(kGetMpState.name, "KVM_GET_MP_STATE");
   EXPECT_EQ(kGetStatsFd.code, 0xaeceu);
   EXPECT_EQ(kGetLapic.code, 0x8400ae8eu);
+  EXPECT_EQ(kGetSupportedCpuid.code, 0xc008ae05u);
+  EXPECT_EQ(kGetSupportedCpuid.name, "KVM_GET_SUPPORTED_CPUID");
+  EXPECT_EQ(kSetCpuid2.code, 0x4008ae90u);
 }
 
 }  // namespace
