@@ -71,7 +71,16 @@ ModuleState module_state(const HostPaths& paths, std::string_view name) {
 }
 
 void load_module(std::string_view name) {
-  const CommandResult result = run_command({"modprobe", std::string(name)});
+  // A name modprobe could take for an option (or a path) is a caller's mistake, never run.
+  const bool plausible =
+      !name.empty() && name.front() != '-' &&
+      std::all_of(name.begin(), name.end(), [](char c) { return c > ' ' && c < 0x7f && c != '/'; });
+  if (!plausible) {
+    throw Error("modprobe", "'" + std::string(name) + "' is not a module name")
+        .with("module", std::string(name))
+        .kind(ErrorKind::usage);
+  }
+  const CommandResult result = run_command({"modprobe", "--", std::string(name)});
   if (result.exit_status != 0) {
     throw Error("modprobe", std::string(trim(result.output)))
         .with("module", std::string(name))

@@ -223,31 +223,42 @@ void VfioDevice::reset() const {
   }
 }
 
+std::vector<HotResetDependency> parse_hot_reset_info(std::span<const std::uint8_t> reply) {
+  vfio_pci_hot_reset_info header{};
+  if (reply.size() < sizeof header) return {};
+  std::memcpy(&header, reply.data(), sizeof header);
+  const std::size_t room = (reply.size() - sizeof header) / sizeof(vfio_pci_dependent_device);
+  const std::size_t count = std::min<std::size_t>(header.count, room);
+  std::vector<HotResetDependency> devices;
+  devices.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    vfio_pci_dependent_device dep{};
+    std::memcpy(&dep, reply.data() + sizeof header + i * sizeof dep, sizeof dep);
+    devices.push_back(
+        {dep.group_id, pci::Bdf{dep.segment, dep.bus, static_cast<std::uint8_t>(dep.devfn >> 3),
+                                static_cast<std::uint8_t>(dep.devfn & 7)}});
+  }
+  return devices;
+}
+
 std::vector<HotResetDependency> VfioDevice::hot_reset_dependencies() const {
   std::vector<std::uint8_t> buffer(sizeof(vfio_pci_hot_reset_info) +
                                    4 * sizeof(vfio_pci_dependent_device));
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto* info = reinterpret_cast<vfio_pci_hot_reset_info*>(buffer.data());
     info->argsz = static_cast<std::uint32_t>(buffer.size());
+    // Kernel contract: argsz bytes at `info`; on ENOSPC the kernel sets count to what it needs.
     const int rc = try_ioctl(fd_.get(), uapi::kDeviceGetPciHotResetInfo, info);
     if (rc == -ENOSPC) {
+      if (info->count > kMaxHotResetDependencies) return {};
       buffer.assign(
           sizeof(vfio_pci_hot_reset_info) + info->count * sizeof(vfio_pci_dependent_device), 0);
       continue;
     }
     if (rc < 0) return {};  // no bus reset possible for this device (ENODEV, EINVAL...)
-    std::vector<HotResetDependency> devices;
-    for (std::uint32_t i = 0; i < info->count; ++i) {
-      vfio_pci_dependent_device dep{};
-      std::memcpy(&dep, buffer.data() + sizeof(vfio_pci_hot_reset_info) + i * sizeof dep,
-                  sizeof dep);
-      devices.push_back(
-          {dep.group_id, pci::Bdf{dep.segment, dep.bus, static_cast<std::uint8_t>(dep.devfn >> 3),
-                                  static_cast<std::uint8_t>(dep.devfn & 7)}});
-    }
-    return devices;
+    return parse_hot_reset_info(buffer);
   }
-  return {};
+  return {};  // the set kept growing between calls: nothing reliable to report
 }
 
 }  // namespace vfiokit::vfio

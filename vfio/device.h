@@ -38,7 +38,15 @@ std::string irq_index_name(std::uint32_t index);  // "INTx", "MSI", "MSI-X", "ER
 struct HotResetDependency {
   unsigned group = 0;
   pci::Bdf bdf;
+  bool operator==(const HotResetDependency&) const = default;
 };
+
+// The reply of VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: the header's count, but never more entries
+// than `reply` holds after it (a count the buffer cannot hold is not trusted). Pure.
+std::vector<HotResetDependency> parse_hot_reset_info(std::span<const std::uint8_t> reply);
+// More devices than one hot reset can reach (a bus's 256 functions, many times over): a reply
+// that claims more is not believed, and no bus reset is offered.
+inline constexpr std::uint32_t kMaxHotResetDependencies = 4096;
 
 // What the VMM's device model and the interrupt vectors need from a device: config space,
 // a region's registers and mappable areas, IRQ indexes and VFIO_DEVICE_SET_IRQS. VfioDevice

@@ -2,10 +2,23 @@
 
 #include <gtest/gtest.h>
 
+#include "base/error.h"
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit {
 namespace {
+
+TEST(Kmod, ANameModprobeWouldReadAsAnOptionIsRefusedBeforeItRuns) {
+  for (const char* name : {"-r", "--remove", "", "vfio pci", "../vfio-pci", "a\tb"}) {
+    try {
+      load_module(name);
+      ADD_FAILURE() << "'" << name << "' was taken for a module";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::usage) << name;
+      EXPECT_NE(std::string(e.what()).find("is not a module name"), std::string::npos) << e.what();
+    }
+  }
+}
 
 TEST(Kmod, CanonicalNamesUseUnderscores) {
   EXPECT_EQ(canonical_module_name("vfio-pci"), "vfio_pci");

@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 #include <linux/vfio.h>
 
+#include <cstring>
 #include <random>
 
 #include "base/error.h"
 #include "iommu/vfio_caps.h"
 #include "tests/unit/info_builder.h"
+#include "vfio/device.h"
 #include "vfio/region_info.h"
 
 namespace vfiokit {
@@ -157,3 +159,42 @@ TEST(RegionInfo, TypeCapAndNames) {
 
 }  // namespace
 }  // namespace vfiokit
+
+namespace vfiokit::vfio {
+namespace {
+
+// A VFIO_DEVICE_GET_PCI_HOT_RESET_INFO reply: the header, then `entries` dependent devices.
+std::vector<std::uint8_t> hot_reset_reply(std::uint32_t count, std::size_t entries) {
+  std::vector<std::uint8_t> bytes(sizeof(vfio_pci_hot_reset_info) +
+                                  entries * sizeof(vfio_pci_dependent_device));
+  vfio_pci_hot_reset_info header{};
+  header.argsz = static_cast<std::uint32_t>(bytes.size());
+  header.count = count;
+  std::memcpy(bytes.data(), &header, sizeof header);
+  for (std::size_t i = 0; i < entries; ++i) {
+    vfio_pci_dependent_device dep{};
+    dep.group_id = 7 + static_cast<std::uint32_t>(i);
+    dep.segment = 0;
+    dep.bus = 3;
+    dep.devfn = static_cast<std::uint8_t>(i);  // 03:00.i
+    std::memcpy(bytes.data() + sizeof header + i * sizeof dep, &dep, sizeof dep);
+  }
+  return bytes;
+}
+
+TEST(HotResetInfo, ReadsEachDependentDevice) {
+  const auto devices = parse_hot_reset_info(hot_reset_reply(2, 2));
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[1], (HotResetDependency{8, *pci::parse_bdf("0000:03:00.1")}));
+}
+
+// Found by issue 10: the count was trusted, and entries were read past the buffer.
+TEST(HotResetInfo, ACountTheBufferCannotHoldIsClampedToIt) {
+  EXPECT_EQ(parse_hot_reset_info(hot_reset_reply(1000, 3)).size(), 3u);
+  EXPECT_TRUE(parse_hot_reset_info(hot_reset_reply(5, 0)).empty());
+  const std::vector<std::uint8_t> short_header(4, 0xff);
+  EXPECT_TRUE(parse_hot_reset_info(short_header).empty());
+}
+
+}  // namespace
+}  // namespace vfiokit::vfio
