@@ -108,6 +108,43 @@ Json hang_json(const vmm::HangReport& hang) {
           {"text", hang.describe()}};
 }
 
+// launch --payload --json: the result, where a hung guest was, what it dropped, and timings.
+Json payload_result_json(const pci::Bdf& bdf, const std::string& payload_name,
+                         const vmm::LaunchResult& result,
+                         const std::vector<pci::Bdf>& moved_devices) {
+  Json values = Json::array();
+  for (auto v : result.values) values.push_back(v);
+  Json timing = Json::object();
+  if (result.first_instruction_ms) timing["first_instruction_ms"] = *result.first_instruction_ms;
+  if (result.first_mailbox_ms) timing["first_mailbox_ms"] = *result.first_mailbox_ms;
+  if (result.first_instruction_monotonic_ns)
+    timing["first_instruction_monotonic_ns"] = *result.first_instruction_monotonic_ns;
+  if (result.first_mailbox_monotonic_ns)
+    timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
+  Json moved = Json::array();
+  for (const auto& b : moved_devices) moved.push_back(b.to_string());
+  return Json{{"bdf", bdf.to_string()},
+              {"payload", payload_name},
+              {"passed", result.passed},
+              {"result", result.done_code
+                             ? Json(vmm::describe_done_code(*result.done_code, result.done_detail))
+                             : Json(nullptr)},
+              {"done_code", result.done_code},
+              {"done_detail", result.done_detail},
+              {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
+              {"hang", result.hang ? hang_json(*result.hang) : Json(nullptr)},
+              {"guest_bdf", result.guest_bdf},
+              {"layout", result.layout},
+              {"values", values},
+              {"log", result.log},
+              {"dropped",
+               {{"log_bytes", result.log_bytes_dropped},
+                {"events", result.events_dropped},
+                {"values", result.values_dropped}}},
+              {"timing", timing},
+              {"bound_and_restored", moved}};
+}
+
 int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
@@ -133,38 +170,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   if (!options.json) print_payload_report(args, bdf, result);
   session.restore();
   if (options.json) {
-    Json values = Json::array();
-    for (auto v : result.values) values.push_back(v);
-    Json timing = Json::object();
-    if (result.first_instruction_ms) timing["first_instruction_ms"] = *result.first_instruction_ms;
-    if (result.first_mailbox_ms) timing["first_mailbox_ms"] = *result.first_mailbox_ms;
-    if (result.first_instruction_monotonic_ns)
-      timing["first_instruction_monotonic_ns"] = *result.first_instruction_monotonic_ns;
-    if (result.first_mailbox_monotonic_ns)
-      timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
-    Json moved = Json::array();
-    for (const auto& b : session.moved()) moved.push_back(b.to_string());
-    print_json(std::cout,
-               Json{{"bdf", bdf.to_string()},
-                    {"payload", payload.name},
-                    {"passed", result.passed},
-                    {"result", result.done_code ? Json(vmm::describe_done_code(*result.done_code,
-                                                                               result.done_detail))
-                                                : Json(nullptr)},
-                    {"done_code", result.done_code},
-                    {"done_detail", result.done_detail},
-                    {"failure", result.failure.empty() ? Json(nullptr) : Json(result.failure)},
-                    {"hang", result.hang ? hang_json(*result.hang) : Json(nullptr)},
-                    {"guest_bdf", result.guest_bdf},
-                    {"layout", result.layout},
-                    {"values", values},
-                    {"log", result.log},
-                    {"dropped",
-                     {{"log_bytes", result.log_bytes_dropped},
-                      {"events", result.events_dropped},
-                      {"values", result.values_dropped}}},
-                    {"timing", timing},
-                    {"bound_and_restored", moved}});
+    print_json(std::cout, payload_result_json(bdf, payload.name, result, session.moved()));
   } else {
     std::cout << "devices restored to their original drivers\n"
               << (result.passed ? "result: passed\n" : "result: FAILED: " + result.failure + "\n");
