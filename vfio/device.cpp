@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "base/error.h"
@@ -224,16 +225,18 @@ void VfioDevice::reset() const {
 }
 
 std::vector<HotResetDependency> parse_hot_reset_info(std::span<const std::uint8_t> reply) {
-  vfio_pci_hot_reset_info header{};
-  if (reply.size() < sizeof header) return {};
-  std::memcpy(&header, reply.data(), sizeof header);
-  const std::size_t room = (reply.size() - sizeof header) / sizeof(vfio_pci_dependent_device);
-  const std::size_t count = std::min<std::size_t>(header.count, room);
+  // By offset: an object of the header type (its devices[0]) is an extension clang refuses.
+  constexpr std::size_t kHeader = sizeof(vfio_pci_hot_reset_info);
+  if (reply.size() < kHeader) return {};
+  std::uint32_t claimed = 0;
+  std::memcpy(&claimed, reply.data() + offsetof(vfio_pci_hot_reset_info, count), sizeof claimed);
+  const std::size_t room = (reply.size() - kHeader) / sizeof(vfio_pci_dependent_device);
+  const std::size_t count = std::min<std::size_t>(claimed, room);
   std::vector<HotResetDependency> devices;
   devices.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
     vfio_pci_dependent_device dep{};
-    std::memcpy(&dep, reply.data() + sizeof header + i * sizeof dep, sizeof dep);
+    std::memcpy(&dep, reply.data() + kHeader + i * sizeof dep, sizeof dep);
     devices.push_back(
         {dep.group_id, pci::Bdf{dep.segment, dep.bus, static_cast<std::uint8_t>(dep.devfn >> 3),
                                 static_cast<std::uint8_t>(dep.devfn & 7)}});
