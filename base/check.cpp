@@ -1,4 +1,4 @@
-#include "base/check.h"
+#include "vfiokit/base/check.h"
 
 #include <algorithm>
 

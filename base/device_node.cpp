@@ -1,11 +1,11 @@
-#include "base/device_node.h"
+#include "vfiokit/base/device_node.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 
-#include "base/unique_fd.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "base/ioctl.h"
+#include "vfiokit/base/ioctl.h"
 
 namespace vfiokit {
 

@@ -1,11 +1,11 @@
-#include "base/epoll.h"
+#include "vfiokit/base/epoll.h"
 
 #include <sys/epoll.h>
 
 #include <algorithm>
 #include <cerrno>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "base/unique_fd.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 

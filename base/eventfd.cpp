@@ -1,11 +1,11 @@
-#include "base/eventfd.h"
+#include "vfiokit/base/eventfd.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit {
 

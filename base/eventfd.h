@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "base/unique_fd.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 

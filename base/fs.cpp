@@ -1,4 +1,4 @@
-#include "base/fs.h"
+#include "vfiokit/base/fs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,8 +10,8 @@
 #include <charconv>
 #include <cstdio>
 
-#include "base/error.h"
-#include "base/unique_fd.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 namespace fs = std::filesystem;

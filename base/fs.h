@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "base/unique_fd.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit {
 

@@ -1,10 +1,10 @@
-#include "base/kmod.h"
+#include "vfiokit/base/kmod.h"
 
 #include <algorithm>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/process.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
 
 namespace vfiokit {
 namespace {

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "base/host_paths.h"
+#include "vfiokit/base/host_paths.h"
 
 namespace vfiokit {
 

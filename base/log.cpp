@@ -1,4 +1,4 @@
-#include "base/log.h"
+#include "vfiokit/base/log.h"
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "base/process.h"
+#include "vfiokit/base/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 extern char** environ;
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/unique_fd.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 

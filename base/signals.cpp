@@ -1,4 +1,4 @@
-#include "base/signals.h"
+#include "vfiokit/base/signals.h"
 
 #include <signal.h>
 #include <string.h>

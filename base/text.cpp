@@ -1,4 +1,4 @@
-#include "base/text.h"
+#include "vfiokit/base/text.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "base/error.h"
 #include "bench/bench_support.h"
-#include "vfio/open.h"
-#include "vfio/region.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/vfio/open.h"
+#include "vfiokit/vfio/region.h"
 
 using namespace vfiokit;
 using Clock = std::chrono::steady_clock;

@@ -4,10 +4,10 @@
 
 #include <string>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/process.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::bench {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "base/fs.h"
-#include "base/process.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
 
 namespace {
 

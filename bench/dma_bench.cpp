@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "base/error.h"
-#include "base/fs.h"
 #include "bench/bench_support.h"
-#include "iommu/dma.h"
-#include "vfio/open.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/iommu/dma.h"
+#include "vfiokit/vfio/open.h"
 
 using namespace vfiokit;
 using Clock = std::chrono::steady_clock;

@@ -17,12 +17,12 @@
 #include <thread>
 #include <vector>
 
-#include "base/error.h"
-#include "base/eventfd.h"
-#include "msix/msi.h"
-#include "payloads/guest.h"
-#include "payloads/mailbox.h"
-#include "payloads/payloads.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/eventfd.h"
+#include "vfiokit/msix/msi.h"
+#include "vfiokit/payloads/guest.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/payloads/payloads.h"
 
 using namespace vfiokit;
 using Clock = std::chrono::steady_clock;

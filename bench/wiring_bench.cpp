@@ -9,12 +9,12 @@
 #include <cstdio>
 #include <vector>
 
-#include "base/error.h"
-#include "base/eventfd.h"
-#include "kvm/system.h"
-#include "kvm/vm.h"
-#include "msix/msi.h"
-#include "msix/routing.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/eventfd.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/kvm/vm.h"
+#include "vfiokit/msix/msi.h"
+#include "vfiokit/msix/routing.h"
 
 using namespace vfiokit;
 using Clock = std::chrono::steady_clock;

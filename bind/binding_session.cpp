@@ -1,11 +1,11 @@
-#include "bind/binding_session.h"
+#include "vfiokit/bind/binding_session.h"
 
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "bind/lock.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/bind/lock.h"
 
 namespace vfiokit::bind {
 

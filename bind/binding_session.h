@@ -6,10 +6,10 @@
 #include <functional>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "bind/execute.h"
-#include "bind/plan.h"
-#include "bind/sysfs_ops.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/bind/execute.h"
+#include "vfiokit/bind/plan.h"
+#include "vfiokit/bind/sysfs_ops.h"
 
 namespace vfiokit::bind {
 

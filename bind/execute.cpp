@@ -1,15 +1,15 @@
-#include "bind/execute.h"
+#include "vfiokit/bind/execute.h"
 
 #include <algorithm>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/signals.h"
-#include "iommu/group.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/signals.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;

@@ -20,10 +20,10 @@
 
 #include <sys/types.h>
 
-#include "base/host_paths.h"
-#include "bind/journal.h"
-#include "bind/plan.h"
-#include "bind/sysfs_ops.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/bind/journal.h"
+#include "vfiokit/bind/plan.h"
+#include "vfiokit/bind/sysfs_ops.h"
 
 namespace vfiokit::bind {
 

@@ -1,4 +1,4 @@
-#include "bind/journal.h"
+#include "vfiokit/bind/journal.h"
 
 #include <sys/stat.h>
 
@@ -6,8 +6,8 @@
 #include <cerrno>
 #include <map>
 
-#include "base/error.h"
-#include "base/fs.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/fs.h"
-#include "pci/bdf.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::bind {
 

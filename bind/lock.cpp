@@ -1,4 +1,4 @@
-#include "bind/lock.h"
+#include "vfiokit/bind/lock.h"
 
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -10,9 +10,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/signals.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/signals.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;

@@ -10,9 +10,9 @@
 #include <optional>
 #include <vector>
 
-#include "base/error.h"
-#include "base/unique_fd.h"
-#include "bind/usage.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/bind/usage.h"
 
 namespace vfiokit::bind {
 

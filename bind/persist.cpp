@@ -1,12 +1,12 @@
-#include "bind/persist.h"
+#include "vfiokit/bind/persist.h"
 
 #include <algorithm>
 #include <set>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "bind/journal.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/bind/journal.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;

@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "bind/plan.h"
-#include "pci/bdf.h"
+#include "vfiokit/bind/plan.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::bind {
 

@@ -1,11 +1,11 @@
-#include "bind/plan.h"
+#include "vfiokit/bind/plan.h"
 
 #include <algorithm>
 #include <set>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "iommu/group.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/group.h"
 
 namespace vfiokit::bind {
 namespace {

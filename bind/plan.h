@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "base/error.h"
-#include "base/host_paths.h"
-#include "bind/journal.h"
-#include "bind/usage.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/bind/journal.h"
+#include "vfiokit/bind/usage.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::bind {
 

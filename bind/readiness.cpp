@@ -1,10 +1,10 @@
-#include "bind/readiness.h"
+#include "vfiokit/bind/readiness.h"
 
 #include <algorithm>
 #include <cstdio>
 
-#include "base/text.h"
-#include "iommu/group.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/group.h"
 
 namespace vfiokit::bind {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <vector>
 
-#include "base/check.h"
-#include "bind/plan.h"
-#include "iommu/host_iommu.h"
+#include "vfiokit/base/check.h"
+#include "vfiokit/bind/plan.h"
+#include "vfiokit/iommu/host_iommu.h"
 
 namespace vfiokit::bind {
 

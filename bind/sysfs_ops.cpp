@@ -1,4 +1,4 @@
-#include "bind/sysfs_ops.h"
+#include "vfiokit/bind/sysfs_ops.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -10,10 +10,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/kmod.h"
-#include "base/process.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/kmod.h"
+#include "vfiokit/base/process.h"
 
 namespace vfiokit::bind {
 namespace {

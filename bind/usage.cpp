@@ -1,4 +1,4 @@
-#include "bind/usage.h"
+#include "vfiokit/bind/usage.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -7,11 +7,11 @@
 #include <cerrno>
 #include <map>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
-#include "base/unique_fd.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::bind {
 namespace fs = std::filesystem;

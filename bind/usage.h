@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "pci/bdf.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::bind {
 

@@ -6,7 +6,13 @@ target_compile_options(vfiokit_options INTERFACE
 if(VFIOKIT_WERROR)
   target_compile_options(vfiokit_options INTERFACE -Werror)
 endif()
-target_include_directories(vfiokit_options INTERFACE ${PROJECT_SOURCE_DIR})
+# The libraries' headers are included as "vfiokit/LAYER/NAME.h", the name they are installed
+# under; in the build tree build/include/vfiokit is a link to the source root. The program, the
+# tests and the benchmarks include their own headers by source path ("tools/...", "tests/...").
+file(MAKE_DIRECTORY ${PROJECT_BINARY_DIR}/include)
+file(CREATE_LINK ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/include/vfiokit SYMBOLIC)
+target_include_directories(vfiokit_options INTERFACE
+  ${PROJECT_BINARY_DIR}/include ${PROJECT_SOURCE_DIR})
 target_compile_definitions(vfiokit_options INTERFACE
   VFIOKIT_VERSION="${PROJECT_VERSION}" VFIOKIT_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 

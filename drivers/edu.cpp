@@ -1,12 +1,12 @@
-#include "drivers/edu.h"
+#include "vfiokit/drivers/edu.h"
 
 #include <linux/vfio.h>
 
 #include <thread>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "iommu/dma_sync.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/dma_sync.h"
 
 namespace vfiokit::drivers {
 namespace {

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "vfio/region.h"
+#include "vfiokit/vfio/region.h"
 
 namespace vfiokit::drivers {
 

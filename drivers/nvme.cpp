@@ -1,4 +1,4 @@
-#include "drivers/nvme.h"
+#include "vfiokit/drivers/nvme.h"
 
 #include <linux/vfio.h>
 
@@ -7,9 +7,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "iommu/dma_sync.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/dma_sync.h"
 
 namespace vfiokit::drivers {
 namespace {

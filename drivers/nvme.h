@@ -5,10 +5,10 @@
 #include <chrono>
 #include <cstdint>
 
-#include "drivers/nvme_protocol.h"
-#include "iommu/dma.h"
-#include "msix/vectors.h"
-#include "vfio/region.h"
+#include "vfiokit/drivers/nvme_protocol.h"
+#include "vfiokit/iommu/dma.h"
+#include "vfiokit/msix/vectors.h"
+#include "vfiokit/vfio/region.h"
 
 namespace vfiokit::drivers {
 

@@ -1,8 +1,8 @@
-#include "drivers/nvme_protocol.h"
+#include "vfiokit/drivers/nvme_protocol.h"
 
 #include <cstring>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::drivers::nvme {
 namespace {

@@ -1,4 +1,4 @@
-#include "drivers/selftest.h"
+#include "vfiokit/drivers/selftest.h"
 
 #include <linux/vfio.h>
 
@@ -7,24 +7,24 @@
 #include <functional>
 #include <random>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
-#include "drivers/edu.h"
-#include "drivers/nvme.h"
-#include "iommu/dma.h"
-#include "iommu/dma_sync.h"
-#include "kvm/system.h"
-#include "msix/msi.h"
-#include "msix/vectors.h"
-#include "msix/wiring.h"
-#include "payloads/guest.h"
-#include "payloads/mailbox.h"
-#include "payloads/payloads.h"
-#include "pci/config_space.h"
-#include "pci/device.h"
-#include "vfio/open.h"
-#include "vfio/region.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/drivers/edu.h"
+#include "vfiokit/drivers/nvme.h"
+#include "vfiokit/iommu/dma.h"
+#include "vfiokit/iommu/dma_sync.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/msix/msi.h"
+#include "vfiokit/msix/vectors.h"
+#include "vfiokit/msix/wiring.h"
+#include "vfiokit/payloads/guest.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/payloads/payloads.h"
+#include "vfiokit/pci/config_space.h"
+#include "vfiokit/pci/device.h"
+#include "vfiokit/vfio/open.h"
+#include "vfiokit/vfio/region.h"
 
 namespace vfiokit::drivers {
 namespace {

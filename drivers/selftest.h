@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "pci/bdf.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::drivers {
 

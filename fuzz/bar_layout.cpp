@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <bit>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "vmm/bar_layout.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/vmm/bar_layout.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -9,10 +9,10 @@
 #include <algorithm>
 #include <set>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "pci/config_space.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/pci/config_space.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::pci {
 namespace {

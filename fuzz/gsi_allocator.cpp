@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <set>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "msix/routing.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/msix/routing.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   using namespace vfiokit::msix;

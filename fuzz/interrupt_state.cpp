@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "fuzz/fuzz.h"
-#include "vmm/interrupt_state.h"
+#include "vfiokit/vmm/interrupt_state.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -12,9 +12,9 @@
 #include <map>
 #include <optional>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "iommu/iova_allocator.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/iommu/iova_allocator.h"
 
 namespace vfiokit::iommu {
 namespace {

@@ -6,9 +6,9 @@
 // from valid values survives format then parse unchanged.
 #include <string_view>
 
-#include "base/error.h"
-#include "bind/journal.h"
 #include "fuzz/fuzz.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/bind/journal.h"
 
 namespace vfiokit::bind {
 namespace {

@@ -3,9 +3,9 @@
 // Invariants: a message that decodes encodes back to the very same message (nothing the decoder
 // accepts is lost or invented), and fields that encode decode back to the same fields, inside
 // the 0xfee00000 window with no reserved bits set; describe() never fails on what decodes.
-#include "msix/msi.h"
-#include "base/error.h"
+#include "vfiokit/msix/msi.h"
 #include "fuzz/fuzz.h"
+#include "vfiokit/base/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   using namespace vfiokit::msix;

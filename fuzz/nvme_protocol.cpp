@@ -10,9 +10,9 @@
 // stride apart.
 #include <cstring>
 
-#include "base/error.h"
-#include "drivers/nvme_protocol.h"
 #include "fuzz/fuzz.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/drivers/nvme_protocol.h"
 
 namespace vfiokit::drivers::nvme {
 namespace {

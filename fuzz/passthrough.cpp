@@ -23,11 +23,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
 #include "tests/unit/config_builder.h"
 #include "tests/unit/fake_device.h"
-#include "vmm/passthrough.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/vmm/passthrough.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -12,7 +12,7 @@
 #include <optional>
 
 #include "fuzz/fuzz.h"
-#include "vmm/pci_bus.h"
+#include "vfiokit/vmm/pci_bus.h"
 
 namespace vfiokit::vmm {
 namespace {

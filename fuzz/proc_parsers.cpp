@@ -9,9 +9,9 @@
 #include <set>
 #include <string_view>
 
-#include "base/text.h"
-#include "bind/usage.h"
 #include "fuzz/fuzz.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/bind/usage.h"
 
 namespace vfiokit::bind {
 namespace {

@@ -9,9 +9,9 @@
 
 #include <algorithm>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "vfio/region_info.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/vfio/region_info.h"
 
 namespace vfiokit::vfio {
 namespace {

@@ -7,9 +7,9 @@
 #include <cinttypes>
 #include <string_view>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/pci/device.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   using namespace vfiokit::pci;

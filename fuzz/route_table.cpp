@@ -8,9 +8,9 @@
 // more), and says exactly what was staged; route() agrees with it.
 #include <map>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "msix/routing.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/msix/routing.h"
 
 namespace vfiokit::msix {
 namespace {

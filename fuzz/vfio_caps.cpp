@@ -11,9 +11,9 @@
 
 #include <algorithm>
 
-#include "base/error.h"
 #include "fuzz/fuzz.h"
-#include "iommu/vfio_caps.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/iommu/vfio_caps.h"
 
 namespace vfiokit::iommu {
 namespace {

@@ -1,7 +1,7 @@
-#include "iommu/argsz.h"
+#include "vfiokit/iommu/argsz.h"
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::iommu {
 

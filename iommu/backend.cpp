@@ -1,9 +1,9 @@
-#include "iommu/backend.h"
+#include "vfiokit/iommu/backend.h"
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::iommu {
 

@@ -11,10 +11,10 @@
 #include <string_view>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "base/unique_fd.h"
-#include "iommu/vfio_caps.h"
-#include "pci/bdf.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/iommu/vfio_caps.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::iommu {
 

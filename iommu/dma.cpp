@@ -1,4 +1,4 @@
-#include "iommu/dma.h"
+#include "vfiokit/iommu/dma.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,11 +11,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
-#include "base/unique_fd.h"
-#include "iommu/dma_sync.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/iommu/dma_sync.h"
 
 namespace vfiokit::iommu {
 namespace {

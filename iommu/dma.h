@@ -8,9 +8,9 @@
 #include <span>
 #include <string_view>
 
-#include "base/mapped_memory.h"
-#include "iommu/backend.h"
-#include "iommu/iova_allocator.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/iommu/backend.h"
+#include "vfiokit/iommu/iova_allocator.h"
 
 namespace vfiokit::iommu {
 

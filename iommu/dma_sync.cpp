@@ -1,4 +1,4 @@
-#include "iommu/dma_sync.h"
+#include "vfiokit/iommu/dma_sync.h"
 
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-#include "iommu/group.h"
+#include "vfiokit/iommu/group.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,8 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::iommu {
 

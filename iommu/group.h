@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "pci/bdf.h"
-#include "pci/device.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/pci/bdf.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::iommu {
 

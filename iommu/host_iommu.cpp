@@ -1,9 +1,9 @@
-#include "iommu/host_iommu.h"
+#include "vfiokit/iommu/host_iommu.h"
 
 #include <algorithm>
 #include <filesystem>
 
-#include "base/fs.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::iommu {
 namespace fs = std::filesystem;

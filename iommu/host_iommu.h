@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "base/host_paths.h"
+#include "vfiokit/base/host_paths.h"
 
 namespace vfiokit::iommu {
 

@@ -1,10 +1,10 @@
-#include "iommu/iova_allocator.h"
+#include "vfiokit/iommu/iova_allocator.h"
 
 #include <algorithm>
 #include <bit>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::iommu {
 namespace {

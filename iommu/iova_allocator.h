@@ -9,7 +9,7 @@
 #include <map>
 #include <vector>
 
-#include "iommu/vfio_caps.h"
+#include "vfiokit/iommu/vfio_caps.h"
 
 namespace vfiokit::iommu {
 

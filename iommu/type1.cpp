@@ -1,4 +1,4 @@
-#include "iommu/type1.h"
+#include "vfiokit/iommu/type1.h"
 
 #include <fcntl.h>
 
@@ -6,13 +6,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
-#include "iommu/argsz.h"
-#include "iommu/group.h"
-#include "iommu/vfio_uapi.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/argsz.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/iommu/vfio_uapi.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::iommu {
 namespace {

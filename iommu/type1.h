@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "iommu/backend.h"
+#include "vfiokit/iommu/backend.h"
 
 namespace vfiokit::iommu {
 

@@ -1,9 +1,9 @@
-#include "iommu/vfio_caps.h"
+#include "vfiokit/iommu/vfio_caps.h"
 
 #include <linux/vfio.h>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::iommu {
 namespace {

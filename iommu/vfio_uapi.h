@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "base/ioctl.h"
+#include "vfiokit/base/ioctl.h"
 
 namespace vfiokit::iommu::uapi {
 

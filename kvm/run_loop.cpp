@@ -1,11 +1,11 @@
-#include "kvm/run_loop.h"
+#include "vfiokit/kvm/run_loop.h"
 
 #include <signal.h>
 
 #include <mutex>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::kvm {
 namespace {

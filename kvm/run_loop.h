@@ -11,7 +11,7 @@
 #include <functional>
 #include <vector>
 
-#include "kvm/vcpu.h"
+#include "vfiokit/kvm/vcpu.h"
 
 namespace vfiokit::kvm {
 

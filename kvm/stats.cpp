@@ -1,4 +1,4 @@
-#include "kvm/stats.h"
+#include "vfiokit/kvm/stats.h"
 
 #include <linux/kvm.h>
 #include <unistd.h>
@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "kvm/uapi.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/kvm/uapi.h"
 
 namespace vfiokit::kvm {
 namespace {

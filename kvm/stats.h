@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "base/unique_fd.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit::kvm {
 

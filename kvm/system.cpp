@@ -1,4 +1,4 @@
-#include "kvm/system.h"
+#include "vfiokit/kvm/system.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <vector>
 
-#include "base/fs.h"
-#include "base/text.h"
-#include "kvm/uapi.h"
-#include "kvm/vm.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/kvm/uapi.h"
+#include "vfiokit/kvm/vm.h"
 
 namespace vfiokit::kvm {
 

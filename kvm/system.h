@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "base/error.h"
-#include "base/host_paths.h"
-#include "base/unique_fd.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit::kvm {
 

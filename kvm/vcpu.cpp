@@ -1,12 +1,12 @@
-#include "kvm/vcpu.h"
+#include "vfiokit/kvm/vcpu.h"
 
 #include <sys/mman.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "base/text.h"
-#include "kvm/uapi.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/kvm/uapi.h"
 
 namespace vfiokit::kvm {
 namespace {

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "base/error.h"
-#include "base/mapped_memory.h"
-#include "base/unique_fd.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit::kvm {
 

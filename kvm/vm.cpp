@@ -1,13 +1,13 @@
-#include "kvm/vm.h"
+#include "vfiokit/kvm/vm.h"
 
 #include <cstring>
 #include <vector>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "kvm/system.h"
-#include "kvm/uapi.h"
-#include "kvm/vcpu.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/kvm/uapi.h"
+#include "vfiokit/kvm/vcpu.h"
 
 namespace vfiokit::kvm {
 namespace {

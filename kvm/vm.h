@@ -10,8 +10,8 @@
 #include <span>
 #include <vector>
 
-#include "base/unique_fd.h"
-#include "msix/routing.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/msix/routing.h"
 
 namespace vfiokit::kvm {
 

@@ -1,7 +1,7 @@
-#include "msix/host_counts.h"
+#include "vfiokit/msix/host_counts.h"
 
-#include "base/fs.h"
-#include "base/text.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::msix {
 

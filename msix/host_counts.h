@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "base/host_paths.h"
-#include "pci/bdf.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::msix {
 

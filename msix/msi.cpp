@@ -1,7 +1,7 @@
-#include "msix/msi.h"
+#include "vfiokit/msix/msi.h"
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::msix {
 namespace {

@@ -1,8 +1,8 @@
-#include "msix/routing.h"
+#include "vfiokit/msix/routing.h"
 
 #include <algorithm>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::msix {
 

@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "msix/msi.h"
+#include "vfiokit/msix/msi.h"
 
 namespace vfiokit::msix {
 

@@ -1,11 +1,11 @@
-#include "msix/vectors.h"
+#include "vfiokit/msix/vectors.h"
 
 #include <linux/vfio.h>
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "vfio/irq_set.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/vfio/irq_set.h"
 
 namespace vfiokit::msix {
 

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "base/epoll.h"
-#include "base/eventfd.h"
-#include "vfio/device.h"
+#include "vfiokit/base/epoll.h"
+#include "vfiokit/base/eventfd.h"
+#include "vfiokit/vfio/device.h"
 
 namespace vfiokit::msix {
 

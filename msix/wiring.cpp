@@ -1,10 +1,10 @@
-#include "msix/wiring.h"
+#include "vfiokit/msix/wiring.h"
 
 #include <poll.h>
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::msix {
 

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "msix/routing.h"
-#include "msix/vectors.h"
+#include "vfiokit/msix/routing.h"
+#include "vfiokit/msix/vectors.h"
 
 namespace vfiokit::msix {
 

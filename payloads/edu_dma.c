@@ -2,8 +2,8 @@
  * 4 KiB pattern from guest RAM into its buffer and back out to another place in guest RAM
  * (each transfer ending with an MSI), and compares. The DMA addresses are guest-physical: the
  * VMM maps guest RAM in the IOMMU at IOVA = guest-physical address. */
-#include "payloads/pci.h"
-#include "payloads/runtime.h"
+#include "vfiokit/payloads/pci.h"
+#include "vfiokit/payloads/runtime.h"
 
 #define EDU_VENDOR 0x1234u
 #define EDU_DEVICE 0x11e8u

@@ -1,4 +1,4 @@
-#include "payloads/guest.h"
+#include "vfiokit/payloads/guest.h"
 
 #include <sys/mman.h>
 
@@ -8,9 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "payloads/mailbox.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/payloads/mailbox.h"
 
 namespace vfiokit::payloads {
 namespace {

@@ -17,13 +17,13 @@
 #include <thread>
 #include <vector>
 
-#include "base/mapped_memory.h"
-#include "kvm/run_loop.h"
-#include "kvm/stats.h"
-#include "kvm/system.h"
-#include "kvm/vcpu.h"
-#include "kvm/vm.h"
-#include "msix/routing.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/kvm/run_loop.h"
+#include "vfiokit/kvm/stats.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/kvm/vcpu.h"
+#include "vfiokit/kvm/vm.h"
+#include "vfiokit/msix/routing.h"
 
 namespace vfiokit::payloads {
 

@@ -2,7 +2,7 @@
  * VFIOKIT_MAILBOX_VECTOR, and tells the VMM once it has seen each expected vector
  * (VFIOKIT_MAILBOX_VALUE = IRQ_PROBE_ALL_SEEN). It never finishes by itself: the VMM stops it.
  * Parameters: struct vfiokit_irq_params at VFIOKIT_PARAMS_ADDRESS. */
-#include "payloads/runtime.h"
+#include "vfiokit/payloads/runtime.h"
 
 #define IRQ_PROBE_ALL_SEEN 0xa11u
 

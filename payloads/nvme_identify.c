@@ -1,8 +1,8 @@
 /* nvme-identify: finds an NVMe controller on the guest's PCI bus, programs MSI-X table entry 0
  * and enables MSI-X, sets up the admin queues in guest RAM, runs Identify Controller, takes the
  * completion's MSI-X interrupt, and checks the serial against its parameters. */
-#include "payloads/pci.h"
-#include "payloads/runtime.h"
+#include "vfiokit/payloads/pci.h"
+#include "vfiokit/payloads/runtime.h"
 
 #define NVME_CLASS 0x010802u
 #define NVME_VECTOR 0x41u

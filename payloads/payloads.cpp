@@ -1,11 +1,11 @@
-#include "payloads/payloads.h"
+#include "vfiokit/payloads/payloads.h"
 
 #include <filesystem>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
-#include "payloads/mailbox.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/payloads/mailbox.h"
 
 // The images, built by payloads/CMakeLists.txt, are pulled into .rodata as they are.
 #define VFIOKIT_EMBED(symbol, file)                                           \

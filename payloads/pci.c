@@ -1,6 +1,6 @@
-#include "payloads/pci.h"
+#include "vfiokit/payloads/pci.h"
 
-#include "payloads/runtime.h"
+#include "vfiokit/payloads/runtime.h"
 
 #define CONFIG_ADDRESS 0xcf8u
 #define CONFIG_DATA 0xcfcu

@@ -1,4 +1,4 @@
-#include "payloads/runtime.h"
+#include "vfiokit/payloads/runtime.h"
 
 #define LAPIC_BASE 0xfee00000u
 #define LAPIC_TPR 0x80u

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "payloads/mailbox.h"
+#include "vfiokit/payloads/mailbox.h"
 
 static inline void outb(uint16_t port, uint8_t value) {
   __asm__ volatile("outb %0, %1" ::"a"(value), "Nd"(port));

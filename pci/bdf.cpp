@@ -1,9 +1,9 @@
-#include "pci/bdf.h"
+#include "vfiokit/pci/bdf.h"
 
 #include <charconv>
 #include <cstdio>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::pci {
 namespace {

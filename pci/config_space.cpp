@@ -1,10 +1,10 @@
-#include "pci/config_space.h"
+#include "vfiokit/pci/config_space.h"
 
 #include <bitset>
 #include <string>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::pci {
 namespace {

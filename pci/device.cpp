@@ -1,12 +1,12 @@
-#include "pci/device.h"
+#include "vfiokit/pci/device.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <limits>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::pci {
 namespace fs = std::filesystem;

@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "pci/bdf.h"
-#include "pci/config_space.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/pci/bdf.h"
+#include "vfiokit/pci/config_space.h"
 
 namespace vfiokit::pci {
 

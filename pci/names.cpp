@@ -1,4 +1,4 @@
-#include "pci/names.h"
+#include "vfiokit/pci/names.h"
 
 extern "C" {
 #include <pci/pci.h>

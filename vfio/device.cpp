@@ -1,4 +1,4 @@
-#include "vfio/device.h"
+#include "vfiokit/vfio/device.h"
 
 #include <linux/pci_regs.h>
 #include <sys/mman.h>
@@ -8,9 +8,9 @@
 #include <cstddef>
 #include <cstring>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "vfio/uapi.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/vfio/uapi.h"
 
 namespace vfiokit::vfio {
 namespace {

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "base/mapped_memory.h"
-#include "base/unique_fd.h"
-#include "pci/bdf.h"
-#include "vfio/region_info.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/pci/bdf.h"
+#include "vfiokit/vfio/region_info.h"
 
 namespace vfiokit::vfio {
 

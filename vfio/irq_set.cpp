@@ -1,10 +1,10 @@
-#include "vfio/irq_set.h"
+#include "vfiokit/vfio/irq_set.h"
 
 #include <linux/vfio.h>
 
 #include <cstring>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::vfio {
 

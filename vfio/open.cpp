@@ -1,9 +1,9 @@
-#include "vfio/open.h"
+#include "vfiokit/vfio/open.h"
 
-#include "base/error.h"
-#include "iommu/group.h"
-#include "iommu/type1.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/iommu/type1.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::vfio {
 

@@ -4,9 +4,9 @@
 
 #include <memory>
 
-#include "base/host_paths.h"
-#include "iommu/backend.h"
-#include "vfio/device.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/iommu/backend.h"
+#include "vfiokit/vfio/device.h"
 
 namespace vfiokit::vfio {
 

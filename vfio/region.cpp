@@ -1,4 +1,4 @@
-#include "vfio/region.h"
+#include "vfiokit/vfio/region.h"
 
 #include <sys/mman.h>
 
@@ -8,8 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::vfio {
 

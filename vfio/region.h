@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/error.h"
-#include "base/mapped_memory.h"
-#include "vfio/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/vfio/device.h"
 
 namespace vfiokit::vfio {
 

@@ -1,12 +1,12 @@
-#include "vfio/region_info.h"
+#include "vfiokit/vfio/region_info.h"
 
 #include <linux/vfio.h>
 
 #include <algorithm>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "iommu/vfio_caps.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/vfio_caps.h"
 
 namespace vfiokit::vfio {
 

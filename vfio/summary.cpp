@@ -1,10 +1,10 @@
-#include "vfio/summary.h"
+#include "vfiokit/vfio/summary.h"
 
 #include <linux/vfio.h>
 
 #include <cerrno>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::vfio {
 

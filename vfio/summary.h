@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "iommu/backend.h"
-#include "vfio/device.h"
-#include "vfio/open.h"
+#include "vfiokit/iommu/backend.h"
+#include "vfiokit/vfio/device.h"
+#include "vfiokit/vfio/open.h"
 
 namespace vfiokit::vfio {
 

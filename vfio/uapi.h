@@ -6,7 +6,7 @@
 
 #include <cstddef>
 
-#include "base/ioctl.h"
+#include "vfiokit/base/ioctl.h"
 
 namespace vfiokit::vfio::uapi {
 

@@ -1,10 +1,10 @@
-#include "vmm/bar_layout.h"
+#include "vfiokit/vmm/bar_layout.h"
 
 #include <algorithm>
 #include <bit>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::vmm {
 namespace {

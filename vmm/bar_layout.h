@@ -7,7 +7,7 @@
 #include <span>
 #include <vector>
 
-#include "pci/config_space.h"
+#include "vfiokit/pci/config_space.h"
 
 namespace vfiokit::vmm {
 

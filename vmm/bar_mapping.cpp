@@ -1,11 +1,11 @@
-#include "vmm/bar_mapping.h"
+#include "vfiokit/vmm/bar_mapping.h"
 
 #include <cstring>
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -9,10 +9,10 @@
 #include <utility>
 #include <vector>
 
-#include "base/mapped_memory.h"
-#include "kvm/vm.h"
-#include "vfio/device.h"
-#include "vmm/bar_layout.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/kvm/vm.h"
+#include "vfiokit/vfio/device.h"
+#include "vfiokit/vmm/bar_layout.h"
 
 namespace vfiokit::vmm {
 

@@ -1,4 +1,4 @@
-#include "vmm/bar_registers.h"
+#include "vfiokit/vmm/bar_registers.h"
 
 #include <linux/pci_regs.h>
 

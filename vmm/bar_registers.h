@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "vmm/bar_layout.h"
+#include "vfiokit/vmm/bar_layout.h"
 
 namespace vfiokit::vmm {
 

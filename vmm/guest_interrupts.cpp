@@ -1,4 +1,4 @@
-#include "vmm/guest_interrupts.h"
+#include "vfiokit/vmm/guest_interrupts.h"
 
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>

@@ -17,12 +17,12 @@
 #include <span>
 #include <vector>
 
-#include "msix/routing.h"
-#include "msix/wiring.h"
-#include "pci/config_space.h"
-#include "vfio/device.h"
-#include "vmm/bar_mapping.h"
-#include "vmm/interrupt_state.h"
+#include "vfiokit/msix/routing.h"
+#include "vfiokit/msix/wiring.h"
+#include "vfiokit/pci/config_space.h"
+#include "vfiokit/vfio/device.h"
+#include "vfiokit/vmm/bar_mapping.h"
+#include "vfiokit/vmm/interrupt_state.h"
 
 namespace vfiokit::vmm {
 

@@ -1,6 +1,6 @@
-#include "vmm/hang_report.h"
+#include "vfiokit/vmm/hang_report.h"
 
-#include "base/text.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "kvm/vcpu.h"
+#include "vfiokit/kvm/vcpu.h"
 
 namespace vfiokit::vmm {
 

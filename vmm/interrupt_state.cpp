@@ -1,8 +1,8 @@
-#include "vmm/interrupt_state.h"
+#include "vfiokit/vmm/interrupt_state.h"
 
 #include <cstring>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::vmm {
 

@@ -8,8 +8,8 @@
 #include <span>
 #include <vector>
 
-#include "msix/msi.h"
-#include "pci/config_space.h"
+#include "vfiokit/msix/msi.h"
+#include "vfiokit/pci/config_space.h"
 
 namespace vfiokit::vmm {
 

@@ -1,18 +1,18 @@
-#include "vmm/launch.h"
+#include "vfiokit/vmm/launch.h"
 
 #include <cstdio>
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "iommu/backend.h"
-#include "kvm/system.h"
-#include "msix/host_counts.h"
-#include "payloads/guest.h"
-#include "payloads/mailbox.h"
-#include "vmm/passthrough.h"
-#include "vmm/pci_bus.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/backend.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/msix/host_counts.h"
+#include "vfiokit/payloads/guest.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/vmm/passthrough.h"
+#include "vfiokit/vmm/pci_bus.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "vfio/open.h"
-#include "vmm/hang_report.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/vfio/open.h"
+#include "vfiokit/vmm/hang_report.h"
 
 namespace vfiokit::vmm {
 

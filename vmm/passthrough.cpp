@@ -1,4 +1,4 @@
-#include "vmm/passthrough.h"
+#include "vfiokit/vmm/passthrough.h"
 
 #include <linux/pci_regs.h>
 
@@ -7,9 +7,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "pci/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::vmm {
 namespace {

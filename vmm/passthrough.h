@@ -25,15 +25,15 @@
 #include <string>
 #include <vector>
 
-#include "kvm/vcpu.h"
-#include "kvm/vm.h"
-#include "msix/routing.h"
-#include "vfio/device.h"
-#include "vmm/bar_layout.h"
-#include "vmm/bar_mapping.h"
-#include "vmm/bar_registers.h"
-#include "vmm/guest_interrupts.h"
-#include "vmm/pci_bus.h"
+#include "vfiokit/kvm/vcpu.h"
+#include "vfiokit/kvm/vm.h"
+#include "vfiokit/msix/routing.h"
+#include "vfiokit/vfio/device.h"
+#include "vfiokit/vmm/bar_layout.h"
+#include "vfiokit/vmm/bar_mapping.h"
+#include "vfiokit/vmm/bar_registers.h"
+#include "vfiokit/vmm/guest_interrupts.h"
+#include "vfiokit/vmm/pci_bus.h"
 
 namespace vfiokit::vmm {
 

@@ -1,8 +1,8 @@
-#include "vmm/pci_bus.h"
+#include "vfiokit/vmm/pci_bus.h"
 
 #include <cstring>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::vmm {
 

@@ -1,4 +1,4 @@
-#include "vmm/qemu_command.h"
+#include "vfiokit/vmm/qemu_command.h"
 
 #include <grp.h>
 #include <pwd.h>
@@ -10,7 +10,7 @@
 #include <string_view>
 #include <tuple>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::vmm {
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pci/bdf.h"
+#include "vfiokit/pci/bdf.h"
 
 namespace vfiokit::vmm {
 

@@ -16,10 +16,10 @@
 #include <cstring>
 #include <thread>
 
-#include "base/fs.h"
-#include "base/signals.h"
-#include "base/unique_fd.h"
 #include "tests/hil/rig_support.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/signals.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit::hil {
 namespace {

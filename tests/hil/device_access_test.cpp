@@ -8,14 +8,14 @@
 
 #include <filesystem>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/text.h"
-#include "drivers/selftest.h"
-#include "iommu/dma.h"
-#include "msix/vectors.h"
 #include "tests/hil/rig_support.h"
-#include "vfio/open.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/drivers/selftest.h"
+#include "vfiokit/iommu/dma.h"
+#include "vfiokit/msix/vectors.h"
+#include "vfiokit/vfio/open.h"
 
 namespace vfiokit::hil {
 namespace {

@@ -7,16 +7,16 @@
 #include <cstring>
 #include <set>
 
-#include "base/fs.h"
-#include "base/text.h"
-#include "drivers/selftest.h"
-#include "kvm/system.h"
-#include "msix/wiring.h"
-#include "payloads/guest.h"
-#include "payloads/mailbox.h"
-#include "payloads/payloads.h"
 #include "tests/hil/rig_support.h"
-#include "vfio/open.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/drivers/selftest.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/msix/wiring.h"
+#include "vfiokit/payloads/guest.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/payloads/payloads.h"
+#include "vfiokit/vfio/open.h"
 
 namespace vfiokit::hil {
 namespace {

@@ -13,10 +13,10 @@
 #include <thread>
 #include <utility>
 
-#include "base/fs.h"
-#include "base/process.h"
-#include "base/text.h"
 #include "tests/hil/rig_support.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::hil {
 namespace {

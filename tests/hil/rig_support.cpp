@@ -4,8 +4,8 @@
 #include <iostream>
 #include <thread>
 
-#include "base/fs.h"
-#include "base/text.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::hil {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/process.h"
+#include "vfiokit/base/process.h"
 
 namespace vfiokit::hil {
 

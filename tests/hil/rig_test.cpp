@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "base/fs.h"
 #include "tests/hil/rig_support.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::hil {
 namespace {

@@ -2,8 +2,8 @@
 // asking for more is an error, never a zero-filled buffer parsed as its answer.
 #include <gtest/gtest.h>
 
-#include "base/error.h"
-#include "iommu/argsz.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/iommu/argsz.h"
 
 namespace vfiokit::iommu {
 namespace {

@@ -2,8 +2,8 @@
 // every kind, with and without prefetch, at addresses that use every address bit the kind has.
 #include <gtest/gtest.h>
 
-#include "pci/config_space.h"
 #include "tests/unit/config_builder.h"
+#include "vfiokit/pci/config_space.h"
 
 namespace vfiokit::pci {
 namespace {

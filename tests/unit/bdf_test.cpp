@@ -1,8 +1,8 @@
-#include "pci/bdf.h"
+#include "vfiokit/pci/bdf.h"
 
 #include <gtest/gtest.h>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::pci {
 namespace {

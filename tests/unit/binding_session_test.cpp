@@ -1,12 +1,12 @@
 // A group bound for one run and given back (launch's BindingSession), against the fake kernel.
-#include "bind/binding_session.h"
+#include "vfiokit/bind/binding_session.h"
 
 #include <gtest/gtest.h>
 
-#include "base/error.h"
-#include "pci/device.h"
 #include "tests/unit/fake_kernel.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::bind {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base/fs.h"
-#include "base/process.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
 
 namespace vfiokit {
 namespace {

@@ -8,10 +8,10 @@
 
 #include <thread>
 
-#include "base/fs.h"
-#include "base/process.h"
-#include "bind/lock.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
+#include "vfiokit/bind/lock.h"
 
 namespace vfiokit {
 namespace {

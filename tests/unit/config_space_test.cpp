@@ -1,14 +1,14 @@
-#include "pci/config_space.h"
+#include "vfiokit/pci/config_space.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "pci/device.h"
 #include "tests/unit/config_builder.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/pci/device.h"
 
 namespace vfiokit::pci {
 namespace {

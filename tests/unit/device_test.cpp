@@ -1,12 +1,12 @@
-#include "pci/device.h"
+#include "vfiokit/pci/device.h"
 
 #include <gtest/gtest.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "iommu/group.h"
-#include "pci/names.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/pci/names.h"
 
 namespace vfiokit::pci {
 namespace {

@@ -4,9 +4,9 @@
 
 #include <cstring>
 
-#include "base/error.h"
-#include "kvm/stats.h"
-#include "msix/host_counts.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/kvm/stats.h"
+#include "vfiokit/msix/host_counts.h"
 
 namespace vfiokit {
 namespace {

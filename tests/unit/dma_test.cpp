@@ -1,15 +1,15 @@
 // DMA ownership without a kernel: a fake backend records map/unmap, so the order of teardown
 // (unmap before the IOVA is freed before the memory is freed) and the backend's release of
 // mappings that outlive it are checked exactly.
-#include "iommu/dma.h"
+#include "vfiokit/iommu/dma.h"
 
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 
-#include "base/error.h"
-#include "base/text.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::iommu {
 namespace {

@@ -1,14 +1,14 @@
 // bind, unbind, rollback and restore against the fake kernel: the exact order of sysfs writes,
 // a failure injected at every single write, and a process that dies mid-bind.
-#include "bind/execute.h"
+#include "vfiokit/bind/execute.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include "base/error.h"
-#include "base/fs.h"
 #include "tests/unit/fake_kernel.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::bind {
 namespace {

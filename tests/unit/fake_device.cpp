@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "vfio/device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/vfio/device.h"
 
 namespace vfiokit::test {
 namespace {

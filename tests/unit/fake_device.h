@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "base/mapped_memory.h"
-#include "base/unique_fd.h"
-#include "kvm/vm.h"
-#include "msix/routing.h"
-#include "vfio/device.h"
+#include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/base/unique_fd.h"
+#include "vfiokit/kvm/vm.h"
+#include "vfiokit/msix/routing.h"
+#include "vfiokit/vfio/device.h"
 
 namespace vfiokit::test {
 

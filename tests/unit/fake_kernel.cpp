@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "iommu/group.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/iommu/group.h"
 
 namespace vfiokit::test {
 namespace fs = std::filesystem;

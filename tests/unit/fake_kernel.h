@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "base/host_paths.h"
-#include "bind/sysfs_ops.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/bind/sysfs_ops.h"
 
 namespace vfiokit::test {
 

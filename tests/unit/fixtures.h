@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <string>
 
-#include "base/host_paths.h"
+#include "vfiokit/base/host_paths.h"
 
 namespace vfiokit::test {
 

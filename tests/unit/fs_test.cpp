@@ -1,4 +1,4 @@
-#include "base/fs.h"
+#include "vfiokit/base/fs.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "base/error.h"
-#include "base/process.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/process.h"
 
 namespace vfiokit {
 namespace {

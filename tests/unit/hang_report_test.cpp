@@ -2,8 +2,8 @@
 // its local APIC holds, say where its interrupt stopped.
 #include <gtest/gtest.h>
 
-#include "kvm/vcpu.h"
-#include "vmm/hang_report.h"
+#include "vfiokit/kvm/vcpu.h"
+#include "vfiokit/vmm/hang_report.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -1,4 +1,4 @@
-#include "iommu/host_iommu.h"
+#include "vfiokit/iommu/host_iommu.h"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,11 @@
-#include "iommu/iova_allocator.h"
+#include "vfiokit/iommu/iova_allocator.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 #include <set>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::iommu {
 namespace {

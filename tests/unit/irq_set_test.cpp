@@ -1,11 +1,11 @@
-#include "vfio/irq_set.h"
+#include "vfiokit/vfio/irq_set.h"
 
 #include <gtest/gtest.h>
 #include <linux/vfio.h>
 
 #include <cstring>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::vfio {
 namespace {

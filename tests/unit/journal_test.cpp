@@ -1,4 +1,4 @@
-#include "bind/journal.h"
+#include "vfiokit/bind/journal.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -8,11 +8,11 @@
 
 #include <thread>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/process.h"
-#include "bind/lock.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
+#include "vfiokit/bind/lock.h"
 
 namespace vfiokit::bind {
 namespace {

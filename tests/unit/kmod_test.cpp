@@ -1,9 +1,9 @@
-#include "base/kmod.h"
+#include "vfiokit/base/kmod.h"
 
 #include <gtest/gtest.h>
 
-#include "base/error.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit {
 namespace {

@@ -8,14 +8,14 @@
 #include <mutex>
 #include <thread>
 
-#include "base/error.h"
-#include "base/eventfd.h"
-#include "base/fs.h"
-#include "kvm/run_loop.h"
-#include "kvm/stats.h"
-#include "kvm/system.h"
-#include "kvm/vcpu.h"
-#include "kvm/vm.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/eventfd.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/kvm/run_loop.h"
+#include "vfiokit/kvm/stats.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/kvm/vcpu.h"
+#include "vfiokit/kvm/vm.h"
 
 namespace vfiokit::kvm {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include "payloads/guest.h"
-#include "payloads/mailbox.h"
+#include "vfiokit/payloads/guest.h"
+#include "vfiokit/payloads/mailbox.h"
 
 namespace vfiokit::payloads {
 namespace {

@@ -1,13 +1,13 @@
 #include <gtest/gtest.h>
 #include <linux/vfio.h>
 
-#include "base/error.h"
-#include "msix/msi.h"
-#include "msix/routing.h"
-#include "msix/vectors.h"
-#include "msix/wiring.h"
 #include "tests/unit/config_builder.h"
 #include "tests/unit/fake_device.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/msix/msi.h"
+#include "vfiokit/msix/routing.h"
+#include "vfiokit/msix/vectors.h"
+#include "vfiokit/msix/wiring.h"
 
 namespace vfiokit::msix {
 namespace {

@@ -1,11 +1,11 @@
-#include "drivers/nvme_protocol.h"
+#include "vfiokit/drivers/nvme_protocol.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <vector>
 
-#include "base/error.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::drivers::nvme {
 namespace {

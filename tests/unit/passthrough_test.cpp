@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "base/error.h"
 #include "tests/unit/config_builder.h"
 #include "tests/unit/fake_device.h"
-#include "vmm/passthrough.h"
-#include "vmm/pci_bus.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/vmm/passthrough.h"
+#include "vfiokit/vmm/pci_bus.h"
 
 namespace vfiokit::vmm {
 namespace {

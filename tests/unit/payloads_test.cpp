@@ -2,11 +2,11 @@
 // way that can be wrong found before anything is bound (usage errors, exit 2).
 #include <gtest/gtest.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "payloads/mailbox.h"
-#include "payloads/payloads.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/payloads/payloads.h"
 
 namespace vfiokit::payloads {
 namespace {

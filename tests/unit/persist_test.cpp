@@ -1,9 +1,9 @@
-#include "bind/persist.h"
+#include "vfiokit/bind/persist.h"
 
 #include <gtest/gtest.h>
 
-#include "base/fs.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::bind {
 namespace {

@@ -1,12 +1,12 @@
-#include "bind/plan.h"
+#include "vfiokit/bind/plan.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "base/error.h"
-#include "base/fs.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::bind {
 namespace {

@@ -10,11 +10,11 @@
 #include <chrono>
 #include <filesystem>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/process.h"
-#include "base/unique_fd.h"
 #include "tests/unit/fixtures.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
+#include "vfiokit/base/unique_fd.h"
 
 namespace vfiokit {
 namespace {

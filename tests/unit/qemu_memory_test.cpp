@@ -2,7 +2,7 @@
 // memlock limit to, since VFIO pins every page of it.
 #include <gtest/gtest.h>
 
-#include "vmm/qemu_command.h"
+#include "vfiokit/vmm/qemu_command.h"
 
 namespace vfiokit::vmm {
 namespace {

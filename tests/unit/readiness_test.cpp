@@ -1,4 +1,4 @@
-#include "bind/readiness.h"
+#include "vfiokit/bind/readiness.h"
 
 #include <gtest/gtest.h>
 

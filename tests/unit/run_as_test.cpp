@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "base/error.h"
-#include "iommu/group.h"
 #include "tests/unit/fixtures.h"
-#include "vmm/qemu_command.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/vmm/qemu_command.h"
 
 namespace vfiokit {
 namespace {

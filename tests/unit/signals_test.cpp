@@ -1,4 +1,4 @@
-#include "base/signals.h"
+#include "vfiokit/base/signals.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <thread>
 
-#include "base/fs.h"
-#include "base/process.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
 
 namespace vfiokit {
 namespace {

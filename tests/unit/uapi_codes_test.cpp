@@ -2,9 +2,9 @@
 // silently. The values are the kernel's ABI and never change: VFIO ioctls are _IO(';', 100 + n).
 #include <gtest/gtest.h>
 
-#include "iommu/vfio_uapi.h"
-#include "kvm/uapi.h"
-#include "vfio/uapi.h"
+#include "vfiokit/iommu/vfio_uapi.h"
+#include "vfiokit/kvm/uapi.h"
+#include "vfiokit/vfio/uapi.h"
 
 namespace vfiokit {
 namespace {

@@ -1,11 +1,11 @@
-#include "bind/usage.h"
+#include "vfiokit/bind/usage.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 
-#include "base/fs.h"
+#include "vfiokit/base/fs.h"
 
 #include "tests/unit/fixtures.h"
 

@@ -4,11 +4,11 @@
 #include <cstring>
 #include <random>
 
-#include "base/error.h"
-#include "iommu/vfio_caps.h"
 #include "tests/unit/info_builder.h"
-#include "vfio/device.h"
-#include "vfio/region_info.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/iommu/vfio_caps.h"
+#include "vfiokit/vfio/device.h"
+#include "vfiokit/vfio/region_info.h"
 
 namespace vfiokit {
 namespace {

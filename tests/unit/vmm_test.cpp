@@ -6,13 +6,13 @@
 #include <cstring>
 #include <vector>
 
-#include "base/error.h"
-#include "payloads/mailbox.h"
-#include "vmm/bar_layout.h"
-#include "vmm/interrupt_state.h"
-#include "vmm/launch.h"
-#include "vmm/pci_bus.h"
-#include "vmm/qemu_command.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/vmm/bar_layout.h"
+#include "vfiokit/vmm/interrupt_state.h"
+#include "vfiokit/vmm/launch.h"
+#include "vfiokit/vmm/pci_bus.h"
+#include "vfiokit/vmm/qemu_command.h"
 
 namespace vfiokit::vmm {
 namespace {

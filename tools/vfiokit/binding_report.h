@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
-#include "bind/execute.h"
-#include "bind/plan.h"
 #include "tools/vfiokit/json.h"
+#include "vfiokit/bind/execute.h"
+#include "vfiokit/bind/plan.h"
 
 namespace vfiokit::cli {
 

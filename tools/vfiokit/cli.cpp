@@ -9,10 +9,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/log.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/report.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 
 namespace vfiokit::cli {
 namespace {

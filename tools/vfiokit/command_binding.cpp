@@ -12,18 +12,18 @@
 
 #include <spdlog/spdlog.h>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/signals.h"
-#include "base/text.h"
-#include "bind/execute.h"
-#include "bind/lock.h"
-#include "bind/persist.h"
-#include "bind/plan.h"
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
 #include "tools/vfiokit/report.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/signals.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/bind/execute.h"
+#include "vfiokit/bind/lock.h"
+#include "vfiokit/bind/persist.h"
+#include "vfiokit/bind/plan.h"
 
 namespace vfiokit::cli {
 namespace {

@@ -5,15 +5,15 @@
 #include <iostream>
 #include <memory>
 
-#include "base/error.h"
-#include "base/text.h"
-#include "drivers/selftest.h"
-#include "iommu/backend.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
 #include "tools/vfiokit/options.h"
-#include "vfio/open.h"
-#include "vfio/summary.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/drivers/selftest.h"
+#include "vfiokit/iommu/backend.h"
+#include "vfiokit/vfio/open.h"
+#include "vfiokit/vfio/summary.h"
 
 namespace vfiokit::cli {
 namespace {

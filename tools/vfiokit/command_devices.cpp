@@ -5,15 +5,15 @@
 #include <map>
 #include <memory>
 
-#include "base/text.h"
-#include "bind/plan.h"
-#include "bind/readiness.h"
-#include "iommu/group.h"
-#include "iommu/host_iommu.h"
-#include "pci/names.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
 #include "tools/vfiokit/report.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/bind/plan.h"
+#include "vfiokit/bind/readiness.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/iommu/host_iommu.h"
+#include "vfiokit/pci/names.h"
 
 namespace vfiokit::cli {
 namespace {

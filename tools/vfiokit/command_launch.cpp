@@ -8,24 +8,24 @@
 #include <memory>
 #include <set>
 
-#include "base/error.h"
-#include "base/fs.h"
-#include "base/process.h"
-#include "base/signals.h"
-#include "base/text.h"
-#include "bind/binding_session.h"
-#include "iommu/group.h"
-#include "payloads/mailbox.h"
-#include "payloads/payloads.h"
-#include "pci/device.h"
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
 #include "tools/vfiokit/options.h"
-#include "vfio/open.h"
-#include "vmm/launch.h"
-#include "vmm/qemu_command.h"
+#include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/process.h"
+#include "vfiokit/base/signals.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/bind/binding_session.h"
+#include "vfiokit/iommu/group.h"
+#include "vfiokit/payloads/mailbox.h"
+#include "vfiokit/payloads/payloads.h"
+#include "vfiokit/pci/device.h"
+#include "vfiokit/vfio/open.h"
+#include "vfiokit/vmm/launch.h"
+#include "vfiokit/vmm/qemu_command.h"
 
 namespace vfiokit::cli {
 namespace {

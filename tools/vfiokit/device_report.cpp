@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <ostream>
 
-#include "base/text.h"
+#include "vfiokit/base/text.h"
 
 namespace vfiokit::cli {
 namespace {

@@ -4,10 +4,10 @@
 #include <iosfwd>
 #include <string>
 
-#include "bind/usage.h"
-#include "pci/device.h"
-#include "pci/names.h"
 #include "tools/vfiokit/json.h"
+#include "vfiokit/bind/usage.h"
+#include "vfiokit/pci/device.h"
+#include "vfiokit/pci/names.h"
 
 namespace vfiokit::cli {
 

@@ -4,11 +4,11 @@
 #include <cstring>
 #include <string>
 
-#include "base/fs.h"
-#include "base/text.h"
-#include "iommu/vfio_uapi.h"
-#include "kvm/uapi.h"
-#include "kvm/vm.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
+#include "vfiokit/iommu/vfio_uapi.h"
+#include "vfiokit/kvm/uapi.h"
+#include "vfiokit/kvm/vm.h"
 
 namespace vfiokit::cli {
 namespace {

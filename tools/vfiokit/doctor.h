@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "base/check.h"
-#include "base/device_node.h"
-#include "base/host_paths.h"
-#include "base/kmod.h"
-#include "iommu/host_iommu.h"
-#include "kvm/system.h"
+#include "vfiokit/base/check.h"
+#include "vfiokit/base/device_node.h"
+#include "vfiokit/base/host_paths.h"
+#include "vfiokit/base/kmod.h"
+#include "vfiokit/iommu/host_iommu.h"
+#include "vfiokit/kvm/system.h"
 
 namespace vfiokit::cli {
 

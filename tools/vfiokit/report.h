@@ -5,9 +5,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/check.h"
-#include "base/error.h"
 #include "tools/vfiokit/json.h"
+#include "vfiokit/base/check.h"
+#include "vfiokit/base/error.h"
 
 namespace vfiokit::cli {
 
