@@ -24,6 +24,7 @@
 #include "vfiokit/bind/lock.h"
 #include "vfiokit/bind/persist.h"
 #include "vfiokit/bind/plan.h"
+#include "vfiokit/pci/select.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -40,9 +41,10 @@ struct BindingArgs {
   bind::ForceFlags force;
 };
 
-std::vector<pci::Bdf> parse_bdfs(const std::vector<std::string>& texts) {
+// PCI addresses or network interface names, as given.
+std::vector<pci::Bdf> parse_bdfs(const HostPaths& paths, const std::vector<std::string>& texts) {
   std::vector<pci::Bdf> bdfs;
-  for (const auto& text : texts) bdfs.push_back(pci::parse_bdf_or_throw(text));
+  for (const auto& text : texts) bdfs.push_back(pci::resolve_device_name(paths, text));
   return bdfs;
 }
 
@@ -207,7 +209,7 @@ int render(const GlobalOptions& options, const BindingReport& report) {
 
 int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
-  const auto bdfs = parse_bdfs(args.bdfs);
+  const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
   const bind::ExecuteOptions exec = execute_options(args);
   std::optional<bind::StateLock> lock;
@@ -241,7 +243,7 @@ void go_home(const HostPaths& paths, const BindingArgs& args, bind::Journal& jou
 
 int run_unbind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
-  const auto bdfs = parse_bdfs(args.bdfs);
+  const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
@@ -261,7 +263,8 @@ int run_restore(const GlobalOptions& options, const BindingArgs& args) {
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
-  const std::vector<pci::Bdf> named = args.all ? std::vector<pci::Bdf>{} : parse_bdfs(args.bdfs);
+  const std::vector<pci::Bdf> named =
+      args.all ? std::vector<pci::Bdf>{} : parse_bdfs(options.paths(), args.bdfs);
   bind::RestoreSelection selection = bind::select_for_restore(paths, journal, named);
   if (selection.devices.empty() && selection.left.empty()) {
     if (options.json) {
@@ -367,7 +370,7 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
         .kind(ErrorKind::usage)
         .hint("vfiokit persist BDF..., persist --remove BDF..., or persist --list");
   }
-  const auto bdfs = parse_bdfs(args.bdfs);
+  const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   // Two persists at once would each rewrite the softdep file from what they read.
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(paths.run / "vfiokit", lock_options(args));
@@ -398,7 +401,8 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options) {
       "bind",
       "Move devices, with their whole IOMMU groups, to vfio-pci: checks, a journal, "
       "rollback on failure. Exit 3 if a safety check refuses");
-  sub->add_option("BDF", args->bdfs, "PCI addresses, e.g. 0000:01:00.0")->required();
+  sub->add_option("BDF", args->bdfs, "PCI addresses (e.g. 0000:01:00.0) or network interface names")
+      ->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan and the checks; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
   sub->add_option("--owner", args->owner,
@@ -418,7 +422,7 @@ Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
       "unbind",
       "Return devices (and the rest of their IOMMU groups) from vfio-pci to their "
       "original drivers, or to the default driver if vfiokit did not bind them");
-  sub->add_option("BDF", args->bdfs, "PCI addresses")->required();
+  sub->add_option("BDF", args->bdfs, "PCI addresses or network interface names")->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
   add_wait_option(sub, args->wait);
@@ -457,7 +461,7 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
       "persist",
       "Keep devices (with their IOMMU groups) on vfio-pci from boot on: a udev rule "
       "that sets driver_override in the add event, and a modprobe softdep");
-  sub->add_option("BDF", args->bdfs, "PCI addresses");
+  sub->add_option("BDF", args->bdfs, "PCI addresses or network interface names");
   sub->add_flag("--remove", args->remove, "Remove the devices' persistence instead");
   sub->add_flag("--list", args->list, "List persisted devices");
   sub->add_flag("--dry-run", args->dry_run, "Print what would be written; write nothing");
