@@ -40,10 +40,9 @@ NamedDevice name_device(pci::PciNames& names, pci::PciDevice device) {
     if (named.subsystem_name.empty()) {
       // As lspci names what pci.ids does not know: "Red Hat, Inc. Device 1100".
       const std::string vendor = names.vendor(d.subsystem_vendor_id);
-      named.subsystem_name =
-          vendor.empty() ? "Device " + pci::id_hex(d.subsystem_vendor_id) + ':' +
-                               pci::id_hex(d.subsystem_id)
-                         : vendor + " Device " + pci::id_hex(d.subsystem_id);
+      named.subsystem_name = vendor.empty() ? "Device " + pci::id_hex(d.subsystem_vendor_id) + ':' +
+                                                  pci::id_hex(d.subsystem_id)
+                                            : vendor + " Device " + pci::id_hex(d.subsystem_id);
     }
   }
   return named;
@@ -213,9 +212,15 @@ void print_device_details(std::ostream& out, const NamedDevice& named,
     caps.push_back("[" + hex(cap.offset).substr(2) + "] " +
                    capability_label(pci::extended_capability_name(cap.id), cap.id));
   }
-  if (!caps.empty()) row("Capabilities:", join(caps, ", "));
-  row("Config space:", std::to_string(d.config.size) + " bytes" +
-                           (d.config.error.empty() ? "" : "; " + d.config.error));
+  if (d.config.header_only) {
+    row("Capabilities:", "unknown: readable by root only (run vfiokit as root)");
+  } else if (!caps.empty()) {
+    row("Capabilities:", join(caps, ", "));
+  }
+  row("Config space:",
+      std::to_string(d.config.size) + " bytes" +
+          (d.config.header_only ? " (the header; the rest is root's to read)" : "") +
+          (d.config.error.empty() ? "" : "; " + d.config.error));
   std::vector<std::string> uses;
   for (const auto& net : usage.net) uses.push_back(net.describe());
   for (const auto& block : usage.block) uses.push_back(block.describe());
