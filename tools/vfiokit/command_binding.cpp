@@ -18,6 +18,7 @@
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/progress.h"
 #include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/bind/execute.h"
@@ -77,21 +78,35 @@ bind::Owner parse_owner(const std::string& text) {
   return owner;
 }
 
+// What each of the executor's steps is doing, for the progress line.
+std::string_view step_description(std::string_view step) noexcept {
+  if (step == "journal") return "recording its home in the journal";
+  if (step == "override") return "setting driver_override";
+  if (step == "unbind") return "unbinding (waiting for the driver to let go)";
+  if (step == "probe") return "probing the new driver";
+  if (step == "verify") return "checking which driver took it";
+  if (step == "home") return "returning it to its driver";
+  return step;
+}
+
 // VFIOKIT_DEBUG_STOP_AT=STEP[@BDF] stops the process (SIGSTOP) before that step: the hook the
 // rig tests use to kill -9 a bind midway and prove `restore`. Documented in docs/cli.md.
-bind::ExecuteOptions execute_options(const BindingArgs& args) {
+// `progress` shows each step on a terminal; it must outlive the execution.
+bind::ExecuteOptions execute_options(const BindingArgs& args, ProgressLine& progress) {
   bind::ExecuteOptions options;
   options.pid = ::getpid();
   options.interrupted = SignalGuard::received;
   if (!args.owner.empty()) options.owner = parse_owner(args.owner);
   const char* stop_at = std::getenv("VFIOKIT_DEBUG_STOP_AT");
   const std::string stop = stop_at ? stop_at : "";
-  options.on_step = [stop](std::string_view step, const pci::Bdf& bdf) {
+  options.on_step = [stop, &progress](std::string_view step, const pci::Bdf& bdf) {
     spdlog::info("{}: {}", bdf.to_string(), step);
+    progress.show(bdf.to_string() + ": " + std::string(step_description(step)));
     if (stop.empty()) return;
     const std::size_t at = stop.find('@');
     if (stop.substr(0, at) != step) return;
     if (at != std::string::npos && stop.substr(at + 1) != bdf.to_string()) return;
+    progress.clear();
     std::cerr << "vfiokit: stopping before " << step << " of " << bdf.to_string()
               << " (VFIOKIT_DEBUG_STOP_AT)" << std::endl;
     ::raise(SIGSTOP);
@@ -211,7 +226,8 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
   const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
-  const bind::ExecuteOptions exec = execute_options(args);
+  ProgressLine progress;
+  const bind::ExecuteOptions exec = execute_options(args, progress);
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
@@ -223,6 +239,7 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
     bind::LiveSysfsOps ops;
     report.result = bind::execute_bind(paths, report.plan, ops, journal, exec);
   }
+  progress.clear();
   report.signal = SignalGuard::received();
   return render(options, report);
 }
@@ -232,9 +249,10 @@ void go_home(const HostPaths& paths, const BindingArgs& args, bind::Journal& jou
              BindingReport& report) {
   if (report.plan.refused() || args.dry_run) return;
   bind::LiveSysfsOps ops;
+  ProgressLine progress;  // erased when this returns or throws, before anything is printed
   try {
     report.result =
-        bind::execute_homecoming(paths, report.plan, ops, journal, execute_options(args));
+        bind::execute_homecoming(paths, report.plan, ops, journal, execute_options(args, progress));
   } catch (Error& e) {
     for (const auto& p : report.left) e.with(p.path.string(), "left: " + p.problem);
     throw;
