@@ -1,6 +1,7 @@
 #include "tools/vfiokit/cli.h"
 
 #include <signal.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -105,7 +106,11 @@ std::vector<Command> make_cli(CLI::App& app, GlobalOptions& options) {
   app.require_subcommand(1);
   app.fallthrough();
 
-  app.add_flag("-v,--verbose", options.verbosity, "More log output on stderr (repeat for more)");
+  auto* verbose = app.add_flag("-v,--verbose", options.verbosity,
+                               "More log output on stderr (repeat for more)");
+  app.add_flag("-q,--quiet", options.quiet,
+               "Errors only on stderr: no warnings, no progress. Results still go to stdout")
+      ->excludes(verbose);
   app.add_option("--host-root", options.host_root,
                  "Read sys/, proc/, dev/... below this folder instead of / (for tests)")
       ->check(CLI::ExistingDirectory)
@@ -139,7 +144,9 @@ int run(int argc, char** argv) {
     print_error(usage_error(app, e), json);
     return exit_status_for(ErrorKind::usage);
   }
-  init_logging(options.verbosity);
+  init_logging({.verbosity = options.verbosity,
+                .quiet = options.quiet,
+                .colour = colour_wanted_for(STDERR_FILENO)});
   spdlog::debug("vfiokit {} started", VFIOKIT_VERSION);
   for (const auto& command : commands) {
     if (!command.app->parsed()) continue;

@@ -13,7 +13,12 @@ them from user space and runs guests that own them. Each subcommand has its own 
 `vfiokit-bind(1)`, `vfiokit-restore(1)`, ... (`man vfiokit-bind`), and `--help`.
 
 Logs go to stderr and are quiet by default (warnings and errors); `-v` adds info, `-vv` debug.
-Tables and `--json` documents go to stdout.
+`-q` leaves errors only: no warnings (such as `waiting for another vfiokit process`) and no
+progress on stderr. Results are what was asked for, so `-q` keeps them: tables, reports and
+`--json` documents still go to stdout, and refusals and errors to stderr (or stdout with
+`--json`); send stdout to /dev/null and read the exit status for silence. `-q` and `-v` together
+are a usage error. Log levels are coloured only when stderr is a terminal, and never while
+`NO_COLOR` is set to a non-empty value.
 
 bash and zsh complete subcommands, options and BDFs: every PCI function in sysfs, the
 journalled ones for `restore`, the persisted ones for `persist --remove`. The scripts are
@@ -56,6 +61,7 @@ constexpr std::string_view kFiles = R"md(| path | what |
 
 constexpr std::string_view kEnvironment = R"md(| variable | effect |
 | --- | --- |
+| `NO_COLOR` | when set to anything but the empty string, no colour even on a terminal (no-color.org) |
 | `PATH` | where `launch --qemu` looks for `--qemu-binary` when it is a name without a slash |
 | `VFIOKIT_DEBUG_STOP_AT` | testing hook, below |
 
