@@ -171,7 +171,9 @@ another process holds the group or one of its devices open through VFIO (the gro
 above), since vfio-pci's remove would wait for it.)md";
 
 constexpr std::string_view kRestore =
-    R"md(After a crash or `kill -9` in the middle of a bind, returns every journalled device (or the
+    R"md(Give the BDFs to restore, or `--all`.
+
+After a crash or `kill -9` in the middle of a bind, returns every journalled device (or the
 ones named) to its original driver and override, from wherever the interruption left it.
 `restore --all` with an empty journal says so and exits 0; naming a device that has no entry
 fails (exit 1) before anything moves.
@@ -184,7 +186,10 @@ file, the problem and the fix (`--json`: `"left": [{"path", "bdf", "problem", "f
 the exit status is then 1. A leftover `BDF.tmp` of an interrupted write is ignored.)md";
 
 constexpr std::string_view kPersist =
-    R"md(Keeps devices (and the rest of their groups) on vfio-pci from boot on: a udev rule
+    R"md(Three forms: `vfiokit persist BDF...` adds devices, `vfiokit persist --remove BDF...`
+removes them, `vfiokit persist --list` shows them.
+
+Keeps devices (and the rest of their groups) on vfio-pci from boot on: a udev rule
 `/etc/udev/rules.d/61-vfiokit-BDF.rules` sets `driver_override` in the PCI add event, before
 80-drivers.rules loads the host driver's module, and matches vendor and device so a different
 card in the same slot is left alone; `/etc/modprobe.d/vfiokit.conf` holds `softdep HOSTDRIVER
@@ -323,7 +328,6 @@ vfiokit selftest 0000:00:04.0 --stage dma --expect-serial VFIOKIT0001
     CommandText{"launch", kLaunch,
                 R"md(```
 vfiokit launch 0000:00:03.0 --payload edu-dma
-sh
 vfiokit launch 0000:01:00.0 --qemu --run-as libvirt-qemu -- -M q35 -accel kvm -cpu host -m 8G \
     -drive file=win.qcow2,if=virtio -display none -vga none
 ```)md",
