@@ -5,12 +5,15 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
 
 #include "tools/vfiokit/commands.h"
+#include "tools/vfiokit/completion.h"
+#include "tools/vfiokit/manual.h"
 #include "tools/vfiokit/privilege.h"
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
@@ -33,26 +36,97 @@ Error usage_error(const CLI::App& app, const CLI::ParseError& parse_error) {
       .hint("see `" + command + " --help`");
 }
 
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) throw Error::from_last_errno("write").with("path", path);
+}
+
+// Writes `text` to `path`, or to stdout for "-"; nothing for an empty path.
+void write_output(const std::string& path, const std::string& text) {
+  if (path == "-") {
+    std::cout << text;
+  } else if (!path.empty()) {
+    write_file(path, text);
+  }
+}
+
+// `vfiokit __manual`: what the build generates from the model (man pages, docs/cli.md, the
+// completion scripts).
+Command add_manual_command(CLI::App& app) {
+  struct Args {
+    std::string man_dir;
+    std::string markdown;
+    std::string bash;
+    std::string zsh;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("__manual", "Write the manual generated from this model");
+  sub->group("");
+  sub->add_option("--man", args->man_dir, "Write NAME.1 for every page into this folder");
+  sub->add_option("--markdown", args->markdown, "Write docs/cli.md here ('-': stdout)");
+  sub->add_option("--bash", args->bash, "Write the bash completion here ('-': stdout)");
+  sub->add_option("--zsh", args->zsh, "Write the zsh completion here ('-': stdout)");
+  return {sub, [&app, args] {
+            if (!args->man_dir.empty()) {
+              for (const ManPage& page : man_pages(app)) {
+                write_file(args->man_dir + "/" + page.name + ".1", page.roff);
+              }
+            }
+            write_output(args->markdown, cli_markdown(app));
+            write_output(args->bash, bash_completion(app));
+            write_output(args->zsh, zsh_completion(app));
+            return 0;
+          }};
+}
+
+// `vfiokit [--host-root DIR] __complete KIND`: the BDFs the completion scripts offer.
+Command add_complete_command(CLI::App& app, GlobalOptions& options) {
+  auto kind = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand("__complete", "Print the BDFs of a kind, one a line");
+  sub->group("");
+  sub->add_option("KIND", *kind, "devices, journalled or persisted")->required();
+  return {sub, [&options, kind] {
+            for (const std::string& bdf : complete_bdfs(options.paths(), *kind)) {
+              std::cout << bdf << "\n";
+            }
+            return 0;
+          }};
+}
+
 }  // namespace
 
 std::chrono::steady_clock::time_point process_start() noexcept { return g_process_start; }
 
-int run(int argc, char** argv) {
-  CLI::App app{
-      "vfiokit: find PCI devices, hand them to VFIO safely, and drive them from user space",
-      "vfiokit"};
+std::vector<Command> make_cli(CLI::App& app, GlobalOptions& options) {
+  app.name("vfiokit");
+  app.description(
+      "vfiokit: find PCI devices, hand them to VFIO safely, and drive them from user space");
   app.set_version_flag("--version", std::string("vfiokit ") + VFIOKIT_VERSION);
   app.require_subcommand(1);
   app.fallthrough();
 
-  GlobalOptions options;
-  app.add_flag("-v,--verbose", options.verbosity, "More log output on stderr (repeat for more)");
+  auto* verbose = app.add_flag("-v,--verbose", options.verbosity,
+                               "More log output on stderr (repeat for more)");
+  app.add_flag("-q,--quiet", options.quiet,
+               "Errors only on stderr: no warnings, no progress. Results still go to stdout")
+      ->excludes(verbose);
   app.add_option("--host-root", options.host_root,
                  "Read sys/, proc/, dev/... below this folder instead of / (for tests)")
       ->check(CLI::ExistingDirectory)
       ->group("");
 
   std::vector<Command> commands = make_commands(app, options);
+  commands.push_back(add_manual_command(app));
+  commands.push_back(add_complete_command(app, options));
+  return commands;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app;
+  GlobalOptions options;
+  const std::vector<Command> commands = make_cli(app, options);
 
   // A reader that goes away (`vfiokit list | head -1`) makes writes fail with EPIPE instead of
   // killing vfiokit, which may be half-way through moving a device. Children get the default
@@ -71,9 +145,11 @@ int run(int argc, char** argv) {
     print_error(usage_error(app, e), json);
     return exit_status_for(ErrorKind::usage);
   }
-  init_logging(options.verbosity);
+  init_logging({.verbosity = options.verbosity,
+                .quiet = options.quiet,
+                .colour = colour_wanted_for(STDERR_FILENO)});
   spdlog::debug("vfiokit {} started", VFIOKIT_VERSION);
-  for (auto& command : commands) {
+  for (const auto& command : commands) {
     if (!command.app->parsed()) continue;
     try {
       return command.run();

@@ -191,7 +191,7 @@ Command add_selftest_command(CLI::App& app, GlobalOptions& options) {
   CLI::App* sub =
       app.add_subcommand("selftest",
                          "Drive a device on vfio-pci from user space, stage by stage: config, bar, "
-                         "dma, irq-eventfd. Exit 0 if no stage fails");
+                         "dma, irq-eventfd, irq-kvm. Exit 0 if no stage fails");
   sub->add_option("BDF", args->bdf, "PCI address of a device on vfio-pci")->required();
   sub->add_option("--stage", args->stages, "Run only these stages (repeatable)");
   sub->add_option("--expect-serial", args->expected_serial,

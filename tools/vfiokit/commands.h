@@ -13,6 +13,7 @@ namespace vfiokit::cli {
 
 struct GlobalOptions {
   int verbosity = 0;
+  bool quiet = false;     // -q: errors only on stderr
   std::string host_root;  // empty: the live system
   bool json = false;      // set by the subcommand that ran, so errors come out as JSON too
 

@@ -1,0 +1,365 @@
+#include "tools/vfiokit/manual_text.h"
+
+#include <array>
+#include <utility>
+
+namespace vfiokit::cli {
+namespace {
+
+constexpr std::string_view kOverview =
+    R"md(vfiokit finds PCI devices, checks whether they can be passed through safely, moves them (with
+the rest of their IOMMU groups) to vfio-pci and back, keeps them there across reboots, drives
+them from user space and runs guests that own them. Each subcommand has its own page:
+`vfiokit-bind(1)`, `vfiokit-restore(1)`, ... (`man vfiokit-bind`), and `--help`.
+
+Logs go to stderr and are quiet by default (warnings and errors); `-v` adds info, `-vv` debug.
+`-q` leaves errors only: no warnings (such as `waiting for another vfiokit process`) and no
+progress on stderr. Results are what was asked for, so `-q` keeps them: tables, reports and
+`--json` documents still go to stdout, and refusals and errors to stderr (or stdout with
+`--json`); send stdout to /dev/null and read the exit status for silence. `-q` and `-v` together
+are a usage error. Log levels are coloured only when stderr is a terminal, and never while
+`NO_COLOR` is set to a non-empty value.
+
+bash and zsh complete subcommands, options and BDFs: every PCI function in sysfs, the
+journalled ones for `restore`, the persisted ones for `persist --remove`. The scripts are
+installed as share/bash-completion/completions/vfiokit and share/zsh/vendor-completions/_vfiokit.)md";
+
+constexpr std::string_view kExitStatus = R"md(| status | meaning |
+| --- | --- |
+| 0 | done (for `doctor`: nothing failed) |
+| 1 | failed; anything already changed has been rolled back, and the error says what happened |
+| 2 | usage error: unknown subcommand or option, malformed argument (e.g. a BDF) |
+| 3 | refused by a safety check; the output names the check and the `--force-...` that overrides it |
+| 129, 130, 143 | `bind`, `unbind`, `restore` or `persist` received SIGHUP, SIGINT or SIGTERM (128 + the signal): it finished or rolled back first, and the report or error says which signal came and where each device is |
+
+SIGINT, SIGTERM and SIGHUP never stop `bind`, `unbind`, `restore` or `persist` half-way: they
+are recorded, and checked between steps. A bind (or a wait for the lock) stops at its next step
+and takes every device it touched back to its original driver (a sysfs write under way, such as
+an unbind, is waited for, never abandoned); an unbind or a restore finishes; `persist` writes
+nothing if the signal came before it started writing, else finishes. Then it exits 128 + the
+signal. Output to a pipe whose reader has gone (`vfiokit bind ... | head -1`) fails harmlessly
+instead of killing vfiokit.
+
+Errors are printed once, as `vfiokit: error: OPERATION: MESSAGE [context]: strerror (ERRNO)`
+followed by `fix: ...` when there is something to do. With `--json` the same facts come as
+`{"error": {"kind", "exit_status", "operation", "message", "context", "errno", "errno_name",
+"fix", "text"}}` on stdout. Argument mistakes (an unknown option, `--wait soon`) come the same
+way, as operation `parse arguments` with the subcommand's `--help` as the fix, and as JSON when
+`--json` is anywhere on the command line. Text that is not UTF-8 (a device name, a mount point,
+a guest's log) is printed in JSON with each bad byte replaced by U+FFFD, never a reason to fail.
+A reader that goes away (`vfiokit list | head -1`) does not kill vfiokit: SIGPIPE is ignored, so
+a change in progress still finishes or rolls back.)md";
+
+constexpr std::string_view kFiles = R"md(| path | what |
+| --- | --- |
+| `/run/vfiokit/devices/BDF` | the journal: each bound device's original driver and `driver_override`, written before anything moves and read by `unbind` and `restore` |
+| `/run/vfiokit/lock` | held by every `bind`, `unbind`, `restore`, `persist` and `launch` while it works (`--wait`) |
+| `/etc/udev/rules.d/61-vfiokit-BDF.rules` | written by `persist`: sets `driver_override` to vfio-pci in the device's add event |
+| `/etc/modprobe.d/vfiokit.conf` | written by `persist`: `softdep HOSTDRIVER pre: vfio-pci` per persisted host driver |
+| `/sys/bus/pci/devices/BDF` | the devices, their drivers, `driver_override` and IOMMU groups |
+| `/dev/vfio/GROUP` | a bound group, given to `--owner` |)md";
+
+constexpr std::string_view kEnvironment = R"md(| variable | effect |
+| --- | --- |
+| `NO_COLOR` | when set to anything but the empty string, no colour even on a terminal (no-color.org) |
+| `PATH` | where `launch --qemu` looks for `--qemu-binary` when it is a name without a slash |
+| `VFIOKIT_DEBUG_STOP_AT` | testing hook, below |
+
+`VFIOKIT_DEBUG_STOP_AT=STEP[@BDF]` makes bind, unbind and restore stop themselves (SIGSTOP)
+before STEP (`journal`, `override`, `unbind`, `probe`, `verify`, `home`), optionally only for
+one device. The rig tests use it to `kill -9` a bind at a known point and prove `restore`.)md";
+
+constexpr std::string_view kExamples = R"md(```
+vfiokit doctor
+vfiokit list
+vfiokit check 0000:01:00.0
+vfiokit bind --dry-run 0000:01:00.0
+vfiokit bind 0000:01:00.0
+vfiokit restore --all
+```)md";
+
+constexpr std::string_view kDoctor =
+    R"md(Checks this host for passthrough readiness and says, for each item that is not right, what to
+do. Exit 0 if no check fails (warnings allowed), 1 otherwise.
+
+| check | pass when | otherwise |
+| --- | --- | --- |
+| iommu | IOMMU units in /sys/class/iommu and devices in IOMMU groups | fail, with the kernel option or firmware setting to change (intel_iommu=on, amd_iommu, VT-d/AMD-Vi in firmware, a virtual IOMMU for VMs) |
+| interrupt-remapping | remapped (IR-) interrupt chips in /proc/interrupts | warn if vfio_iommu_type1 allow_unsafe_interrupts=Y, else fail |
+| vfio-modules | vfio, vfio_iommu_type1, vfio_pci loaded or built in | warn if loadable (modprobe), fail if the kernel lacks them |
+| vfio-container | /dev/vfio/vfio is a character device that opens and answers API version 0 | fail |
+| kvm | /dev/kvm opens, answers API version 12, and a VM can be created | warn (only guest launch needs it), diagnosed: no vmx/svm flag, no module, permissions and the kvm group, a seccomp filter, a cgroup device policy, another hypervisor holding VT-x/AMD-V |
+| memlock | CAP_IPC_LOCK, or RLIMIT_MEMLOCK unlimited or at least 1 GiB | warn: every DMA-mapped page is pinned and counted |
+
+`--json` prints `{"ready": bool, "kernel": "...", "checks": [{"id", "status", "summary", "fix"}]}`.)md";
+
+constexpr std::string_view kList =
+    R"md(Every PCI function, grouped by IOMMU group: BDF, vendor:device, driver (`-` for none), class
+and name from pci.ids, and `driver_override` when set. `--json` gives `{"groups": [{"group",
+"viable", "blockers": [{"bdf", "driver"}], "devices": [...]}], "without_group": [...]}`, each
+device with the fields of `show --json`.)md";
+
+constexpr std::string_view kShow =
+    R"md(One function in full: names and IDs, subsystem, driver and override, IOMMU group and its
+members, bridge/multifunction/boot VGA, NUMA node, SR-IOV (PF with VFs, or VF of its PF),
+reset methods, BARs (size, 32/64-bit, prefetchable, address), ROM, MSI and MSI-X (vectors,
+table and PBA BAR and offset), every capability, and what on the host uses it.)md";
+
+constexpr std::string_view kCheck =
+    R"md(Passthrough readiness of one device and its group, each item pass/warn/fail with the reason
+and the fix: `iommu`, `group-viable`, `header-type`, `sriov`, `boot-vga`, `reset`,
+`interrupt-remapping`, `host-use`, and for display devices `gpu-functions` (other functions in
+the slot, such as HDMI audio), `large-bars` (BARs above 4 GiB) and `rom`. Exit 0 if nothing
+fails, 1 otherwise.)md";
+
+constexpr std::string_view kBind =
+    R"md(Moves the devices and every other endpoint of their IOMMU groups to vfio-pci (bridges stay on
+pcieport). First it plans and checks; a refusal exits 3 with a reason per device and the flag
+that overrides it:
+
+| check | refuses when | override |
+| --- | --- | --- |
+| boot-vga | the device is the boot VGA device (host console) | `--force-boot-vga` |
+| net | one of its network interfaces is up, carries IPv4/IPv6 routes, or is enslaved | `--force-net` |
+| block | one of its disks or partitions is mounted, held (dm, md), swapped on, or open exclusively | `--force-block` |
+| group-in-use | another process has the group open through VFIO: /dev/vfio/GROUP, a VFIO device fd it kept after closing the group (`anon_inode:[vfio-device]`, whose device Linux 6.18 and later name in /proc/PID/fdinfo; on older kernels, such as Debian 12's, any such fd counts, since it may be this group's), or a device's cdev /dev/vfio/devices/vfioN. /dev/iommu alone holds no device | `--force-group-in-use` |
+| sriov | it is an SR-IOV PF with VFs enabled (unbinding destroys them) | `--force-sriov` |
+| iommu, bridge, group-viable | no IOMMU group; a bridge was requested; a bridge in the group sits on a driver VFIO does not accept | none |
+| journal | the device's journal entry cannot be used (damaged, named for another device, not vfiokit's own file), so which driver it came from is unknown; the reason says what to do | none |
+
+Then, under the lock in /run/vfiokit (`--wait` seconds, default 30, for another vfiokit to
+finish; 0 fails at once; a value that is not a number of seconds from 0 to 86400, such as
+`nan` or `1e300`, is a usage error), it journals every device's original driver and override
+durably in /run/vfiokit/devices/BDF, loads vfio-pci if it is missing, and per device writes
+`driver_override` = vfio-pci, unbinds from the current driver (10 s timeout), writes
+`drivers_probe` (retried), verifies the driver link, and keeps the override. It waits for
+/dev/vfio/GROUP and gives it to `--owner`. It never uses `new_id`. If any step fails, every
+device already changed is taken back to its original driver and the error names each device
+with what happened to it (exit 1). `--dry-run` prints the plan and the checks and changes
+nothing.
+
+When the lock stays busy past `--wait`, the error (exit 1) says who holds it, from /proc (the
+process whose open lock file carries the flock in /proc/PID/fdinfo) and the pid written in the
+lock file: another vfiokit at work (wait, or `--wait`); a process left behind by a vfiokit that
+has exited (end it, then `restore --all`); a process blocked in the kernel, state D, such as a
+sysfs write stuck in a driver's remove() (only the kernel lets it go: dmesg, /proc/PID/stack,
+perhaps a reboot); or nobody visible to this user (`fuser -v /run/vfiokit/lock` as root).
+
+The state in /run/vfiokit is vfiokit's own and trusted only as such: the folder and
+`devices/` are made with mode 0755, journal entries 0644 (so `check` and `show` read them
+unprivileged) and the lock 0600, exactly, whatever the umask; every file is opened relative to
+its folder without following symlinks, and written through a fresh `NAME.tmp` renamed into
+place. A state folder or file that is a symlink, has more than one hard link, is owned by
+anyone but root (or, for an unprivileged reader such as `check`, that user), or is writable by
+group or others is refused (exit 1, nothing changed), naming the path and the fix.
+
+`--json` prints `{"operation", "dry_run", "plan", "result", "vfio_groups", "signal"}`. The plan
+has the same shape wherever one is shown (bind, unbind, restore, persist, `launch --qemu
+--dry-run`):
+`{"devices": [{"bdf", "iommu_group", "requested", "action" (move, already, stay), "driver",
+"target_driver", "note"}], "refused": [{"bdf", "check", "reason", "force_flag"}], "forced":
+[...]}`; `result` is each device's outcome `{"bdf", "ok", "detail"}` once it ran, and
+`signal` the signal that came meanwhile (or null). `unbind` prints the same document, and
+`restore` adds `left`.)md";
+
+constexpr std::string_view kUnbind =
+    R"md(The reverse, for the devices' whole groups: restore `driver_override` to its original value
+(cleared if there was none), unbind from vfio-pci, bind the journalled original driver
+(`drivers/NAME/bind`, falling back to `drivers_probe`), verify, drop the journal entry. A device
+vfiokit did not bind goes to whatever driver `drivers_probe` finds. Refused (exit 3) while
+another process holds the group or one of its devices open through VFIO (the group-in-use check
+above), since vfio-pci's remove would wait for it.)md";
+
+constexpr std::string_view kRestore =
+    R"md(Give the BDFs to restore, or `--all`.
+
+After a crash or `kill -9` in the middle of a bind, returns every journalled device (or the
+ones named) to its original driver and override, from wherever the interruption left it.
+`restore --all` with an empty journal says so and exits 0; naming a device that has no entry
+fails (exit 1) before anything moves.
+
+One bad entry blocks nothing else: every entry that can be restored is. An entry that is
+damaged (truncated, an unknown key, named for another device than the one inside, a symlink)
+or that names a device no longer on the host (unplugged, or a virtual function whose physical
+function disabled SR-IOV) is left in place and reported under `left in the journal:` with its
+file, the problem and the fix (`--json`: `"left": [{"path", "bdf", "problem", "fix"}]`), and
+the exit status is then 1. A leftover `BDF.tmp` of an interrupted write is ignored.)md";
+
+constexpr std::string_view kPersist =
+    R"md(Three forms: `vfiokit persist BDF...` adds devices, `vfiokit persist --remove BDF...`
+removes them, `vfiokit persist --list` shows them.
+
+Keeps devices (and the rest of their groups) on vfio-pci from boot on: a udev rule
+`/etc/udev/rules.d/61-vfiokit-BDF.rules` sets `driver_override` in the PCI add event, before
+80-drivers.rules loads the host driver's module, and matches vendor and device so a different
+card in the same slot is left alone; `/etc/modprobe.d/vfiokit.conf` holds `softdep HOSTDRIVER
+pre: vfio-pci` so vfio-pci is registered before the host driver loads. The same safety checks
+as `bind` apply (except group-in-use, so there is no `--force-group-in-use`), and it writes
+under the same lock (`--wait`). If the host driver loads from the initramfs, run
+`update-initramfs -u` afterwards. `--json` prints `{"operation" (persist, persist-remove,
+persist-list), "dry_run", "plan" (persist), "files", "persisted": [{"bdf", "id", "host_driver",
+"rule"}], "signal"}`; a refusal exits 3 with the plan's refusals.)md";
+
+constexpr std::string_view kInfo =
+    R"md(What VFIO offers for a device already on vfio-pci: reset (VFIO_DEVICE_RESET, and which devices
+a bus reset would also reset), each region with its size, flags (read, write, mmap), the areas
+that may be mmap()ed when the kernel lists them (sparse mmap) and whether the MSI-X table may be
+mapped, each interrupt index (INTx, MSI, MSI-X, ERR, REQ) with its vector count and flags
+(eventfd, maskable, automasked, noresize), and the IOMMU: page sizes, usable IOVA ranges, and how
+many more DMA mappings the container allows. An index the device does not have is shown as not
+available with the reason (ERR exists only for PCI Express devices: edu or anything behind a
+conventional PCI bridge has none); in JSON each index has `available` and, when false,
+`reason`.)md";
+
+constexpr std::string_view kSelftest =
+    R"md(Drives the device from user space and reports each stage as ok, failed or skipped with
+details; exit 0 if no stage failed, 1 otherwise.
+
+| stage | what it proves |
+| --- | --- |
+| config | config space read through VFIO matches sysfs (vendor, device); the capability list parses |
+| bar | a register read through the mmap()ed BAR and through pread on the device fd agree (edu: identification 0x010000ed and the liveness register; nvme: the version register) |
+| dma | edu: a random 4 KiB pattern goes into the device and back out by DMA at IOVAs the IOMMU translates (each shown next to its host physical page), with an MSI on every completion; nvme: admin queues in DMA memory, controller enable, Identify Controller (data by DMA, completion on MSI-X vector 0; `--expect-serial` checks the serial); other devices: skipped |
+| irq-eventfd | every vector of the device's MSI-X (else MSI, else INTx) fired with the kernel's loopback trigger arrives once, on its own eventfd; edu also raises a real MSI |
+| irq-kvm | the device's MSI-X (else MSI) vectors, up to 200, wired into a fresh VM running the irq-probe payload (GSI routes committed in one KVM_SET_GSI_ROUTING, one KVM_IRQFD each): device vector n fired with the loopback must reach the guest as vector 0x30 + n exactly once; edu's own MSI and nvme's Identify completion must reach it too; nothing else may arrive. Needs /dev/kvm that can run protected-mode guests (the rig's nested KVM) |)md";
+
+constexpr std::string_view kLaunch = R"md(### `launch --payload`
+
+Runs a guest payload in vfiokit's own VMM with the device passed through as guest PCI function
+00:01.0 (docs/payloads.md says what the guest sees). First the same checks as `bind` (refused:
+exit 3), then the whole IOMMU group goes to vfio-pci for the run. The text output shows what
+moved, the guest's BAR layout, when the guest ran its first instruction and made its first
+mailbox write (milliseconds since vfiokit started), the payload's log, the devices going home,
+and `result: passed` or `result: FAILED: why`: the payload's failure code by name, an
+exception (`exception 0x0 (divide error)`), `the payload reported no result within N s` (with where the vCPU was: halted waiting for an
+interrupt, or running at an address), or
+`the guest stopped: ...` (a triple fault, an access nothing handles). Exit 0 only if the payload
+passed, 1 otherwise; 2 for an unknown payload or a bad option, before anything moves.
+
+Payloads vfiokit carries: `edu-dma`, `nvme-identify` (`--expect-serial`), `faulty`, `silent`;
+or the path of your own flat binary. `--memory` sets guest RAM (default 16 MiB, all DMA-mapped and so pinned), `--timeout`
+the wait for the result (default 30 s). SIGINT, SIGTERM or SIGHUP stop the guest and restore
+the devices; after `kill -9`, `vfiokit restore --all` does.
+
+### `launch --qemu`
+
+Runs QEMU with the device and the rest of its IOMMU group passed through: the checks, the
+journalled bind of the whole group, then `QEMU-ARGS...` followed by one
+`-device vfio-pci,host=BDF` per endpoint of the group. Functions of one host slot (a GPU and
+its HDMI audio) stay together on one guest slot: `addr=0x10.0,multifunction=on`,
+`addr=0x10.1`, ... (0x11 for the next such slot); a lone function is left for QEMU to place.
+QEMU runs as a child that dies with vfiokit (PR_SET_PDEATHSIG); SIGINT, SIGTERM and SIGHUP are
+passed on to it. When it exits, every device goes back to its original driver. Exit 0 if QEMU
+exited 0 (as it does on SIGTERM; the report says which signal was passed on), 1 otherwise; 2
+if the QEMU binary is not there (checked before anything moves, and not at all for a dry run). `--dry-run` prints the plan as
+`bind --dry-run` does (each device, its driver and where it goes, why it moves or stays,
+refusals) and the command, and changes nothing; a refusal exits 3. With `--json`:
+`{"operation": "launch", "dry_run": true, "plan", "command"}`, the plan as `bind` shows it.
+`launch` offers the `--force-REASON` flags of `bind` except `--force-group-in-use`: a group
+another process holds cannot be opened for the guest.
+
+`--run-as USER[:GROUP]` (or `UID:GID`; a user's login group when none is given) is
+recommended: vfiokit binds and restores as root, but QEMU becomes that user once it has set
+up (vfiokit appends `-runas UID:GID`), so a guest that escapes QEMU is not root. For the run,
+the `/dev/vfio/N` node of every bound group is lent to the user (and given back to its owner
+before the devices go home), and QEMU's RLIMIT_MEMLOCK is its guest RAM (`-m`, QEMU's 128 MiB
+without it) plus 1 GiB, because VFIO pins all guest RAM against that limit once QEMU is no
+longer root; libvirt gives the same allowance. A user or group that does not exist, or root,
+is a usage error (exit 2) before anything moves.)md";
+
+constexpr std::array kCommands{
+    CommandText{"doctor", kDoctor,
+                R"md(```
+vfiokit doctor
+vfiokit doctor --json | jq '.checks[] | select(.status != "pass")'
+```)md",
+                "vfiokit-check(1)"},
+    CommandText{"list", kList,
+                R"md(```
+vfiokit list
+vfiokit list --json | jq '.groups[] | select(.viable) | .group'
+```)md",
+                "vfiokit-show(1), lspci(8)"},
+    CommandText{"show", kShow,
+                R"md(```
+vfiokit show 0000:01:00.0
+```)md",
+                "vfiokit-list(1), vfiokit-check(1), lspci(8)"},
+    CommandText{"check", kCheck,
+                R"md(```
+vfiokit check 0000:01:00.0
+```)md",
+                "vfiokit-doctor(1), vfiokit-bind(1)"},
+    CommandText{"bind", kBind,
+                R"md(```
+vfiokit bind --dry-run 0000:01:00.0
+vfiokit bind --owner alice 0000:01:00.0
+```)md",
+                "vfiokit-unbind(1), vfiokit-restore(1), vfiokit-check(1)"},
+    CommandText{"unbind", kUnbind,
+                R"md(```
+vfiokit unbind 0000:01:00.0
+```)md",
+                "vfiokit-bind(1), vfiokit-restore(1)"},
+    CommandText{"restore", kRestore,
+                R"md(```
+vfiokit restore --all --dry-run
+vfiokit restore --all
+```)md",
+                "vfiokit-bind(1), vfiokit-unbind(1)"},
+    CommandText{"persist", kPersist,
+                R"md(```
+vfiokit persist 0000:01:00.0
+vfiokit persist --list
+vfiokit persist --remove 0000:01:00.0
+```)md",
+                "vfiokit-bind(1), udev(7), modprobe.d(5)"},
+    CommandText{"info", kInfo,
+                R"md(```
+vfiokit info 0000:01:00.0
+```)md",
+                "vfiokit-selftest(1)"},
+    CommandText{"selftest", kSelftest,
+                R"md(```
+vfiokit selftest 0000:00:03.0
+vfiokit selftest 0000:00:04.0 --stage dma --expect-serial VFIOKIT0001
+```)md",
+                "vfiokit-info(1), vfiokit-launch(1)"},
+    CommandText{"launch", kLaunch,
+                R"md(```
+vfiokit launch 0000:00:03.0 --payload edu-dma
+vfiokit launch 0000:01:00.0 --qemu --run-as libvirt-qemu -- -M q35 -accel kvm -cpu host -m 8G \
+    -drive file=win.qcow2,if=virtio -display none -vga none
+```)md",
+                "vfiokit-bind(1), vfiokit-restore(1), qemu-system-x86_64(1)"},
+};
+
+}  // namespace
+
+const ManualText& manual_text() {
+  static const ManualText text{
+      kOverview, kExitStatus,
+      kFiles,    kEnvironment,
+      kExamples, "lspci(8), driverctl(8), udev(7), modprobe.d(5), qemu-system-x86_64(1)",
+      kCommands};
+  return text;
+}
+
+std::string_view option_value_name(std::string_view long_name) {
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 8> names{{
+      {"--owner", "USER[:GROUP]"},
+      {"--run-as", "USER[:GROUP]"},
+      {"--payload", "NAME|PATH"},
+      {"--qemu-binary", "PATH"},
+      {"--memory", "MIB"},
+      {"--stage", "NAME"},
+      {"--expect-serial", "SERIAL"},
+      {"--host-root", "DIR"},
+  }};
+  for (const auto& [name, value] : names) {
+    if (name == long_name) return value;
+  }
+  return {};
+}
+
+}  // namespace vfiokit::cli
