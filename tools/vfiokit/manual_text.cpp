@@ -48,7 +48,16 @@ way, as operation `parse arguments` with the subcommand's `--help` as the fix, a
 `--json` is anywhere on the command line. Text that is not UTF-8 (a device name, a mount point,
 a guest's log) is printed in JSON with each bad byte replaced by U+FFFD, never a reason to fail.
 A reader that goes away (`vfiokit list | head -1`) does not kill vfiokit: SIGPIPE is ignored, so
-a change in progress still finishes or rolls back.)md";
+a change in progress still finishes or rolls back.
+
+Wherever a BDF is accepted, a network interface name works too (`vfiokit bind eth1`): it
+stands for the PCI function the interface sits on. A virtual interface (a bridge, a bond,
+loopback) or one on USB is a usage error that says so. A permission failure (EACCES or EPERM)
+as an ordinary user is reported with "run vfiokit as root" first in its fix.
+
+While `bind`, `unbind` and `restore` move devices, a status line on stderr says which step each
+device is at (an unbind waits for the driver to let go): only on a terminal, at the default log
+level (not with `-v`, whose log lines say the same, nor `-q`), and erased before the report.)md";
 
 constexpr std::string_view kFiles = R"md(| path | what |
 | --- | --- |
@@ -87,15 +96,30 @@ do. Exit 0 if no check fails (warnings allowed), 1 otherwise.
 | iommu | IOMMU units in /sys/class/iommu and devices in IOMMU groups | fail, with the kernel option or firmware setting to change (intel_iommu=on, amd_iommu, VT-d/AMD-Vi in firmware, a virtual IOMMU for VMs) |
 | interrupt-remapping | remapped (IR-) interrupt chips in /proc/interrupts | warn if vfio_iommu_type1 allow_unsafe_interrupts=Y, else fail |
 | vfio-modules | vfio, vfio_iommu_type1, vfio_pci loaded or built in | warn if loadable (modprobe), fail if the kernel lacks them |
-| vfio-container | /dev/vfio/vfio is a character device that opens and answers API version 0 | fail |
+| vfio-container | /dev/vfio/vfio is a character device that opens and answers API version 0 | fail; the fix follows the vfio module's state (`modprobe vfio` only when it can be loaded) |
 | kvm | /dev/kvm opens, answers API version 12, and a VM can be created | warn (only guest launch needs it), diagnosed: no vmx/svm flag, no module, permissions and the kvm group, a seccomp filter, a cgroup device policy, another hypervisor holding VT-x/AMD-V |
 | memlock | CAP_IPC_LOCK, or RLIMIT_MEMLOCK unlimited or at least 1 GiB | warn: every DMA-mapped page is pinned and counted |
 
 `--json` prints `{"ready": bool, "kernel": "...", "checks": [{"id", "status", "summary", "fix"}]}`.)md";
 
 constexpr std::string_view kList =
-    R"md(Every PCI function, grouped by IOMMU group: BDF, vendor:device, driver (`-` for none), class
-and name from pci.ids, and `driver_override` when set. `--json` gives `{"groups": [{"group",
+    R"md(Every PCI function, grouped by IOMMU group, each group with its viability ("viable", or "not
+viable:" and the members on host drivers that keep it from being so): BDF, vendor:device,
+driver (`-` for none), class and name from pci.ids (what pci.ids does not know is named as
+lspci names it: "Intel Corporation Device 0d57", "Device 1234:11e8"), and `driver_override`
+when set.
+
+Devices are selected as lspci selects them, parsed by libpci's own parsers: `-s
+[[domain:]bus:][slot][.func]` and `-d [vendor]:[device][:class[:prog-if]]`, in hex (`-d ::03xx`
+compares the base class only); each narrows the selection. `--class` takes base class names
+(unclassified, storage, network, display, multimedia, memory, bridge, communication, system,
+input, docking, processor, serial-bus, wireless, intelligent, satellite, encryption,
+signal-processing, accelerator, instrumentation, coprocessor) or a base class in hex,
+comma-separated or repeated. A group's viability is always that of all its members; when some
+are not selected, its header says how many. A malformed selection is a usage error (exit 2)
+that names it.
+
+`--json` gives `{"groups": [{"group",
 "viable", "blockers": [{"bdf", "driver"}], "devices": [...]}], "without_group": [...]}`, each
 device with the fields of `show --json`.)md";
 
@@ -110,7 +134,15 @@ constexpr std::string_view kCheck =
 and the fix: `iommu`, `group-viable`, `header-type`, `sriov`, `boot-vga`, `reset`,
 `interrupt-remapping`, `host-use`, and for display devices `gpu-functions` (other functions in
 the slot, such as HDMI audio), `large-bars` (BARs above 4 GiB) and `rom`. Exit 0 if nothing
-fails, 1 otherwise.)md";
+fails, 1 otherwise.
+
+`check` fails whatever `bind` would refuse: it asks bind's own plan (without `--force`), and
+each refusal is a FAIL under the item that covers it (`host-use` for a network interface or a
+disk in use, `group-in-use`, `journal`, ...) with the `--force-...` flag that overrides it,
+also when the refusal concerns another member of the group. Without root the kernel shows only
+the 64-byte header of config space: `check` and `show` then say that capabilities and reset
+support are unknown and root's to read (a WARN item `config-space`), never that the device is
+damaged.)md";
 
 constexpr std::string_view kBind =
     R"md(Moves the devices and every other endpoint of their IOMMU groups to vfio-pci (bridges stay on
@@ -277,6 +309,8 @@ vfiokit doctor --json | jq '.checks[] | select(.status != "pass")'
     CommandText{"list", kList,
                 R"md(```
 vfiokit list
+vfiokit list --class display,multimedia
+vfiokit list -d 10de: -s 01:00
 vfiokit list --json | jq '.groups[] | select(.viable) | .group'
 ```)md",
                 "vfiokit-show(1), lspci(8)"},
