@@ -5,7 +5,9 @@
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/text.h"
 #include "vfiokit/bind/journal.h"
+#include "vfiokit/iommu/group.h"
 #include "vfiokit/pci/device.h"
 
 namespace vfiokit::bind {
@@ -20,6 +22,18 @@ void create_parent(const fs::path& path) {
   fs::create_directories(path.parent_path(), ec);
   if (ec)
     throw Error::from_errno(ec.value(), "create folder").with("path", path.parent_path().string());
+}
+
+std::optional<std::uint16_t> read_id(const fs::path& path) {
+  const auto line = read_line_if_exists(path);
+  if (!line || !line->starts_with("0x")) return std::nullopt;
+  const auto value = parse_uint(std::string_view(*line).substr(2), 16);
+  if (!value || *value > 0xffff) return std::nullopt;
+  return static_cast<std::uint16_t>(*value);
+}
+
+std::string ids_of(std::uint16_t vendor_id, std::uint16_t device_id) {
+  return pci::id_hex(vendor_id) + ":" + pci::id_hex(device_id);
 }
 
 }  // namespace
@@ -115,6 +129,85 @@ PersistPlan plan_persist(const HostView& view, std::span<const pci::Bdf> request
   return out;
 }
 
+std::map<pci::Bdf, SlotNow> read_slots(const HostPaths& paths,
+                                       std::span<const PersistEntry> entries) {
+  std::map<pci::Bdf, SlotNow> slots;
+  for (const auto& entry : entries) {
+    if (!pci::pci_device_exists(paths, entry.bdf)) continue;
+    const fs::path dir = pci::device_dir(paths, entry.bdf);
+    const auto vendor = read_id(dir / "vendor");
+    const auto device = read_id(dir / "device");
+    if (!vendor || !device) continue;  // going away as we look
+    SlotNow slot{*vendor, *device, pci::read_driver(paths, entry.bdf), false};
+    // A loaded module has an initstate; a driver built into the kernel has none (its
+    // /sys/module entry, when there is one, holds only parameters).
+    if (slot.driver) {
+      std::error_code ec;
+      slot.driver_built_in =
+          !fs::exists(paths.sys / "bus/pci/drivers" / *slot.driver / "module/initstate", ec);
+    }
+    slots.emplace(entry.bdf, std::move(slot));
+  }
+  return slots;
+}
+
+std::string_view to_string(BootAction action) noexcept {
+  switch (action) {
+    case BootAction::bind:
+      return "bind";
+    case BootAction::already:
+      return "already";
+    case BootAction::absent:
+      return "absent";
+    case BootAction::other_card:
+      return "other-card";
+  }
+  return "?";
+}
+
+std::vector<BootDecision> decide_boot_apply(std::span<const PersistEntry> entries,
+                                            const std::map<pci::Bdf, SlotNow>& slots) {
+  std::vector<BootDecision> decisions;
+  for (const auto& entry : entries) {
+    BootDecision decision{entry, BootAction::absent, "no device at this address"};
+    const auto found = slots.find(entry.bdf);
+    if (found != slots.end()) {
+      const SlotNow& slot = found->second;
+      if (slot.vendor_id != entry.vendor_id || slot.device_id != entry.device_id) {
+        decision.action = BootAction::other_card;
+        decision.reason = "persisted for " + ids_of(entry.vendor_id, entry.device_id) + ", but " +
+                          ids_of(slot.vendor_id, slot.device_id) + " is in the slot: left alone";
+      } else if (slot.driver && iommu::is_vfio_driver(*slot.driver)) {
+        decision.action = BootAction::already;
+        decision.reason = "on " + *slot.driver;
+      } else if (slot.driver) {
+        decision.action = BootAction::bind;
+        decision.reason = "bound to " + *slot.driver +
+                          (slot.driver_built_in ? " (built into the kernel)"
+                                                : " (loaded before vfio-pci could claim it)");
+      } else {
+        decision.action = BootAction::bind;
+        decision.reason = "no driver bound";
+      }
+    }
+    decisions.push_back(std::move(decision));
+  }
+  return decisions;
+}
+
+std::optional<InitramfsGenerator> detect_initramfs_generator(const fs::path& etc) {
+  std::error_code ec;
+  // Debian's initramfs-tools-core ships /etc/initramfs-tools/initramfs.conf; dracut ships
+  // /etc/dracut.conf. Where both are installed, initramfs-tools is the one Debian runs.
+  if (fs::exists(etc / "initramfs-tools/initramfs.conf", ec)) {
+    return InitramfsGenerator{"initramfs-tools", "update-initramfs -u -k all"};
+  }
+  if (fs::exists(etc / "dracut.conf", ec) || fs::is_directory(etc / "dracut.conf.d", ec)) {
+    return InitramfsGenerator{"dracut", "dracut --regenerate-all --force"};
+  }
+  return std::nullopt;
+}
+
 PersistStore::PersistStore(fs::path etc) : etc_(std::move(etc)) {}
 
 fs::path PersistStore::rule_path(const pci::Bdf& bdf) const {
@@ -147,6 +240,32 @@ std::vector<fs::path> PersistStore::write_softdeps() {
   create_parent(path);
   write_file_durable(path, text);
   return {path};
+}
+
+std::vector<fs::path> PersistStore::files_for_add(const std::vector<PersistEntry>& added) const {
+  std::vector<fs::path> files;
+  for (const auto& entry : added) files.push_back(rule_path(entry.bdf));
+  std::vector<PersistEntry> after = entries();
+  std::erase_if(after, [&](const PersistEntry& e) {
+    return std::any_of(added.begin(), added.end(),
+                       [&](const PersistEntry& a) { return a.bdf == e.bdf; });
+  });
+  after.insert(after.end(), added.begin(), added.end());
+  std::error_code ec;
+  if (!render_softdeps(after).empty() || fs::exists(softdep_path(), ec)) {
+    files.push_back(softdep_path());
+  }
+  return files;
+}
+
+std::vector<fs::path> PersistStore::files_for_remove(const std::vector<pci::Bdf>& removed) const {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& bdf : removed) {
+    if (fs::exists(rule_path(bdf), ec)) files.push_back(rule_path(bdf));
+  }
+  if (fs::exists(softdep_path(), ec)) files.push_back(softdep_path());
+  return files;
 }
 
 std::vector<fs::path> PersistStore::add(const std::vector<PersistEntry>& added) {

@@ -125,3 +125,99 @@ TEST(PlanPersist, AJournalledDeviceKeepsTheDriverItCameFrom) {
 
 }  // namespace
 }  // namespace vfiokit::bind
+
+namespace vfiokit::bind {
+namespace {
+
+PersistEntry persisted(const char* bdf, std::uint16_t vendor, std::uint16_t device,
+                       const char* driver) {
+  return {*pci::parse_bdf(bdf), vendor, device, std::string(driver)};
+}
+
+// tests/fixtures/sysfs/boot-apply: what vfiokit.service finds in five persisted slots.
+std::vector<PersistEntry> boot_apply_entries() {
+  return {persisted("0000:03:00.0", 0x1b36, 0x0010, "nvme"),
+          persisted("0000:04:00.0", 0x8086, 0x10d3, "e1000e"),
+          persisted("0000:05:00.0", 0x1b36, 0x0010, "nvme"),
+          persisted("0000:07:00.0", 0x1b36, 0x0010, "nvme"),
+          persisted("0000:09:00.0", 0x1b36, 0x0010, "nvme")};
+}
+
+TEST(BootApply, ReadsWhatIsInEachSlotAndWhetherItsDriverIsBuiltIn) {
+  const auto entries = boot_apply_entries();
+  const auto slots = read_slots(test::fixture_sysfs("boot-apply"), entries);
+  ASSERT_EQ(slots.size(), 4u);  // 0000:09:00.0 is empty
+  EXPECT_EQ(slots.at(entries[0].bdf), (SlotNow{0x1b36, 0x0010, "nvme", false}));
+  EXPECT_EQ(slots.at(entries[1].bdf), (SlotNow{0x8086, 0x10d3, "e1000e", true}));
+  EXPECT_EQ(slots.at(entries[2].bdf), (SlotNow{0x1b36, 0x0010, "vfio-pci", false}));
+  EXPECT_EQ(slots.at(entries[3].bdf), (SlotNow{0x1234, 0x11e8, std::nullopt, false}));
+}
+
+TEST(BootApply, BindsWhatAHostDriverTookAndLeavesTheRest) {
+  const auto entries = boot_apply_entries();
+  const auto decisions =
+      decide_boot_apply(entries, read_slots(test::fixture_sysfs("boot-apply"), entries));
+  ASSERT_EQ(decisions.size(), 5u);
+  const std::vector<BootAction> expected{BootAction::bind, BootAction::bind, BootAction::already,
+                                         BootAction::other_card, BootAction::absent};
+  for (std::size_t i = 0; i < decisions.size(); ++i) {
+    SCOPED_TRACE(entries[i].bdf.to_string());
+    EXPECT_EQ(decisions[i].entry, entries[i]);
+    EXPECT_EQ(decisions[i].action, expected[i]) << decisions[i].reason;
+  }
+  EXPECT_EQ(decisions[0].reason, "bound to nvme (loaded before vfio-pci could claim it)");
+  EXPECT_EQ(decisions[1].reason, "bound to e1000e (built into the kernel)");
+  EXPECT_EQ(decisions[2].reason, "on vfio-pci");
+  EXPECT_EQ(decisions[3].reason,
+            "persisted for 1b36:0010, but 1234:11e8 is in the slot: left alone");
+  EXPECT_EQ(decisions[4].reason, "no device at this address");
+}
+
+TEST(BootApply, ADeviceNoDriverTookIsBoundToo) {
+  // The rule set driver_override, but vfio-pci never loaded (its host driver is built in and
+  // nothing pulled the softdep): only the boot-time bind brings it to vfio-pci.
+  const PersistEntry entry = persisted("0000:03:00.0", 0x1b36, 0x0010, "nvme");
+  const auto decisions =
+      decide_boot_apply(std::vector{entry}, {{entry.bdf, SlotNow{0x1b36, 0x0010, {}, false}}});
+  ASSERT_EQ(decisions.size(), 1u);
+  EXPECT_EQ(decisions[0].action, BootAction::bind);
+  EXPECT_EQ(decisions[0].reason, "no driver bound");
+  EXPECT_TRUE(decide_boot_apply({}, {}).empty());
+}
+
+TEST(BootApply, ActionNamesAreTheOnesJsonShows) {
+  EXPECT_EQ(to_string(BootAction::bind), "bind");
+  EXPECT_EQ(to_string(BootAction::already), "already");
+  EXPECT_EQ(to_string(BootAction::absent), "absent");
+  EXPECT_EQ(to_string(BootAction::other_card), "other-card");
+}
+
+TEST(Persist, TheInitramfsGeneratorIsTheOneConfiguredUnderEtc) {
+  test::TempDir etc;
+  EXPECT_FALSE(detect_initramfs_generator(etc.path()));
+  write_file_durable(etc.path() / "dracut.conf", "");
+  EXPECT_EQ(detect_initramfs_generator(etc.path()),
+            (InitramfsGenerator{"dracut", "dracut --regenerate-all --force"}));
+  std::filesystem::create_directories(etc.path() / "initramfs-tools");
+  write_file_durable(etc.path() / "initramfs-tools/initramfs.conf", "MODULES=most\n");
+  EXPECT_EQ(detect_initramfs_generator(etc.path()),
+            (InitramfsGenerator{"initramfs-tools", "update-initramfs -u -k all"}));
+}
+
+TEST(Persist, WhatADryRunWouldChangeIsListedWithoutTouchingAnything) {
+  test::TempDir etc;
+  PersistStore store(etc.path());
+  EXPECT_EQ(store.files_for_add({gpu(), audio()}),
+            (std::vector<std::filesystem::path>{
+                store.rule_path(gpu().bdf), store.rule_path(audio().bdf), store.softdep_path()}));
+  EXPECT_TRUE(store.files_for_remove({gpu().bdf}).empty());
+  EXPECT_FALSE(std::filesystem::exists(etc.path() / "udev"));
+  EXPECT_FALSE(std::filesystem::exists(store.softdep_path()));
+  store.add({gpu()});
+  EXPECT_EQ(store.files_for_remove({gpu().bdf, audio().bdf}),
+            (std::vector<std::filesystem::path>{store.rule_path(gpu().bdf), store.softdep_path()}));
+  EXPECT_EQ(store.entries(), std::vector<PersistEntry>{gpu()});
+}
+
+}  // namespace
+}  // namespace vfiokit::bind

@@ -37,6 +37,7 @@ struct BindingArgs {
   bool all = false;     // restore --all
   bool remove = false;  // persist --remove
   bool list = false;    // persist --list
+  bool apply = false;   // persist --apply
   std::string owner;
   std::chrono::milliseconds wait{30000};
   bind::ForceFlags force;
@@ -309,12 +310,41 @@ int run_restore(const GlobalOptions& options, const BindingArgs& args) {
 struct PersistReport {
   std::string operation;  // "persist", "persist-remove", "persist-list"
   bool dry_run = false;
-  std::optional<bind::Plan> plan;             // persist: the checks
-  std::vector<bind::PersistEntry> added;      // persist: what it writes
-  std::vector<fs::path> files;                // written or removed
-  std::vector<bind::PersistEntry> persisted;  // everything persisted afterwards
-  int signal = 0;                             // SIGINT, SIGTERM or SIGHUP that came meanwhile
+  std::optional<bind::Plan> plan;                     // persist: the checks
+  std::vector<bind::PersistEntry> added;              // persist: what it writes
+  std::vector<fs::path> files;                        // written or removed
+  std::vector<fs::path> would_change;                 // --dry-run: what it would write or remove
+  std::vector<bind::PersistEntry> persisted;          // everything persisted afterwards
+  std::optional<bind::InitramfsGenerator> initramfs;  // the host's, to rebuild after a change
+  int signal = 0;  // SIGINT, SIGTERM or SIGHUP that came meanwhile
 };
+
+Json paths_json(const std::vector<fs::path>& paths) {
+  Json list = Json::array();
+  for (const auto& path : paths) list.push_back(path.string());
+  return list;
+}
+
+// The initramfs keeps a copy of the rules (boot/): a change reaches early boot only once it is
+// rebuilt.
+void print_initramfs_note(std::ostream& out, const PersistReport& report) {
+  if (report.files.empty()) return;
+  const bool removed = report.operation == "persist-remove";
+  if (!report.initramfs) {
+    out << (removed ? "" : "takes effect at the next boot; `vfiokit bind` moves devices now. ")
+        << "No initramfs generator found (initramfs-tools or dracut): if your initramfs loads "
+           "the host driver, rebuild it.\n";
+    return;
+  }
+  if (removed) {
+    out << "the initramfs still holds the removed rules until it is rebuilt: run `"
+        << report.initramfs->command << "`\n";
+  } else {
+    out << "takes effect at the next boot; `vfiokit bind` moves devices now. Rebuild the "
+           "initramfs so that it carries the rules ("
+        << report.initramfs->name << "): run `" << report.initramfs->command << "`\n";
+  }
+}
 
 int render(const GlobalOptions& options, const PersistReport& report,
            const bind::PersistStore& store) {
@@ -329,12 +359,18 @@ int render(const GlobalOptions& options, const PersistReport& report,
   if (options.json) {
     Json document{{"operation", report.operation}, {"dry_run", report.dry_run}};
     if (report.plan) document["plan"] = plan_json(*report.plan);
-    Json files = Json::array();
-    for (const auto& f : report.files) files.push_back(f.string());
-    document["files"] = files;
+    document["changed"] = !report.files.empty();
+    document["files"] = paths_json(report.files);
+    document["would_change"] = paths_json(report.would_change);
     Json persisted = Json::array();
     for (const auto& e : report.persisted) persisted.push_back(entry_json(e));
     document["persisted"] = persisted;
+    if (report.operation != "persist-list") {
+      document["initramfs"] = report.initramfs
+                                  ? Json{{"generator", report.initramfs->name},
+                                         {"rebuild_command", report.initramfs->command}}
+                                  : Json(nullptr);
+    }
     document["signal"] = signal_json(report.signal);
     print_json(std::cout, document);
     return status;
@@ -352,15 +388,23 @@ int render(const GlobalOptions& options, const PersistReport& report,
     }
     return status;
   }
+  const char* verb = report.dry_run ? "would be persisted" : "persisted";
   for (const auto& e : report.added) {
-    std::cout << "  " << e.bdf.to_string() << "  persisted to vfio-pci"
+    std::cout << "  " << e.bdf.to_string() << "  " << verb << " to vfio-pci"
               << (e.host_driver ? " (instead of " + *e.host_driver + ")" : "") << '\n';
   }
-  if (report.operation == "persist") {
-    std::cout << "takes effect at the next boot; `vfiokit bind` moves devices now. If a host "
-                 "driver loads from the initramfs, run update-initramfs -u.\n";
+  const char* done = report.operation == "persist-remove" ? "changed" : "wrote";
+  for (const auto& f : report.files) std::cout << "  " << done << " " << f.string() << '\n';
+  for (const auto& f : report.would_change) {
+    std::cout << "  would " << (report.operation == "persist-remove" ? "change" : "write") << " "
+              << f.string() << '\n';
   }
-  for (const auto& f : report.files) std::cout << "  wrote " << f.string() << '\n';
+  if (report.dry_run) {
+    std::cout << "dry run: nothing was written or removed\n";
+  } else if (report.files.empty()) {
+    std::cout << "nothing changed: none of these devices is persisted\n";
+  }
+  print_initramfs_note(std::cout, report);
   print_signal_note(std::cout, report.signal);
   return status;
 }
@@ -373,7 +417,93 @@ void stop_if_interrupted() {
   }
 }
 
+// What `persist --apply` found and did; rendered once.
+struct ApplyReport {
+  bool dry_run = false;
+  std::vector<bind::BootDecision> decisions;
+  std::optional<bind::Plan> plan;  // when a device was to be bound
+  std::optional<bind::ExecuteResult> result;
+  int signal = 0;
+};
+
+int render(const GlobalOptions& options, const ApplyReport& report) {
+  const bool refused = report.plan && report.plan->refused();
+  if (options.json) {
+    Json devices = Json::array();
+    for (const auto& d : report.decisions) {
+      devices.push_back(
+          {{"bdf", d.entry.bdf.to_string()},
+           {"id", pci::id_hex(d.entry.vendor_id) + ":" + pci::id_hex(d.entry.device_id)},
+           {"action", std::string(bind::to_string(d.action))},
+           {"reason", d.reason}});
+    }
+    Json document{
+        {"operation", "persist-apply"},
+        {"dry_run", report.dry_run},
+        {"devices", devices},
+        {"plan", report.plan ? plan_json(*report.plan) : Json(nullptr)},
+        {"result", report.result ? outcomes_json(report.result->devices) : Json(nullptr)}};
+    document["signal"] = signal_json(report.signal);
+    print_json(std::cout, document);
+  } else {
+    if (report.decisions.empty()) std::cout << "no devices are persisted to vfio-pci\n";
+    for (const auto& d : report.decisions) {
+      std::cout << "  " << d.entry.bdf.to_string() << "  " << bind::to_string(d.action) << ": "
+                << d.reason << '\n';
+    }
+    if (report.plan && !report.plan->devices.empty()) {
+      print_plan(std::cout, *report.plan, "plan: move to vfio-pci");
+    }
+    if (refused) print_refusals(std::cerr, *report.plan);
+    if (report.result) {
+      std::cout << "done:\n";
+      for (const auto& outcome : report.result->devices) print_outcome(std::cout, outcome);
+    }
+    if (report.dry_run) std::cout << "dry run: nothing was changed\n";
+    print_signal_note(std::cout, report.signal);
+  }
+  return refused ? exit_status_for(ErrorKind::refused) : 0;
+}
+
+// vfiokit.service at boot: the persisted devices a host driver holds anyway (built in, or
+// loaded from an initramfs without vfiokit's rules) move to vfio-pci exactly as `bind` moves
+// them: the same plan, checks, journal and rollback.
+int run_persist_apply(const GlobalOptions& options, const BindingArgs& args) {
+  if (!args.bdfs.empty() || args.remove || args.list) {
+    throw Error("persist", "--apply takes every persisted device, and nothing else")
+        .kind(ErrorKind::usage)
+        .hint("vfiokit persist --apply [--dry-run]");
+  }
+  const HostPaths paths = options.paths();
+  const bind::PersistStore store(paths.etc);
+  const fs::path run_dir = paths.run / "vfiokit";
+  std::optional<bind::StateLock> lock;
+  if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
+  bind::Journal journal(run_dir);
+  ApplyReport report;
+  report.dry_run = args.dry_run;
+  const auto persisted = store.entries();
+  report.decisions = bind::decide_boot_apply(persisted, bind::read_slots(paths, persisted));
+  std::vector<pci::Bdf> to_bind;
+  for (const auto& d : report.decisions) {
+    if (d.action == bind::BootAction::bind) to_bind.push_back(d.entry.bdf);
+  }
+  if (!to_bind.empty()) {
+    const auto view = bind::gather_host_view(paths, to_bind, journal, ::getpid());
+    report.plan = bind::plan_bind(view, to_bind, args.force);
+    if (!report.plan->refused() && !args.dry_run) {
+      bind::LiveSysfsOps ops;
+      ProgressLine progress;  // erased before the report
+      report.result =
+          bind::execute_bind(paths, *report.plan, ops, journal, execute_options(args, progress));
+    }
+  }
+  report.signal = SignalGuard::received();
+  return render(options, report);
+}
+
 int run_persist(const GlobalOptions& options, const BindingArgs& args) {
+  if (args.apply) return run_persist_apply(options, args);
   const HostPaths paths = options.paths();
   bind::PersistStore store(paths.etc);
   PersistReport report;
@@ -386,16 +516,21 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
   if (args.bdfs.empty()) {
     throw Error("persist", "no device given")
         .kind(ErrorKind::usage)
-        .hint("vfiokit persist BDF..., persist --remove BDF..., or persist --list");
+        .hint("vfiokit persist BDF..., persist --remove BDF..., persist --list, or --apply");
   }
   const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
+  report.initramfs = bind::detect_initramfs_generator(paths.etc);
   // Two persists at once would each rewrite the softdep file from what they read.
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(paths.run / "vfiokit", lock_options(args));
   if (args.remove) {
     report.operation = "persist-remove";
     stop_if_interrupted();
-    if (!args.dry_run) report.files = store.remove(bdfs);
+    if (args.dry_run) {
+      report.would_change = store.files_for_remove(bdfs);
+    } else {
+      report.files = store.remove(bdfs);
+    }
   } else {
     report.operation = "persist";
     const bind::Journal journal(paths.run / "vfiokit");
@@ -404,7 +539,13 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
     report.plan = std::move(planned.plan);
     report.added = std::move(planned.entries);
     stop_if_interrupted();
-    if (!report.plan->refused() && !args.dry_run) report.files = store.add(report.added);
+    if (!report.plan->refused()) {
+      if (args.dry_run) {
+        report.would_change = store.files_for_add(report.added);
+      } else {
+        report.files = store.add(report.added);
+      }
+    }
   }
   report.persisted = store.entries();
   report.signal = SignalGuard::received();
@@ -482,7 +623,10 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("BDF", args->bdfs, "PCI addresses or network interface names");
   sub->add_flag("--remove", args->remove, "Remove the devices' persistence instead");
   sub->add_flag("--list", args->list, "List persisted devices");
-  sub->add_flag("--dry-run", args->dry_run, "Print what would be written; write nothing");
+  sub->add_flag("--apply", args->apply,
+                "Bind the persisted devices a host driver holds now (built in, or loaded "
+                "early), as bind does; vfiokit.service runs this at boot");
+  sub->add_flag("--dry-run", args->dry_run, "Print what would be written or bound; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
   add_wait_option(sub, args->wait);
   add_force_options(

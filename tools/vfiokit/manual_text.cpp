@@ -218,8 +218,9 @@ file, the problem and the fix (`--json`: `"left": [{"path", "bdf", "problem", "f
 the exit status is then 1. A leftover `BDF.tmp` of an interrupted write is ignored.)md";
 
 constexpr std::string_view kPersist =
-    R"md(Three forms: `vfiokit persist BDF...` adds devices, `vfiokit persist --remove BDF...`
-removes them, `vfiokit persist --list` shows them.
+    R"md(Four forms: `vfiokit persist BDF...` adds devices, `vfiokit persist --remove BDF...`
+removes them, `vfiokit persist --list` shows them, and `vfiokit persist --apply` (what
+vfiokit.service runs at boot) binds the persisted devices a host driver took.
 
 Keeps devices (and the rest of their groups) on vfio-pci from boot on: a udev rule
 `/etc/udev/rules.d/61-vfiokit-BDF.rules` sets `driver_override` in the PCI add event, before
@@ -227,10 +228,41 @@ Keeps devices (and the rest of their groups) on vfio-pci from boot on: a udev ru
 card in the same slot is left alone; `/etc/modprobe.d/vfiokit.conf` holds `softdep HOSTDRIVER
 pre: vfio-pci` so vfio-pci is registered before the host driver loads. The same safety checks
 as `bind` apply (except group-in-use, so there is no `--force-group-in-use`), and it writes
-under the same lock (`--wait`). If the host driver loads from the initramfs, run
-`update-initramfs -u` afterwards. `--json` prints `{"operation" (persist, persist-remove,
-persist-list), "dry_run", "plan" (persist), "files", "persisted": [{"bdf", "id", "host_driver",
-"rule"}], "signal"}`; a refusal exits 3 with the plan's refusals.)md";
+under the same lock (`--wait`).
+
+Early boot: an initramfs holds its own copy of the udev rules, modprobe.d and modules. dracut
+copies only the rules its modules name, and neither generator adds the vfio modules the softdep
+needs (Debian's initramfs-tools does copy /etc/udev/rules.d and /etc/modprobe.d). The package's
+initramfs-tools hook (/usr/share/initramfs-tools/hooks/vfiokit) and dracut module (90vfiokit)
+carry vfiokit's rules, the softdeps and the vfio, vfio_iommu_type1, vfio_pci (and vfio_pci_core)
+modules into the initramfs whenever a device is persisted, so the initramfs must be rebuilt
+after `persist` and `persist --remove`: both say how for the generator the host has
+(`update-initramfs -u -k all` where /etc/initramfs-tools/initramfs.conf exists, else `dracut
+--regenerate-all --force` where /etc/dracut.conf does), or that none was found. A host driver
+built into the kernel probes the device before udev runs, so no rule can stop it:
+`vfiokit.service` (enable it with `systemctl enable vfiokit.service`; it runs only when a device
+is persisted) runs `vfiokit persist --apply` early at boot, before the network comes up, as
+driverctl's unit does.
+
+`--apply` looks at every persisted device's slot and binds, exactly as `vfiokit bind` would (the
+same plan, checks, `--force-REASON` flags, journal and rollback, so `unbind` and `restore` take
+them home), those a host driver holds (built into the kernel, or loaded before vfio-pci could
+claim it) or that no driver holds. It leaves a device already on a VFIO driver, a slot where
+another card (other vendor or device IDs) sits, and an empty slot; each is listed with why.
+One refusal refuses the whole plan (exit 3), as in `bind`. It takes no BDFs.
+
+`--dry-run` writes, removes and binds nothing, and says so: the text ends with "dry run:
+nothing was written or removed" (`--apply`: "dry run: nothing was changed") and lists what it
+would write or change.
+
+`--json` prints `{"operation" (persist, persist-remove, persist-list), "dry_run", "plan"
+(persist), "changed" (whether any file was written or removed: false on a dry run), "files"
+(written or removed), "would_change" (a dry run's files), "persisted": [{"bdf", "id",
+"host_driver", "rule"}], "initramfs" ({"generator", "rebuild_command"} or null; not for
+--list), "signal"}`; with `--apply`, `{"operation": "persist-apply", "dry_run", "devices":
+[{"bdf", "id", "action" (bind, already, absent, other-card), "reason"}], "plan" (null when
+nothing is to be bound), "result" (as bind's; null on a dry run or when nothing ran),
+"signal"}`. A refusal exits 3 with the plan's refusals.)md";
 
 constexpr std::string_view kInfo =
     R"md(What VFIO offers for a device already on vfio-pci: reset (VFIO_DEVICE_RESET, and which devices
