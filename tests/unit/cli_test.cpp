@@ -78,8 +78,12 @@ TEST(Cli, ListGroupsDevicesByIommuGroup) {
 TEST(Cli, ShowJsonHasTheParsedFacts) {
   const auto result = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "00:02.0", "--json"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  const auto json = nlohmann::json::parse(result.output);
+  const auto json = nlohmann::json::parse(result.output)["device"];
   EXPECT_EQ(json["bdf"], "0000:00:02.0");
+  EXPECT_EQ(json["vendor_id"], "0x1b36");
+  EXPECT_EQ(json["device_id"], "0x0010");
+  EXPECT_EQ(json["class"], "0x010802");
+  EXPECT_EQ(json["revision"], "0x02");
   EXPECT_EQ(json["device"], "QEMU NVM Express Controller");
   EXPECT_EQ(json["msix"]["vectors"], 65);
   EXPECT_EQ(json["msix"]["table_offset"], "0x2000");

@@ -43,8 +43,10 @@ int run_list(const GlobalOptions& options) {
     Json groups = Json::array();
     Json ungrouped = Json::array();
     for (const auto& [group, devices] : by_group) {
+      std::vector<pci::Bdf> member_bdfs;
+      for (const auto& named : devices) member_bdfs.push_back(named.device.bdf);
       Json list = Json::array();
-      for (const auto& named : devices) list.push_back(device_json(named, nullptr));
+      for (const auto& named : devices) list.push_back(device_json(named, member_bdfs, nullptr));
       if (group) {
         std::vector<pci::PciDevice> members;
         for (const auto& named : devices) members.push_back(named.device);
@@ -87,11 +89,7 @@ int run_show(const GlobalOptions& options, const std::string& text) {
     members = iommu::read_iommu_group(paths, *named.device.iommu_group).devices;
   }
   if (options.json) {
-    Json j = device_json(named, &usage);
-    Json group = Json::array();
-    for (const auto& member : members) group.push_back(member.to_string());
-    j["iommu_group_devices"] = group;
-    print_json(std::cout, j);
+    print_json(std::cout, Json{{"device", device_json(named, members, &usage)}});
   } else {
     print_device_details(std::cout, named, members, usage);
   }
