@@ -86,10 +86,9 @@ Json device_json(const NamedDevice& named, const std::vector<pci::Bdf>& group_me
   j["bridge"] = d.is_bridge();
   j["multifunction"] = d.multifunction();
   if (d.sriov_total_vfs || d.physfn) {
-    j["sriov"] = {
-        {"total_vfs", Json(d.sriov_total_vfs)},
-        {"num_vfs", d.sriov_total_vfs ? Json(d.sriov_num_vfs.value_or(0)) : Json(nullptr)},
-        {"physfn", d.physfn ? Json(d.physfn->to_string()) : Json(nullptr)}};
+    j["sriov"] = {{"total_vfs", Json(d.sriov_total_vfs)},
+                  {"num_vfs", Json(d.sriov_num_vfs)},
+                  {"physfn", d.physfn ? Json(d.physfn->to_string()) : Json(nullptr)}};
   } else {
     j["sriov"] = nullptr;
   }
