@@ -110,6 +110,11 @@ CheckResult check_reset(const pci::PciDevice& dev) {
   if (!methods.empty()) {
     return {"reset", CheckStatus::pass, "reset methods: " + join(methods, ", "), {}};
   }
+  if (dev.config.header_only) {
+    return {"reset", CheckStatus::warn,
+            "unknown: the capabilities that say how it resets are readable by root only",
+            "run vfiokit as root"};
+  }
   return {"reset", CheckStatus::warn,
           "no reset method: device state carries over from one user to the next",
           "expect QEMU's 'no available reset mechanism' warning; a guest driver must "
@@ -194,6 +199,45 @@ void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
   }
 }
 
+// The item of `check` that covers each of bind's refusals.
+std::string_view item_for(Check refusal) noexcept {
+  switch (refusal) {
+    case Check::net:
+    case Check::block:
+      return "host-use";
+    case Check::bridge:
+      return "header-type";
+    default:
+      return to_string(refusal);  // "boot-vga", "sriov", "iommu", "group-viable", ...
+  }
+}
+
+// Whatever `vfiokit bind BDF` would refuse is a FAIL here, under the item that covers it (a new
+// one named after the refusal when no item does), so `check` never passes what `bind` refuses.
+// The plan is bind's own (plan_bind without --force), not a second copy of its rules.
+void fail_what_bind_refuses(std::vector<CheckResult>& checks, const HostView& view,
+                            const pci::Bdf& bdf) {
+  const Plan plan = plan_bind(view, std::span<const pci::Bdf>(&bdf, 1), ForceFlags{});
+  for (const Refusal& refusal : plan.refusals) {
+    const std::string_view id = item_for(refusal.check);
+    const std::string summary =
+        (refusal.bdf == bdf ? std::string() : refusal.bdf.to_string() + ": ") + refusal.reason;
+    const std::string fix =
+        refusal.force_flag().empty()
+            ? std::string("nothing overrides this; bind refuses it")
+            : "bind refuses this; fix it, or override with " + std::string(refusal.force_flag());
+    auto item = std::find_if(checks.begin(), checks.end(),
+                             [&](const CheckResult& c) { return c.id == id; });
+    if (item == checks.end()) {
+      checks.push_back({std::string(id), CheckStatus::fail, summary, fix});
+    } else if (item->status == CheckStatus::pass) {
+      *item = {std::string(id), CheckStatus::fail, summary, fix};
+    } else {
+      item->status = CheckStatus::fail;  // a warning about the same thing: its words stay
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& bdf,
@@ -208,12 +252,18 @@ std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& 
                                      check_reset(dev),
                                      check_interrupt_remapping(host),
                                      check_host_use(facts)};
-  if (!dev.config.error.empty() && dev.config.header) {
+  if (dev.config.header_only) {
+    checks.push_back({"config-space", CheckStatus::warn,
+                      "only the 64-byte header of config space is readable without root: "
+                      "capabilities, MSI/MSI-X and reset support are unknown",
+                      "run vfiokit as root"});
+  } else if (!dev.config.error.empty() && dev.config.header) {
     checks.push_back({"config-space", CheckStatus::warn,
                       "config space could not be fully parsed: " + dev.config.error,
                       "the device may be broken or its capability list damaged"});
   }
   if (dev.is_display()) add_display_checks(checks, view, dev);
+  fail_what_bind_refuses(checks, view, bdf);
   return checks;
 }
 

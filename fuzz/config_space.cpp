@@ -129,6 +129,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
 
   const ConfigFacts facts = parse_config_facts(config);  // never throws
   FUZZ_CHECK(facts.size == config.size());
+  // Shorter than 256 bytes is what an unprivileged read returns: the header only, nothing
+  // walked and nothing called damaged.
+  FUZZ_CHECK(facts.header_only ==
+             (config.size() >= kConfigHeaderSize && config.size() < kLegacyConfigSize));
+  if (facts.header_only) {
+    FUZZ_CHECK(facts.error.empty() && facts.header.has_value());
+    FUZZ_CHECK(facts.capabilities.empty() && facts.extended_capabilities.empty());
+    return 0;
+  }
   try {
     const auto caps = walk_capabilities(config);
     check_standard(config, caps);

@@ -92,6 +92,10 @@ ConfigFacts parse_config_facts(ConfigBytes config) {
   facts.size = config.size();
   try {
     facts.header = parse_config_header(config);
+    if (config.size() < kLegacyConfigSize) {
+      facts.header_only = true;
+      return facts;
+    }
     facts.capabilities = walk_capabilities(config);
     for (const auto& cap : facts.capabilities) {
       switch (cap.id) {

@@ -49,6 +49,9 @@ struct ConfigFacts {
   std::optional<PowerManagementCapability> power_management;
   std::optional<SriovCapability> sriov;
   std::string error;  // why part of it could not be parsed; empty when all of it could
+  // Only the 64-byte header was readable: the kernel shows the rest of sysfs "config" to root
+  // only, so the capabilities are unknown (not absent, and not damaged).
+  bool header_only = false;
 };
 ConfigFacts parse_config_facts(ConfigBytes config);
 

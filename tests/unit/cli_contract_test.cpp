@@ -102,6 +102,15 @@ TEST(CliContract, ReadOnlyCommandsOnEveryDeviceOfEveryFixture) {
   }
 }
 
+// A narrowed list keeps each device's whole group in iommu_group_devices.
+TEST(CliContract, ASelectionKeepsTheDeviceObject) {
+  const std::string root = test::fixture("sysfs/gpu-audio-group").string();
+  const auto list = expect_json("list.json", {"--host-root", root, "list", "--class", "display"});
+  ASSERT_EQ(list.document["groups"].size(), 1u);
+  ASSERT_EQ(list.document["groups"][0]["devices"].size(), 1u);
+  EXPECT_EQ(list.document["groups"][0]["devices"][0]["iommu_group_devices"].size(), 3u);
+}
+
 TEST(CliContract, ChangesOnFixtureCopies) {
   test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
   const std::string root = copy.root().string();

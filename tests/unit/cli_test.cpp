@@ -63,9 +63,11 @@ TEST(Cli, HostRootMustExist) {
 TEST(Cli, ListGroupsDevicesByIommuGroup) {
   const auto result = vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "list"});
   EXPECT_EQ(result.exit_status, 0);
-  EXPECT_NE(result.output.find("IOMMU group 1\n  0000:00:01.0  8086:1901  pcieport"),
+  EXPECT_NE(result.output.find("IOMMU group 1  (not viable: 0000:01:00.0 on nouveau, 0000:01:00.1 "
+                               "on snd_hda_intel)\n  0000:00:01.0  8086:1901  pcieport"),
             std::string::npos)
       << result.output;
+  EXPECT_NE(result.output.find("IOMMU group 0  (viable)\n"), std::string::npos) << result.output;
   const auto json = nlohmann::json::parse(
       vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "list", "--json"}).output);
   ASSERT_EQ(json["groups"].size(), 2u);
@@ -73,6 +75,78 @@ TEST(Cli, ListGroupsDevicesByIommuGroup) {
   EXPECT_EQ(json["groups"][1]["viable"], false);
   EXPECT_EQ(json["groups"][1]["blockers"].size(), 2u);
   EXPECT_EQ(json["groups"][1]["devices"][1]["driver"], "nouveau");
+}
+
+// lspci's -s and -d (libpci's parsers), --class names, and what a narrowed group header says.
+TEST(Cli, ListSelectsAsLspciDoes) {
+  const auto list = [](std::vector<std::string> selection) {
+    std::vector<std::string> args{"--host-root", sysfs_root("gpu-audio-group"), "list", "--json"};
+    args.insert(args.end(), selection.begin(), selection.end());
+    const auto result = vfiokit_cli(args);
+    EXPECT_EQ(result.exit_status, 0) << result.output;
+    std::vector<std::string> bdfs;
+    const auto json = nlohmann::json::parse(result.output);
+    for (const auto& group : json["groups"]) {
+      for (const auto& device : group["devices"]) bdfs.push_back(device["bdf"]);
+    }
+    return bdfs;
+  };
+  using Bdfs = std::vector<std::string>;
+  EXPECT_EQ(list({"-s", "01:00"}), (Bdfs{"0000:01:00.0", "0000:01:00.1"}));
+  EXPECT_EQ(list({"-s", "01:00.1"}), (Bdfs{"0000:01:00.1"}));
+  EXPECT_EQ(list({"-s", ".1"}), (Bdfs{"0000:01:00.1"}));
+  EXPECT_EQ(list({"-d", "10de:"}), (Bdfs{"0000:01:00.0", "0000:01:00.1"}));
+  EXPECT_EQ(list({"-d", "::0300"}), (Bdfs{"0000:01:00.0"}));
+  EXPECT_EQ(list({"-d", "::06xx"}), (Bdfs{"0000:00:00.0", "0000:00:01.0"}));
+  EXPECT_EQ(list({"--class", "display,multimedia"}), (Bdfs{"0000:01:00.0", "0000:01:00.1"}));
+  EXPECT_EQ(list({"--class", "04"}), (Bdfs{"0000:01:00.1"}));
+  EXPECT_EQ(list({"-d", "10de:", "-s", ".0"}), (Bdfs{"0000:01:00.0"}));  // both must match
+  EXPECT_EQ(list({"--class", "storage"}), Bdfs{});
+
+  const auto text =
+      vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "list", "--class", "display"});
+  EXPECT_NE(text.output.find("IOMMU group 1  (not viable: 0000:01:00.0 on nouveau, 0000:01:00.1 "
+                             "on snd_hda_intel; 2 more devices not selected)"),
+            std::string::npos)
+      << text.output;
+  const auto none =
+      vfiokit_cli({"--host-root", sysfs_root("gpu-audio-group"), "list", "--class", "storage"});
+  EXPECT_EQ(none.output, "no PCI device matches the selection\n");
+
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"-s", "zz"}, {"-s", "1:2:3:4"}, {"-d", "10de"}, {"--class", "toaster"}}) {
+    std::vector<std::string> args{"--host-root", sysfs_root("gpu-audio-group"), "list"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const auto result = vfiokit_cli(args);
+    EXPECT_EQ(result.exit_status, 2) << bad[0] << " " << bad[1] << ": " << result.output;
+    EXPECT_NE(result.output.find(bad[1]), std::string::npos) << result.output;
+  }
+}
+
+// A network interface name stands for its PCI function wherever a BDF is accepted.
+TEST(Cli, AnInterfaceNameStandsForItsPciFunction) {
+  const auto show = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "eth0", "--json"});
+  ASSERT_EQ(show.exit_status, 0) << show.output;
+  EXPECT_EQ(nlohmann::json::parse(show.output)["device"]["bdf"], "0000:00:03.0");
+  const auto loopback = vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "lo"});
+  EXPECT_EQ(loopback.exit_status, 2);
+  EXPECT_NE(loopback.output.find("network interface lo is virtual"), std::string::npos)
+      << loopback.output;
+  const auto dry =
+      vfiokit_cli({"--host-root", sysfs_root("sriov-pf"), "bind", "--dry-run", "--json", "eth1"});
+  EXPECT_NE(dry.output.find("\"0000:03:"), std::string::npos) << dry.output;
+}
+
+// IDs pci.ids does not know are named as lspci names them.
+TEST(Cli, UnknownIdsAreNamedAsLspciNamesThem) {
+  const auto edu = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "00:01.0"});
+  ASSERT_EQ(edu.exit_status, 0) << edu.output;
+  EXPECT_NE(edu.output.find("Unclassified device [00ff]: Device 1234:11e8 [1234:11e8]"),
+            std::string::npos)
+      << edu.output;
+  EXPECT_NE(edu.output.find("Subsystem:      Red Hat, Inc. Device 1100 [1af4:1100]"),
+            std::string::npos)
+      << edu.output;
 }
 
 TEST(Cli, ShowJsonHasTheParsedFacts) {
@@ -94,7 +168,9 @@ TEST(Cli, ShowJsonHasTheParsedFacts) {
 TEST(Cli, MalformedBdfIsAUsageErrorAndAMissingDeviceAFailure) {
   const auto malformed = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "00:02"});
   EXPECT_EQ(malformed.exit_status, 2);
-  EXPECT_NE(malformed.output.find("'00:02' is not a PCI address"), std::string::npos);
+  EXPECT_NE(malformed.output.find("'00:02' is neither a PCI address nor a network interface"),
+            std::string::npos)
+      << malformed.output;
   const auto missing = vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "0000:00:09.0"});
   EXPECT_EQ(missing.exit_status, 1);
   EXPECT_NE(missing.output.find("no PCI function 0000:00:09.0"), std::string::npos);

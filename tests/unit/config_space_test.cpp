@@ -255,6 +255,29 @@ TEST(ResourceFile, ARangeOfTheWhole64BitSpaceIsMalformed) {
   EXPECT_EQ(ranges[0].size(), ~std::uint64_t{0});
 }
 
+// What an unprivileged process reads from sysfs "config": the 64-byte header, with the
+// capability bit set and a pointer past the end. The header is parsed; the capabilities are
+// unknown, which is not the same as damaged (no error that would blame the device).
+TEST(ConfigSpace, AHeaderOnlyReadIsNotCalledDamaged) {
+  std::vector<std::uint8_t> config(kConfigHeaderSize);
+  config[0] = 0x36;
+  config[1] = 0x1b;  // vendor 1b36
+  config[6] = 0x10;  // PCI_STATUS_CAP_LIST
+  config[PCI_CAPABILITY_LIST] = 0x40;
+  const ConfigFacts facts = parse_config_facts(config);
+  EXPECT_TRUE(facts.header_only);
+  EXPECT_EQ(facts.error, "");
+  ASSERT_TRUE(facts.header.has_value());
+  EXPECT_EQ(facts.header->vendor_id, 0x1b36);
+  EXPECT_TRUE(facts.capabilities.empty());
+
+  config.resize(kLegacyConfigSize);  // as root: the walk runs, and finds the loop
+  config[0x40 + PCI_CAP_LIST_NEXT] = 0x40;
+  const ConfigFacts full = parse_config_facts(config);
+  EXPECT_FALSE(full.header_only);
+  EXPECT_NE(full.error, "");
+}
+
 // Hostile input: random bytes of every length, with the capability bit and pointer set so the
 // walks really run. Nothing may crash or read out of bounds (the sanitizer run checks that);
 // every failure must be a vfiokit::Error, collected into ConfigFacts::error.

@@ -126,6 +126,23 @@ TEST(Doctor, ContainerNodeProblems) {
   EXPECT_EQ(find_check(assess_doctor_facts(facts), "vfio-container").status, CheckStatus::fail);
 }
 
+// doctor never contradicts itself: no "modprobe vfio" when the kernel has no vfio module.
+TEST(Doctor, AMissingContainerNodeGetsAdviceThatFitsTheModule) {
+  DoctorFacts facts = ready_host();
+  facts.vfio_container = {};
+  facts.modules[0].state = ModuleState::missing;
+  auto check = find_check(assess_doctor_facts(facts), "vfio-container");
+  EXPECT_EQ(check.fix.find("modprobe"), std::string::npos) << check.fix;
+  EXPECT_NE(check.fix.find("no VFIO"), std::string::npos) << check.fix;
+  facts.modules[0].state = ModuleState::available;
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "vfio-container").fix,
+            "modprobe vfio (it creates /dev/vfio/vfio)");
+  facts.modules[0].state = ModuleState::builtin;
+  check = find_check(assess_doctor_facts(facts), "vfio-container");
+  EXPECT_NE(check.fix.find("built-in"), std::string::npos) << check.fix;
+  EXPECT_EQ(check.fix.find("modprobe"), std::string::npos) << check.fix;
+}
+
 TEST(Doctor, KvmProblemsAreWarningsWithTheKvmGroupFix) {
   DoctorFacts facts = ready_host();
   facts.kvm = {true, true, EACCES, std::nullopt, 0};

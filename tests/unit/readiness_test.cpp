@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit::bind {
@@ -58,15 +61,15 @@ TEST(Readiness, SriovAndHostUse) {
   const auto pf = assess("sriov-pf", "0000:03:00.0");
   EXPECT_EQ(find(pf, "sriov").status, CheckStatus::fail);
   EXPECT_NE(find(pf, "sriov").fix.find("sriov_numvfs"), std::string::npos);
-  EXPECT_EQ(find(pf, "host-use").status, CheckStatus::warn);
+  EXPECT_EQ(find(pf, "host-use").status, CheckStatus::fail);  // bind refuses: --force-net
   EXPECT_NE(find(pf, "host-use").fix.find("--force-net"), std::string::npos);
   const auto vf = assess("sriov-pf", "0000:03:02.0");
   EXPECT_EQ(find(vf, "sriov").summary, "virtual function of 0000:03:00.0");
 }
 
-TEST(Readiness, MountedDiskWarnsWithTheBlockOverride) {
+TEST(Readiness, MountedDiskFailsWithTheBlockOverride) {
   const auto checks = assess("mounted-disk", "0000:04:00.0");
-  EXPECT_EQ(find(checks, "host-use").status, CheckStatus::warn);
+  EXPECT_EQ(find(checks, "host-use").status, CheckStatus::fail);
   EXPECT_NE(find(checks, "host-use").fix.find("--force-block"), std::string::npos);
 }
 
@@ -80,6 +83,39 @@ TEST(Readiness, NoIommuFails) {
 TEST(Readiness, BridgeFailsTheHeaderCheck) {
   EXPECT_EQ(find(assess("gpu-audio-group", "0000:00:01.0"), "header-type").status,
             CheckStatus::fail);
+}
+
+// `check` and `bind` agree: on every device of every fixture host, whatever bind's own plan
+// refuses is a FAIL in check, under the refusal's item; and a device bind would move without
+// refusing has no FAIL that bind does not share, other than the structural readiness items.
+TEST(Readiness, CheckFailsEverythingBindRefuses) {
+  int refused_devices = 0;
+  for (const auto& tree : std::filesystem::directory_iterator(test::fixture("sysfs"))) {
+    const HostPaths paths = test::fixture_sysfs(tree.path().filename());
+    const Journal journal(paths.run / "vfiokit");
+    for (const pci::Bdf& bdf : pci::list_pci_devices(paths)) {
+      const std::vector<pci::Bdf> requested{bdf};
+      const HostView view = gather_host_view(paths, requested, journal, 1, pci::ConfigDepth::full);
+      const Plan plan = plan_bind(view, requested, ForceFlags{});
+      const auto checks = assess_readiness(view, bdf, iommu::probe_host_iommu(paths));
+      const std::string where = tree.path().filename().string() + " " + bdf.to_string();
+      if (!plan.refused()) continue;
+      ++refused_devices;
+      EXPECT_FALSE(all_passed(checks)) << where << ": bind refuses, check passes";
+      for (const Refusal& refusal : plan.refusals) {
+        const bool covered = std::any_of(checks.begin(), checks.end(), [&](const CheckResult& c) {
+          return c.status == CheckStatus::fail &&
+                 (c.id == to_string(refusal.check) ||
+                  (c.id == "host-use" &&
+                   (refusal.check == Check::net || refusal.check == Check::block)) ||
+                  (c.id == "header-type" && refusal.check == Check::bridge));
+        });
+        EXPECT_TRUE(covered) << where << ": bind refuses (" << to_string(refusal.check) << ": "
+                             << refusal.reason << ") but no check item fails for it";
+      }
+    }
+  }
+  EXPECT_GE(refused_devices, 5);  // the fixtures do hold refusals: boot VGA, SR-IOV, disks, ...
 }
 
 }  // namespace

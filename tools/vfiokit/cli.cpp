@@ -1,6 +1,7 @@
 #include "tools/vfiokit/cli.h"
 
 #include <signal.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "tools/vfiokit/commands.h"
+#include "tools/vfiokit/privilege.h"
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/log.h"
@@ -76,7 +78,7 @@ int run(int argc, char** argv) {
     try {
       return command.run();
     } catch (const Error& e) {
-      print_error(e, options.json);
+      print_error(explain_permission(e, ::geteuid()), options.json);
       return exit_status_for(e.kind());
     } catch (const std::exception& e) {
       print_error(Error(command.app->get_name(), std::string("internal error: ") + e.what()),

@@ -18,12 +18,14 @@
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/progress.h"
 #include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/bind/execute.h"
 #include "vfiokit/bind/lock.h"
 #include "vfiokit/bind/persist.h"
 #include "vfiokit/bind/plan.h"
+#include "vfiokit/pci/select.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -40,9 +42,10 @@ struct BindingArgs {
   bind::ForceFlags force;
 };
 
-std::vector<pci::Bdf> parse_bdfs(const std::vector<std::string>& texts) {
+// PCI addresses or network interface names, as given.
+std::vector<pci::Bdf> parse_bdfs(const HostPaths& paths, const std::vector<std::string>& texts) {
   std::vector<pci::Bdf> bdfs;
-  for (const auto& text : texts) bdfs.push_back(pci::parse_bdf_or_throw(text));
+  for (const auto& text : texts) bdfs.push_back(pci::resolve_device_name(paths, text));
   return bdfs;
 }
 
@@ -75,21 +78,35 @@ bind::Owner parse_owner(const std::string& text) {
   return owner;
 }
 
+// What each of the executor's steps is doing, for the progress line.
+std::string_view step_description(std::string_view step) noexcept {
+  if (step == "journal") return "recording its home in the journal";
+  if (step == "override") return "setting driver_override";
+  if (step == "unbind") return "unbinding (waiting for the driver to let go)";
+  if (step == "probe") return "probing the new driver";
+  if (step == "verify") return "checking which driver took it";
+  if (step == "home") return "returning it to its driver";
+  return step;
+}
+
 // VFIOKIT_DEBUG_STOP_AT=STEP[@BDF] stops the process (SIGSTOP) before that step: the hook the
 // rig tests use to kill -9 a bind midway and prove `restore`. Documented in docs/cli.md.
-bind::ExecuteOptions execute_options(const BindingArgs& args) {
+// `progress` shows each step on a terminal; it must outlive the execution.
+bind::ExecuteOptions execute_options(const BindingArgs& args, ProgressLine& progress) {
   bind::ExecuteOptions options;
   options.pid = ::getpid();
   options.interrupted = SignalGuard::received;
   if (!args.owner.empty()) options.owner = parse_owner(args.owner);
   const char* stop_at = std::getenv("VFIOKIT_DEBUG_STOP_AT");
   const std::string stop = stop_at ? stop_at : "";
-  options.on_step = [stop](std::string_view step, const pci::Bdf& bdf) {
+  options.on_step = [stop, &progress](std::string_view step, const pci::Bdf& bdf) {
     spdlog::info("{}: {}", bdf.to_string(), step);
+    progress.show(bdf.to_string() + ": " + std::string(step_description(step)));
     if (stop.empty()) return;
     const std::size_t at = stop.find('@');
     if (stop.substr(0, at) != step) return;
     if (at != std::string::npos && stop.substr(at + 1) != bdf.to_string()) return;
+    progress.clear();
     std::cerr << "vfiokit: stopping before " << step << " of " << bdf.to_string()
               << " (VFIOKIT_DEBUG_STOP_AT)" << std::endl;
     ::raise(SIGSTOP);
@@ -208,9 +225,10 @@ int render(const GlobalOptions& options, const BindingReport& report) {
 
 int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
-  const auto bdfs = parse_bdfs(args.bdfs);
+  const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
-  const bind::ExecuteOptions exec = execute_options(args);
+  ProgressLine progress;
+  const bind::ExecuteOptions exec = execute_options(args, progress);
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
@@ -222,6 +240,7 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
     bind::LiveSysfsOps ops;
     report.result = bind::execute_bind(paths, report.plan, ops, journal, exec);
   }
+  progress.clear();
   report.signal = SignalGuard::received();
   return render(options, report);
 }
@@ -231,9 +250,10 @@ void go_home(const HostPaths& paths, const BindingArgs& args, bind::Journal& jou
              BindingReport& report) {
   if (report.plan.refused() || args.dry_run) return;
   bind::LiveSysfsOps ops;
+  ProgressLine progress;  // erased when this returns or throws, before anything is printed
   try {
     report.result =
-        bind::execute_homecoming(paths, report.plan, ops, journal, execute_options(args));
+        bind::execute_homecoming(paths, report.plan, ops, journal, execute_options(args, progress));
   } catch (Error& e) {
     for (const auto& p : report.left) e.with(p.path.string(), "left: " + p.problem);
     throw;
@@ -242,7 +262,7 @@ void go_home(const HostPaths& paths, const BindingArgs& args, bind::Journal& jou
 
 int run_unbind(const GlobalOptions& options, const BindingArgs& args) {
   const HostPaths paths = options.paths();
-  const auto bdfs = parse_bdfs(args.bdfs);
+  const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   const fs::path run_dir = paths.run / "vfiokit";
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
@@ -262,7 +282,8 @@ int run_restore(const GlobalOptions& options, const BindingArgs& args) {
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
-  const std::vector<pci::Bdf> named = args.all ? std::vector<pci::Bdf>{} : parse_bdfs(args.bdfs);
+  const std::vector<pci::Bdf> named =
+      args.all ? std::vector<pci::Bdf>{} : parse_bdfs(options.paths(), args.bdfs);
   bind::RestoreSelection selection = bind::select_for_restore(paths, journal, named);
   BindingReport report{"restore", args.dry_run, {}, {}, std::move(selection.left)};
   if (selection.devices.empty() && report.left.empty()) {
@@ -368,7 +389,7 @@ int run_persist(const GlobalOptions& options, const BindingArgs& args) {
         .kind(ErrorKind::usage)
         .hint("vfiokit persist BDF..., persist --remove BDF..., or persist --list");
   }
-  const auto bdfs = parse_bdfs(args.bdfs);
+  const auto bdfs = parse_bdfs(options.paths(), args.bdfs);
   // Two persists at once would each rewrite the softdep file from what they read.
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(paths.run / "vfiokit", lock_options(args));
@@ -399,7 +420,8 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options) {
       "bind",
       "Move devices, with their whole IOMMU groups, to vfio-pci: checks, a journal, "
       "rollback on failure. Exit 3 if a safety check refuses");
-  sub->add_option("BDF", args->bdfs, "PCI addresses, e.g. 0000:01:00.0")->required();
+  sub->add_option("BDF", args->bdfs, "PCI addresses (e.g. 0000:01:00.0) or network interface names")
+      ->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan and the checks; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
   sub->add_option("--owner", args->owner,
@@ -419,7 +441,7 @@ Command add_unbind_command(CLI::App& app, GlobalOptions& options) {
       "unbind",
       "Return devices (and the rest of their IOMMU groups) from vfio-pci to their "
       "original drivers, or to the default driver if vfiokit did not bind them");
-  sub->add_option("BDF", args->bdfs, "PCI addresses")->required();
+  sub->add_option("BDF", args->bdfs, "PCI addresses or network interface names")->required();
   sub->add_flag("--dry-run", args->dry_run, "Print the plan; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
   add_wait_option(sub, args->wait);
@@ -458,7 +480,7 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
       "persist",
       "Keep devices (with their IOMMU groups) on vfio-pci from boot on: a udev rule "
       "that sets driver_override in the add event, and a modprobe softdep");
-  sub->add_option("BDF", args->bdfs, "PCI addresses");
+  sub->add_option("BDF", args->bdfs, "PCI addresses or network interface names");
   sub->add_flag("--remove", args->remove, "Remove the devices' persistence instead");
   sub->add_flag("--list", args->list, "List persisted devices");
   sub->add_flag("--dry-run", args->dry_run, "Print what would be written; write nothing");

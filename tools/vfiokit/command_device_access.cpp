@@ -13,6 +13,7 @@
 #include "vfiokit/base/text.h"
 #include "vfiokit/drivers/selftest.h"
 #include "vfiokit/iommu/backend.h"
+#include "vfiokit/pci/select.h"
 #include "vfiokit/vfio/open.h"
 #include "vfiokit/vfio/summary.h"
 
@@ -125,7 +126,7 @@ void print_info(std::ostream& out, const vfio::DeviceSummary& info) {
 }
 
 int run_info(const GlobalOptions& options, const std::string& text) {
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  const pci::Bdf bdf = pci::resolve_device_name(options.paths(), text);
   vfio::OpenedDevice opened = vfio::open_vfio_device(options.paths(), bdf);
   const vfio::DeviceSummary info = vfio::summarize_device(opened);
   if (options.json) {
@@ -144,7 +145,7 @@ struct SelftestArgs {
 };
 
 int run_selftest_command(const GlobalOptions& options, const SelftestArgs& args) {
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
   drivers::SelftestOptions selftest;
   selftest.timeout = args.timeout;
   if (!args.expected_serial.empty()) selftest.expected_serial = args.expected_serial;

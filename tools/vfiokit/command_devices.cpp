@@ -14,6 +14,7 @@
 #include "vfiokit/iommu/group.h"
 #include "vfiokit/iommu/host_iommu.h"
 #include "vfiokit/pci/names.h"
+#include "vfiokit/pci/select.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -29,29 +30,59 @@ void print_list_line(std::ostream& out, const NamedDevice& named, std::size_t dr
   out << '\n';
 }
 
-int run_list(const GlobalOptions& options) {
+// A group's viability for the header line: "viable", or which members keep it from being so.
+std::string viability_text(const std::vector<iommu::GroupBlocker>& blockers) {
+  if (blockers.empty()) return "viable";
+  std::vector<std::string> held;
+  for (const auto& blocker : blockers) {
+    held.push_back(blocker.bdf.to_string() + " on " + blocker.driver);
+  }
+  return "not viable: " + join(held, ", ");
+}
+
+struct ListArgs {
+  std::vector<std::string> slots;    // -s, lspci syntax
+  std::vector<std::string> ids;      // -d, lspci syntax
+  std::vector<std::string> classes;  // --class names or hex base classes
+};
+
+// Each -s and each -d narrows the selection, as lspci's do; --class values add up.
+pci::DeviceFilter list_filter(const ListArgs& args) {
+  pci::DeviceFilter filter;
+  for (const auto& slot : args.slots) pci::parse_slot_filter(slot, filter);
+  for (const auto& id : args.ids) pci::parse_id_filter(id, filter);
+  for (const auto& name : args.classes) filter.base_classes.push_back(pci::parse_base_class(name));
+  return filter;
+}
+
+int run_list(const GlobalOptions& options, const ListArgs& args) {
   const HostPaths paths = options.paths();
+  const pci::DeviceFilter filter = list_filter(args);
   pci::PciNames names;
-  std::map<std::optional<unsigned>, std::vector<NamedDevice>> by_group;
+  // Every device is read, selected or not: a group's viability depends on all its members.
+  std::map<std::optional<unsigned>, std::vector<pci::PciDevice>> members_by_group;
+  std::map<std::optional<unsigned>, std::vector<NamedDevice>> selected_by_group;
   std::size_t driver_width = 1;
   for (const auto& bdf : pci::list_pci_devices(paths)) {
-    NamedDevice named = name_device(names, pci::read_pci_device(paths, bdf));
+    pci::PciDevice device = pci::read_pci_device(paths, bdf);
+    members_by_group[device.iommu_group].push_back(device);
+    if (!pci::matches(filter, device)) continue;
+    NamedDevice named = name_device(names, std::move(device));
     driver_width = std::max(driver_width, named.device.driver.value_or("-").size());
-    by_group[named.device.iommu_group].push_back(std::move(named));
+    selected_by_group[named.device.iommu_group].push_back(std::move(named));
   }
   if (options.json) {
     Json groups = Json::array();
     Json ungrouped = Json::array();
-    for (const auto& [group, devices] : by_group) {
+    for (const auto& [group, devices] : selected_by_group) {
+      // The whole group, selected or not, as show lists it.
       std::vector<pci::Bdf> member_bdfs;
-      for (const auto& named : devices) member_bdfs.push_back(named.device.bdf);
+      for (const auto& member : members_by_group.at(group)) member_bdfs.push_back(member.bdf);
       Json list = Json::array();
       for (const auto& named : devices) list.push_back(device_json(named, member_bdfs, nullptr));
       if (group) {
-        std::vector<pci::PciDevice> members;
-        for (const auto& named : devices) members.push_back(named.device);
         Json blockers = Json::array();
-        for (const auto& blocker : iommu::group_blockers(members)) {
+        for (const auto& blocker : iommu::group_blockers(members_by_group.at(group))) {
           blockers.push_back({{"bdf", blocker.bdf.to_string()}, {"driver", blocker.driver}});
         }
         groups.push_back({{"group", *group},
@@ -65,14 +96,27 @@ int run_list(const GlobalOptions& options) {
     print_json(std::cout, Json{{"groups", groups}, {"without_group", ungrouped}});
     return 0;
   }
-  if (by_group.empty()) {
+  if (members_by_group.empty()) {
     std::cout << "no PCI devices under " << (paths.sys / "bus/pci/devices").string() << '\n';
     return 0;
   }
-  for (const auto& [group, devices] : by_group) {
-    std::cout << (group ? "IOMMU group " + std::to_string(*group)
-                        : std::string("no IOMMU group (the IOMMU is off)"))
-              << '\n';
+  if (selected_by_group.empty()) {
+    std::cout << "no PCI device matches the selection\n";
+    return 0;
+  }
+  for (const auto& [group, devices] : selected_by_group) {
+    if (!group) {
+      std::cout << "no IOMMU group (the IOMMU is off)\n";
+    } else {
+      const auto& members = members_by_group.at(group);
+      std::cout << "IOMMU group " << *group << "  ("
+                << viability_text(iommu::group_blockers(members));
+      if (members.size() > devices.size()) {
+        std::cout << "; " << members.size() - devices.size() << " more device"
+                  << (members.size() - devices.size() == 1 ? "" : "s") << " not selected";
+      }
+      std::cout << ")\n";
+    }
     for (const auto& named : devices) print_list_line(std::cout, named, driver_width);
   }
   return 0;
@@ -80,7 +124,7 @@ int run_list(const GlobalOptions& options) {
 
 int run_show(const GlobalOptions& options, const std::string& text) {
   const HostPaths paths = options.paths();
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  const pci::Bdf bdf = pci::resolve_device_name(options.paths(), text);
   pci::PciNames names;
   const NamedDevice named = name_device(names, pci::read_pci_device(paths, bdf));
   const bind::DeviceUsage usage = bind::probe_device_usage(paths, bdf);
@@ -98,7 +142,7 @@ int run_show(const GlobalOptions& options, const std::string& text) {
 
 int run_check(const GlobalOptions& options, const std::string& text) {
   const HostPaths paths = options.paths();
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(text);
+  const pci::Bdf bdf = pci::resolve_device_name(options.paths(), text);
   const std::vector<pci::Bdf> requested{bdf};
   const bind::Journal journal(paths.run / "vfiokit");
   const bind::HostView view =
@@ -122,10 +166,22 @@ int run_check(const GlobalOptions& options, const std::string& text) {
 }  // namespace
 
 Command add_list_command(CLI::App& app, GlobalOptions& options) {
+  auto args = std::make_shared<ListArgs>();
   CLI::App* sub = app.add_subcommand(
-      "list", "List PCI devices grouped by IOMMU group, with IDs, drivers and names");
+      "list",
+      "List PCI devices grouped by IOMMU group, with each group's viability, IDs, drivers and "
+      "names");
+  sub->add_option("-s", args->slots,
+                  "Only devices in [[domain:]bus:][slot][.func] (hex, as lspci -s), e.g. 01:00");
+  sub->add_option("-d", args->ids,
+                  "Only devices with [vendor]:[device][:class[:prog-if]] (hex, as lspci -d), "
+                  "e.g. 10de: or ::0300");
+  sub->add_option("--class", args->classes,
+                  "Only devices of these classes: display, network, storage, multimedia, "
+                  "serial-bus, accelerator, ... or a base class in hex")
+      ->delimiter(',');
   sub->add_flag("--json", options.json, "Print JSON: groups with viability, and every device");
-  return {sub, [&options] { return run_list(options); }};
+  return {sub, [&options, args] { return run_list(options, *args); }};
 }
 
 Command add_show_command(CLI::App& app, GlobalOptions& options) {
@@ -134,7 +190,8 @@ Command add_show_command(CLI::App& app, GlobalOptions& options) {
       "show",
       "Show one PCI device: driver, IOMMU group, BARs, capabilities, MSI/MSI-X, reset "
       "methods, SR-IOV, host use");
-  sub->add_option("BDF", *bdf, "PCI address, e.g. 0000:01:00.0")->required();
+  sub->add_option("BDF", *bdf, "PCI address (e.g. 0000:01:00.0) or network interface name")
+      ->required();
   sub->add_flag("--json", options.json, "Print JSON");
   return {sub, [&options, bdf] { return run_show(options, *bdf); }};
 }
@@ -145,7 +202,8 @@ Command add_check_command(CLI::App& app, GlobalOptions& options) {
       "check",
       "Check one device for passthrough readiness, each item with its fix. Exit 0 if "
       "nothing fails, 1 otherwise");
-  sub->add_option("BDF", *bdf, "PCI address, e.g. 0000:01:00.0")->required();
+  sub->add_option("BDF", *bdf, "PCI address (e.g. 0000:01:00.0) or network interface name")
+      ->required();
   sub->add_flag("--json", options.json, "Print JSON");
   return {sub, [&options, bdf] { return run_check(options, *bdf); }};
 }

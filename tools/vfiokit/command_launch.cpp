@@ -23,6 +23,7 @@
 #include "vfiokit/payloads/mailbox.h"
 #include "vfiokit/payloads/payloads.h"
 #include "vfiokit/pci/device.h"
+#include "vfiokit/pci/select.h"
 #include "vfiokit/vfio/open.h"
 #include "vfiokit/vmm/launch.h"
 #include "vfiokit/vmm/qemu_command.h"
@@ -170,7 +171,7 @@ int render_launch_plan(const GlobalOptions& options, const pci::Bdf& bdf, const 
 
 int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
   const payloads::LaunchablePayload payload = payloads::load_for_launch(args.payload);
   payloads::require_fits(payload, std::size_t{args.memory_mib} << 20);
   const std::vector<std::uint8_t> parameters = parameters_for(payload, args);  // before binding
@@ -248,7 +249,7 @@ std::vector<iommu::GroupNodeLease> lend_group_nodes(const HostPaths& paths,
 
 int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
-  const pci::Bdf bdf = pci::parse_bdf_or_throw(args.bdf);
+  const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
   std::optional<vmm::RunAs> run_as;
   if (!args.run_as.empty()) run_as = vmm::resolve_run_as(args.run_as);
   if (!args.dry_run) require_qemu(args.qemu_binary);

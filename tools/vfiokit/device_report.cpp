@@ -37,19 +37,31 @@ NamedDevice name_device(pci::PciNames& names, pci::PciDevice device) {
   if (d.subsystem_vendor_id != 0) {
     named.subsystem_name =
         names.subsystem(d.vendor_id, d.device_id, d.subsystem_vendor_id, d.subsystem_id);
-    if (named.subsystem_name.empty()) named.subsystem_name = names.vendor(d.subsystem_vendor_id);
+    if (named.subsystem_name.empty()) {
+      // As lspci names what pci.ids does not know: "Red Hat, Inc. Device 1100".
+      const std::string vendor = names.vendor(d.subsystem_vendor_id);
+      named.subsystem_name = vendor.empty() ? "Device " + pci::id_hex(d.subsystem_vendor_id) + ':' +
+                                                  pci::id_hex(d.subsystem_id)
+                                            : vendor + " Device " + pci::id_hex(d.subsystem_id);
+    }
   }
   return named;
 }
 
 std::string describe(const NamedDevice& named) {
   const auto& d = named.device;
-  std::vector<std::string> names;
-  if (!named.vendor_name.empty()) names.push_back(named.vendor_name);
-  if (!named.device_name.empty()) names.push_back(named.device_name);
-  if (names.empty()) names.emplace_back("unknown device");
-  return or_unknown(named.class_name) + " [" + pci::class_hex(d.class_code) +
-         "]: " + join(names, " ") + " [" + pci::id_hex(d.vendor_id) + ':' +
+  // What pci.ids does not know is named as lspci names it: "Intel Corporation Device 0d57",
+  // "Device 1234:11e8", "Class [ff00]".
+  std::string name;
+  if (named.vendor_name.empty()) {
+    name = "Device " + pci::id_hex(d.vendor_id) + ':' + pci::id_hex(d.device_id);
+  } else if (named.device_name.empty()) {
+    name = named.vendor_name + " Device " + pci::id_hex(d.device_id);
+  } else {
+    name = named.vendor_name + ' ' + named.device_name;
+  }
+  return (named.class_name.empty() ? std::string("Class") : named.class_name) + " [" +
+         pci::class_hex(d.class_code) + "]: " + name + " [" + pci::id_hex(d.vendor_id) + ':' +
          pci::id_hex(d.device_id) + ']';
 }
 
@@ -214,9 +226,15 @@ void print_device_details(std::ostream& out, const NamedDevice& named,
     caps.push_back("[" + hex(cap.offset).substr(2) + "] " +
                    capability_label(pci::extended_capability_name(cap.id), cap.id));
   }
-  if (!caps.empty()) row("Capabilities:", join(caps, ", "));
-  row("Config space:", std::to_string(d.config.size) + " bytes" +
-                           (d.config.error.empty() ? "" : "; " + d.config.error));
+  if (d.config.header_only) {
+    row("Capabilities:", "unknown: readable by root only (run vfiokit as root)");
+  } else if (!caps.empty()) {
+    row("Capabilities:", join(caps, ", "));
+  }
+  row("Config space:",
+      std::to_string(d.config.size) + " bytes" +
+          (d.config.header_only ? " (the header; the rest is root's to read)" : "") +
+          (d.config.error.empty() ? "" : "; " + d.config.error));
   std::vector<std::string> uses;
   for (const auto& net : usage.net) uses.push_back(net.describe());
   for (const auto& block : usage.block) uses.push_back(block.describe());

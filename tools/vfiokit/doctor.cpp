@@ -135,8 +135,24 @@ CheckResult assess_vfio_container(const DoctorFacts& facts) {
   const auto& node = facts.vfio_container;
   CheckResult check{"vfio-container", CheckStatus::fail, {}, {}};
   if (!node.exists) {
+    // The advice follows the vfio module's state, so doctor never says "modprobe vfio" on a
+    // kernel that has no vfio module to load.
+    const auto vfio = std::find_if(facts.modules.begin(), facts.modules.end(),
+                                   [](const ModuleFact& m) { return m.name == "vfio"; });
+    const ModuleState state = vfio == facts.modules.end() ? ModuleState::missing : vfio->state;
     check.summary = "/dev/vfio/vfio does not exist";
-    check.fix = "modprobe vfio (it creates /dev/vfio/vfio)";
+    switch (state) {
+      case ModuleState::missing:
+        check.fix = "the running kernel has no VFIO (see the vfio-modules check)";
+        break;
+      case ModuleState::available:
+        check.fix = "modprobe vfio (it creates /dev/vfio/vfio)";
+        break;
+      default:  // loaded or built in, yet no node: devtmpfs or udev did not make it
+        check.fix = "vfio is " + std::string(to_string(state)) +
+                    " but the node is missing: check that /dev is devtmpfs and udev is running";
+        break;
+    }
   } else if (!node.is_char_device) {
     check.summary = "/dev/vfio/vfio is not a character device";
     check.fix = "remove it and reload the vfio module";
