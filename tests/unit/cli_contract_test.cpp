@@ -154,6 +154,15 @@ TEST(CliContract, ARefusedLaunchShowsThePlanAsBindDoes) {
   EXPECT_EQ(qemu.exit_status, 3);
   EXPECT_EQ(qemu.document["dry_run"], false);
   EXPECT_EQ(qemu.document["plan"], bind.document["plan"]);
+  // As text too: the plan, then each refusal with its override.
+  const CommandResult text = run_command(
+      {VFIOKIT_CLI, "--host-root", root, "launch", "0000:00:02.0", "--payload", "edu-dma"});
+  EXPECT_EQ(text.exit_status, 3);
+  EXPECT_NE(text.output.find("plan: bind for the guest, restore when the payload ends\n"
+                             "  0000:00:02.0  i915 -> vfio-pci"),
+            std::string::npos)
+      << text.output;
+  EXPECT_NE(text.output.find("override with --force-boot-vga"), std::string::npos) << text.output;
 }
 
 TEST(CliContract, ErrorsAreErrorDocuments) {

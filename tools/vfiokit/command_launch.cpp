@@ -163,7 +163,8 @@ int render_launch_plan(const GlobalOptions& options, const pci::Bdf& bdf, const 
                                {"command", Json(command)}});
   } else {
     print_plan_report(std::cout, std::cerr, plan,
-                      "plan: bind for the guest, restore when QEMU exits");
+                      command ? "plan: bind for the guest, restore when QEMU exits"
+                              : "plan: bind for the guest, restore when the payload ends");
     if (command) std::cout << "command:\n  " << vmm::shell_quote(*command) << '\n';
   }
   return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
