@@ -39,7 +39,7 @@ TEST_F(Binding, NvmeMovesToVfioPciAndBackWithItsDisk) {
   ASSERT_TRUE(std::filesystem::exists("/dev/nvme0n1"));
   const auto bind = vfiokit({"bind", nvme_, "--json"});
   ASSERT_EQ(bind.exit_status, 0) << bind.output;
-  const auto document = nlohmann::json::parse(bind.output);
+  const auto document = conforming_json(bind, "bind.json");
   EXPECT_EQ(document["vfio_groups"][0], "/dev/vfio/" + nvme_group_);
   EXPECT_EQ(driver_of(nvme_), "vfio-pci");
   EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "vfio-pci");
@@ -47,8 +47,9 @@ TEST_F(Binding, NvmeMovesToVfioPciAndBackWithItsDisk) {
   EXPECT_TRUE(wait_for_path("/dev/nvme0n1", false, 2000)) << "the disk outlived its driver";
   EXPECT_TRUE(std::filesystem::exists("/run/vfiokit/devices/" + nvme_));
 
-  const auto unbind = vfiokit({"unbind", nvme_});
+  const auto unbind = vfiokit({"unbind", nvme_, "--json"});
   ASSERT_EQ(unbind.exit_status, 0) << unbind.output;
+  EXPECT_EQ(conforming_json(unbind, "unbind.json")["result"][0]["ok"], true);
   EXPECT_EQ(driver_of(nvme_), "nvme");
   EXPECT_EQ(read_line_if_exists("/sys/bus/pci/devices/" + nvme_ + "/driver_override"), "(null)");
   EXPECT_TRUE(wait_for_path("/dev/nvme0n1", true, 5000)) << "the nvme driver did not come back";
@@ -229,7 +230,11 @@ TEST_F(Binding, LoadsVfioPciWhenItIsMissing) {
 TEST_F(Binding, CheckAndListSeeTheRealDevices) {
   const auto check = vfiokit({"check", nvme_, "--json"});
   EXPECT_EQ(check.exit_status, 0) << check.output;
-  const auto list = nlohmann::json::parse(vfiokit({"list", "--json"}).output);
+  EXPECT_EQ(conforming_json(check, "check.json")["ready"], true);
+  conforming_json(vfiokit({"doctor", "--json"}), "doctor.json");
+  conforming_json(vfiokit({"show", nvme_, "--json"}), "show.json");
+  conforming_json(vfiokit({"restore", "--all", "--dry-run", "--json"}), "restore.json");
+  const auto list = conforming_json(vfiokit({"list", "--json"}), "list.json");
   bool found = false;
   for (const auto& group : list["groups"]) {
     for (const auto& device : group["devices"]) {

@@ -99,7 +99,7 @@ TEST_F(DeviceAccess, NvmeSelftestRunsIdentifyAndChecksTheRigsSerial) {
 TEST_F(DeviceAccess, OtherDevicesFireEveryMsixVectorThroughTheCli) {
   const auto result = vfiokit({"selftest", e1000e_, "--json"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  const auto json = nlohmann::json::parse(result.output);
+  const auto json = conforming_json(result, "selftest.json");
   EXPECT_EQ(json["passed"], true);
   EXPECT_EQ(json["stages"][2]["status"], "skipped");
   EXPECT_EQ(json["stages"][3]["status"], "ok");
@@ -109,7 +109,7 @@ TEST_F(DeviceAccess, OtherDevicesFireEveryMsixVectorThroughTheCli) {
 TEST_F(DeviceAccess, InfoReportsRegionsIrqsAndIovaRanges) {
   const auto result = vfiokit({"info", nvme_, "--json"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  const auto json = nlohmann::json::parse(result.output);
+  const auto json = conforming_json(result, "info.json");
   EXPECT_EQ(json["regions"][0]["size"], 16384);
   EXPECT_EQ(json["regions"][0]["mmap"], true);
   EXPECT_EQ(json["irqs"][2]["name"], "MSI-X");
@@ -127,7 +127,7 @@ TEST_F(DeviceAccess, InfoOnConventionalPciSaysTheErrIndexIsNotAvailable) {
   // edu is conventional PCI (no PCI Express capability): vfio-pci offers it no ERR index.
   const auto result = vfiokit({"info", edu_, "--json"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  const auto json = nlohmann::json::parse(result.output);
+  const auto json = conforming_json(result, "info.json");
   bool err_seen = false;
   for (const auto& irq : json["irqs"]) {
     if (irq["name"] != "ERR") {
@@ -143,7 +143,7 @@ TEST_F(DeviceAccess, InfoOnConventionalPciSaysTheErrIndexIsNotAvailable) {
   EXPECT_EQ(text.exit_status, 0) << text.output;
   EXPECT_NE(text.output.find("ERR  not available"), std::string::npos) << text.output;
   // nvme is PCI Express: its ERR index is there.
-  const auto nvme = nlohmann::json::parse(vfiokit({"info", nvme_, "--json"}).output);
+  const auto nvme = conforming_json(vfiokit({"info", nvme_, "--json"}), "info.json");
   EXPECT_EQ(nvme["irqs"][3]["name"], "ERR");
   EXPECT_EQ(nvme["irqs"][3]["available"], true);
 }

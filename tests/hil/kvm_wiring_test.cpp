@@ -170,6 +170,7 @@ TEST_F(KvmWiring, SelftestIrqKvmStagePassesThroughTheCli) {
   opened_.reset();  // the CLI opens the device itself
   const auto result = vfiokit({"selftest", nvme_, "--stage", "irq-kvm", "--json"});
   EXPECT_EQ(result.exit_status, 0) << result.output;
+  EXPECT_EQ(conforming_json(result, "selftest.json")["passed"], true);
   EXPECT_NE(result.output.find("65 MSI-X vectors wired"), std::string::npos) << result.output;
 }
 

@@ -70,7 +70,7 @@ using LaunchQemu = LaunchTest;
 TEST_F(Launch, EduDmaPassesInTheGuest) {
   const auto run = launch_payload({edu_, "--payload", "edu-dma", "--json"});
   ASSERT_EQ(run.exit_status, 0) << run.output;
-  const auto document = nlohmann::json::parse(run.output);
+  const auto document = conforming_json(run, "launch.json");
   EXPECT_EQ(document["passed"], true);
   EXPECT_EQ(document["result"], "passed");
   const std::string log = document["log"];
@@ -289,7 +289,7 @@ TEST_F(LaunchQemu, NvmeReturnsToItsDriverAfterTheGuest) {
 TEST_F(LaunchQemu, DryRunPrintsTheCommandAndChangesNothing) {
   const auto run = vfiokit({"launch", nvme_, "--qemu", "--dry-run", "--json", "--", "-m", "1G"});
   ASSERT_EQ(run.exit_status, 0) << run.output;
-  const auto document = nlohmann::json::parse(run.output);
+  const auto document = conforming_json(run, "launch.json");
   const std::vector<std::string> expected{"qemu-system-x86_64", "-m", "1G", "-device",
                                           "vfio-pci,host=" + nvme_};
   EXPECT_EQ(document["command"].get<std::vector<std::string>>(), expected);

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <thread>
 
+#include "tools/vfiokit/json_schema.h"
 #include "vfiokit/base/fs.h"
 #include "vfiokit/base/text.h"
 
@@ -22,6 +23,20 @@ std::optional<std::string> find_pci_function(unsigned vendor, unsigned device) {
 CommandResult vfiokit(std::vector<std::string> args) {
   args.insert(args.begin(), "vfiokit");
   return run_command(args);
+}
+
+cli::Json conforming_json(const CommandResult& result, std::string_view schema) {
+  cli::Json document;
+  try {
+    document = cli::Json::parse(result.output);
+  } catch (const cli::Json::exception& e) {
+    ADD_FAILURE() << "not a JSON document (" << e.what() << "):\n" << result.output;
+    return document;
+  }
+  const std::string_view name = document.contains("error") ? "error.json" : schema;
+  const auto mismatches = cli::validate_json(cli::bundled_schemas(), name, document);
+  EXPECT_TRUE(mismatches.empty()) << name << ":\n" << cli::describe(mismatches) << result.output;
+  return document;
 }
 
 ChildProcess spawn_background(const std::vector<std::string>& argv,

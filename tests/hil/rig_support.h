@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/vfiokit/json.h"
 #include "vfiokit/base/process.h"
 
 namespace vfiokit::hil {
@@ -47,6 +48,10 @@ class RigDeviceTest : public testing::Test {
 
 // Runs the vfiokit CLI (on PATH in the rig) and returns its status and output.
 CommandResult vfiokit(std::vector<std::string> args);
+
+// The --json document `result` printed, after checking it against docs/schema/`schema` (or
+// error.json when it is an error): each mismatch, with its JSON pointer, fails the test.
+cli::Json conforming_json(const CommandResult& result, std::string_view schema);
 
 // Starts argv in the background with extra "NAME=VALUE" environment entries, output to `log`.
 // A test that fails an assertion leaves nothing running: the child dies with its handle.

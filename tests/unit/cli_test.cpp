@@ -127,7 +127,7 @@ TEST(Cli, ListSelectsAsLspciDoes) {
 TEST(Cli, AnInterfaceNameStandsForItsPciFunction) {
   const auto show = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "eth0", "--json"});
   ASSERT_EQ(show.exit_status, 0) << show.output;
-  EXPECT_EQ(nlohmann::json::parse(show.output)["bdf"], "0000:00:03.0");
+  EXPECT_EQ(nlohmann::json::parse(show.output)["device"]["bdf"], "0000:00:03.0");
   const auto loopback = vfiokit_cli({"--host-root", sysfs_root("rig"), "check", "lo"});
   EXPECT_EQ(loopback.exit_status, 2);
   EXPECT_NE(loopback.output.find("network interface lo is virtual"), std::string::npos)
@@ -152,8 +152,12 @@ TEST(Cli, UnknownIdsAreNamedAsLspciNamesThem) {
 TEST(Cli, ShowJsonHasTheParsedFacts) {
   const auto result = vfiokit_cli({"--host-root", sysfs_root("rig"), "show", "00:02.0", "--json"});
   ASSERT_EQ(result.exit_status, 0) << result.output;
-  const auto json = nlohmann::json::parse(result.output);
+  const auto json = nlohmann::json::parse(result.output)["device"];
   EXPECT_EQ(json["bdf"], "0000:00:02.0");
+  EXPECT_EQ(json["vendor_id"], "0x1b36");
+  EXPECT_EQ(json["device_id"], "0x0010");
+  EXPECT_EQ(json["class"], "0x010802");
+  EXPECT_EQ(json["revision"], "0x02");
   EXPECT_EQ(json["device"], "QEMU NVM Express Controller");
   EXPECT_EQ(json["msix"]["vectors"], 65);
   EXPECT_EQ(json["msix"]["table_offset"], "0x2000");

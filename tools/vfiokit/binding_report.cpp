@@ -91,6 +91,8 @@ Json plan_json(const bind::Plan& plan) {
           {"forced", refusals_json(plan.forced)}};
 }
 
+namespace {
+
 void print_plan(std::ostream& out, const bind::Plan& plan, std::string_view title) {
   out << title << '\n';
   std::size_t width = 0;
@@ -114,12 +116,20 @@ void print_plan(std::ostream& out, const bind::Plan& plan, std::string_view titl
   }
 }
 
+}  // namespace
+
 void print_refusals(std::ostream& out, const bind::Plan& plan) {
   out << "vfiokit: refused; nothing was changed:\n";
   for (const auto& r : plan.refusals) {
     out << "  " << r.bdf.to_string() << ' ' << bind::to_string(r.check) << ": " << r.reason << '\n';
     if (!r.force_flag().empty()) out << "    override with " << r.force_flag() << '\n';
   }
+}
+
+void print_plan_report(std::ostream& out, std::ostream& err, const bind::Plan& plan,
+                       std::string_view title) {
+  if (!plan.devices.empty()) print_plan(out, plan, title);
+  if (plan.refused()) print_refusals(err, plan);
 }
 
 Json outcomes_json(const std::vector<bind::DeviceOutcome>& outcomes) {

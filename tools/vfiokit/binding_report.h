@@ -26,12 +26,16 @@ void add_force_options(CLI::App* sub, bind::ForceFlags& force,
 inline constexpr double kMaxWaitSeconds = 86400;
 void add_wait_option(CLI::App* sub, std::chrono::milliseconds& wait);
 
+// A plan as bind, unbind, restore, persist and launch all show it, in JSON and in text.
 // {"devices": [{"bdf", "iommu_group", "requested", "action", "driver", "target_driver",
 // "note"}], "refused": [{"bdf", "check", "reason", "force_flag"}], "forced": [...]}
 Json plan_json(const bind::Plan& plan);
-// The title, one aligned line per device (driver -> target, why), and a warning per override.
-void print_plan(std::ostream& out, const bind::Plan& plan, std::string_view title);
-// "refused; nothing was changed:", each refusal and the flag that overrides it.
+// On `out`: the title, one aligned line per device (driver -> target, why) and a warning per
+// override, when the plan has devices. On `err`: "refused; nothing was changed:", each refusal
+// and the flag that overrides it, when it was refused.
+void print_plan_report(std::ostream& out, std::ostream& err, const bind::Plan& plan,
+                       std::string_view title);
+// The refusals alone (persist shows no device lines).
 void print_refusals(std::ostream& out, const bind::Plan& plan);
 
 Json outcomes_json(const std::vector<bind::DeviceOutcome>& outcomes);

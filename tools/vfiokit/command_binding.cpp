@@ -170,8 +170,8 @@ std::string plan_title(const std::string& operation) {
 Json problems_json(const std::vector<bind::JournalProblem>& problems) {
   Json list = Json::array();
   for (const auto& p : problems) {
-    list.push_back({{"path", p.path.string()},
-                    {"bdf", p.bdf ? Json(p.bdf->to_string()) : Json(nullptr)},
+    list.push_back({{"bdf", p.bdf ? Json(p.bdf->to_string()) : Json(nullptr)},
+                    {"path", p.path.string()},
                     {"problem", p.problem},
                     {"fix", p.fix}});
   }
@@ -190,9 +190,14 @@ void print_problems(std::ostream& out, const std::vector<bind::JournalProblem>& 
 // Returns the exit status: 3 when the plan was refused, 1 when journal entries were left, else 0.
 int render(const GlobalOptions& options, const BindingReport& report) {
   if (options.json) {
+    // Every key in every case: null where it does not apply (nothing ran; not a restore).
     Json document{{"operation", report.operation},
                   {"dry_run", report.dry_run},
-                  {"plan", plan_json(report.plan)}};
+                  {"plan", plan_json(report.plan)},
+                  {"result", nullptr},
+                  {"vfio_groups", nullptr},
+                  {"left", nullptr},
+                  {"signal", signal_json(report.signal)}};
     if (report.result) {
       Json nodes = Json::array();
       for (unsigned group : report.result->groups) {
@@ -202,13 +207,9 @@ int render(const GlobalOptions& options, const BindingReport& report) {
       document["vfio_groups"] = nodes;
     }
     if (report.operation == "restore") document["left"] = problems_json(report.left);
-    document["signal"] = signal_json(report.signal);
     print_json(std::cout, document);
   } else {
-    if (!report.plan.devices.empty()) {
-      print_plan(std::cout, report.plan, plan_title(report.operation));
-    }
-    if (report.plan.refused()) print_refusals(std::cerr, report.plan);
+    print_plan_report(std::cout, std::cerr, report.plan, plan_title(report.operation));
     if (report.result) {
       std::cout << "done:\n";
       for (const auto& outcome : report.result->devices) print_outcome(std::cout, outcome);
@@ -285,18 +286,16 @@ int run_restore(const GlobalOptions& options, const BindingArgs& args) {
   const std::vector<pci::Bdf> named =
       args.all ? std::vector<pci::Bdf>{} : parse_bdfs(options.paths(), args.bdfs);
   bind::RestoreSelection selection = bind::select_for_restore(paths, journal, named);
-  if (selection.devices.empty() && selection.left.empty()) {
-    if (options.json) {
-      print_json(std::cout, Json{{"operation", "restore"},
-                                 {"dry_run", args.dry_run},
-                                 {"result", Json::array()},
-                                 {"left", Json::array()}});
-    } else {
-      std::cout << "nothing to restore: the journal in " << run_dir.string() << " is empty\n";
-    }
-    return 0;
-  }
   BindingReport report{"restore", args.dry_run, {}, {}, std::move(selection.left)};
+  if (selection.devices.empty() && report.left.empty()) {
+    if (!options.json) {
+      std::cout << "nothing to restore: the journal in " << run_dir.string() << " is empty\n";
+      return 0;
+    }
+    if (!args.dry_run) report.result.emplace();  // it ran, and had nothing to do
+    report.signal = SignalGuard::received();
+    return render(options, report);
+  }
   if (!selection.devices.empty()) {
     const auto view = bind::gather_host_view(paths, selection.devices, journal, ::getpid());
     report.plan = bind::plan_restore(view, selection.devices, args.force);
@@ -352,25 +351,26 @@ int render(const GlobalOptions& options, const PersistReport& report,
   const int status = refused ? exit_status_for(ErrorKind::refused) : 0;
   auto entry_json = [&](const bind::PersistEntry& e) {
     return Json{{"bdf", e.bdf.to_string()},
-                {"id", pci::id_hex(e.vendor_id) + ":" + pci::id_hex(e.device_id)},
+                {"vendor_id", json_hex(e.vendor_id, 4)},
+                {"device_id", json_hex(e.device_id, 4)},
                 {"host_driver", Json(e.host_driver)},
                 {"rule", store.rule_path(e.bdf).string()}};
   };
   if (options.json) {
-    Json document{{"operation", report.operation}, {"dry_run", report.dry_run}};
-    if (report.plan) document["plan"] = plan_json(*report.plan);
+    Json document{{"operation", report.operation},
+                  {"dry_run", report.dry_run},
+                  {"plan", report.plan ? plan_json(*report.plan) : Json(nullptr)}};
     document["changed"] = !report.files.empty();
     document["files"] = paths_json(report.files);
     document["would_change"] = paths_json(report.would_change);
     Json persisted = Json::array();
     for (const auto& e : report.persisted) persisted.push_back(entry_json(e));
     document["persisted"] = persisted;
-    if (report.operation != "persist-list") {
-      document["initramfs"] = report.initramfs
-                                  ? Json{{"generator", report.initramfs->name},
-                                         {"rebuild_command", report.initramfs->command}}
-                                  : Json(nullptr);
-    }
+    // null for --list, which changes nothing to rebuild, and where no generator was found.
+    document["initramfs"] = report.initramfs && report.operation != "persist-list"
+                                ? Json{{"generator", report.initramfs->name},
+                                       {"rebuild_command", report.initramfs->command}}
+                                : Json(nullptr);
     document["signal"] = signal_json(report.signal);
     print_json(std::cout, document);
     return status;
@@ -431,11 +431,11 @@ int render(const GlobalOptions& options, const ApplyReport& report) {
   if (options.json) {
     Json devices = Json::array();
     for (const auto& d : report.decisions) {
-      devices.push_back(
-          {{"bdf", d.entry.bdf.to_string()},
-           {"id", pci::id_hex(d.entry.vendor_id) + ":" + pci::id_hex(d.entry.device_id)},
-           {"action", std::string(bind::to_string(d.action))},
-           {"reason", d.reason}});
+      devices.push_back({{"bdf", d.entry.bdf.to_string()},
+                         {"vendor_id", json_hex(d.entry.vendor_id, 4)},
+                         {"device_id", json_hex(d.entry.device_id, 4)},
+                         {"action", std::string(bind::to_string(d.action))},
+                         {"reason", d.reason}});
     }
     Json document{
         {"operation", "persist-apply"},
@@ -451,10 +451,8 @@ int render(const GlobalOptions& options, const ApplyReport& report) {
       std::cout << "  " << d.entry.bdf.to_string() << "  " << bind::to_string(d.action) << ": "
                 << d.reason << '\n';
     }
-    if (report.plan && !report.plan->devices.empty()) {
-      print_plan(std::cout, *report.plan, "plan: move to vfio-pci");
-    }
-    if (refused) print_refusals(std::cerr, *report.plan);
+    if (report.plan)
+      print_plan_report(std::cout, std::cerr, *report.plan, "plan: move to vfio-pci");
     if (report.result) {
       std::cout << "done:\n";
       for (const auto& outcome : report.result->devices) print_outcome(std::cout, outcome);

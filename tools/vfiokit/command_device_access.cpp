@@ -7,6 +7,7 @@
 
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
+#include "tools/vfiokit/json.h"
 #include "tools/vfiokit/options.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -32,12 +33,12 @@ Json info_json(const vfio::DeviceSummary& info) {
   for (const auto& r : info.regions) {
     Json areas = Json::array();
     for (const auto& a : r.mappable_areas()) {
-      areas.push_back({{"offset", hex(a.offset)}, {"size", a.size}});
+      areas.push_back({{"offset", json_hex(a.offset)}, {"size", a.size}});
     }
     regions.push_back({{"index", r.index},
                        {"name", vfio::region_name(r.index)},
                        {"size", r.size},
-                       {"offset", hex(r.offset)},
+                       {"offset", json_hex(r.offset)},
                        {"read", r.readable()},
                        {"write", r.writable()},
                        {"mmap", r.mappable()},
@@ -49,23 +50,22 @@ Json info_json(const vfio::DeviceSummary& info) {
   }
   Json irqs = Json::array();
   for (const auto& irq : info.irqs) {
-    Json entry{{"index", irq.index},
-               {"name", vfio::irq_index_name(irq.index)},
-               {"available", irq.info.has_value()}};
-    if (irq.info) {
-      entry["count"] = irq.info->count;
-      entry["eventfd"] = irq.info->eventfd();
-      entry["maskable"] = irq.info->maskable();
-      entry["automasked"] = irq.info->automasked();
-      entry["noresize"] = irq.info->noresize();
-    } else {
-      entry["reason"] = irq.unavailable;
-    }
-    irqs.push_back(std::move(entry));
+    // The same keys either way: the flags are null, and only then the reason set, when the
+    // kernel does not offer the index.
+    const auto& i = irq.info;
+    irqs.push_back({{"index", irq.index},
+                    {"name", vfio::irq_index_name(irq.index)},
+                    {"available", i.has_value()},
+                    {"count", i ? Json(i->count) : Json(nullptr)},
+                    {"eventfd", i ? Json(i->eventfd()) : Json(nullptr)},
+                    {"maskable", i ? Json(i->maskable()) : Json(nullptr)},
+                    {"automasked", i ? Json(i->automasked()) : Json(nullptr)},
+                    {"noresize", i ? Json(i->noresize()) : Json(nullptr)},
+                    {"reason", i ? Json(nullptr) : Json(irq.unavailable)}});
   }
   Json ranges = Json::array();
   for (const auto& r : info.iommu.iova_ranges) {
-    ranges.push_back({{"start", hex(r.start)}, {"end", hex(r.end)}});
+    ranges.push_back({{"start", json_hex(r.start)}, {"end", json_hex(r.end)}});
   }
   Json dependencies = Json::array();
   for (const auto& d : info.hot_reset) {
@@ -77,7 +77,7 @@ Json info_json(const vfio::DeviceSummary& info) {
           {"irqs", irqs},
           {"iommu",
            {{"backend", info.iommu.backend},
-            {"page_sizes", info.iommu.page_sizes},
+            {"page_sizes", json_hex(info.iommu.page_sizes)},
             {"iova_ranges", ranges},
             {"dma_available", info.iommu.dma_available}}},
           {"hot_reset_dependencies", dependencies}};

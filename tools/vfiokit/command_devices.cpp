@@ -75,8 +75,11 @@ int run_list(const GlobalOptions& options, const ListArgs& args) {
     Json groups = Json::array();
     Json ungrouped = Json::array();
     for (const auto& [group, devices] : selected_by_group) {
+      // The whole group, selected or not, as show lists it.
+      std::vector<pci::Bdf> member_bdfs;
+      for (const auto& member : members_by_group.at(group)) member_bdfs.push_back(member.bdf);
       Json list = Json::array();
-      for (const auto& named : devices) list.push_back(device_json(named, nullptr));
+      for (const auto& named : devices) list.push_back(device_json(named, member_bdfs, nullptr));
       if (group) {
         Json blockers = Json::array();
         for (const auto& blocker : iommu::group_blockers(members_by_group.at(group))) {
@@ -130,11 +133,7 @@ int run_show(const GlobalOptions& options, const std::string& text) {
     members = iommu::read_iommu_group(paths, *named.device.iommu_group).devices;
   }
   if (options.json) {
-    Json j = device_json(named, &usage);
-    Json group = Json::array();
-    for (const auto& member : members) group.push_back(member.to_string());
-    j["iommu_group_devices"] = group;
-    print_json(std::cout, j);
+    print_json(std::cout, Json{{"device", device_json(named, members, &usage)}});
   } else {
     print_device_details(std::cout, named, members, usage);
   }

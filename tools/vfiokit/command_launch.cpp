@@ -101,7 +101,7 @@ Json hang_json(const vmm::HangReport& hang) {
           {"vcpu",
            {{"halted", hang.vcpu.halted},
             {"interrupts_enabled", hang.vcpu.interrupts_enabled},
-            {"rip", hex(hang.vcpu.rip)},
+            {"rip", json_hex(hang.vcpu.rip)},
             {"lapic", hang.vcpu.lapic ? Json{{"pending", hang.vcpu.lapic->pending},
                                              {"in_service", hang.vcpu.lapic->in_service},
                                              {"priority", hang.vcpu.lapic->processor_priority}}
@@ -115,16 +115,14 @@ Json payload_result_json(const pci::Bdf& bdf, const std::string& payload_name,
                          const std::vector<pci::Bdf>& moved_devices) {
   Json values = Json::array();
   for (auto v : result.values) values.push_back(v);
-  Json timing = Json::object();
-  if (result.first_instruction_ms) timing["first_instruction_ms"] = *result.first_instruction_ms;
-  if (result.first_mailbox_ms) timing["first_mailbox_ms"] = *result.first_mailbox_ms;
-  if (result.first_instruction_monotonic_ns)
-    timing["first_instruction_monotonic_ns"] = *result.first_instruction_monotonic_ns;
-  if (result.first_mailbox_monotonic_ns)
-    timing["first_mailbox_monotonic_ns"] = *result.first_mailbox_monotonic_ns;
+  const Json timing{{"first_instruction_ms", Json(result.first_instruction_ms)},
+                    {"first_mailbox_ms", Json(result.first_mailbox_ms)},
+                    {"first_instruction_monotonic_ns", Json(result.first_instruction_monotonic_ns)},
+                    {"first_mailbox_monotonic_ns", Json(result.first_mailbox_monotonic_ns)}};
   Json moved = Json::array();
   for (const auto& b : moved_devices) moved.push_back(b.to_string());
-  return Json{{"bdf", bdf.to_string()},
+  return Json{{"operation", "launch"},
+              {"bdf", bdf.to_string()},
               {"payload", payload_name},
               {"passed", result.passed},
               {"result", result.done_code
@@ -146,12 +144,41 @@ Json payload_result_json(const pci::Bdf& bdf, const std::string& payload_name,
               {"bound_and_restored", moved}};
 }
 
+bind::Plan plan_launch(const HostPaths& paths, const LaunchArgs& args, const pci::Bdf& bdf) {
+  const bind::Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{bdf};
+  const auto view = bind::gather_host_view(paths, requested, journal, ::getpid());
+  return bind::plan_bind(view, requested, args.force);
+}
+
+// The plan as bind shows it (binding_report), then what would run: `launch --qemu --dry-run`, and
+// any launch the plan refuses (exit 3), which then never binds. `command` is null for a payload.
+int render_launch_plan(const GlobalOptions& options, const pci::Bdf& bdf, const bind::Plan& plan,
+                       const std::optional<std::vector<std::string>>& command, bool dry_run) {
+  if (options.json) {
+    print_json(std::cout, Json{{"operation", "launch"},
+                               {"bdf", bdf.to_string()},
+                               {"dry_run", dry_run},
+                               {"plan", plan_json(plan)},
+                               {"command", Json(command)}});
+  } else {
+    print_plan_report(std::cout, std::cerr, plan,
+                      command ? "plan: bind for the guest, restore when QEMU exits"
+                              : "plan: bind for the guest, restore when the payload ends");
+    if (command) std::cout << "command:\n  " << vmm::shell_quote(*command) << '\n';
+  }
+  return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
+}
+
 int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
   const payloads::LaunchablePayload payload = payloads::load_for_launch(args.payload);
   payloads::require_fits(payload, std::size_t{args.memory_mib} << 20);
   const std::vector<std::uint8_t> parameters = parameters_for(payload, args);  // before binding
+  if (const bind::Plan plan = plan_launch(paths, args, bdf); plan.refused()) {
+    return render_launch_plan(options, bdf, plan, std::nullopt, false);
+  }
   std::ostream* progress = options.json ? nullptr : &std::cout;
   if (progress)
     *progress << "launch " << bdf.to_string() << " with payload " << payload.name << '\n';
@@ -205,28 +232,6 @@ void require_qemu(const std::string& binary) {
       .hint("install it (apt-get install qemu-system-x86) or name it with --qemu-binary PATH");
 }
 
-int print_qemu_dry_run(const GlobalOptions& options, const LaunchArgs& args, const pci::Bdf& bdf,
-                       const std::optional<vmm::RunAs>& run_as) {
-  const HostPaths paths = options.paths();
-  const bind::Journal journal(paths.run / "vfiokit");
-  const std::vector<pci::Bdf> requested{bdf};
-  const auto view = bind::gather_host_view(paths, requested, journal, ::getpid());
-  const auto plan = bind::plan_bind(view, requested, args.force);
-  const auto command =
-      vmm::qemu_command(args.qemu_binary, args.qemu_arguments, plan.endpoints(), run_as);
-  if (options.json) {
-    print_json(std::cout, Json{{"operation", "launch"},
-                               {"dry_run", true},
-                               {"plan", plan_json(plan)},
-                               {"command", command}});
-  } else {
-    print_plan(std::cout, plan, "plan: bind for the guest, restore when QEMU exits");
-    if (plan.refused()) print_refusals(std::cerr, plan);
-    std::cout << "command:\n  " << vmm::shell_quote(command) << '\n';
-  }
-  return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
-}
-
 // The /dev/vfio/N of every group the session bound, lent to the user QEMU becomes: QEMU opens
 // them before it drops root, but a group it opens later (hotplug) must be its own.
 std::vector<iommu::GroupNodeLease> lend_group_nodes(const HostPaths& paths,
@@ -248,8 +253,14 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
   std::optional<vmm::RunAs> run_as;
   if (!args.run_as.empty()) run_as = vmm::resolve_run_as(args.run_as);
-  if (args.dry_run) return print_qemu_dry_run(options, args, bdf, run_as);
-  require_qemu(args.qemu_binary);
+  if (!args.dry_run) require_qemu(args.qemu_binary);
+  const bind::Plan plan = plan_launch(paths, args, bdf);
+  if (args.dry_run || plan.refused()) {
+    return render_launch_plan(
+        options, bdf, plan,
+        vmm::qemu_command(args.qemu_binary, args.qemu_arguments, plan.endpoints(), run_as),
+        args.dry_run);
+  }
   std::optional<std::uint64_t> memlock;
   if (run_as) {
     memlock = vmm::run_as_memlock_limit(vmm::guest_memory_bytes(args.qemu_arguments).value_or(0));
@@ -276,7 +287,10 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const int forwarded = SignalGuard::received();
   if (options.json) {
     print_json(std::cout,
-               Json{{"command", command},
+               Json{{"operation", "launch"},
+                    {"bdf", bdf.to_string()},
+                    {"dry_run", false},
+                    {"command", command},
                     {"qemu_exit_status", status},
                     {"signal_passed_on", forwarded ? Json(signal_name(forwarded)) : Json(nullptr)},
                     {"restored", true}});

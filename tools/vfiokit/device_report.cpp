@@ -65,34 +65,45 @@ std::string describe(const NamedDevice& named) {
          pci::id_hex(d.device_id) + ']';
 }
 
-Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
+Json device_json(const NamedDevice& named, const std::vector<pci::Bdf>& group_members,
+                 const bind::DeviceUsage* usage) {
   const auto& d = named.device;
+  auto name_or_null = [](const std::string& name) {
+    return name.empty() ? Json(nullptr) : Json(name);
+  };
   Json j;
   j["bdf"] = d.bdf.to_string();
-  j["vendor_id"] = pci::id_hex(d.vendor_id);
-  j["device_id"] = pci::id_hex(d.device_id);
-  j["vendor"] = named.vendor_name;
-  j["device"] = named.device_name;
-  j["class"] = hex(d.class_code);
-  j["class_name"] = named.class_name;
-  j["subsystem_vendor_id"] = pci::id_hex(d.subsystem_vendor_id);
-  j["subsystem_id"] = pci::id_hex(d.subsystem_id);
-  j["subsystem"] = named.subsystem_name;
-  j["revision"] = d.revision;
+  j["vendor_id"] = json_hex(d.vendor_id, 4);
+  j["device_id"] = json_hex(d.device_id, 4);
+  j["vendor"] = name_or_null(named.vendor_name);
+  j["device"] = name_or_null(named.device_name);
+  j["class"] = json_hex(d.class_code, 6);
+  j["class_name"] = name_or_null(named.class_name);
+  j["subsystem_vendor_id"] = json_hex(d.subsystem_vendor_id, 4);
+  j["subsystem_id"] = json_hex(d.subsystem_id, 4);
+  j["subsystem"] = name_or_null(named.subsystem_name);
+  j["revision"] = json_hex(d.revision, 2);
   j["driver"] = Json(d.driver);
   j["driver_override"] = Json(d.driver_override);
   j["iommu_group"] = Json(d.iommu_group);
-  j["numa_node"] = d.numa_node;
+  if (d.iommu_group) {
+    Json members = Json::array();
+    for (const auto& member : group_members) members.push_back(member.to_string());
+    j["iommu_group_devices"] = members;
+  } else {
+    j["iommu_group_devices"] = nullptr;
+  }
+  j["numa_node"] = d.numa_node >= 0 ? Json(d.numa_node) : Json(nullptr);
   j["boot_vga"] = d.boot_vga;
   j["bridge"] = d.is_bridge();
   j["multifunction"] = d.multifunction();
-  Json sriov = Json::object();
-  if (d.sriov_total_vfs) {
-    sriov["total_vfs"] = *d.sriov_total_vfs;
-    sriov["num_vfs"] = d.sriov_num_vfs.value_or(0);
+  if (d.sriov_total_vfs || d.physfn) {
+    j["sriov"] = {{"total_vfs", Json(d.sriov_total_vfs)},
+                  {"num_vfs", Json(d.sriov_num_vfs)},
+                  {"physfn", d.physfn ? Json(d.physfn->to_string()) : Json(nullptr)}};
+  } else {
+    j["sriov"] = nullptr;
   }
-  if (d.physfn) sriov["physfn"] = d.physfn->to_string();
-  j["sriov"] = sriov;
   j["reset_methods"] = d.reset_methods;
   j["flr"] = d.config.pcie && d.config.pcie->function_level_reset;
   Json bars = Json::array();
@@ -101,27 +112,28 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
                     {"kind", pci::to_string(bar.kind)},
                     {"prefetchable", bar.prefetchable},
                     {"size", bar.size},
-                    {"address", hex(bar.address)}});
+                    {"address", json_hex(bar.address)}});
   }
   j["bars"] = bars;
   j["rom_size"] = d.rom_size;
   j["config_size"] = d.config.size;
   Json caps = Json::array();
   for (const auto& cap : d.config.capabilities) {
-    caps.push_back(
-        {{"id", hex(cap.id)}, {"offset", hex(cap.offset)}, {"name", pci::capability_name(cap.id)}});
+    caps.push_back({{"id", json_hex(cap.id, 2)},
+                    {"offset", json_hex(cap.offset)},
+                    {"name", name_or_null(std::string(pci::capability_name(cap.id)))}});
   }
   j["capabilities"] = caps;
   Json ext = Json::array();
   for (const auto& cap : d.config.extended_capabilities) {
-    ext.push_back({{"id", hex(cap.id)},
+    ext.push_back({{"id", json_hex(cap.id, 4)},
                    {"version", cap.version},
-                   {"offset", hex(cap.offset)},
-                   {"name", pci::extended_capability_name(cap.id)}});
+                   {"offset", json_hex(cap.offset)},
+                   {"name", name_or_null(std::string(pci::extended_capability_name(cap.id)))}});
   }
   j["extended_capabilities"] = ext;
   if (const auto& msi = d.config.msi) {
-    j["msi"] = {{"offset", hex(msi->offset)},
+    j["msi"] = {{"offset", json_hex(msi->offset)},
                 {"vectors", msi->vectors_capable},
                 {"address_64bit", msi->address_64bit},
                 {"per_vector_masking", msi->per_vector_masking},
@@ -130,9 +142,9 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
     j["msi"] = nullptr;
   }
   if (const auto& msix = d.config.msix) {
-    j["msix"] = {{"offset", hex(msix->offset)},  {"vectors", msix->table_size},
-                 {"table_bar", msix->table_bar}, {"table_offset", hex(msix->table_offset)},
-                 {"pba_bar", msix->pba_bar},     {"pba_offset", hex(msix->pba_offset)},
+    j["msix"] = {{"offset", json_hex(msix->offset)}, {"vectors", msix->table_size},
+                 {"table_bar", msix->table_bar},     {"table_offset", json_hex(msix->table_offset)},
+                 {"pba_bar", msix->pba_bar},         {"pba_offset", json_hex(msix->pba_offset)},
                  {"enabled", msix->enabled}};
   } else {
     j["msix"] = nullptr;
@@ -158,6 +170,8 @@ Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage) {
                        {"in_use", b.in_use()}});
     }
     j["host_use"] = {{"net", net}, {"block", block}};
+  } else {
+    j["host_use"] = nullptr;  // not looked at (list)
   }
   return j;
 }

@@ -3,6 +3,7 @@
 
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "tools/vfiokit/json.h"
 #include "vfiokit/bind/usage.h"
@@ -23,7 +24,10 @@ NamedDevice name_device(pci::PciNames& names, pci::PciDevice device);
 // "Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express Controller [1b36:0010]"
 std::string describe(const NamedDevice& named);
 
-Json device_json(const NamedDevice& named, const bind::DeviceUsage* usage);
+// The one device object of every document: `group_members` are its IOMMU group's devices (the
+// device too); `usage` is null where host use was not looked at.
+Json device_json(const NamedDevice& named, const std::vector<pci::Bdf>& group_members,
+                 const bind::DeviceUsage* usage);
 void print_device_details(std::ostream& out, const NamedDevice& named,
                           const std::vector<pci::Bdf>& group_members,
                           const bind::DeviceUsage& usage);

@@ -37,9 +37,10 @@ void print_checks(std::ostream& out, const std::vector<CheckResult>& checks) {
 }
 
 Json to_json(const CheckResult& check) {
-  Json j = {{"id", check.id}, {"status", to_string(check.status)}, {"summary", check.summary}};
-  if (!check.fix.empty()) j["fix"] = check.fix;
-  return j;
+  return {{"id", check.id},
+          {"status", to_string(check.status)},
+          {"summary", check.summary},
+          {"fix", check.fix.empty() ? Json(nullptr) : Json(check.fix)}};
 }
 
 Json to_json(const std::vector<CheckResult>& checks) {
@@ -51,22 +52,32 @@ Json to_json(const std::vector<CheckResult>& checks) {
 Json to_json(const Error& error) {
   Json context = Json::object();
   for (const auto& entry : error.context()) context[entry.key] = entry.value;
-  Json j = {{"kind", to_string(error.kind())},
-            {"exit_status", exit_status_for(error.kind())},
-            {"operation", error.operation()},
-            {"message", error.message()},
-            {"context", context},
-            {"text", error.what()}};
-  if (error.errno_value() != 0) {
-    j["errno"] = error.errno_value();
-    j["errno_name"] = errno_name(error.errno_value());
-  }
-  if (!error.hint().empty()) j["fix"] = error.hint();
-  return j;
+  const bool has_errno = error.errno_value() != 0;
+  return {{"kind", to_string(error.kind())},
+          {"exit_status", exit_status_for(error.kind())},
+          {"operation", error.operation()},
+          {"message", error.message()},
+          {"errno", has_errno ? Json(error.errno_value()) : Json(nullptr)},
+          {"errno_name", has_errno ? Json(errno_name(error.errno_value())) : Json(nullptr)},
+          {"context", context},
+          {"fix", error.hint().empty() ? Json(nullptr) : Json(error.hint())},
+          {"text", error.what()}};
+}
+
+std::string json_hex(std::uint64_t value, int digits) {
+  char buffer[24];
+  std::snprintf(buffer, sizeof buffer, "0x%0*llx", digits, static_cast<unsigned long long>(value));
+  return buffer;
+}
+
+Json versioned(const Json& document) {
+  Json out{{"schema_version", kJsonSchemaVersion}};
+  for (const auto& [key, value] : document.items()) out[key] = value;
+  return out;
 }
 
 void print_json(std::ostream& out, const Json& document) {
-  out << document.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
+  out << versioned(document).dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
 }
 
 void print_error(const Error& error, bool json) noexcept {
