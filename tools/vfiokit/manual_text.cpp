@@ -42,8 +42,14 @@ instead of killing vfiokit.
 
 Errors are printed once, as `vfiokit: error: OPERATION: MESSAGE [context]: strerror (ERRNO)`
 followed by `fix: ...` when there is something to do. With `--json` the same facts come as
-`{"error": {"kind", "exit_status", "operation", "message", "context", "errno", "errno_name",
-"fix", "text"}}` on stdout. Argument mistakes (an unknown option, `--wait soon`) come the same
+`{"schema_version": 1, "error": {"kind", "exit_status", "operation", "message", "errno",
+"errno_name", "context", "fix", "text"}}` on stdout; every key is always there, and `errno`,
+`errno_name` and `fix` are null when absent.
+
+Every `--json` document follows docs/json.md: it starts with `"schema_version"`, keys come in
+one stable order, IDs are hex strings zero-padded to their width (`"0x10de"`, class
+`"0x010802"`, revision `"0x02"`), an absent value is `null`, and the JSON Schema of each
+command's document is in docs/schema/ (installed to /usr/share/vfiokit/schema). Argument mistakes (an unknown option, `--wait soon`) come the same
 way, as operation `parse arguments` with the subcommand's `--help` as the fix, and as JSON when
 `--json` is anywhere on the command line. Text that is not UTF-8 (a device name, a mount point,
 a guest's log) is printed in JSON with each bad byte replaced by U+FFFD, never a reason to fail.
@@ -100,7 +106,8 @@ do. Exit 0 if no check fails (warnings allowed), 1 otherwise.
 | kvm | /dev/kvm opens, answers API version 12, and a VM can be created | warn (only guest launch needs it), diagnosed: no vmx/svm flag, no module, permissions and the kvm group, a seccomp filter, a cgroup device policy, another hypervisor holding VT-x/AMD-V |
 | memlock | CAP_IPC_LOCK, or RLIMIT_MEMLOCK unlimited or at least 1 GiB | warn: every DMA-mapped page is pinned and counted |
 
-`--json` prints `{"ready": bool, "kernel": "...", "checks": [{"id", "status", "summary", "fix"}]}`.)md";
+`--json` prints `{"ready": bool, "kernel": "...", "checks": [{"id", "status", "summary", "fix"}]}`;
+a check's `fix` is null when there is nothing to do.)md";
 
 constexpr std::string_view kList =
     R"md(Every PCI function, grouped by IOMMU group, each group with its viability ("viable", or "not
@@ -121,13 +128,16 @@ that names it.
 
 `--json` gives `{"groups": [{"group",
 "viable", "blockers": [{"bdf", "driver"}], "devices": [...]}], "without_group": [...]}`, each
-device with the fields of `show --json`.)md";
+device the device object of `show --json`, its `host_use` null (not looked at) and its
+`iommu_group_devices` the whole group even when the list is filtered.)md";
 
 constexpr std::string_view kShow =
     R"md(One function in full: names and IDs, subsystem, driver and override, IOMMU group and its
 members, bridge/multifunction/boot VGA, NUMA node, SR-IOV (PF with VFs, or VF of its PF),
 reset methods, BARs (size, 32/64-bit, prefetchable, address), ROM, MSI and MSI-X (vectors,
-table and PBA BAR and offset), every capability, and what on the host uses it.)md";
+table and PBA BAR and offset), every capability, and what on the host uses it. `--json` prints
+`{"device": {...}}`: IDs as hex strings (`"0x1b36"`, class `"0x010802"`, revision `"0x02"`),
+and `sriov`, `msi`, `msix`, `numa_node` and names pci.ids does not know as null when absent.)md";
 
 constexpr std::string_view kCheck =
     R"md(Passthrough readiness of one device and its group, each item pass/warn/fail with the reason
@@ -185,7 +195,8 @@ place. A state folder or file that is a symlink, has more than one hard link, is
 anyone but root (or, for an unprivileged reader such as `check`, that user), or is writable by
 group or others is refused (exit 1, nothing changed), naming the path and the fix.
 
-`--json` prints `{"operation", "dry_run", "plan", "result", "vfio_groups", "signal"}`. The plan
+`--json` prints `{"operation", "dry_run", "plan", "result", "vfio_groups", "left", "signal"}`
+(`result` and `vfio_groups` null when nothing ran, `left` null except for restore). The plan
 has the same shape wherever one is shown (bind, unbind, restore, persist, `launch --qemu
 --dry-run`):
 `{"devices": [{"bdf", "iommu_group", "requested", "action" (move, already, stay), "driver",
@@ -214,7 +225,7 @@ One bad entry blocks nothing else: every entry that can be restored is. An entry
 damaged (truncated, an unknown key, named for another device than the one inside, a symlink)
 or that names a device no longer on the host (unplugged, or a virtual function whose physical
 function disabled SR-IOV) is left in place and reported under `left in the journal:` with its
-file, the problem and the fix (`--json`: `"left": [{"path", "bdf", "problem", "fix"}]`), and
+file, the problem and the fix (`--json`: `"left": [{"bdf", "path", "problem", "fix"}]`), and
 the exit status is then 1. A leftover `BDF.tmp` of an interrupted write is ignored.)md";
 
 constexpr std::string_view kPersist =
@@ -256,11 +267,11 @@ nothing was written or removed" (`--apply`: "dry run: nothing was changed") and 
 would write or change.
 
 `--json` prints `{"operation" (persist, persist-remove, persist-list), "dry_run", "plan"
-(persist), "changed" (whether any file was written or removed: false on a dry run), "files"
-(written or removed), "would_change" (a dry run's files), "persisted": [{"bdf", "id",
-"host_driver", "rule"}], "initramfs" ({"generator", "rebuild_command"} or null; not for
---list), "signal"}`; with `--apply`, `{"operation": "persist-apply", "dry_run", "devices":
-[{"bdf", "id", "action" (bind, already, absent, other-card), "reason"}], "plan" (null when
+(persist; null for --remove and --list), "changed" (whether any file was written or removed: false on a dry run), "files"
+(written or removed), "would_change" (a dry run's files), "persisted": [{"bdf", "vendor_id", "device_id",
+"host_driver", "rule"}], "initramfs" ({"generator", "rebuild_command"}, or null for --list and
+where no generator was found), "signal"}`; with `--apply`, `{"operation": "persist-apply",
+"dry_run", "devices": [{"bdf", "vendor_id", "device_id", "action" (bind, already, absent, other-card), "reason"}], "plan" (null when
 nothing is to be bound), "result" (as bind's; null on a dry run or when nothing ran),
 "signal"}`. A refusal exits 3 with the plan's refusals.)md";
 
@@ -272,8 +283,8 @@ mapped, each interrupt index (INTx, MSI, MSI-X, ERR, REQ) with its vector count 
 (eventfd, maskable, automasked, noresize), and the IOMMU: page sizes, usable IOVA ranges, and how
 many more DMA mappings the container allows. An index the device does not have is shown as not
 available with the reason (ERR exists only for PCI Express devices: edu or anything behind a
-conventional PCI bridge has none); in JSON each index has `available` and, when false,
-`reason`.)md";
+conventional PCI bridge has none); in JSON every index has the same keys: when `available` is
+false, `count` and the flags are null and `reason` says why. `page_sizes` is a hex mask.)md";
 
 constexpr std::string_view kSelftest =
     R"md(Drives the device from user space and reports each stage as ok, failed or skipped with
@@ -298,7 +309,10 @@ and `result: passed` or `result: FAILED: why`: the payload's failure code by nam
 exception (`exception 0x0 (divide error)`), `the payload reported no result within N s` (with where the vCPU was: halted waiting for an
 interrupt, or running at an address), or
 `the guest stopped: ...` (a triple fault, an access nothing handles). Exit 0 only if the payload
-passed, 1 otherwise; 2 for an unknown payload or a bad option, before anything moves.
+passed, 1 otherwise; 2 for an unknown payload or a bad option, before anything moves. A plan
+that is refused is printed as `bind` prints it, before anything moves, and exits 3. The
+`--json` document starts with `"operation": "launch", "bdf"`, and its `timing` keys are always
+there (null when unknown).
 
 Payloads vfiokit carries: `edu-dma`, `nvme-identify` (`--expect-serial`), `faulty`, `silent`;
 or the path of your own flat binary. `--memory` sets guest RAM (default 16 MiB, all DMA-mapped and so pinned), `--timeout`
@@ -318,7 +332,10 @@ exited 0 (as it does on SIGTERM; the report says which signal was passed on), 1 
 if the QEMU binary is not there (checked before anything moves, and not at all for a dry run). `--dry-run` prints the plan as
 `bind --dry-run` does (each device, its driver and where it goes, why it moves or stays,
 refusals) and the command, and changes nothing; a refusal exits 3. With `--json`:
-`{"operation": "launch", "dry_run": true, "plan", "command"}`, the plan as `bind` shows it.
+`{"operation": "launch", "bdf", "dry_run": true, "plan", "command"}`, the plan as `bind` shows
+it. A launch its plan refuses prints the same document with `"dry_run": false` (and `"command":
+null` for `--payload`) and exits 3; a completed run prints `{"operation": "launch", "bdf",
+"dry_run": false, "command", "qemu_exit_status", "signal_passed_on", "restored"}`.
 `launch` offers the `--force-REASON` flags of `bind` except `--force-group-in-use`: a group
 another process holds cannot be opened for the guest.
 
