@@ -46,5 +46,10 @@ function(vfiokit_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS" ${ARGN})
   add_library(vfiokit_${name} STATIC ${ARG_SOURCES})
   add_library(vfiokit::${name} ALIAS vfiokit_${name})
-  target_link_libraries(vfiokit_${name} PUBLIC vfiokit_options ${ARG_DEPENDS})
+  # vfiokit_options (warnings, -Werror, the source-tree include paths and definitions) reaches
+  # everything built here, never what links the installed library (cmake/install.cmake).
+  target_link_libraries(vfiokit_${name} PUBLIC $<BUILD_INTERFACE:vfiokit_options> ${ARG_DEPENDS})
+  target_include_directories(vfiokit_${name} INTERFACE
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  set_target_properties(vfiokit_${name} PROPERTIES EXPORT_NAME ${name})
 endfunction()

@@ -337,7 +337,8 @@ std::string qemu_proc_line(const std::string& file, const std::string& key) {
 bool wait_until_qemu_catches(int signal, std::chrono::seconds limit) {
   const auto deadline = Clock::now() + limit;
   do {
-    const auto words = split_words(qemu_proc_line("status", "SigCgt:"));
+    const std::string line = qemu_proc_line("status", "SigCgt:");
+    const auto words = split_words(line);
     if (words.size() == 2) {
       const auto mask = parse_uint(words[1], 16);
       if (mask && (*mask >> (signal - 1) & 1u) != 0) return true;
