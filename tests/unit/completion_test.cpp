@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "tests/unit/cli_model.h"
 #include "tests/unit/fixtures.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/completion.h"
@@ -19,11 +20,7 @@
 namespace vfiokit::cli {
 namespace {
 
-struct Model {
-  CLI::App app;
-  GlobalOptions options;
-  std::vector<Command> commands = make_cli(app, options);
-};
+using Model = CliModel;
 
 const std::string kGpuAudio = test::fixture("sysfs/gpu-audio-group").string();
 

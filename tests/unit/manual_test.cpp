@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/unit/cli_model.h"
 #include "tests/unit/fixtures.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/manual.h"
@@ -14,12 +15,7 @@
 namespace vfiokit::cli {
 namespace {
 
-// The CLI as `vfiokit` builds it, with every subcommand.
-struct Model {
-  CLI::App app;
-  GlobalOptions options;
-  std::vector<Command> commands = make_cli(app, options);
-};
+using Model = CliModel;
 
 std::filesystem::path docs_cli_md() {
   return std::filesystem::path(VFIOKIT_SOURCE_DIR) / "docs/cli.md";

@@ -1,9 +1,8 @@
 #!/bin/bash
 # A real initramfs made by Debian's mkinitramfs with boot/'s hook, listed with lsinitramfs: it
 # holds vfiokit's udev rules and softdeps, and (given a kernel's modules) vfio-pci's modules.
-# mkinitramfs reads /boot/config-VERSION and /lib/modules/VERSION and nothing else, so the test
-# puts a kernel there inside a private mount namespace (tmpfs on /boot, an overlay on /usr/lib):
-# the host is not touched. Skips (77) where initramfs-tools is not installed or there is no
+# tools/rig/mkinitramfs-isolated gives mkinitramfs the kernel in a private mount namespace: the
+# host is not touched. Skips (77) where initramfs-tools is not installed or there is no
 # namespace to do that in (not root).
 #   mkinitramfs_test.sh SOURCE_DIR [KERNEL_STAGES]
 # KERNEL_STAGES is where tools/rig/kernel stages kernels (BUILD/rig/kernel/VERSION, each with
@@ -32,7 +31,7 @@ trap 'rm -rf "$work"' EXIT
 
 # The host's initramfs-tools configuration, with only the modules asked for (MODULES=list) and
 # vfiokit's hook beside the system's hooks.
-mkdir -p "$work/conf/hooks" "$work/etc/udev/rules.d" "$work/etc/modprobe.d" "$work/mnt"
+mkdir -p "$work/conf/hooks" "$work/etc/udev/rules.d" "$work/etc/modprobe.d"
 cp -r /etc/initramfs-tools/. "$work/conf/"
 sed -i 's/^MODULES=.*/MODULES=list/; s/^COMPRESS=.*/COMPRESS=gzip/' "$work/conf/initramfs.conf"
 cp "$source_dir/boot/share/initramfs-tools/hooks/vfiokit" "$work/conf/hooks/"
@@ -54,28 +53,10 @@ else
 	stage=
 fi
 
-# Inside the namespace: the kernel in place, then mkinitramfs. VFIOKIT_ETC points the hook at
-# the test's /etc.
-unshare -m bash -euo pipefail -s "$work" "$version" "$stage" <<'NAMESPACE'
-work=$1 version=$2 stage=$3
-mount --make-rprivate /
-mount -t tmpfs tmpfs "$work/mnt"
-mkdir "$work/mnt/upper" "$work/mnt/overlay-work"
-mount -t overlay overlay \
-	-o "lowerdir=/usr/lib,upperdir=$work/mnt/upper,workdir=$work/mnt/overlay-work" /usr/lib
-mkdir -p /usr/lib/modules
-mount -t tmpfs tmpfs /boot
-if [[ -n $stage ]]; then
-	cp "$stage/config" "/boot/config-$version"
-	cp -r "$stage/modules/lib/modules/$version" /usr/lib/modules/
-else
-	echo CONFIG_RD_GZIP=y >"/boot/config-$version"
-	mkdir -p "/usr/lib/modules/$version"
-	touch "/usr/lib/modules/$version"/modules.{order,builtin,builtin.modinfo}
-	depmod "$version"
-fi
-VFIOKIT_ETC=$work/etc mkinitramfs -d "$work/conf" -o "$work/initrd.img" "$version"
-NAMESPACE
+# The kernel in place in a private mount namespace, then mkinitramfs; the hook reads the
+# test's /etc.
+"$source_dir/tools/rig/mkinitramfs-isolated" "$work/conf" "$work/etc" "$version" "$stage" \
+	"$work/initrd.img"
 
 listing=$(lsinitramfs "$work/initrd.img")
 failures=0
