@@ -234,6 +234,31 @@ std::vector<const PlannedDevice*> Plan::moves() const {
   return out;
 }
 
+namespace {
+
+// Reading the ROM turns its BAR's decoding on for a moment; not under a guest that owns the
+// device (a VFIO user holds its group).
+void gather_rom(const HostPaths& paths, const HostView& view, DeviceFacts& facts) {
+  const pci::PciDevice& dev = facts.device;
+  if (!dev.is_display() || dev.rom_size == 0) return;
+  RomFacts rom;
+  const auto group = dev.iommu_group ? view.groups.find(*dev.iommu_group) : view.groups.end();
+  if (group != view.groups.end() && !group->second.holders.empty()) {
+    rom.not_read =
+        "not read while a VFIO user holds its group: " + group->second.holders.front().describe();
+  } else {
+    try {
+      const std::vector<std::uint8_t> bytes = pci::read_sysfs_rom(paths, dev.bdf);
+      rom.layout = pci::parse_rom(bytes, pci::RomDeviceIds{dev.vendor_id, dev.device_id});
+    } catch (const Error& e) {
+      rom.unreadable = e;
+    }
+  }
+  facts.rom = std::move(rom);
+}
+
+}  // namespace
+
 HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requested,
                           const Journal& journal, int self_pid, pci::ConfigDepth depth) {
   HostView view;
@@ -270,6 +295,9 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
     GroupFacts& facts = view.groups.at(group);
     facts.holders = find_vfio_holders(paths, group, facts.members, self_pid);
     for (const auto& member : facts.members) add_device(member);
+  }
+  if (depth == pci::ConfigDepth::full) {
+    for (const auto& bdf : requested) gather_rom(paths, view, view.devices.at(bdf));
   }
   return view;
 }

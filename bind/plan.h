@@ -16,6 +16,7 @@
 #include "vfiokit/bind/journal.h"
 #include "vfiokit/bind/usage.h"
 #include "vfiokit/pci/device.h"
+#include "vfiokit/pci/rom.h"
 
 namespace vfiokit::bind {
 
@@ -54,8 +55,18 @@ struct ForceFlags {
   [[nodiscard]] bool overrides(Check check) const noexcept;
 };
 
+// A display device's option ROM, as `check` sees it: read and walked (against the device's own
+// vendor:device), or why it was not.
+struct RomFacts {
+  std::optional<pci::RomLayout> layout;  // read and parsed
+  std::optional<Error> unreadable;       // reading failed (not root: EACCES)
+  std::string not_read;                  // why nothing was tried (a VFIO user holds the group)
+};
+
 struct DeviceFacts {
   pci::PciDevice device;
+  // Gathered at ConfigDepth::full for requested display devices that have a ROM BAR.
+  std::optional<RomFacts> rom;
   DeviceUsage usage;
   std::optional<JournalEntry> journal;
   // Why its journal entry could not be read (damaged, a symlink...): nothing may move it.
@@ -75,7 +86,8 @@ struct HostView {
 
 // Reads the requested devices and every member of their IOMMU groups. Throws Error (exit 1)
 // naming a BDF that is well formed but names no device.
-// Planning needs only each device's config header; readiness checks want all of it.
+// Planning needs only each device's config header; readiness checks want all of it, and at
+// ConfigDepth::full the option ROM of each requested display device (DeviceFacts::rom).
 HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requested,
                           const Journal& journal, int self_pid,
                           pci::ConfigDepth depth = pci::ConfigDepth::header);

@@ -1,6 +1,7 @@
 #include "vfiokit/bind/readiness.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 
 #include "vfiokit/base/text.h"
@@ -152,9 +153,64 @@ CheckResult check_host_use(const DeviceFacts& facts) {
           "stop using it on the host first; bind refuses otherwise (or " + join(flags, ", ") + ")"};
 }
 
+// The option ROM guest firmware runs to bring the display up: present, and if it could be read,
+// valid and made for this very device (a ROM flashed for another card, or a damaged one, is why
+// people pass romfile=).
+CheckResult check_rom(const DeviceFacts& facts, const pci::PciDevice& dev) {
+  const std::string dump = "`vfiokit rom " + dev.bdf.to_string() + " --output FILE`";
+  if (dev.rom_size == 0) {
+    return {"rom", CheckStatus::warn, "no option ROM exposed by the host",
+            "guest firmware that needs the GPU's ROM for its display needs romfile=FILE (a dump "
+            "of this card's ROM)"};
+  }
+  const std::string present = "option ROM BAR of " + human_size(dev.rom_size);
+  if (!facts.rom) return {"rom", CheckStatus::pass, present + "; QEMU exposes it", {}};
+  const RomFacts& rom = *facts.rom;
+  if (!rom.not_read.empty()) {
+    return {"rom", CheckStatus::pass, present + "; contents " + rom.not_read, {}};
+  }
+  if (rom.unreadable) {
+    const bool not_root =
+        rom.unreadable->errno_value() == EACCES || rom.unreadable->errno_value() == EPERM;
+    return {"rom", CheckStatus::warn,
+            present + "; its contents could not be read: " +
+                (not_root ? std::string("reading a ROM needs root")
+                          : std::string(rom.unreadable->what())),
+            not_root ? "run `vfiokit check` as root to validate the ROM"
+                     : "if the guest's firmware cannot use it, pass romfile=FILE with a good dump "
+                       "of this card's ROM"};
+  }
+  const pci::RomLayout& layout = *rom.layout;
+  if (!layout.valid()) {
+    std::string first =
+        layout.problems.empty() ? std::string("no image") : layout.problems.front().message;
+    if (layout.problems.size() > 1) {
+      first += " (and " + std::to_string(layout.problems.size() - 1) + " more)";
+    }
+    return {"rom", CheckStatus::warn, present + ", but it is not usable as it is: " + first,
+            "give the guest a good ROM for this card with romfile=FILE (" + dump +
+                " shows every problem)"};
+  }
+  std::vector<std::string> kinds;
+  for (const pci::RomImage& image : layout.images) {
+    std::string kind(pci::rom_code_type_name(image.code_type));
+    if (kind.empty()) kind = "code type " + std::to_string(image.code_type);
+    if (image.efi && !pci::efi_machine_name(image.efi->machine_type).empty()) {
+      kind += " " + std::string(pci::efi_machine_name(image.efi->machine_type));
+    }
+    kinds.push_back(kind);
+  }
+  return {"rom",
+          CheckStatus::pass,
+          present + "; valid for this device: " + std::to_string(layout.images.size()) +
+              (layout.images.size() == 1 ? " image (" : " images (") + join(kinds, ", ") + ")",
+          {}};
+}
+
 // GPU passthrough facts: functions in the same slot (HDMI/DP audio), huge BARs, the ROM.
 void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
-                        const pci::PciDevice& dev) {
+                        const DeviceFacts& device_facts) {
+  const pci::PciDevice& dev = device_facts.device;
   std::vector<std::string> siblings;
   for (const auto& [bdf, facts] : view.devices) {
     if (bdf == dev.bdf || bdf.domain != dev.bdf.domain || bdf.bus != dev.bdf.bus ||
@@ -188,15 +244,7 @@ void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
                       "use UEFI (OVMF) in the guest and size the window, e.g. QEMU -global "
                       "q35-pcihost.pci-hole64-size=64G"});
   }
-  if (dev.rom_size > 0) {
-    checks.push_back({"rom",
-                      CheckStatus::pass,
-                      "option ROM present (" + human_size(dev.rom_size) + "); QEMU exposes it",
-                      {}});
-  } else {
-    checks.push_back({"rom", CheckStatus::warn, "no option ROM exposed by the host",
-                      "guest firmware that needs the GPU's ROM for its display needs romfile="});
-  }
+  checks.push_back(check_rom(device_facts, dev));
 }
 
 // The item of `check` that covers each of bind's refusals.
@@ -262,7 +310,7 @@ std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& 
                       "config space could not be fully parsed: " + dev.config.error,
                       "the device may be broken or its capability list damaged"});
   }
-  if (dev.is_display()) add_display_checks(checks, view, dev);
+  if (dev.is_display()) add_display_checks(checks, view, facts);
   fail_what_bind_refuses(checks, view, bdf);
   return checks;
 }

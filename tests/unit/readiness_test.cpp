@@ -6,6 +6,8 @@
 #include <filesystem>
 
 #include "tests/unit/fixtures.h"
+#include "tests/unit/rom_builder.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::bind {
 namespace {
@@ -46,7 +48,84 @@ TEST(Readiness, GpuGetsTheGpuFacts) {
             std::string::npos);
   EXPECT_NE(find(checks, "large-bars").summary.find("BAR1 32 GiB"), std::string::npos);
   EXPECT_EQ(find(checks, "rom").status, CheckStatus::pass);
+  EXPECT_EQ(find(checks, "rom").summary,
+            "option ROM BAR of 512 KiB; valid for this device: 2 images (x86, efi x64)");
   EXPECT_NE(find(checks, "group-viable").fix.find("vfiokit bind 0000:01:00.0"), std::string::npos);
+}
+
+// check's rom item from the ROM's contents, gathered with the host view.
+struct GpuRom : testing::Test {
+  test::FixtureCopy copy{test::fixture("sysfs/gpu-audio-group")};
+  const pci::Bdf gpu = *pci::parse_bdf("0000:01:00.0");
+
+  HostView view() const {
+    const Journal journal(copy.paths().run / "vfiokit");
+    return gather_host_view(copy.paths(), std::vector<pci::Bdf>{gpu}, journal, 1,
+                            pci::ConfigDepth::full);
+  }
+  CheckResult rom_item(const HostView& host) const {
+    return find(assess_readiness(host, gpu, iommu::probe_host_iommu(copy.paths())), "rom");
+  }
+  void write_rom(const std::vector<std::uint8_t>& bytes) const {
+    write_file_durable(copy.root() / "sys/bus/pci/devices/0000:01:00.0/rom",
+                       std::string(bytes.begin(), bytes.end()), 0600);
+  }
+};
+
+TEST_F(GpuRom, OnlyTheFullDepthReadsIt) {
+  const Journal journal(copy.paths().run / "vfiokit");
+  const HostView header = gather_host_view(copy.paths(), std::vector<pci::Bdf>{gpu}, journal, 1);
+  EXPECT_FALSE(header.devices.at(gpu).rom.has_value());
+  const HostView full = view();
+  ASSERT_TRUE(full.devices.at(gpu).rom.has_value());
+  ASSERT_TRUE(full.devices.at(gpu).rom->layout.has_value());
+  EXPECT_TRUE(full.devices.at(gpu).rom->layout->valid());
+  // The HDMI audio function is no display device: its ROM is nobody's concern here.
+  EXPECT_FALSE(full.devices.at(*pci::parse_bdf("0000:01:00.1")).rom.has_value());
+}
+
+TEST_F(GpuRom, AnotherCardsRomIsAWarningWithRomfile) {
+  write_rom(test::make_x86_and_efi_rom(0x10de, 0x1e84));
+  const CheckResult item = rom_item(view());
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("not for this device 10de:2204"), std::string::npos) << item.summary;
+  EXPECT_NE(item.summary.find("(and 1 more)"), std::string::npos) << item.summary;
+  EXPECT_NE(item.fix.find("romfile=FILE"), std::string::npos);
+  EXPECT_NE(item.fix.find("vfiokit rom 0000:01:00.0 --output FILE"), std::string::npos);
+}
+
+TEST_F(GpuRom, ADamagedRomIsAWarning) {
+  auto bytes = test::make_x86_and_efi_rom(0x10de, 0x2204);
+  bytes[0x100] ^= 0x40;  // the x86 image's checksum
+  write_rom(bytes);
+  const CheckResult item = rom_item(view());
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("x86 checksum"), std::string::npos) << item.summary;
+}
+
+TEST_F(GpuRom, UnreadableWithoutRootSaysSo) {
+  HostView host = view();
+  host.devices.at(gpu).rom = RomFacts{std::nullopt, Error::from_errno(EACCES, "read"), {}};
+  const CheckResult item = rom_item(host);
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("reading a ROM needs root"), std::string::npos) << item.summary;
+  EXPECT_NE(item.fix.find("as root"), std::string::npos);
+}
+
+TEST_F(GpuRom, AMissingRomAttributeIsUnreadable) {
+  std::filesystem::remove(copy.root() / "sys/bus/pci/devices/0000:01:00.0/rom");
+  const CheckResult item = rom_item(view());
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("could not be read"), std::string::npos) << item.summary;
+}
+
+TEST_F(GpuRom, NotReadUnderAGuest) {
+  HostView host = view();
+  host.devices.at(gpu).rom =
+      RomFacts{std::nullopt, std::nullopt, "not read while a VFIO user holds its group: x"};
+  const CheckResult item = rom_item(host);
+  EXPECT_EQ(item.status, CheckStatus::pass);
+  EXPECT_NE(item.summary.find("not read while a VFIO user"), std::string::npos);
 }
 
 TEST(Readiness, BootVgaFails) {
