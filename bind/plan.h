@@ -13,19 +13,22 @@
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/host_paths.h"
+#include "vfiokit/bind/display.h"
 #include "vfiokit/bind/journal.h"
 #include "vfiokit/bind/usage.h"
 #include "vfiokit/pci/device.h"
 #include "vfiokit/pci/rom.h"
+#include "vfiokit/pci/reset.h"
 
 namespace vfiokit::bind {
 
 inline constexpr std::string_view kVfioPci = "vfio-pci";
 
-// The safety checks a plan can fail. The first five protect something the host is using and
+// The safety checks a plan can fail. The first six protect something the host is using and
 // each has a --force flag; the rest are structural impossibilities nothing overrides.
 enum class Check {
   boot_vga,      // the host console runs on it
+  display,       // a display device a process, the console or a firmware framebuffer uses
   net,           // a network interface is up, routed or enslaved
   block,         // a disk or partition is mounted, held, swapped on or open
   group_in_use,  // another process has the group or one of its devices open through VFIO
@@ -49,6 +52,7 @@ struct ForceFlags {
   bool block = false;         // --force-block
   bool group_in_use = false;  // --force-group-in-use
   bool sriov = false;         // --force-sriov
+  bool display = false;       // --force-display
 
   // The flag that overrides `check`, or nullptr when nothing does.
   [[nodiscard]] bool* flag(Check check) noexcept;
@@ -68,6 +72,9 @@ struct DeviceFacts {
   // Gathered at ConfigDepth::full for requested display devices that have a ROM BAR.
   std::optional<RomFacts> rom;
   DeviceUsage usage;
+  DisplayUsage display;  // display devices (class 03) only
+  // Where it sits for a bus or slot reset: gathered with ConfigDepth::full only (check).
+  std::optional<pci::ResetTopology> reset_topology;
   std::optional<JournalEntry> journal;
   // Why its journal entry could not be read (damaged, a symlink...): nothing may move it.
   std::optional<Error> journal_damage;

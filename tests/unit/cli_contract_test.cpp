@@ -62,9 +62,9 @@ Output expect_json(const std::string& schema, std::vector<std::string> args) {
   return out;
 }
 
-const char* const kSysfsFixtures[] = {"boot-apply",   "boot-vga",    "gpu-audio-group",
-                                      "mounted-disk", "no-iommu",    "rig",
-                                      "sriov-pf",     "vfio-in-use", "vfio-device-fds"};
+const char* const kSysfsFixtures[] = {
+    "boot-apply", "boot-vga", "gpu-audio-group", "gpu-in-use",  "mounted-disk",
+    "no-iommu",   "rig",      "sriov-pf",        "vfio-in-use", "vfio-device-fds"};
 
 std::vector<std::string> devices_of(const std::string& root) {
   const Output list = run_json({"--host-root", root, "list"});

@@ -44,8 +44,16 @@ TEST(Readiness, EduHasNoResetMethod) {
 TEST(Readiness, GpuGetsTheGpuFacts) {
   const auto checks = assess("gpu-audio-group", "0000:01:00.0");
   EXPECT_TRUE(all_passed(checks));
+  // Its HDMI audio function shares the group: bind moves it along, nothing to warn about.
+  EXPECT_EQ(find(checks, "gpu-functions").status, CheckStatus::pass);
   EXPECT_NE(find(checks, "gpu-functions").summary.find("0000:01:00.1 (class 0403, snd_hda_intel)"),
             std::string::npos);
+  EXPECT_EQ(find(checks, "display").status, CheckStatus::pass);
+  EXPECT_NE(find(checks, "display").summary.find("its driver nouveau is idle"), std::string::npos);
+  // Only a bus reset, and what else it resets moves with the GPU.
+  EXPECT_EQ(find(checks, "reset").status, CheckStatus::pass);
+  EXPECT_EQ(find(checks, "reset").summary,
+            "reset methods: bus (a bus reset also resets 0000:01:00.1, which moves with it)");
   EXPECT_NE(find(checks, "large-bars").summary.find("BAR1 32 GiB"), std::string::npos);
   EXPECT_EQ(find(checks, "rom").status, CheckStatus::pass);
   EXPECT_EQ(find(checks, "rom").summary,
@@ -126,6 +134,36 @@ TEST_F(GpuRom, NotReadUnderAGuest) {
   const CheckResult item = rom_item(host);
   EXPECT_EQ(item.status, CheckStatus::pass);
   EXPECT_NE(item.summary.find("not read while a VFIO user"), std::string::npos);
+}
+
+TEST(Readiness, GpuInUseFailsTheDisplayItemAndWarnsAboutItsSlotAndReset) {
+  const auto checks = assess("gpu-in-use", "0000:0a:00.0");
+  const CheckResult display = find(checks, "display");
+  EXPECT_EQ(display.status, CheckStatus::fail);  // bind refuses it
+  EXPECT_NE(display.summary.find("Xorg (pid 812) holds /dev/dri/card0"), std::string::npos);
+  EXPECT_NE(display.fix.find("--force-display"), std::string::npos);
+  // The audio function is in a group of its own: the slot cannot move as one.
+  const CheckResult functions = find(checks, "gpu-functions");
+  EXPECT_EQ(functions.status, CheckStatus::warn);
+  EXPECT_NE(functions.summary.find("0000:0a:00.1 (class 0403, snd_hda_intel) is in IOMMU group 4"),
+            std::string::npos)
+      << functions.summary;
+  EXPECT_NE(functions.fix.find("vfiokit bind 0000:0a:00.0 0000:0a:00.1"), std::string::npos);
+  // No FLR, PM keeps state: only a bus reset, which would hit the audio function too.
+  const CheckResult reset = find(checks, "reset");
+  EXPECT_EQ(reset.status, CheckStatus::warn);
+  EXPECT_NE(reset.summary.find("only a bus reset, which also resets 0000:0a:00.1"),
+            std::string::npos)
+      << reset.summary;
+  EXPECT_NE(reset.summary.find("GPUs often fail to initialise on the second boot"),
+            std::string::npos);
+  EXPECT_NE(reset.fix.find("vfiokit bind 0000:0a:00.1"), std::string::npos);
+}
+
+TEST(Readiness, TheAudioFunctionAloneIsNotADisplay) {
+  const auto checks = assess("gpu-in-use", "0000:0a:00.1");
+  EXPECT_EQ(find(checks, "display").id, "missing");
+  EXPECT_EQ(find(checks, "gpu-functions").id, "missing");
 }
 
 TEST(Readiness, BootVgaFails) {

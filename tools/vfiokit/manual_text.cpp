@@ -142,9 +142,23 @@ and `sriov`, `msi`, `msix`, `numa_node` and names pci.ids does not know as null 
 constexpr std::string_view kCheck =
     R"md(Passthrough readiness of one device and its group, each item pass/warn/fail with the reason
 and the fix: `iommu`, `group-viable`, `header-type`, `sriov`, `boot-vga`, `reset`,
-`interrupt-remapping`, `host-use`, and for display devices `gpu-functions` (other functions in
-the slot, such as HDMI audio), `large-bars` (BARs above 4 GiB) and `rom`. Exit 0 if nothing
-fails, 1 otherwise.
+`interrupt-remapping`, `host-use`, and for display devices `display` (what on the host still
+uses it, as bind's display check finds it), `gpu-functions`, `large-bars` (BARs above 4 GiB)
+and `rom`. Exit 0 if nothing fails, 1 otherwise.
+
+`reset` says which resets the device really has: the kernel's `reset_method` when it lists one
+(it is authoritative: quirks turn FLR or bus resets off), else what config space offers (PCIe
+FLR, Advanced Features FLR, PM reset without No_Soft_Reset) and the tree (a secondary bus reset
+of the parent bridge, a hot-plug slot). A reset of the function alone passes. A bus or slot
+reset also resets every other function below the same bridge; vfio-pci uses it only while all
+of them are on vfio-pci, so it passes when they share the device's IOMMU group (bind moves them
+along, like a GPU's HDMI audio) and warns, naming them, when they stay on the host. With no
+reset that works between guest runs it warns: the guest sees the state the last user left, and
+GPUs often fail to initialise on the second boot.
+
+`gpu-functions` looks at the other functions of the GPU's slot: those in its IOMMU group move
+with it (pass); a function in another IOMMU group, or one bind would refuse, cannot, and the
+item warns naming it and how to pass it through as well.
 
 The `rom` item reads the option ROM as `vfiokit rom` does (through sysfs; it needs root, and is
 not read while a VFIO user holds the group) and warns, with `romfile=FILE` as the fix, when the
@@ -167,6 +181,7 @@ that overrides it:
 | check | refuses when | override |
 | --- | --- | --- |
 | boot-vga | the device is the boot VGA device (host console) | `--force-boot-vga` |
+| display | a display device (class 03) the host still uses: a process holds its DRM nodes (/dev/dri/cardN, renderDN from /sys/bus/pci/devices/BDF/drm; /dev/nvidiaN for NVIDIA's driver), the framebuffer console is bound to its fbdev (/sys/class/vtconsole), or a firmware framebuffer (efifb, simplefb, simpledrm, vesafb, BOOTFB) in /proc/iomem lies in one of its BARs. The reason names each user and the fix (stop the display manager, `echo 0 > /sys/class/vtconsole/vtconN/bind`, boot with `video=efifb:off`). A GPU driver with none of these users is reported, not refused: unbinding an idle driver is what bind does | `--force-display` |
 | net | one of its network interfaces is up, carries IPv4/IPv6 routes, or is enslaved | `--force-net` |
 | block | one of its disks or partitions is mounted, held (dm, md), swapped on, or open exclusively | `--force-block` |
 | group-in-use | another process has the group open through VFIO: /dev/vfio/GROUP, a VFIO device fd it kept after closing the group (`anon_inode:[vfio-device]`, whose device Linux 6.18 and later name in /proc/PID/fdinfo; on older kernels, such as Debian 12's, any such fd counts, since it may be this group's), or a device's cdev /dev/vfio/devices/vfioN. /dev/iommu alone holds no device | `--force-group-in-use` |
