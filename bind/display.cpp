@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <tuple>
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
@@ -220,6 +221,12 @@ DisplayUsage probe_display_usage(const HostPaths& paths, const pci::PciDevice& d
           usage.drm_clients.push_back({pid, comm.empty() ? "?" : std::string(trim(comm)), target});
         });
   }
+
+  // In pid order, whatever order /proc lists them in.
+  std::sort(usage.drm_clients.begin(), usage.drm_clients.end(),
+            [](const DrmClient& a, const DrmClient& b) {
+              return std::tie(a.pid, a.node) < std::tie(b.pid, b.node);
+            });
 
   const fs::path graphics = paths.sys / "class/graphics";
   for (const auto& name : list_dir(graphics)) {

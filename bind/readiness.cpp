@@ -282,7 +282,10 @@ std::optional<CheckResult> check_gpu_functions(const HostView& view, const pci::
   std::vector<std::string> moving;
   std::vector<std::string> stuck;
   std::vector<std::string> other_groups;
-  for (const auto& [bdf, sibling] : siblings) {
+  for (const auto& entry : siblings) {
+    // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+    const pci::Bdf& bdf = entry.first;
+    const pci::BusNeighbour& sibling = entry.second;
     const std::string described = bdf.to_string() + " (class " +
                                   pci::class_hex(sibling.class_code) + ", " +
                                   sibling.driver.value_or("no driver") + ")";

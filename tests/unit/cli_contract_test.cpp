@@ -113,6 +113,23 @@ INSTANTIATE_TEST_SUITE_P(EveryFixture, CliContractOnFixture, testing::ValuesIn(k
                            return name;
                          });
 
+// show --json says which resets a device has and what a bus reset also hits.
+TEST(CliContract, ShowCarriesTheResetSupport) {
+  const std::string root = test::fixture("sysfs/gpu-in-use").string();
+  const auto gpu = expect_json("show.json", {"--host-root", root, "show", "0000:0a:00.0"});
+  const auto& reset = gpu.document["device"]["reset"];
+  EXPECT_EQ(reset["methods"], Json::array({"bus"}));
+  EXPECT_EQ(reset["from_kernel"], false);
+  EXPECT_EQ(reset["function_level"], false);
+  EXPECT_EQ(reset["pm"], false);  // No_Soft_Reset
+  EXPECT_EQ(reset["slot"], true);
+  EXPECT_EQ(reset["also_reset"], Json::array({"0000:0a:00.1"}));
+  const auto nvme = expect_json(
+      "show.json", {"--host-root", test::fixture("sysfs/rig").string(), "show", "0000:00:02.0"});
+  EXPECT_EQ(nvme.document["device"]["reset"]["methods"], Json::array({"flr"}));
+  EXPECT_EQ(nvme.document["device"]["reset"]["from_kernel"], true);
+}
+
 // A narrowed list keeps each device's whole group in iommu_group_devices.
 TEST(CliContract, ASelectionKeepsTheDeviceObject) {
   const std::string root = test::fixture("sysfs/gpu-audio-group").string();

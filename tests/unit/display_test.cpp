@@ -108,6 +108,7 @@ TEST(DisplayUsage, FindsEveryUserOfAGpuInUse) {
   EXPECT_EQ(usage.drm_nodes, (std::vector<std::string>{"card0", "renderD128"}));
   // Xorg's two fds on card0 are one user; pid 1 (this process in the probe) is none.
   ASSERT_EQ(usage.drm_clients.size(), 2u);
+  EXPECT_EQ(usage.drm_clients[0].pid, 812);  // pid order, not /proc's "1400" < "812"
   const auto users = usage.users();
   EXPECT_NE(std::find(users.begin(), users.end(), "Xorg (pid 812) holds /dev/dri/card0"),
             users.end());

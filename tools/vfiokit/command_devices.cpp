@@ -14,6 +14,7 @@
 #include "vfiokit/iommu/group.h"
 #include "vfiokit/iommu/host_iommu.h"
 #include "vfiokit/pci/names.h"
+#include "vfiokit/pci/reset.h"
 #include "vfiokit/pci/select.h"
 
 namespace vfiokit::cli {
@@ -133,7 +134,9 @@ int run_show(const GlobalOptions& options, const std::string& text) {
     members = iommu::read_iommu_group(paths, *named.device.iommu_group).devices;
   }
   if (options.json) {
-    print_json(std::cout, Json{{"device", device_json(named, members, &usage)}});
+    const pci::ResetSupport reset =
+        pci::assess_reset(named.device, pci::read_reset_topology(paths, bdf));
+    print_json(std::cout, Json{{"device", device_json(named, members, &usage, &reset)}});
   } else {
     print_device_details(std::cout, named, members, usage);
   }

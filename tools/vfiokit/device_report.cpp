@@ -65,8 +65,27 @@ std::string describe(const NamedDevice& named) {
          pci::id_hex(d.device_id) + ']';
 }
 
+namespace {
+
+// Which resets the device really has (pci/reset.h): the device object's "reset".
+Json reset_json(const pci::ResetSupport& reset) {
+  Json also_reset = Json::array();
+  for (const auto& neighbour : reset.also_reset) also_reset.push_back(neighbour.bdf.to_string());
+  return {{"methods", reset.methods()},
+          {"from_kernel", !reset.kernel_methods.empty()},
+          {"function_level", reset.function_level()},
+          {"flr", reset.flr},
+          {"af_flr", reset.af_flr},
+          {"pm", reset.pm},
+          {"bus", reset.bus},
+          {"slot", reset.slot},
+          {"also_reset", also_reset}};
+}
+
+}  // namespace
+
 Json device_json(const NamedDevice& named, const std::vector<pci::Bdf>& group_members,
-                 const bind::DeviceUsage* usage) {
+                 const bind::DeviceUsage* usage, const pci::ResetSupport* reset) {
   const auto& d = named.device;
   auto name_or_null = [](const std::string& name) {
     return name.empty() ? Json(nullptr) : Json(name);
@@ -106,6 +125,7 @@ Json device_json(const NamedDevice& named, const std::vector<pci::Bdf>& group_me
   }
   j["reset_methods"] = d.reset_methods;
   j["flr"] = d.config.pcie && d.config.pcie->function_level_reset;
+  j["reset"] = reset ? reset_json(*reset) : Json(nullptr);  // null: not looked at (list)
   Json bars = Json::array();
   for (const auto& bar : d.bars) {
     bars.push_back({{"index", bar.index},

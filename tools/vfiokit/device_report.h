@@ -9,6 +9,7 @@
 #include "vfiokit/bind/usage.h"
 #include "vfiokit/pci/device.h"
 #include "vfiokit/pci/names.h"
+#include "vfiokit/pci/reset.h"
 
 namespace vfiokit::cli {
 
@@ -25,9 +26,10 @@ NamedDevice name_device(pci::PciNames& names, pci::PciDevice device);
 std::string describe(const NamedDevice& named);
 
 // The one device object of every document: `group_members` are its IOMMU group's devices (the
-// device too); `usage` is null where host use was not looked at.
+// device too); `usage` and `reset` are null where host use and the device's place in the tree
+// were not looked at.
 Json device_json(const NamedDevice& named, const std::vector<pci::Bdf>& group_members,
-                 const bind::DeviceUsage* usage);
+                 const bind::DeviceUsage* usage, const pci::ResetSupport* reset = nullptr);
 void print_device_details(std::ostream& out, const NamedDevice& named,
                           const std::vector<pci::Bdf>& group_members,
                           const bind::DeviceUsage& usage);

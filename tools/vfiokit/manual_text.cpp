@@ -139,7 +139,11 @@ members, bridge/multifunction/boot VGA, NUMA node, SR-IOV (PF with VFs, or VF of
 reset methods, BARs (size, 32/64-bit, prefetchable, address), ROM, MSI and MSI-X (vectors,
 table and PBA BAR and offset), every capability, and what on the host uses it. `--json` prints
 `{"device": {...}}`: IDs as hex strings (`"0x1b36"`, class `"0x010802"`, revision `"0x02"`),
-and `sriov`, `msi`, `msix`, `numa_node` and names pci.ids does not know as null when absent.)md";
+and `sriov`, `msi`, `msix`, `numa_node` and names pci.ids does not know as null when absent.
+`reset` (null in `list`, which does not look) has the methods (the kernel's `reset_method` when it lists one,
+`from_kernel`; else what config space and the tree offer), whether one resets the function
+alone, each of FLR, AF FLR, PM, bus and hot-plug slot reset, and `also_reset`, the other
+functions a bus or slot reset hits.)md";
 
 constexpr std::string_view kCheck =
     R"md(Passthrough readiness of one device and its group, each item pass/warn/fail with the reason
