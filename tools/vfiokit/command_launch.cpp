@@ -27,8 +27,13 @@
 #include "vfiokit/pci/device.h"
 #include "vfiokit/pci/select.h"
 #include "vfiokit/vfio/open.h"
+#include "vfiokit/vmm/cpu_set.h"
+#include "vfiokit/vmm/firmware.h"
+#include "vfiokit/vmm/hugepages.h"
 #include "vfiokit/vmm/launch.h"
+#include "vfiokit/vmm/pinning.h"
 #include "vfiokit/vmm/qemu_command.h"
+#include "vfiokit/vmm/qmp.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -230,21 +235,154 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   return result.passed ? 0 : 1;
 }
 
+// What the guest needs from the host, found and checked before anything moves: a QEMU that
+// dies preallocating hugepages, or finds no OVMF, would only bind and restore for nothing.
+struct GuestResources {
+  std::optional<vmm::OvmfFirmware> ovmf;
+  std::optional<std::uint64_t> hugepage_size;
+  vmm::CpuList pin;
+  vmm::CpuList emulator_pin;
+};
+
+GuestResources check_guest_resources(const HostPaths& paths, const LaunchArgs& args) {
+  GuestResources resources;
+  if (!args.name.empty()) vmm::validate_guest_name(args.name);
+  if (args.firmware == "uefi") resources.ovmf = vmm::require_ovmf(paths);
+  if (!args.hugepages.empty()) {
+    const std::uint64_t page = vmm::parse_hugepage_size(args.hugepages);
+    const auto bytes = vmm::initial_memory_bytes(args.qemu_arguments);
+    if (!bytes) {
+      throw Error("launch", "--hugepages needs a guest RAM size QEMU accepts (-m SIZE)")
+          .kind(ErrorKind::usage);
+    }
+    vmm::require_hugepages(paths, page, *bytes);
+    resources.hugepage_size = page;
+  }
+  if (!args.pin.empty()) {
+    resources.pin = vmm::parse_cpu_list(args.pin, "--pin");
+    if (!args.emulator_pin.empty()) {
+      resources.emulator_pin = vmm::parse_cpu_list(args.emulator_pin, "--emulator-pin");
+    }
+    vmm::check_cpu_pinning(args.cpus, resources.pin, resources.emulator_pin,
+                           vmm::online_cpus(paths));
+  }
+  return resources;
+}
+
+// The guest's UEFI variable store: its own under --name, kept between runs; without a name a
+// copy for this run only, removed after it.
+class UefiVars {
+ public:
+  // Where it is or will be; nothing is created (a dry run).
+  static std::filesystem::path planned_path(const HostPaths& paths, const LaunchArgs& args) {
+    if (!args.name.empty()) return paths.var_lib / "vfiokit/guests" / args.name / "OVMF_VARS.fd";
+    return paths.run / "vfiokit" / run_copy_name();
+  }
+  UefiVars(const HostPaths& paths, const LaunchArgs& args, const vmm::OvmfFirmware& firmware) {
+    if (!args.name.empty()) {
+      path_ = vmm::guest_vars(paths, args.name, firmware).path;
+      return;
+    }
+    run_dir_.emplace(StateDir::create(paths.run / "vfiokit", 0755));
+    const auto contents = read_file(firmware.vars_template);
+    run_dir_->write_file_durable(run_copy_name(), contents, 0600);
+    path_ = run_dir_->path() / run_copy_name();
+  }
+  UefiVars(const UefiVars&) = delete;
+  UefiVars& operator=(const UefiVars&) = delete;
+  ~UefiVars() {
+    if (run_dir_) run_dir_->remove(run_copy_name());
+  }
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+  [[nodiscard]] bool kept() const noexcept { return !run_dir_; }
+
+ private:
+  static std::string run_copy_name() { return "ovmf-vars-" + std::to_string(::getpid()) + ".fd"; }
+  std::optional<StateDir> run_dir_;  // set for a copy of this run only
+  std::filesystem::path path_;
+};
+
+std::filesystem::path qmp_socket_path(const HostPaths& paths) {
+  return paths.run / "vfiokit" / ("qmp-" + std::to_string(::getpid()) + ".sock");
+}
+
+// QEMU, stopped by -S, gets its vCPU threads pinned over QMP, verified, then `cont` (when
+// vfiokit paused it). Throws when QEMU never answers or a thread cannot be pinned as asked.
+vmm::PinningReport pin_guest(const HostPaths& paths, ChildProcess& qemu,
+                             const vmm::QemuCommand& command, const GuestResources& resources) {
+  const auto socket = qmp_socket_path(paths);
+  vmm::QmpClient qmp =
+      vmm::QmpClient::connect(socket, std::chrono::steady_clock::now() + std::chrono::seconds(60),
+                              [&qemu] { return !qemu.wait_for(std::chrono::milliseconds(0)); });
+  vmm::LinuxAffinity affinity(paths);
+  vmm::PinningReport report = vmm::pin_guest_threads(affinity, qemu.pid(), qmp.query_cpus_fast(),
+                                                     resources.pin, resources.emulator_pin);
+  if (!report.all_match) {
+    std::vector<std::string> off;
+    for (const auto& thread : report.threads) {
+      if (!thread.matches()) {
+        off.push_back(thread.role + " (thread " + std::to_string(thread.thread_id) + ") runs on " +
+                      vmm::format_cpu_list(thread.actual) + ", not " +
+                      vmm::format_cpu_list(thread.requested));
+      }
+    }
+    throw Error("launch", "the kernel did not pin QEMU's threads as asked: " + join(off, "; "))
+        .hint(
+            "a cpuset (cgroup) may exclude those CPUs: check cpuset.cpus.effective of "
+            "vfiokit's cgroup, or pick CPUs it allows");
+  }
+  if (command.paused) qmp.execute("cont");
+  return report;
+}
+
 // Runs QEMU as a child that dies with vfiokit (a QEMU left running would keep the group open,
-// and `vfiokit restore` would have to wait for it), passing SIGINT/SIGTERM/SIGHUP on. Its exit
-// status, or 128 + the signal that ended it.
-int run_qemu(const std::vector<std::string>& command, std::optional<std::uint64_t> memlock_limit) {
+// and `vfiokit restore` would have to wait for it), passing SIGINT/SIGTERM/SIGHUP on. With
+// pinning, its threads are pinned before the guest runs; a pinning that fails stops QEMU
+// (SIGTERM) and is thrown after it exited. Its exit status, or 128 + the signal that ended it.
+int run_qemu(const HostPaths& paths, const vmm::QemuCommand& command,
+             std::optional<std::uint64_t> memlock_limit, const GuestResources& resources,
+             std::optional<vmm::PinningReport>& pinning) {
   ChildOptions child_options;
   child_options.parent_death_signal = SIGTERM;
   child_options.input = ChildInput::inherit;  // -nographic's serial console and monitor
   child_options.memlock_limit = memlock_limit;
-  ChildProcess qemu = ChildProcess::spawn(command, child_options);
+  ChildProcess qemu = ChildProcess::spawn(command.arguments, child_options);
   SignalGuard::forward_to(qemu.pid());
   // A signal that came before the line above has not been passed on yet.
   if (const int signal = SignalGuard::received()) qemu.kill(signal);
+  if (!resources.pin.empty() && !SignalGuard::received()) {
+    try {
+      pinning = pin_guest(paths, qemu, command, resources);
+    } catch (const Error&) {
+      qemu.kill(SIGTERM);
+      qemu.wait();
+      SignalGuard::forward_to(0);
+      throw;
+    }
+  }
   const ExitStatus status = qemu.wait();
   SignalGuard::forward_to(0);
   return status.value();
+}
+
+Json pinning_json(const std::optional<vmm::PinningReport>& pinning) {
+  if (!pinning) return nullptr;
+  Json threads = Json::array();
+  for (const auto& thread : pinning->threads) {
+    threads.push_back({{"thread_id", thread.thread_id},
+                       {"role", thread.role},
+                       {"requested", vmm::format_cpu_list(thread.requested)},
+                       {"actual", vmm::format_cpu_list(thread.actual)}});
+  }
+  return {{"verified", pinning->all_match}, {"threads", threads}};
+}
+
+void print_pinning(std::ostream& out, const vmm::PinningReport& pinning) {
+  for (const auto& thread : pinning.threads) {
+    out << "pinned: " << thread.role << " (thread " << thread.thread_id << ") on CPUs "
+        << vmm::format_cpu_list(thread.actual)
+        << (thread.matches() ? ", verified" : ", NOT as asked") << '\n';
+  }
 }
 
 // Before anything moves: a QEMU that cannot start would only bind and restore for nothing.
@@ -287,17 +425,26 @@ std::map<pci::Bdf, std::vector<std::string>> resolve_device_options(const HostPa
 }
 
 // The guest's QEMU launch for these endpoints (the plan's or the session's).
+struct QemuInputs {
+  std::map<pci::Bdf, std::vector<std::string>> device_options;
+  std::optional<vmm::RunAs> run_as;
+  GuestResources resources;
+};
+
 vmm::QemuLaunch qemu_launch_for(const HostPaths& paths, const LaunchArgs& args,
-                                const std::vector<pci::Bdf>& endpoints,
-                                const std::map<pci::Bdf, std::vector<std::string>>& options,
-                                const std::optional<vmm::RunAs>& run_as) {
+                                const std::vector<pci::Bdf>& endpoints, const QemuInputs& inputs,
+                                const std::filesystem::path& uefi_vars) {
+  const auto& options = inputs.device_options;
   vmm::QemuLaunch launch;
   launch.binary = args.qemu_binary;
   launch.user_arguments = args.qemu_arguments;
   launch.flat = args.flat;
-  launch.run_as = run_as;
+  launch.run_as = inputs.run_as;
   if (args.cpus != 0) launch.cpus = args.cpus;
   if (!args.name.empty()) launch.name = args.name;
+  if (inputs.resources.ovmf) launch.uefi = vmm::UefiPflash{inputs.resources.ovmf->code, uefi_vars};
+  launch.hugepage_size = inputs.resources.hugepage_size;
+  if (!inputs.resources.pin.empty()) launch.qmp_socket = qmp_socket_path(paths);
   for (const auto& [bdf, list] : options) {
     if (std::find(endpoints.begin(), endpoints.end(), bdf) == endpoints.end()) {
       std::vector<std::string> passed;
@@ -322,27 +469,31 @@ vmm::QemuLaunch qemu_launch_for(const HostPaths& paths, const LaunchArgs& args,
 int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
-  std::optional<vmm::RunAs> run_as;
-  if (!args.run_as.empty()) run_as = vmm::resolve_run_as(args.run_as);
+  QemuInputs inputs;
+  if (!args.run_as.empty()) inputs.run_as = vmm::resolve_run_as(args.run_as);
   if (!args.dry_run) require_qemu(args.qemu_binary);
-  const auto device_options = resolve_device_options(paths, args);
+  inputs.device_options = resolve_device_options(paths, args);
+  inputs.resources = check_guest_resources(paths, args);
   const bind::Plan plan = plan_launch(paths, args, bdf);
   const vmm::QemuLaunch planned =
-      qemu_launch_for(paths, args, plan.endpoints(), device_options, run_as);
+      qemu_launch_for(paths, args, plan.endpoints(), inputs, UefiVars::planned_path(paths, args));
   const vmm::QemuCommand planned_command = vmm::build_qemu_command(planned);
   if (!args.dry_run) vmm::check_device_option_files(planned.devices);
   if (args.dry_run || plan.refused()) {
     return render_launch_plan(options, bdf, plan, planned_command, args.dry_run);
   }
   std::optional<std::uint64_t> memlock;
-  if (run_as) {
+  if (inputs.run_as) {
     memlock = vmm::run_as_memlock_limit(vmm::guest_memory_bytes(args.qemu_arguments).value_or(0));
   }
   std::ostream* progress = options.json ? nullptr : &std::cout;
+  // Made before the devices move, removed after they are home (members end in reverse order).
+  std::optional<UefiVars> uefi_vars;
+  if (inputs.resources.ovmf) uefi_vars.emplace(paths, args, *inputs.resources.ovmf);
   const SignalGuard signals;
   bind::BindingSession session(paths, bdf, session_options(args, progress));
-  const vmm::QemuCommand command = vmm::build_qemu_command(
-      qemu_launch_for(paths, args, session.endpoints(), device_options, run_as));
+  const vmm::QemuCommand command = vmm::build_qemu_command(qemu_launch_for(
+      paths, args, session.endpoints(), inputs, uefi_vars ? uefi_vars->path() : ""));
   if (const int signal = SignalGuard::received()) {  // while binding: no guest to start
     session.restore();
     throw Error("launch", "stopped by " + signal_name(signal) +
@@ -352,15 +503,23 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
     for (const auto& placement : command.placements) {
       *progress << "guest: " << placement.host.to_string() << " " << placement.where << '\n';
     }
+    if (uefi_vars) {
+      *progress << "UEFI variables: " << uefi_vars->path().string()
+                << (uefi_vars->kept() ? " (kept for the next run)"
+                                      : " (for this run only; --name NAME keeps them)")
+                << '\n';
+    }
     *progress << "running: " << vmm::shell_quote(command.arguments) << '\n' << std::flush;
   }
   int status = 0;
+  std::optional<vmm::PinningReport> pinning;
   {
     // Given back before the session restores the drivers (which removes the nodes).
-    const auto leases =
-        run_as ? lend_group_nodes(paths, session, *run_as) : std::vector<iommu::GroupNodeLease>{};
-    status = run_qemu(command.arguments, memlock);
+    const auto leases = inputs.run_as ? lend_group_nodes(paths, session, *inputs.run_as)
+                                      : std::vector<iommu::GroupNodeLease>{};
+    status = run_qemu(paths, command, memlock, inputs.resources, pinning);
   }
+  if (progress && pinning) print_pinning(*progress, *pinning);
   session.restore();
   const int forwarded = SignalGuard::received();
   if (options.json) {
@@ -370,6 +529,7 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
                     {"dry_run", false},
                     {"command", command.arguments},
                     {"guest_devices", placements_json(command.placements)},
+                    {"pinning", pinning_json(pinning)},
                     {"qemu_exit_status", status},
                     {"signal_passed_on", forwarded ? Json(signal_name(forwarded)) : Json(nullptr)},
                     {"restored", true}});
@@ -410,9 +570,27 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                 "With --qemu on q35: no pcie-root-port per device; devices on the root bus");
   sub->add_option("--device-opt", args->device_options,
                   "With --qemu: DEVICE:KEY=VALUE[,KEY=VALUE] added to that function's -device "
-                  "vfio-pci (romfile=, rombar=, x-vga=, display=, ...); repeatable");
-  sub->add_option("--cpus", args->cpus, "With --qemu: the guest's vCPUs (-smp N)")
-      ->check(CLI::Range(1u, 1024u));
+                  "vfio-pci (romfile=, rombar=, x-vga=, display=, ...); repeatable")
+      ->allow_extra_args(false);  // one value each: what follows is the BDF or QEMU's
+  sub->add_option("--firmware", args->firmware,
+                  "With --qemu: uefi (OVMF, with the guest's own variable store) or bios "
+                  "(QEMU's SeaBIOS)")
+      ->check(CLI::IsMember({"uefi", "bios"}));
+  // A value always: CLI11 takes a `--` after an option whose value is optional as the end of
+  // that option, and QEMU's arguments would then be read as vfiokit's.
+  sub->add_option("--hugepages", args->hugepages,
+                  "With --qemu: back guest RAM (-m) with preallocated hugepages of this size "
+                  "(2M or 1G), checked before anything is bound");
+  auto* cpus = sub->add_option("--cpus", args->cpus, "With --qemu: the guest's vCPUs (-smp N)")
+                   ->check(CLI::Range(1u, 1024u));
+  auto* pin = sub->add_option("--pin", args->pin,
+                              "With --qemu and --cpus N: N host CPUs (a list such as 2-5); vCPU "
+                              "i runs on the i-th, pinned over QMP before the guest starts and "
+                              "verified");
+  pin->needs(cpus);
+  sub->add_option("--emulator-pin", args->emulator_pin,
+                  "With --pin: host CPUs for QEMU's other threads")
+      ->needs(pin);
   sub->add_option("--name", args->name,
                   "With --qemu: the guest's name (QEMU's -name; with --firmware uefi, whose "
                   "variable store to use)");
@@ -425,9 +603,9 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   add_wait_option(sub, args->wait);
   sub->add_flag("--json", options.json, "Print JSON");
   // Not --force-group-in-use: a group another process holds cannot be opened for the guest.
-  add_force_options(
-      sub, args->force,
-      {bind::Check::boot_vga, bind::Check::net, bind::Check::block, bind::Check::sriov});
+  add_force_options(sub, args->force,
+                    {bind::Check::boot_vga, bind::Check::display, bind::Check::net,
+                     bind::Check::block, bind::Check::sriov});
   sub->callback([args] {
     if (args->payload.empty() && !args->qemu) {
       throw CLI::ValidationError("launch", "give --payload NAME|PATH or --qemu");

@@ -374,6 +374,23 @@ BDF --output FILE` saves the device's own), never `host`, `sysfsdev`, `driver`, 
 named "CPU n/KVM"). An option QEMU-ARGS already has (`-smp`, `-name`) is an error, never
 given twice.
 
+Firmware, memory and CPUs, each checked before anything is bound. `--firmware uefi` boots
+OVMF from Debian's ovmf package (`apt-get install ovmf`; the 4M pair preferred) as a pflash
+pair: the code read-only, and the guest's own variable store, created from OVMF's template the
+first time under `/var/lib/vfiokit/guests/NAME/OVMF_VARS.fd` (`--name NAME`) and kept, so boot
+entries and settings survive between runs; without `--name` a copy in `/run/vfiokit` serves
+this run only. `--firmware bios` is QEMU's SeaBIOS, its default. `--hugepages 2M|1G` backs
+the guest's RAM (`-m SIZE`) with a preallocated hugetlb memfd (`-object
+memory-backend-memfd,...,prealloc=on -machine memory-backend=vfiokit-ram`); too few free
+pages of that size is a refusal (exit 3) that says how many are needed and how to reserve them
+(`sysctl vm.nr_hugepages=N`, or the boot options `hugepagesz=1G hugepages=N`). `--cpus N --pin
+LIST` pins vCPU i to the i-th CPU of LIST (`2-5,8`: N online CPUs); `--emulator-pin LIST` puts
+QEMU's other threads on LIST. QEMU then starts paused (`-S`) with a QMP socket vfiokit keeps
+for the run (`/run/vfiokit/qmp-PID.sock`); vfiokit finds the vCPU threads (`query-cpus-fast`),
+pins them (sched_setaffinity), reads every affinity back, and only then lets the guest run
+(`cont`). A pinning the kernel narrowed (a cpuset) stops QEMU and fails. The report lists each
+thread, the CPUs asked for and those it runs on (`"pinning"` in JSON, null without `--pin`).
+
 QEMU runs as a child that dies with vfiokit (PR_SET_PDEATHSIG); SIGINT, SIGTERM and SIGHUP are
 passed on to it. When it exits, every device goes back to its original driver. Exit 0 if QEMU
 exited 0 (as it does on SIGTERM; the report says which signal was passed on), 1 otherwise; 2
@@ -384,7 +401,7 @@ refusals) and the command, and changes nothing; a refusal exits 3. With `--json`
 as `bind` shows it and `[{"bdf", "guest"}]` saying where each function sits in the guest. A
 launch its plan refuses prints the same document with `"dry_run": false` (and `"command"` and
 `"guest_devices"` null for `--payload`) and exits 3; a completed run prints `{"operation":
-"launch", "bdf", "dry_run": false, "command", "guest_devices", "qemu_exit_status",
+"launch", "bdf", "dry_run": false, "command", "guest_devices", "pinning", "qemu_exit_status",
 "signal_passed_on", "restored"}`.
 `launch` offers the `--force-REASON` flags of `bind` except `--force-group-in-use`: a group
 another process holds cannot be opened for the guest.
@@ -494,6 +511,10 @@ vfiokit selftest 0000:00:04.0 --stage dma --expect-serial VFIOKIT0001
 vfiokit launch 0000:00:03.0 --payload edu-dma
 vfiokit launch 0000:01:00.0 --qemu --run-as libvirt-qemu -- -M q35 -accel kvm -cpu host -m 8G \
     -drive file=win.qcow2,if=virtio -display none -vga none
+vfiokit rom 0000:01:00.0 --output /var/lib/vfiokit/gpu.rom
+vfiokit launch 0000:01:00.0 --qemu --firmware uefi --name win --hugepages 1G --cpus 4 \
+    --pin 2-5 --emulator-pin 0-1 --device-opt 0000:01:00.0:romfile=/var/lib/vfiokit/gpu.rom \
+    --run-as libvirt-qemu -- -M q35 -accel kvm -cpu host -m 8G -drive file=win.qcow2,if=virtio
 ```)md",
                 "vfiokit-bind(1), vfiokit-restore(1), qemu-system-x86_64(1)"},
     CommandText{"rom", kRom,
