@@ -51,10 +51,11 @@ TEST(RunAs, WhatCannotBeResolvedIsAUsageErrorThatSaysWhat) {
 }
 
 TEST(RunAs, QemuGetsTheNumbersAfterTheDevices) {
-  const auto command =
-      vmm::qemu_command("qemu-system-x86_64", {"-m", "2G"}, {*pci::parse_bdf("0000:01:00.0")},
-                        vmm::RunAs{65534, 65534, "nobody"});
-  EXPECT_EQ(command,
+  vmm::QemuLaunch launch;
+  launch.user_arguments = {"-m", "2G"};
+  launch.devices = {{*pci::parse_bdf("0000:01:00.0"), 0x020000, {}}};
+  launch.run_as = vmm::RunAs{65534, 65534, "nobody"};
+  EXPECT_EQ(vmm::build_qemu_command(launch).arguments,
             (std::vector<std::string>{"qemu-system-x86_64", "-m", "2G", "-device",
                                       "vfio-pci,host=0000:01:00.0", "-runas", "65534:65534"}));
 }

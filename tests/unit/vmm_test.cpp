@@ -368,46 +368,6 @@ TEST(DoneCodes, ADeviceThePayloadDoesNotDriveIsNamedWithWhatItIs) {
   EXPECT_EQ(describe_done_code(0x0234), "failure code 0x234");
 }
 
-pci::Bdf parse(const char* text) { return pci::parse_bdf_or_throw(text); }
-
-TEST(QemuCommand, ALoneFunctionIsLeftForQemuToPlace) {
-  EXPECT_EQ(qemu_command("qemu-system-x86_64", {"-m", "1G"}, {parse("0000:00:01.0")}),
-            (std::vector<std::string>{"qemu-system-x86_64", "-m", "1G", "-device",
-                                      "vfio-pci,host=0000:00:01.0"}));
-}
-
-TEST(QemuCommand, AGpuAndItsAudioShareOneGuestSlot) {
-  const auto command = qemu_command(
-      "qemu", {}, {parse("0000:01:00.1"), parse("0000:01:00.0"), parse("0000:02:00.0")});
-  EXPECT_EQ(
-      command,
-      (std::vector<std::string>{
-          "qemu", "-device", "vfio-pci,host=0000:01:00.0,addr=0x10.0,multifunction=on", "-device",
-          "vfio-pci,host=0000:01:00.1,addr=0x10.1", "-device", "vfio-pci,host=0000:02:00.0"}));
-}
-
-TEST(QemuCommand, TwoMultifunctionSlotsGetTwoGuestSlots) {
-  const auto command = qemu_command(
-      "q", {},
-      {parse("0000:03:00.0"), parse("0000:03:00.1"), parse("0000:04:00.0"), parse("0000:04:00.3")});
-  ASSERT_EQ(command.size(), 9u);
-  EXPECT_EQ(command[6], "vfio-pci,host=0000:04:00.0,addr=0x11.0,multifunction=on");
-  EXPECT_EQ(command[8], "vfio-pci,host=0000:04:00.3,addr=0x11.3");
-}
-
-TEST(QemuCommand, MoreMultifunctionSlotsThanGuestSlotsIsAnError) {
-  std::vector<pci::Bdf> devices;
-  for (unsigned bus = 1; bus <= 17; ++bus) {
-    for (unsigned function = 0; function < 2; ++function) {
-      devices.push_back(
-          pci::Bdf{0, static_cast<std::uint8_t>(bus), 0, static_cast<std::uint8_t>(function)});
-    }
-  }
-  EXPECT_THROW(qemu_command("q", {}, devices), Error);
-  devices.resize(32);  // 16 slots: 0x10..0x1f
-  EXPECT_EQ(qemu_command("q", {}, devices).back(), "vfio-pci,host=0000:10:00.1,addr=0x1f.1");
-}
-
 TEST(ShellQuote, QuotesOnlyWhatNeedsIt) {
   EXPECT_EQ(shell_quote({"qemu", "-append", "console=ttyS0 quiet", "it's", ""}),
             "qemu -append 'console=ttyS0 quiet' 'it'\\''s' ''");

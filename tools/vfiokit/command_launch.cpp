@@ -3,8 +3,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -44,6 +46,15 @@ struct LaunchArgs {
   std::chrono::milliseconds wait{30000};
   bind::ForceFlags force;
   std::string run_as;  // --qemu: USER[:GROUP] that QEMU becomes once set up
+  // --qemu's guest: topology, per-device options, firmware, memory, vCPUs.
+  bool flat = false;
+  std::vector<std::string> device_options;  // BDF:KEY=VALUE[,...]
+  std::string firmware;                     // "uefi", "bios" or empty (QEMU's default)
+  std::string name;
+  std::string hugepages;  // "2M", "1G"; empty: none
+  unsigned cpus = 0;      // 0: QEMU's default (or the user's -smp)
+  std::string pin;        // vCPU i -> the i-th CPU of this list
+  std::string emulator_pin;
 };
 
 // The group bound for the run: progress lines as each device moves and comes back, flushed
@@ -151,21 +162,34 @@ bind::Plan plan_launch(const HostPaths& paths, const LaunchArgs& args, const pci
   return bind::plan_bind(view, requested, args.force);
 }
 
+Json placements_json(const std::vector<vmm::GuestPlacement>& placements) {
+  Json out = Json::array();
+  for (const auto& p : placements) out.push_back({{"bdf", p.host.to_string()}, {"guest", p.where}});
+  return out;
+}
+
 // The plan as bind shows it (binding_report), then what would run: `launch --qemu --dry-run`, and
 // any launch the plan refuses (exit 3), which then never binds. `command` is null for a payload.
 int render_launch_plan(const GlobalOptions& options, const pci::Bdf& bdf, const bind::Plan& plan,
-                       const std::optional<std::vector<std::string>>& command, bool dry_run) {
+                       const std::optional<vmm::QemuCommand>& command, bool dry_run) {
   if (options.json) {
     print_json(std::cout, Json{{"operation", "launch"},
                                {"bdf", bdf.to_string()},
                                {"dry_run", dry_run},
                                {"plan", plan_json(plan)},
-                               {"command", Json(command)}});
+                               {"command", command ? Json(command->arguments) : Json(nullptr)},
+                               {"guest_devices",
+                                command ? placements_json(command->placements) : Json(nullptr)}});
   } else {
     print_plan_report(std::cout, std::cerr, plan,
                       command ? "plan: bind for the guest, restore when QEMU exits"
                               : "plan: bind for the guest, restore when the payload ends");
-    if (command) std::cout << "command:\n  " << vmm::shell_quote(*command) << '\n';
+    if (command) {
+      for (const auto& placement : command->placements) {
+        std::cout << "guest: " << placement.host.to_string() << " " << placement.where << '\n';
+      }
+      std::cout << "command:\n  " << vmm::shell_quote(command->arguments) << '\n';
+    }
   }
   return plan.refused() ? exit_status_for(ErrorKind::refused) : 0;
 }
@@ -248,18 +272,67 @@ std::vector<iommu::GroupNodeLease> lend_group_nodes(const HostPaths& paths,
   return leases;
 }
 
+// --device-opt's devices named by address or interface (before anything moves), checked to be
+// among the functions passed through.
+std::map<pci::Bdf, std::vector<std::string>> resolve_device_options(const HostPaths& paths,
+                                                                    const LaunchArgs& args) {
+  std::map<pci::Bdf, std::vector<std::string>> options;
+  for (const auto& text : args.device_options) {
+    const vmm::DeviceOptionText parsed = vmm::parse_device_option(text);
+    const pci::Bdf bdf = pci::resolve_device_name(paths, parsed.device);
+    auto& list = options[bdf];
+    list.insert(list.end(), parsed.options.begin(), parsed.options.end());
+  }
+  return options;
+}
+
+// The guest's QEMU launch for these endpoints (the plan's or the session's).
+vmm::QemuLaunch qemu_launch_for(const HostPaths& paths, const LaunchArgs& args,
+                                const std::vector<pci::Bdf>& endpoints,
+                                const std::map<pci::Bdf, std::vector<std::string>>& options,
+                                const std::optional<vmm::RunAs>& run_as) {
+  vmm::QemuLaunch launch;
+  launch.binary = args.qemu_binary;
+  launch.user_arguments = args.qemu_arguments;
+  launch.flat = args.flat;
+  launch.run_as = run_as;
+  if (args.cpus != 0) launch.cpus = args.cpus;
+  if (!args.name.empty()) launch.name = args.name;
+  for (const auto& [bdf, list] : options) {
+    if (std::find(endpoints.begin(), endpoints.end(), bdf) == endpoints.end()) {
+      std::vector<std::string> passed;
+      for (const auto& endpoint : endpoints) passed.push_back(endpoint.to_string());
+      throw Error("launch",
+                  "--device-opt names " + bdf.to_string() + ", which this guest does not get")
+          .kind(ErrorKind::usage)
+          .hint("the guest gets " + join(passed, ", ") + "; give options for those");
+    }
+  }
+  for (const auto& bdf : endpoints) {
+    vmm::PassthroughDevice device;
+    device.host = bdf;
+    device.class_code = pci::read_pci_device(paths, bdf, pci::ConfigDepth::header).class_code;
+    if (const auto found = options.find(bdf); found != options.end())
+      device.options = found->second;
+    launch.devices.push_back(std::move(device));
+  }
+  return launch;
+}
+
 int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const HostPaths paths = options.paths();
   const pci::Bdf bdf = pci::resolve_device_name(options.paths(), args.bdf);
   std::optional<vmm::RunAs> run_as;
   if (!args.run_as.empty()) run_as = vmm::resolve_run_as(args.run_as);
   if (!args.dry_run) require_qemu(args.qemu_binary);
+  const auto device_options = resolve_device_options(paths, args);
   const bind::Plan plan = plan_launch(paths, args, bdf);
+  const vmm::QemuLaunch planned =
+      qemu_launch_for(paths, args, plan.endpoints(), device_options, run_as);
+  const vmm::QemuCommand planned_command = vmm::build_qemu_command(planned);
+  if (!args.dry_run) vmm::check_device_option_files(planned.devices);
   if (args.dry_run || plan.refused()) {
-    return render_launch_plan(
-        options, bdf, plan,
-        vmm::qemu_command(args.qemu_binary, args.qemu_arguments, plan.endpoints(), run_as),
-        args.dry_run);
+    return render_launch_plan(options, bdf, plan, planned_command, args.dry_run);
   }
   std::optional<std::uint64_t> memlock;
   if (run_as) {
@@ -268,20 +341,25 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   std::ostream* progress = options.json ? nullptr : &std::cout;
   const SignalGuard signals;
   bind::BindingSession session(paths, bdf, session_options(args, progress));
-  const auto command =
-      vmm::qemu_command(args.qemu_binary, args.qemu_arguments, session.endpoints(), run_as);
+  const vmm::QemuCommand command = vmm::build_qemu_command(
+      qemu_launch_for(paths, args, session.endpoints(), device_options, run_as));
   if (const int signal = SignalGuard::received()) {  // while binding: no guest to start
     session.restore();
     throw Error("launch", "stopped by " + signal_name(signal) +
                               " before QEMU started; the devices are back on their drivers");
   }
-  if (progress) *progress << "running: " << vmm::shell_quote(command) << '\n' << std::flush;
+  if (progress) {
+    for (const auto& placement : command.placements) {
+      *progress << "guest: " << placement.host.to_string() << " " << placement.where << '\n';
+    }
+    *progress << "running: " << vmm::shell_quote(command.arguments) << '\n' << std::flush;
+  }
   int status = 0;
   {
     // Given back before the session restores the drivers (which removes the nodes).
     const auto leases =
         run_as ? lend_group_nodes(paths, session, *run_as) : std::vector<iommu::GroupNodeLease>{};
-    status = run_qemu(command, memlock);
+    status = run_qemu(command.arguments, memlock);
   }
   session.restore();
   const int forwarded = SignalGuard::received();
@@ -290,7 +368,8 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
                Json{{"operation", "launch"},
                     {"bdf", bdf.to_string()},
                     {"dry_run", false},
-                    {"command", command},
+                    {"command", command.arguments},
+                    {"guest_devices", placements_json(command.placements)},
                     {"qemu_exit_status", status},
                     {"signal_passed_on", forwarded ? Json(signal_name(forwarded)) : Json(nullptr)},
                     {"restored", true}});
@@ -327,6 +406,16 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                   "(its -runas); the group's /dev/vfio nodes are lent to it and its locked-memory "
                   "limit covers the guest's RAM. Recommended: a guest that breaks out of QEMU "
                   "is then not root");
+  sub->add_flag("--flat", args->flat,
+                "With --qemu on q35: no pcie-root-port per device; devices on the root bus");
+  sub->add_option("--device-opt", args->device_options,
+                  "With --qemu: DEVICE:KEY=VALUE[,KEY=VALUE] added to that function's -device "
+                  "vfio-pci (romfile=, rombar=, x-vga=, display=, ...); repeatable");
+  sub->add_option("--cpus", args->cpus, "With --qemu: the guest's vCPUs (-smp N)")
+      ->check(CLI::Range(1u, 1024u));
+  sub->add_option("--name", args->name,
+                  "With --qemu: the guest's name (QEMU's -name; with --firmware uefi, whose "
+                  "variable store to use)");
   sub->add_option("--expect-serial", args->expected_serial, "nvme-identify: the serial to expect");
   add_seconds_option(sub, "--timeout", args->timeout, 0.001, 86400,
                      "How long to wait for the payload's result");
@@ -348,6 +437,12 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
     }
     if (!args->run_as.empty() && !args->qemu) {
       throw CLI::ValidationError("launch", "--run-as goes with --qemu");
+    }
+    const bool guest_options =
+        args->flat || !args->device_options.empty() || args->cpus != 0 || !args->name.empty();
+    if (guest_options && !args->qemu) {
+      throw CLI::ValidationError("launch",
+                                 "--flat, --device-opt, --cpus and --name go with --qemu");
     }
     if (args->dry_run && !args->qemu) {
       throw CLI::ValidationError("launch", "--dry-run goes with --qemu");

@@ -322,20 +322,44 @@ the devices; after `kill -9`, `vfiokit restore --all` does.
 ### `launch --qemu`
 
 Runs QEMU with the device and the rest of its IOMMU group passed through: the checks, the
-journalled bind of the whole group, then `QEMU-ARGS...` followed by one
-`-device vfio-pci,host=BDF` per endpoint of the group. Functions of one host slot (a GPU and
-its HDMI audio) stay together on one guest slot: `addr=0x10.0,multifunction=on`,
-`addr=0x10.1`, ... (0x11 for the next such slot); a lone function is left for QEMU to place.
+journalled bind of the whole group, then `QEMU-ARGS...` followed by a `-device vfio-pci` per
+endpoint of the group. On q35 (`-M q35`, `pc-q35-*`) each host slot gets a
+`pcie-root-port` of its own (`id=vfiokit-rpN`, a chassis number the arguments do not use) with
+its functions behind it, function numbers kept, `multifunction=on` on function 0 when there are
+several (a GPU and its HDMI audio stay together), as Proxmox's `pcie=1` and libvirt place them:
+the guest sees PCI Express devices, which GPU drivers expect. On i440fx (QEMU's default
+machine), other machines or with `--flat`, functions of one host slot share one root-bus slot
+(`addr=0x10.0,multifunction=on`, `addr=0x10.1`, ...; 0x11 for the next such slot) and a lone
+function is left for QEMU to place. A slot without function 0 is renumbered from 0: a guest
+looks for functions 1-7 only behind function 0. The plan and the report say where each function
+sits in the guest.
+
+A `-device vfio-pci,host=BDF` (or `sysfsdev=`) already in `QEMU-ARGS` is left as written and
+not added again; the rest of the group is added. A function of the same host slot that such a
+device leaves out is an error naming it (vfiokit cannot place it beside a device it did not
+place), and so is a user-written vfio-pci device outside the group being bound.
+`--device-opt DEVICE:KEY=VALUE[,KEY=VALUE]` (repeatable; DEVICE an address or interface name)
+appends options to that function's `-device` (`romfile=`, `rombar=`, `x-vga=`, `display=`,
+...; a comma inside a value is `,,` as in QEMU). They are checked first: `x-vga=on` only on a
+VGA controller (class 0300), `rombar` 0 or 1, `romfile=` a file vfiokit can read (`vfiokit rom
+BDF --output FILE` saves the device's own), never `host`, `sysfsdev`, `driver`, `bus`, `addr` or
+`multifunction` (vfiokit places the device; write your own `-device` to place it yourself).
+`--cpus N` adds `-smp N`; `--name NAME` adds `-name guest=NAME,debug-threads=on` (vCPU threads
+named "CPU n/KVM"). An option QEMU-ARGS already has (`-smp`, `-name`) is an error, never
+given twice.
+
 QEMU runs as a child that dies with vfiokit (PR_SET_PDEATHSIG); SIGINT, SIGTERM and SIGHUP are
 passed on to it. When it exits, every device goes back to its original driver. Exit 0 if QEMU
 exited 0 (as it does on SIGTERM; the report says which signal was passed on), 1 otherwise; 2
 if the QEMU binary is not there (checked before anything moves, and not at all for a dry run). `--dry-run` prints the plan as
 `bind --dry-run` does (each device, its driver and where it goes, why it moves or stays,
 refusals) and the command, and changes nothing; a refusal exits 3. With `--json`:
-`{"operation": "launch", "bdf", "dry_run": true, "plan", "command"}`, the plan as `bind` shows
-it. A launch its plan refuses prints the same document with `"dry_run": false` (and `"command":
-null` for `--payload`) and exits 3; a completed run prints `{"operation": "launch", "bdf",
-"dry_run": false, "command", "qemu_exit_status", "signal_passed_on", "restored"}`.
+`{"operation": "launch", "bdf", "dry_run": true, "plan", "command", "guest_devices"}`, the plan
+as `bind` shows it and `[{"bdf", "guest"}]` saying where each function sits in the guest. A
+launch its plan refuses prints the same document with `"dry_run": false` (and `"command"` and
+`"guest_devices"` null for `--payload`) and exits 3; a completed run prints `{"operation":
+"launch", "bdf", "dry_run": false, "command", "guest_devices", "qemu_exit_status",
+"signal_passed_on", "restored"}`.
 `launch` offers the `--force-REASON` flags of `bind` except `--force-group-in-use`: a group
 another process holds cannot be opened for the guest.
 
