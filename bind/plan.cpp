@@ -40,6 +40,10 @@ void check_host_use(Plan& plan, const DeviceFacts& facts, const ForceFlags& forc
   if (!blocks.empty()) {
     refuse(plan, dev.bdf, Check::block, join(blocks, "; "), force);
   }
+  if (facts.display.in_use()) {
+    refuse(plan, dev.bdf, Check::display,
+           "the host still uses its display: " + facts.display.describe(), force);
+  }
   if (dev.sriov_num_vfs.value_or(0) > 0) {
     refuse(plan, dev.bdf, Check::sriov,
            "it is an SR-IOV physical function with " + std::to_string(*dev.sriov_num_vfs) +
@@ -135,6 +139,8 @@ std::string_view to_string(Check check) noexcept {
   switch (check) {
     case Check::boot_vga:
       return "boot-vga";
+    case Check::display:
+      return "display";
     case Check::net:
       return "net";
     case Check::block:
@@ -159,6 +165,8 @@ std::string_view force_flag(Check check) noexcept {
   switch (check) {
     case Check::boot_vga:
       return "--force-boot-vga";
+    case Check::display:
+      return "--force-display";
     case Check::net:
       return "--force-net";
     case Check::block:
@@ -180,6 +188,8 @@ bool* ForceFlags::flag(Check check) noexcept {
   switch (check) {
     case Check::boot_vga:
       return &boot_vga;
+    case Check::display:
+      return &display;
     case Check::net:
       return &net;
     case Check::block:
@@ -234,6 +244,31 @@ std::vector<const PlannedDevice*> Plan::moves() const {
   return out;
 }
 
+namespace {
+
+// Reading the ROM turns its BAR's decoding on for a moment; not under a guest that owns the
+// device (a VFIO user holds its group).
+void gather_rom(const HostPaths& paths, const HostView& view, DeviceFacts& facts) {
+  const pci::PciDevice& dev = facts.device;
+  if (!dev.is_display() || dev.rom_size == 0) return;
+  RomFacts rom;
+  const auto group = dev.iommu_group ? view.groups.find(*dev.iommu_group) : view.groups.end();
+  if (group != view.groups.end() && !group->second.holders.empty()) {
+    rom.not_read =
+        "not read while a VFIO user holds its group: " + group->second.holders.front().describe();
+  } else {
+    try {
+      const std::vector<std::uint8_t> bytes = pci::read_sysfs_rom(paths, dev.bdf);
+      rom.layout = pci::parse_rom(bytes, pci::RomDeviceIds{dev.vendor_id, dev.device_id});
+    } catch (const Error& e) {
+      rom.unreadable = e;
+    }
+  }
+  facts.rom = std::move(rom);
+}
+
+}  // namespace
+
 HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requested,
                           const Journal& journal, int self_pid, pci::ConfigDepth depth) {
   HostView view;
@@ -242,6 +277,13 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
     DeviceFacts facts;
     facts.device = pci::read_pci_device(paths, bdf, depth);
     facts.usage = probe_device_usage(paths, bdf);
+    // Only display devices have DRM nodes, consoles and firmware framebuffers; the probe reads
+    // every process's fds, which no other device needs.
+    if (facts.device.is_display()) {
+      facts.display = probe_display_usage(paths, facts.device, self_pid);
+    }
+    if (depth == pci::ConfigDepth::full)
+      facts.reset_topology = pci::read_reset_topology(paths, bdf);
     try {
       facts.journal = journal.find(bdf);
     } catch (const Error& e) {
@@ -270,6 +312,9 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
     GroupFacts& facts = view.groups.at(group);
     facts.holders = find_vfio_holders(paths, group, facts.members, self_pid);
     for (const auto& member : facts.members) add_device(member);
+  }
+  if (depth == pci::ConfigDepth::full) {
+    for (const auto& bdf : requested) gather_rom(paths, view, view.devices.at(bdf));
   }
   return view;
 }

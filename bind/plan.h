@@ -13,18 +13,22 @@
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/host_paths.h"
+#include "vfiokit/bind/display.h"
 #include "vfiokit/bind/journal.h"
 #include "vfiokit/bind/usage.h"
 #include "vfiokit/pci/device.h"
+#include "vfiokit/pci/rom.h"
+#include "vfiokit/pci/reset.h"
 
 namespace vfiokit::bind {
 
 inline constexpr std::string_view kVfioPci = "vfio-pci";
 
-// The safety checks a plan can fail. The first five protect something the host is using and
+// The safety checks a plan can fail. The first six protect something the host is using and
 // each has a --force flag; the rest are structural impossibilities nothing overrides.
 enum class Check {
   boot_vga,      // the host console runs on it
+  display,       // a display device a process, the console or a firmware framebuffer uses
   net,           // a network interface is up, routed or enslaved
   block,         // a disk or partition is mounted, held, swapped on or open
   group_in_use,  // another process has the group or one of its devices open through VFIO
@@ -48,15 +52,29 @@ struct ForceFlags {
   bool block = false;         // --force-block
   bool group_in_use = false;  // --force-group-in-use
   bool sriov = false;         // --force-sriov
+  bool display = false;       // --force-display
 
   // The flag that overrides `check`, or nullptr when nothing does.
   [[nodiscard]] bool* flag(Check check) noexcept;
   [[nodiscard]] bool overrides(Check check) const noexcept;
 };
 
+// A display device's option ROM, as `check` sees it: read and walked (against the device's own
+// vendor:device), or why it was not.
+struct RomFacts {
+  std::optional<pci::RomLayout> layout;  // read and parsed
+  std::optional<Error> unreadable;       // reading failed (not root: EACCES)
+  std::string not_read;                  // why nothing was tried (a VFIO user holds the group)
+};
+
 struct DeviceFacts {
   pci::PciDevice device;
+  // Gathered at ConfigDepth::full for requested display devices that have a ROM BAR.
+  std::optional<RomFacts> rom;
   DeviceUsage usage;
+  DisplayUsage display;  // display devices (class 03) only
+  // Where it sits for a bus or slot reset: gathered with ConfigDepth::full only (check).
+  std::optional<pci::ResetTopology> reset_topology;
   std::optional<JournalEntry> journal;
   // Why its journal entry could not be read (damaged, a symlink...): nothing may move it.
   std::optional<Error> journal_damage;
@@ -75,7 +93,8 @@ struct HostView {
 
 // Reads the requested devices and every member of their IOMMU groups. Throws Error (exit 1)
 // naming a BDF that is well formed but names no device.
-// Planning needs only each device's config header; readiness checks want all of it.
+// Planning needs only each device's config header; readiness checks want all of it, and at
+// ConfigDepth::full the option ROM of each requested display device (DeviceFacts::rom).
 HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requested,
                           const Journal& journal, int self_pid,
                           pci::ConfigDepth depth = pci::ConfigDepth::header);

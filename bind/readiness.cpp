@@ -1,7 +1,10 @@
 #include "vfiokit/bind/readiness.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <map>
+#include <optional>
 
 #include "vfiokit/base/text.h"
 #include "vfiokit/iommu/group.h"
@@ -98,25 +101,69 @@ CheckResult check_boot_vga(const pci::PciDevice& dev) {
           "and bind with --force-boot-vga"};
 }
 
-CheckResult check_reset(const pci::PciDevice& dev) {
-  std::vector<std::string> methods = dev.reset_methods;
-  if (methods.empty()) {
-    // Kernels before 5.15 have no reset_method file: infer what the config space offers.
-    if (dev.config.pcie && dev.config.pcie->function_level_reset) methods.emplace_back("flr");
-    if (dev.config.power_management && !dev.config.power_management->no_soft_reset) {
-      methods.emplace_back("pm");
+bool in_group_of(const HostView& view, const pci::PciDevice& dev, const pci::Bdf& other) {
+  if (!dev.iommu_group) return false;
+  const auto group = view.groups.find(*dev.iommu_group);
+  if (group == view.groups.end()) return false;
+  const auto& members = group->second.members;
+  return std::find(members.begin(), members.end(), other) != members.end();
+}
+
+std::string describe_neighbour(const pci::BusNeighbour& n) {
+  return n.bdf.to_string() + " (class " + pci::class_hex(n.class_code) + ", " +
+         (n.iommu_group ? "IOMMU group " + std::to_string(*n.iommu_group) : "no IOMMU group") +
+         ", " + n.driver.value_or("no driver") + ")";
+}
+
+constexpr std::string_view kNoResetConsequence =
+    "the guest sees the state the last user left; GPUs often fail to initialise on the second "
+    "boot";
+
+// vfio-pci resets a device when a user opens it and when the user lets go. A reset of the
+// function alone always works; a bus (or slot) reset also resets the neighbours below the same
+// bridge, and vfio-pci uses it only while every one of them is on vfio-pci too: those in the
+// device's IOMMU group move with it, the others stay on the host and block it.
+CheckResult check_reset(const HostView& view, const DeviceFacts& facts) {
+  const pci::PciDevice& dev = facts.device;
+  const pci::ResetSupport reset =
+      pci::assess_reset(dev, facts.reset_topology.value_or(pci::ResetTopology{}));
+  const auto methods = reset.methods();
+  const std::string listed = "reset methods: " + join(methods, ", ");
+  if (reset.function_level()) return {"reset", CheckStatus::pass, listed, {}};
+  const bool bus = std::find(methods.begin(), methods.end(), "bus") != methods.end();
+  if (bus) {
+    std::vector<std::string> moving;
+    std::vector<std::string> staying;
+    std::vector<std::string> staying_bdfs;
+    for (const auto& neighbour : reset.also_reset) {
+      if (in_group_of(view, dev, neighbour.bdf)) {
+        moving.push_back(neighbour.bdf.to_string());
+      } else {
+        staying.push_back(describe_neighbour(neighbour));
+        staying_bdfs.push_back(neighbour.bdf.to_string());
+      }
     }
+    if (staying.empty()) {
+      return {"reset",
+              CheckStatus::pass,
+              listed + (moving.empty() ? std::string()
+                                       : " (a bus reset also resets " + join(moving, ", ") +
+                                             ", which moves with it)"),
+              {}};
+    }
+    return {"reset", CheckStatus::warn,
+            "only a bus reset, which also resets " + join(staying, ", ") +
+                ": vfio-pci cannot use it while those stay on the host, so " +
+                std::string(kNoResetConsequence),
+            "pass those through too (`vfiokit bind " + join(staying_bdfs, " ") +
+                "`), or move the card to a slot of its own"};
   }
-  if (!methods.empty()) {
-    return {"reset", CheckStatus::pass, "reset methods: " + join(methods, ", "), {}};
-  }
-  if (dev.config.header_only) {
+  if (!reset.capabilities_known) {
     return {"reset", CheckStatus::warn,
             "unknown: the capabilities that say how it resets are readable by root only",
             "run vfiokit as root"};
   }
-  return {"reset", CheckStatus::warn,
-          "no reset method: device state carries over from one user to the next",
+  return {"reset", CheckStatus::warn, "no reset method: " + std::string(kNoResetConsequence),
           "expect QEMU's 'no available reset mechanism' warning; a guest driver must "
           "reinitialise the device itself"};
 }
@@ -152,29 +199,144 @@ CheckResult check_host_use(const DeviceFacts& facts) {
           "stop using it on the host first; bind refuses otherwise (or " + join(flags, ", ") + ")"};
 }
 
-// GPU passthrough facts: functions in the same slot (HDMI/DP audio), huge BARs, the ROM.
-void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
-                        const pci::PciDevice& dev) {
-  std::vector<std::string> siblings;
+// The option ROM guest firmware runs to bring the display up: present, and if it could be read,
+// valid and made for this very device (a ROM flashed for another card, or a damaged one, is why
+// people pass romfile=).
+CheckResult check_rom(const DeviceFacts& facts, const pci::PciDevice& dev) {
+  const std::string dump = "`vfiokit rom " + dev.bdf.to_string() + " --output FILE`";
+  if (dev.rom_size == 0) {
+    return {"rom", CheckStatus::warn, "no option ROM exposed by the host",
+            "guest firmware that needs the GPU's ROM for its display needs romfile=FILE (a dump "
+            "of this card's ROM)"};
+  }
+  const std::string present = "option ROM BAR of " + human_size(dev.rom_size);
+  if (!facts.rom) return {"rom", CheckStatus::pass, present + "; QEMU exposes it", {}};
+  const RomFacts& rom = *facts.rom;
+  if (!rom.not_read.empty()) {
+    return {"rom", CheckStatus::pass, present + "; contents " + rom.not_read, {}};
+  }
+  if (rom.unreadable) {
+    const bool not_root =
+        rom.unreadable->errno_value() == EACCES || rom.unreadable->errno_value() == EPERM;
+    return {"rom", CheckStatus::warn,
+            present + "; its contents could not be read: " +
+                (not_root ? std::string("reading a ROM needs root")
+                          : std::string(rom.unreadable->what())),
+            not_root ? "run `vfiokit check` as root to validate the ROM"
+                     : "if the guest's firmware cannot use it, pass romfile=FILE with a good dump "
+                       "of this card's ROM"};
+  }
+  const pci::RomLayout& layout = *rom.layout;
+  if (!layout.valid()) {
+    std::string first =
+        layout.problems.empty() ? std::string("no image") : layout.problems.front().message;
+    if (layout.problems.size() > 1) {
+      first += " (and " + std::to_string(layout.problems.size() - 1) + " more)";
+    }
+    return {"rom", CheckStatus::warn, present + ", but it is not usable as it is: " + first,
+            "give the guest a good ROM for this card with romfile=FILE (" + dump +
+                " shows every problem)"};
+  }
+  std::vector<std::string> kinds;
+  for (const pci::RomImage& image : layout.images) {
+    std::string kind(pci::rom_code_type_name(image.code_type));
+    if (kind.empty()) kind = "code type " + std::to_string(image.code_type);
+    if (image.efi && !pci::efi_machine_name(image.efi->machine_type).empty()) {
+      kind += " " + std::string(pci::efi_machine_name(image.efi->machine_type));
+    }
+    kinds.push_back(kind);
+  }
+  return {"rom",
+          CheckStatus::pass,
+          present + "; valid for this device: " + std::to_string(layout.images.size()) +
+              (layout.images.size() == 1 ? " image (" : " images (") + join(kinds, ", ") + ")",
+          {}};
+}
+
+// The other functions of the GPU's slot (HDMI/DP audio, USB-C, ...). bind moves the whole IOMMU
+// group, so siblings in the group go with the GPU and need nothing; a sibling in another group,
+// or one bind would refuse, cannot, and the guest gets a slot with a function missing.
+std::optional<CheckResult> check_gpu_functions(const HostView& view, const pci::PciDevice& dev) {
+  std::map<pci::Bdf, pci::BusNeighbour> siblings;
+  auto same_slot = [&](const pci::Bdf& bdf) {
+    return bdf != dev.bdf && bdf.domain == dev.bdf.domain && bdf.bus == dev.bdf.bus &&
+           bdf.device == dev.bdf.device;
+  };
   for (const auto& [bdf, facts] : view.devices) {
-    if (bdf == dev.bdf || bdf.domain != dev.bdf.domain || bdf.bus != dev.bdf.bus ||
-        bdf.device != dev.bdf.device) {
+    if (same_slot(bdf)) {
+      siblings[bdf] = {bdf, facts.device.class_code, facts.device.iommu_group, facts.device.driver};
+    }
+  }
+  const auto& topology = view.devices.at(dev.bdf).reset_topology;
+  for (const auto& neighbour : topology ? topology->neighbours : std::vector<pci::BusNeighbour>{}) {
+    if (same_slot(neighbour.bdf)) siblings.emplace(neighbour.bdf, neighbour);
+  }
+  if (siblings.empty()) {
+    if (!dev.multifunction()) return std::nullopt;
+    return CheckResult{"gpu-functions",
+                       CheckStatus::pass,
+                       "multifunction device; no other function in its slot",
+                       {}};
+  }
+  const Plan plan = plan_bind(view, std::span<const pci::Bdf>(&dev.bdf, 1), ForceFlags{});
+  std::vector<std::string> moving;
+  std::vector<std::string> stuck;
+  std::vector<std::string> other_groups;
+  for (const auto& [bdf, sibling] : siblings) {
+    const std::string described = bdf.to_string() + " (class " +
+                                  pci::class_hex(sibling.class_code) + ", " +
+                                  sibling.driver.value_or("no driver") + ")";
+    if (!in_group_of(view, dev, bdf)) {
+      stuck.push_back(described + " is in " +
+                      (sibling.iommu_group ? "IOMMU group " + std::to_string(*sibling.iommu_group)
+                                           : std::string("no IOMMU group")) +
+                      ", so it does not move with it");
+      other_groups.push_back(bdf.to_string());
       continue;
     }
-    siblings.push_back(bdf.to_string() + " (class " + pci::class_hex(facts.device.class_code) +
-                       ", " + facts.device.driver.value_or("no driver") + ")");
+    const auto refusal = std::find_if(plan.refusals.begin(), plan.refusals.end(),
+                                      [&](const Refusal& r) { return r.bdf == bdf; });
+    if (refusal != plan.refusals.end()) {
+      stuck.push_back(described + " cannot move: " + refusal->reason);
+    } else {
+      moving.push_back(described);
+    }
   }
-  if (!siblings.empty()) {
-    checks.push_back({"gpu-functions", CheckStatus::warn,
-                      "other functions in the same slot and IOMMU group: " + join(siblings, ", "),
-                      "pass them through together on one guest slot (QEMU: "
-                      "multifunction=on on function 0, addr=SLOT.N for the others)"});
-  } else if (dev.multifunction()) {
-    checks.push_back({"gpu-functions",
-                      CheckStatus::pass,
-                      "multifunction device; no sibling functions share its group",
-                      {}});
+  if (stuck.empty()) {
+    return CheckResult{
+        "gpu-functions",
+        CheckStatus::pass,
+        "the other functions of its slot move with it (same IOMMU group): " + join(moving, ", "),
+        {}};
   }
+  std::string fix = "a guest needs the slot's functions together";
+  if (!other_groups.empty()) {
+    fix += ": pass " + join(other_groups, ", ") + " through as well (`vfiokit bind " +
+           dev.bdf.to_string() + " " + join(other_groups, " ") + "`)";
+  }
+  return CheckResult{"gpu-functions", CheckStatus::warn,
+                     "the slot's functions cannot move together: " + join(stuck, "; "), fix};
+}
+
+CheckResult check_display(const DeviceFacts& facts) {
+  const DisplayUsage& display = facts.display;
+  if (display.in_use()) {
+    return {"display", CheckStatus::warn, display.describe(),
+            "free it first; bind refuses otherwise (or --force-display)"};
+  }
+  return {
+      "display",
+      CheckStatus::pass,
+      "no process, console or firmware framebuffer uses its display" +
+          (display.gpu_driver ? "; its driver " + *display.gpu_driver + " is idle" : std::string()),
+      {}};
+}
+
+// GPU passthrough facts: functions in the same slot (HDMI/DP audio), huge BARs, the ROM.
+void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
+                        const DeviceFacts& device_facts) {
+  const pci::PciDevice& dev = device_facts.device;
+  if (auto item = check_gpu_functions(view, dev)) checks.push_back(std::move(*item));
   std::vector<std::string> large;
   for (const auto& bar : dev.bars) {
     if (bar.size > (std::uint64_t{1} << 32)) {
@@ -188,15 +350,7 @@ void add_display_checks(std::vector<CheckResult>& checks, const HostView& view,
                       "use UEFI (OVMF) in the guest and size the window, e.g. QEMU -global "
                       "q35-pcihost.pci-hole64-size=64G"});
   }
-  if (dev.rom_size > 0) {
-    checks.push_back({"rom",
-                      CheckStatus::pass,
-                      "option ROM present (" + human_size(dev.rom_size) + "); QEMU exposes it",
-                      {}});
-  } else {
-    checks.push_back({"rom", CheckStatus::warn, "no option ROM exposed by the host",
-                      "guest firmware that needs the GPU's ROM for its display needs romfile="});
-  }
+  checks.push_back(check_rom(device_facts, dev));
 }
 
 // The item of `check` that covers each of bind's refusals.
@@ -249,7 +403,7 @@ std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& 
                                      check_header(dev),
                                      check_sriov(dev),
                                      check_boot_vga(dev),
-                                     check_reset(dev),
+                                     check_reset(view, facts),
                                      check_interrupt_remapping(host),
                                      check_host_use(facts)};
   if (dev.config.header_only) {
@@ -262,7 +416,10 @@ std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& 
                       "config space could not be fully parsed: " + dev.config.error,
                       "the device may be broken or its capability list damaged"});
   }
-  if (dev.is_display()) add_display_checks(checks, view, dev);
+  if (dev.is_display()) {
+    checks.push_back(check_display(facts));
+    add_display_checks(checks, view, facts);
+  }
   fail_what_bind_refuses(checks, view, bdf);
   return checks;
 }

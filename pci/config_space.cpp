@@ -197,6 +197,12 @@ PowerManagementCapability parse_power_management(ConfigBytes config, std::uint16
   return {offset, (config_read16(config, offset + PCI_PM_CTRL) & PCI_PM_CTRL_NO_SOFT_RESET) != 0};
 }
 
+AdvancedFeaturesCapability parse_advanced_features(ConfigBytes config, std::uint16_t offset) {
+  require(config, offset, 6, "advanced features capability");
+  const std::uint8_t caps = config_read8(config, offset + PCI_AF_CAP);
+  return {offset, (caps & PCI_AF_CAP_TP) != 0, (caps & PCI_AF_CAP_FLR) != 0};
+}
+
 SriovCapability parse_sriov(ConfigBytes config, std::uint16_t offset) {
   require(config, offset, 0x1c, "SR-IOV capability");
   SriovCapability sriov;

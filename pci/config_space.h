@@ -28,6 +28,7 @@ enum CapabilityId : std::uint8_t {
   kCapVendorSpecific = PCI_CAP_ID_VNDR,
   kCapPciExpress = PCI_CAP_ID_EXP,
   kCapMsix = PCI_CAP_ID_MSIX,
+  kCapAdvancedFeatures = PCI_CAP_ID_AF,
 };
 // Extended capability IDs.
 enum ExtendedCapabilityId : std::uint16_t {
@@ -135,6 +136,15 @@ struct PowerManagementCapability {
   bool no_soft_reset = false;  // PMCSR bit 3: D3hot->D0 keeps state, so no PM reset
 };
 PowerManagementCapability parse_power_management(ConfigBytes config, std::uint16_t offset);
+
+// Advanced Features: the FLR that conventional PCI functions (and some PCIe ones) offer instead
+// of the PCIe Device Capabilities bit. The kernel uses it only with Transactions Pending too.
+struct AdvancedFeaturesCapability {
+  std::uint16_t offset = 0;
+  bool transactions_pending = false;  // PCI_AF_CAP_TP
+  bool function_level_reset = false;  // PCI_AF_CAP_FLR
+};
+AdvancedFeaturesCapability parse_advanced_features(ConfigBytes config, std::uint16_t offset);
 
 struct SriovCapability {
   std::uint16_t offset = 0;

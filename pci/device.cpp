@@ -111,6 +111,9 @@ ConfigFacts parse_config_facts(ConfigBytes config) {
         case kCapPowerManagement:
           facts.power_management = parse_power_management(config, cap.offset);
           break;
+        case kCapAdvancedFeatures:
+          facts.advanced_features = parse_advanced_features(config, cap.offset);
+          break;
         default:
           break;
       }

@@ -47,6 +47,7 @@ struct ConfigFacts {
   std::optional<MsixCapability> msix;
   std::optional<PcieCapability> pcie;
   std::optional<PowerManagementCapability> power_management;
+  std::optional<AdvancedFeaturesCapability> advanced_features;
   std::optional<SriovCapability> sriov;
   std::string error;  // why part of it could not be parsed; empty when all of it could
   // Only the 64-byte header was readable: the kernel shows the rest of sysfs "config" to root

@@ -62,9 +62,9 @@ Output expect_json(const std::string& schema, std::vector<std::string> args) {
   return out;
 }
 
-const char* const kSysfsFixtures[] = {"boot-apply",   "boot-vga",    "gpu-audio-group",
-                                      "mounted-disk", "no-iommu",    "rig",
-                                      "sriov-pf",     "vfio-in-use", "vfio-device-fds"};
+const char* const kSysfsFixtures[] = {
+    "boot-apply", "boot-vga", "gpu-audio-group", "gpu-in-use",  "mounted-disk",
+    "no-iommu",   "rig",      "sriov-pf",        "vfio-in-use", "vfio-device-fds"};
 
 std::vector<std::string> devices_of(const std::string& root) {
   const Output list = run_json({"--host-root", root, "list"});
@@ -83,7 +83,7 @@ TEST(CliContract, DoctorOnEveryHostFixture) {
   }
 }
 
-// One test per fixture tree, so ctest runs them side by side (each runs the CLI six times per
+// One test per fixture tree, so ctest runs them side by side (each runs the CLI seven times per
 // device; under ASan+UBSan all of them in one test took minutes of wall time on its own).
 class CliContractOnFixture : public testing::TestWithParam<const char*> {};
 
@@ -100,6 +100,7 @@ TEST_P(CliContractOnFixture, ReadOnlyCommandsOnEveryDevice) {
     expect_json("persist.json", {"--host-root", root, "persist", "--dry-run", bdf});
     expect_json("launch.json", {"--host-root", root, "launch", bdf, "--qemu", "--dry-run",
                                 "--qemu-binary", "/bin/true", "--", "-m", "1G"});
+    expect_json("rom.json", {"--host-root", root, "rom", bdf});
   }
   expect_json("restore.json", {"--host-root", root, "restore", "--all", "--dry-run"});
   expect_json("persist.json", {"--host-root", root, "persist", "--list"});
@@ -188,6 +189,60 @@ TEST(CliContract, ARefusedLaunchShowsThePlanAsBindDoes) {
             std::string::npos)
       << text.output;
   EXPECT_NE(text.output.find("override with --force-boot-vga"), std::string::npos) << text.output;
+}
+
+// `vfiokit rom`: a valid ROM saved for romfile=, another card's ROM refused, no ROM a usage error.
+TEST(CliContract, RomReadsChecksAndSaves) {
+  test::FixtureCopy copy(test::fixture("sysfs/gpu-audio-group"));
+  const std::string root = copy.root().string();
+  const auto rom_path = copy.root() / "sys/bus/pci/devices/0000:01:00.0/rom";
+  const std::string saved = (copy.root() / "gpu.rom").string();
+  const auto good =
+      expect_json("rom.json", {"--host-root", root, "rom", "0000:01:00.0", "--output", saved});
+  EXPECT_EQ(good.exit_status, 0);
+  EXPECT_EQ(good.document["source"], "sysfs");
+  EXPECT_EQ(good.document["valid"], true);
+  ASSERT_EQ(good.document["images"].size(), 2u);
+  EXPECT_EQ(good.document["images"][0]["code_type_name"], "x86");
+  EXPECT_EQ(good.document["images"][0]["checksum"], "ok");
+  EXPECT_EQ(good.document["images"][1]["efi"]["machine"], "x64");
+  EXPECT_EQ(good.document["images"][1]["checksum"], "not-required");
+  EXPECT_EQ(good.document["images"][1]["last"], true);
+  EXPECT_EQ(good.document["output"], saved);
+  EXPECT_EQ(read_file(saved), read_file(rom_path));
+
+  // The same ROM after the BAR's 0xff padding (as VFIO's region reads it): the file is the
+  // images only.
+  std::string padded = read_file(rom_path);
+  const std::size_t images = padded.size();
+  padded.resize(0x80000, '\xff');
+  write_file_durable(rom_path, padded, 0600);
+  const auto trimmed =
+      expect_json("rom.json", {"--host-root", root, "rom", "0000:01:00.0", "--output", saved});
+  EXPECT_EQ(trimmed.document["read_size"], 0x80000);
+  EXPECT_EQ(trimmed.document["size"], images);
+  EXPECT_EQ(read_file(saved).size(), images);
+
+  // Another card's ROM: exit 1, the reason, and nothing written.
+  padded[1024 + 0x1c + 6] = 0x11;  // PCIR device ID of image 1 (UEFI: no checksum to upset)
+  write_file_durable(rom_path, padded, 0600);
+  std::filesystem::remove(saved);
+  const auto other =
+      expect_json("rom.json", {"--host-root", root, "rom", "0000:01:00.0", "--output", saved});
+  EXPECT_EQ(other.exit_status, 1);
+  EXPECT_EQ(other.document["valid"], false);
+  EXPECT_EQ(other.document["problems"][0]["kind"], "id-mismatch");
+  EXPECT_EQ(other.document["output"], nullptr);
+  EXPECT_FALSE(std::filesystem::exists(saved));
+  const CommandResult text = run_command({VFIOKIT_CLI, "--host-root", root, "rom", "0000:01:00.0"});
+  EXPECT_EQ(text.exit_status, 1);
+  EXPECT_NE(text.output.find("not for this device 10de:2204"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("not a valid option ROM for 10de:2204"), std::string::npos);
+
+  // The HDMI audio function has no ROM BAR: a usage error.
+  const auto none = expect_json("rom.json", {"--host-root", root, "rom", "0000:01:00.1"});
+  EXPECT_EQ(none.exit_status, 2);
+  EXPECT_NE(none.document.dump().find("no option ROM"), std::string::npos);
 }
 
 TEST(CliContract, ErrorsAreErrorDocuments) {

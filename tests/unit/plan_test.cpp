@@ -61,6 +61,37 @@ TEST(PlanBind, GpuTakesItsAudioFunctionAlongAndTheRootPortStays) {
   EXPECT_EQ(plan.moves().size(), 2u);
 }
 
+TEST(PlanBind, ADisplayInUseIsRefusedUnlessForcedNamingEachUserAndTheFix) {
+  Scenario s("gpu-in-use", {bdf("0000:0a:00.0")});
+  Plan plan = plan_bind(s.view, s.requested, {});
+  ASSERT_EQ(checks_of(plan.refusals), std::vector<std::string>{"display@0000:0a:00.0"});
+  const Refusal& refusal = plan.refusals[0];
+  EXPECT_EQ(refusal.force_flag(), "--force-display");
+  for (const char* part :
+       {"Xorg (pid 812) holds /dev/dri/card0", "gnome-shell (pid 1400) holds /dev/dri/renderD128",
+        "the framebuffer console (vtcon1) is bound to fb0",
+        "efifb claims 0x7c00000000-0x7c007e8fff in BAR0", "its driver is amdgpu",
+        "systemctl stop display-manager", "echo 0 > /sys/class/vtconsole/vtcon1/bind",
+        "video=efifb:off"}) {
+    EXPECT_NE(refusal.reason.find(part), std::string::npos) << part << " in " << refusal.reason;
+  }
+  EXPECT_EQ(refusal.reason.find("vfiokit (pid 1)"), std::string::npos);  // ourselves
+  EXPECT_NE(refusal_error(plan, "bind").hint().find("--force-display"), std::string::npos);
+  ForceFlags force;
+  force.display = true;
+  plan = plan_bind(s.view, s.requested, force);
+  EXPECT_FALSE(plan.refused());
+  EXPECT_EQ(checks_of(plan.forced), std::vector<std::string>{"display@0000:0a:00.0"});
+  EXPECT_EQ(to_string(Check::display), "display");
+}
+
+TEST(PlanBind, AnIdleGpuOnItsDriverIsNotADisplayInUse) {
+  Scenario s("gpu-audio-group", {bdf("0000:01:00.0")});
+  EXPECT_EQ(s.view.devices.at(bdf("0000:01:00.0")).display.gpu_driver, "nouveau");
+  EXPECT_FALSE(s.view.devices.at(bdf("0000:01:00.0")).display.in_use());
+  EXPECT_FALSE(plan_bind(s.view, s.requested, {}).refused());
+}
+
 TEST(PlanBind, RequestingTheBridgeItselfIsRefusedForGood) {
   Scenario s("gpu-audio-group", {bdf("0000:00:01.0")});
   const Plan plan = plan_bind(s.view, s.requested, ForceFlags{true, true, true, true, true});

@@ -6,6 +6,8 @@
 #include <filesystem>
 
 #include "tests/unit/fixtures.h"
+#include "tests/unit/rom_builder.h"
+#include "vfiokit/base/fs.h"
 
 namespace vfiokit::bind {
 namespace {
@@ -42,11 +44,126 @@ TEST(Readiness, EduHasNoResetMethod) {
 TEST(Readiness, GpuGetsTheGpuFacts) {
   const auto checks = assess("gpu-audio-group", "0000:01:00.0");
   EXPECT_TRUE(all_passed(checks));
+  // Its HDMI audio function shares the group: bind moves it along, nothing to warn about.
+  EXPECT_EQ(find(checks, "gpu-functions").status, CheckStatus::pass);
   EXPECT_NE(find(checks, "gpu-functions").summary.find("0000:01:00.1 (class 0403, snd_hda_intel)"),
             std::string::npos);
+  EXPECT_EQ(find(checks, "display").status, CheckStatus::pass);
+  EXPECT_NE(find(checks, "display").summary.find("its driver nouveau is idle"), std::string::npos);
+  // Only a bus reset, and what else it resets moves with the GPU.
+  EXPECT_EQ(find(checks, "reset").status, CheckStatus::pass);
+  EXPECT_EQ(find(checks, "reset").summary,
+            "reset methods: bus (a bus reset also resets 0000:01:00.1, which moves with it)");
   EXPECT_NE(find(checks, "large-bars").summary.find("BAR1 32 GiB"), std::string::npos);
   EXPECT_EQ(find(checks, "rom").status, CheckStatus::pass);
+  EXPECT_EQ(find(checks, "rom").summary,
+            "option ROM BAR of 512 KiB; valid for this device: 2 images (x86, efi x64)");
   EXPECT_NE(find(checks, "group-viable").fix.find("vfiokit bind 0000:01:00.0"), std::string::npos);
+}
+
+// check's rom item from the ROM's contents, gathered with the host view.
+struct GpuRom : testing::Test {
+  test::FixtureCopy copy{test::fixture("sysfs/gpu-audio-group")};
+  const pci::Bdf gpu = *pci::parse_bdf("0000:01:00.0");
+
+  HostView view() const {
+    const Journal journal(copy.paths().run / "vfiokit");
+    return gather_host_view(copy.paths(), std::vector<pci::Bdf>{gpu}, journal, 1,
+                            pci::ConfigDepth::full);
+  }
+  CheckResult rom_item(const HostView& host) const {
+    return find(assess_readiness(host, gpu, iommu::probe_host_iommu(copy.paths())), "rom");
+  }
+  void write_rom(const std::vector<std::uint8_t>& bytes) const {
+    write_file_durable(copy.root() / "sys/bus/pci/devices/0000:01:00.0/rom",
+                       std::string(bytes.begin(), bytes.end()), 0600);
+  }
+};
+
+TEST_F(GpuRom, OnlyTheFullDepthReadsIt) {
+  const Journal journal(copy.paths().run / "vfiokit");
+  const HostView header = gather_host_view(copy.paths(), std::vector<pci::Bdf>{gpu}, journal, 1);
+  EXPECT_FALSE(header.devices.at(gpu).rom.has_value());
+  const HostView full = view();
+  ASSERT_TRUE(full.devices.at(gpu).rom.has_value());
+  ASSERT_TRUE(full.devices.at(gpu).rom->layout.has_value());
+  EXPECT_TRUE(full.devices.at(gpu).rom->layout->valid());
+  // The HDMI audio function is no display device: its ROM is nobody's concern here.
+  EXPECT_FALSE(full.devices.at(*pci::parse_bdf("0000:01:00.1")).rom.has_value());
+}
+
+TEST_F(GpuRom, AnotherCardsRomIsAWarningWithRomfile) {
+  write_rom(test::make_x86_and_efi_rom(0x10de, 0x1e84));
+  const CheckResult item = rom_item(view());
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("not for this device 10de:2204"), std::string::npos) << item.summary;
+  EXPECT_NE(item.summary.find("(and 1 more)"), std::string::npos) << item.summary;
+  EXPECT_NE(item.fix.find("romfile=FILE"), std::string::npos);
+  EXPECT_NE(item.fix.find("vfiokit rom 0000:01:00.0 --output FILE"), std::string::npos);
+}
+
+TEST_F(GpuRom, ADamagedRomIsAWarning) {
+  auto bytes = test::make_x86_and_efi_rom(0x10de, 0x2204);
+  bytes[0x100] ^= 0x40;  // the x86 image's checksum
+  write_rom(bytes);
+  const CheckResult item = rom_item(view());
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("x86 checksum"), std::string::npos) << item.summary;
+}
+
+TEST_F(GpuRom, UnreadableWithoutRootSaysSo) {
+  HostView host = view();
+  host.devices.at(gpu).rom = RomFacts{std::nullopt, Error::from_errno(EACCES, "read"), {}};
+  const CheckResult item = rom_item(host);
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("reading a ROM needs root"), std::string::npos) << item.summary;
+  EXPECT_NE(item.fix.find("as root"), std::string::npos);
+}
+
+TEST_F(GpuRom, AMissingRomAttributeIsUnreadable) {
+  std::filesystem::remove(copy.root() / "sys/bus/pci/devices/0000:01:00.0/rom");
+  const CheckResult item = rom_item(view());
+  EXPECT_EQ(item.status, CheckStatus::warn);
+  EXPECT_NE(item.summary.find("could not be read"), std::string::npos) << item.summary;
+}
+
+TEST_F(GpuRom, NotReadUnderAGuest) {
+  HostView host = view();
+  host.devices.at(gpu).rom =
+      RomFacts{std::nullopt, std::nullopt, "not read while a VFIO user holds its group: x"};
+  const CheckResult item = rom_item(host);
+  EXPECT_EQ(item.status, CheckStatus::pass);
+  EXPECT_NE(item.summary.find("not read while a VFIO user"), std::string::npos);
+}
+
+TEST(Readiness, GpuInUseFailsTheDisplayItemAndWarnsAboutItsSlotAndReset) {
+  const auto checks = assess("gpu-in-use", "0000:0a:00.0");
+  const CheckResult display = find(checks, "display");
+  EXPECT_EQ(display.status, CheckStatus::fail);  // bind refuses it
+  EXPECT_NE(display.summary.find("Xorg (pid 812) holds /dev/dri/card0"), std::string::npos);
+  EXPECT_NE(display.fix.find("--force-display"), std::string::npos);
+  // The audio function is in a group of its own: the slot cannot move as one.
+  const CheckResult functions = find(checks, "gpu-functions");
+  EXPECT_EQ(functions.status, CheckStatus::warn);
+  EXPECT_NE(functions.summary.find("0000:0a:00.1 (class 0403, snd_hda_intel) is in IOMMU group 4"),
+            std::string::npos)
+      << functions.summary;
+  EXPECT_NE(functions.fix.find("vfiokit bind 0000:0a:00.0 0000:0a:00.1"), std::string::npos);
+  // No FLR, PM keeps state: only a bus reset, which would hit the audio function too.
+  const CheckResult reset = find(checks, "reset");
+  EXPECT_EQ(reset.status, CheckStatus::warn);
+  EXPECT_NE(reset.summary.find("only a bus reset, which also resets 0000:0a:00.1"),
+            std::string::npos)
+      << reset.summary;
+  EXPECT_NE(reset.summary.find("GPUs often fail to initialise on the second boot"),
+            std::string::npos);
+  EXPECT_NE(reset.fix.find("vfiokit bind 0000:0a:00.1"), std::string::npos);
+}
+
+TEST(Readiness, TheAudioFunctionAloneIsNotADisplay) {
+  const auto checks = assess("gpu-in-use", "0000:0a:00.1");
+  EXPECT_EQ(find(checks, "display").id, "missing");
+  EXPECT_EQ(find(checks, "gpu-functions").id, "missing");
 }
 
 TEST(Readiness, BootVgaFails) {

@@ -15,6 +15,9 @@ std::string force_help(bind::Check check) {
   switch (check) {
     case bind::Check::boot_vga:
       return "Go on although it is the boot VGA device (the host console runs on it)";
+    case bind::Check::display:
+      return "Go on although the host still uses its display (processes holding its DRM nodes, "
+             "a framebuffer console, a firmware framebuffer in its BAR)";
     case bind::Check::net:
       return "Go on although its network interfaces are up, routed or enslaved";
     case bind::Check::block:

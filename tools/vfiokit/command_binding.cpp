@@ -566,8 +566,8 @@ Command add_bind_command(CLI::App& app, GlobalOptions& options) {
                   "Give /dev/vfio/GROUP to USER[:GROUP] so that user can open it");
   add_wait_option(sub, args->wait);
   add_force_options(sub, args->force,
-                    {bind::Check::boot_vga, bind::Check::net, bind::Check::block,
-                     bind::Check::group_in_use, bind::Check::sriov});
+                    {bind::Check::boot_vga, bind::Check::display, bind::Check::net,
+                     bind::Check::block, bind::Check::group_in_use, bind::Check::sriov});
   return {sub, [&options, args] {
             return run_guarded(options, [&] { return run_bind(options, *args); });
           }};
@@ -627,9 +627,9 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options) {
   sub->add_flag("--dry-run", args->dry_run, "Print what would be written or bound; change nothing");
   sub->add_flag("--json", options.json, "Print JSON");
   add_wait_option(sub, args->wait);
-  add_force_options(
-      sub, args->force,
-      {bind::Check::boot_vga, bind::Check::net, bind::Check::block, bind::Check::sriov});
+  add_force_options(sub, args->force,
+                    {bind::Check::boot_vga, bind::Check::display, bind::Check::net,
+                     bind::Check::block, bind::Check::sriov});
   return {sub, [&options, args] {
             return run_guarded(options, [&] { return run_persist(options, *args); });
           }};

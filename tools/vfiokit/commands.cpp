@@ -8,7 +8,7 @@ std::vector<Command> make_commands(CLI::App& app, GlobalOptions& options) {
           add_bind_command(app, options),    add_unbind_command(app, options),
           add_restore_command(app, options), add_persist_command(app, options),
           add_info_command(app, options),    add_selftest_command(app, options),
-          add_launch_command(app, options)};
+          add_launch_command(app, options),  add_rom_command(app, options)};
 }
 
 }  // namespace vfiokit::cli

@@ -40,5 +40,6 @@ Command add_persist_command(CLI::App& app, GlobalOptions& options);
 Command add_info_command(CLI::App& app, GlobalOptions& options);
 Command add_selftest_command(CLI::App& app, GlobalOptions& options);
 Command add_launch_command(CLI::App& app, GlobalOptions& options);
+Command add_rom_command(CLI::App& app, GlobalOptions& options);
 
 }  // namespace vfiokit::cli

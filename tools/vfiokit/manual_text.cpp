@@ -142,9 +142,28 @@ and `sriov`, `msi`, `msix`, `numa_node` and names pci.ids does not know as null 
 constexpr std::string_view kCheck =
     R"md(Passthrough readiness of one device and its group, each item pass/warn/fail with the reason
 and the fix: `iommu`, `group-viable`, `header-type`, `sriov`, `boot-vga`, `reset`,
-`interrupt-remapping`, `host-use`, and for display devices `gpu-functions` (other functions in
-the slot, such as HDMI audio), `large-bars` (BARs above 4 GiB) and `rom`. Exit 0 if nothing
-fails, 1 otherwise.
+`interrupt-remapping`, `host-use`, and for display devices `display` (what on the host still
+uses it, as bind's display check finds it), `gpu-functions`, `large-bars` (BARs above 4 GiB)
+and `rom`. Exit 0 if nothing fails, 1 otherwise.
+
+`reset` says which resets the device really has: the kernel's `reset_method` when it lists one
+(it is authoritative: quirks turn FLR or bus resets off), else what config space offers (PCIe
+FLR, Advanced Features FLR, PM reset without No_Soft_Reset) and the tree (a secondary bus reset
+of the parent bridge, a hot-plug slot). A reset of the function alone passes. A bus or slot
+reset also resets every other function below the same bridge; vfio-pci uses it only while all
+of them are on vfio-pci, so it passes when they share the device's IOMMU group (bind moves them
+along, like a GPU's HDMI audio) and warns, naming them, when they stay on the host. With no
+reset that works between guest runs it warns: the guest sees the state the last user left, and
+GPUs often fail to initialise on the second boot.
+
+`gpu-functions` looks at the other functions of the GPU's slot: those in its IOMMU group move
+with it (pass); a function in another IOMMU group, or one bind would refuse, cannot, and the
+item warns naming it and how to pass it through as well.
+
+The `rom` item reads the option ROM as `vfiokit rom` does (through sysfs; it needs root, and is
+not read while a VFIO user holds the group) and warns, with `romfile=FILE` as the fix, when the
+ROM is not valid or is for another vendor:device; without root it says the contents could not
+be read.
 
 `check` fails whatever `bind` would refuse: it asks bind's own plan (without `--force`), and
 each refusal is a FAIL under the item that covers it (`host-use` for a network interface or a
@@ -162,6 +181,7 @@ that overrides it:
 | check | refuses when | override |
 | --- | --- | --- |
 | boot-vga | the device is the boot VGA device (host console) | `--force-boot-vga` |
+| display | a display device (class 03) the host still uses: a process holds its DRM nodes (/dev/dri/cardN, renderDN from /sys/bus/pci/devices/BDF/drm; /dev/nvidiaN for NVIDIA's driver), the framebuffer console is bound to its fbdev (/sys/class/vtconsole), or a firmware framebuffer (efifb, simplefb, simpledrm, vesafb, BOOTFB) in /proc/iomem lies in one of its BARs. The reason names each user and the fix (stop the display manager, `echo 0 > /sys/class/vtconsole/vtconN/bind`, boot with `video=efifb:off`). A GPU driver with none of these users is reported, not refused: unbinding an idle driver is what bind does | `--force-display` |
 | net | one of its network interfaces is up, carries IPv4/IPv6 routes, or is enslaved | `--force-net` |
 | block | one of its disks or partitions is mounted, held (dm, md), swapped on, or open exclusively | `--force-block` |
 | group-in-use | another process has the group open through VFIO: /dev/vfio/GROUP, a VFIO device fd it kept after closing the group (`anon_inode:[vfio-device]`, whose device Linux 6.18 and later name in /proc/PID/fdinfo; on older kernels, such as Debian 12's, any such fd counts, since it may be this group's), or a device's cdev /dev/vfio/devices/vfioN. /dev/iommu alone holds no device | `--force-group-in-use` |
@@ -372,6 +392,37 @@ without it) plus 1 GiB, because VFIO pins all guest RAM against that limit once 
 longer root; libvirt gives the same allowance. A user or group that does not exist, or root,
 is a usage error (exit 2) before anything moves.)md";
 
+constexpr std::string_view kRom =
+    R"md(Reads the device's option ROM (expansion ROM): through VFIO's ROM region when the device is
+on vfio-pci, else through sysfs `rom` (enabled for the read and disabled again afterwards, as
+the kernel requires; both need root). Then it walks every image, as firmware does: the 0x55 0xAA
+signature, the PCI Data Structure ("PCIR") its header points to, the image length, the code type
+(x86 legacy BIOS, Open Firmware, PA-RISC, UEFI with its machine type such as x64 or AArch64), the
+vendor:device it is for (with the PCI 3.0 device list), and the last-image flag. It prints each
+image (offset, size, code type, vendor:device, checksum, last) and every problem.
+
+Only x86 images carry a checksum: their bytes over the Initialization Size (header byte 2, in
+512-byte units) add up to 0, or a legacy BIOS skips them. UEFI images have none (the UEFI
+specification defines no checksum for them; Secure Boot checks the driver's signature).
+
+A ROM is valid when every image walked is whole and well formed, each is for this device's
+vendor:device, the x86 checksums hold and an image has the last-image flag. Exit 0 when it is
+valid, 1 when it is not (the problems say why: a bad signature, a PCIR pointer outside the image,
+a length of 0 or past the data, a checksum mismatch, an image for another device, no last
+image); a device without a ROM BAR is a usage error (exit 2).
+
+`--output FILE` writes the ROM's images (the bytes up to the end of the last image: what sysfs
+gives, without the 0xff padding VFIO's region reads as far as the BAR's size) atomically to FILE,
+only when the ROM is valid, for QEMU's `-device vfio-pci,host=BDF,romfile=FILE`.
+
+`--json` prints `{"bdf", "vendor_id", "device_id", "source", "bar_size", "read_size", "size",
+"valid", "images": [{"offset", "size", "code_type", "code_type_name", "vendor_id",
+"device_id", "device_list", "class_code", "pcir_revision", "code_revision", "last", "checksum",
+"efi"}], "problems": [{"kind", "offset", "message"}], "output"}`; `checksum` is "ok", "mismatch"
+or "not-required", and `efi` (UEFI images only, else null) holds the header's "signature",
+"machine_type", "machine", "subsystem", "subsystem_name", "compression_type" and
+"image_offset".)md";
+
 constexpr std::array kCommands{
     CommandText{"doctor", kDoctor,
                 R"md(```
@@ -439,6 +490,12 @@ vfiokit launch 0000:01:00.0 --qemu --run-as libvirt-qemu -- -M q35 -accel kvm -c
     -drive file=win.qcow2,if=virtio -display none -vga none
 ```)md",
                 "vfiokit-bind(1), vfiokit-restore(1), qemu-system-x86_64(1)"},
+    CommandText{"rom", kRom,
+                R"md(```
+vfiokit rom 0000:01:00.0
+vfiokit rom 0000:01:00.0 --output gpu.rom
+```)md",
+                "vfiokit-check(1), vfiokit-launch(1), qemu-system-x86_64(1)"},
 };
 
 }  // namespace
@@ -453,7 +510,7 @@ const ManualText& manual_text() {
 }
 
 std::string_view option_value_name(std::string_view long_name) {
-  static constexpr std::array<std::pair<std::string_view, std::string_view>, 8> names{{
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 9> names{{
       {"--owner", "USER[:GROUP]"},
       {"--run-as", "USER[:GROUP]"},
       {"--payload", "NAME|PATH"},
@@ -462,6 +519,7 @@ std::string_view option_value_name(std::string_view long_name) {
       {"--stage", "NAME"},
       {"--expect-serial", "SERIAL"},
       {"--host-root", "DIR"},
+      {"--output", "FILE"},
   }};
   for (const auto& [name, value] : names) {
     if (name == long_name) return value;
