@@ -173,13 +173,13 @@ TEST_F(GpuLaunch, AHugepageBackedGuestBootsAndHoldsItsPagesWhileItRuns) {
   expect_devices_home(nvme_, edu_);
 }
 
-// Too few free hugepages: refused before anything is bound, naming the sysctl to set.
+// Too few free hugepages: refused (exit 3) before anything is bound, naming the pool to grow.
 TEST_F(GpuLaunch, TooFewHugepagesIsRefusedBeforeAnythingMoves) {
   write_attribute(kNrHugepages, "0");
   InnerGuestOptions options;
   options.launch_options = {"--hugepages", "2M"};
   const auto run = launch_inner_guest(nvme_, options);
-  EXPECT_NE(run.exit_status, 0) << run.output;
+  EXPECT_EQ(run.exit_status, 3) << run.output;
   EXPECT_NE(run.output.find("nr_hugepages"), std::string::npos) << run.output;
   EXPECT_EQ(run.output.find("inner-guest:"), std::string::npos) << run.output;
   EXPECT_EQ(driver_of(nvme_), "nvme");
