@@ -13,12 +13,14 @@ struct HostPaths {
   std::filesystem::path run = "/run";
   std::filesystem::path etc = "/etc";
   std::filesystem::path lib_modules = "/lib/modules";
+  std::filesystem::path var_lib = "/var/lib";  // state that outlives a boot (guests' UEFI vars)
+  std::filesystem::path share = "/usr/share";  // packages' data (the ovmf package's firmware)
 
   // The same layout below `root`: root/sys, root/proc, root/dev, root/run, root/etc,
-  // root/lib/modules.
+  // root/lib/modules, root/var/lib, root/usr/share.
   static HostPaths under(const std::filesystem::path& root) {
-    return {root / "sys", root / "proc", root / "dev",
-            root / "run", root / "etc",  root / "lib/modules"};
+    return {root / "sys", root / "proc",        root / "dev",     root / "run",
+            root / "etc", root / "lib/modules", root / "var/lib", root / "usr/share"};
   }
 };
 

@@ -44,7 +44,7 @@ install(FILES ${PROJECT_BINARY_DIR}/vfiokitConfig.cmake
 # vfiokit.pc: the static libraries in link order, libpci through Requires. Its prefix is found
 # from where the file lies, so an install with `cmake --install --prefix` elsewhere still works.
 list(JOIN pc_libs " " VFIOKIT_PC_LIBS)
-set(VFIOKIT_PC_REQUIRES libpci)
+set(VFIOKIT_PC_REQUIRES "libpci nlohmann_json")
 if(NOT VFIOKIT_STATIC_RUNTIME)
   string(APPEND VFIOKIT_PC_REQUIRES " spdlog fmt")
 endif()

@@ -4,6 +4,8 @@
 
 #include <linux/vfio.h>
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "tests/unit/fixtures.h"
 
@@ -32,12 +34,16 @@ DoctorFacts ready_host() {
   facts.vfio_container = {true, true, 0, VFIO_API_VERSION, 0};
   facts.kvm = {true, true, 0, 12, 0};
   facts.memlock = {RLIM_INFINITY, false};
+  facts.hugepages = {{std::uint64_t{2} << 20, 512, 512, 0, 0},
+                     {std::uint64_t{1} << 30, 0, 0, 0, 0}};
+  facts.ovmf.firmware = vmm::OvmfFirmware{"4M", "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                                          "/usr/share/OVMF/OVMF_VARS_4M.fd", 3653632, 540672};
   return facts;
 }
 
 TEST(Doctor, ReadyHostPassesEverything) {
   const auto checks = assess_doctor_facts(ready_host());
-  ASSERT_EQ(checks.size(), 6u);
+  ASSERT_EQ(checks.size(), 8u);
   for (const auto& check : checks) {
     EXPECT_EQ(check.status, CheckStatus::pass) << check.id << ": " << check.summary;
     EXPECT_TRUE(check.fix.empty()) << check.id;
@@ -180,6 +186,69 @@ TEST(Doctor, MemlockLimitWarnsUnlessCapIpcLock) {
   EXPECT_EQ(find_check(assess_doctor_facts(facts), "memlock").status, CheckStatus::pass);
 }
 
+TEST(Doctor, HugepagePoolsAreListedAndNoneReservedIsAWarningWithTheFix) {
+  DoctorFacts facts = ready_host();
+  facts.hugepages[0].free = 500;
+  facts.hugepages[0].reserved = 20;
+  auto check = find_check(assess_doctor_facts(facts), "hugepages");
+  EXPECT_EQ(check.status, CheckStatus::pass);
+  EXPECT_EQ(check.summary, "2M: 500 of 512 free (20 reserved), 1G: 0 of 0 free");
+  EXPECT_TRUE(check.fix.empty());
+
+  facts.hugepages[0] = {std::uint64_t{2} << 20, 0, 0, 0, 0};
+  check = find_check(assess_doctor_facts(facts), "hugepages");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_EQ(check.summary,
+            "2M: 0 of 0 free, 1G: 0 of 0 free: none reserved for launch --qemu --hugepages");
+  EXPECT_NE(check.fix.find("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
+            std::string::npos);
+  EXPECT_NE(check.fix.find("hugepagesz=1G hugepages=N"), std::string::npos);
+  EXPECT_TRUE(all_passed(assess_doctor_facts(facts)));
+
+  facts.hugepages.clear();
+  check = find_check(assess_doctor_facts(facts), "hugepages");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_NE(check.fix.find("CONFIG_HUGETLBFS"), std::string::npos);
+  facts.hugepages_error = "read: free_hugepages";
+  EXPECT_NE(find_check(assess_doctor_facts(facts), "hugepages").summary.find("cannot be read"),
+            std::string::npos);
+}
+
+TEST(Doctor, OvmfFoundMissingOrDamaged) {
+  DoctorFacts facts = ready_host();
+  auto check = find_check(assess_doctor_facts(facts), "ovmf");
+  EXPECT_EQ(check.status, CheckStatus::pass);
+  EXPECT_EQ(check.summary, "OVMF 4M: /usr/share/OVMF/OVMF_CODE_4M.fd + OVMF_VARS_4M.fd");
+
+  facts.ovmf = {};
+  check = find_check(assess_doctor_facts(facts), "ovmf");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_EQ(check.summary, "not installed: needed only for launch --qemu --firmware uefi");
+  EXPECT_EQ(check.fix, "apt-get install ovmf");
+  EXPECT_TRUE(all_passed(assess_doctor_facts(facts)));
+
+  facts.ovmf.problems = {"OVMF_CODE_4M.fd is there but OVMF_VARS_4M.fd is missing"};
+  check = find_check(assess_doctor_facts(facts), "ovmf");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_NE(check.summary.find("OVMF_VARS_4M.fd is missing"), std::string::npos);
+  EXPECT_EQ(check.fix, "apt-get install --reinstall ovmf");
+}
+
+TEST(Doctor, GathersHugepagesAndOvmfFromAHostTree) {
+  const test::FixtureCopy host(test::fixture("hosts/vtd-ready"));
+  const std::filesystem::path ovmf = host.root() / "usr/share/OVMF";
+  std::filesystem::create_directories(ovmf);
+  for (const auto& [name, size] : {std::pair<const char*, std::uintmax_t>{"OVMF_CODE.fd", 1966080},
+                                   {"OVMF_VARS.fd", 131072}}) {
+    std::ofstream(ovmf / name).close();
+    std::filesystem::resize_file(ovmf / name, size);
+  }
+  const auto checks = assess_doctor_facts(gather_doctor_facts(host.paths()));
+  const auto ovmf_check = find_check(checks, "ovmf");
+  EXPECT_EQ(ovmf_check.status, CheckStatus::pass);
+  EXPECT_EQ(ovmf_check.summary, "OVMF 2M: " + (ovmf / "OVMF_CODE.fd").string() + " + OVMF_VARS.fd");
+}
+
 TEST(Doctor, GathersFactsFromAFixtureTree) {
   const DoctorFacts facts = gather_doctor_facts(test::fixture_host("vtd-ready"));
   EXPECT_EQ(facts.kernel_release, "6.12.0-test");
@@ -191,6 +260,12 @@ TEST(Doctor, GathersFactsFromAFixtureTree) {
   EXPECT_EQ(find_check(checks, "iommu").status, CheckStatus::pass);
   EXPECT_EQ(find_check(checks, "interrupt-remapping").status, CheckStatus::pass);
   EXPECT_EQ(find_check(checks, "vfio-container").status, CheckStatus::fail);
+  ASSERT_EQ(facts.hugepages.size(), 2u);
+  EXPECT_EQ(find_check(checks, "hugepages").summary,
+            "2M: 500 of 512 free (20 reserved), 1G: 0 of 0 free");
+  EXPECT_EQ(find_check(checks, "hugepages").status, CheckStatus::pass);
+  EXPECT_FALSE(facts.ovmf.firmware);
+  EXPECT_EQ(find_check(checks, "ovmf").fix, "apt-get install ovmf");
 }
 
 TEST(Doctor, GathersADisabledIommuHost) {

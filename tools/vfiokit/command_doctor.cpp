@@ -10,7 +10,8 @@ Command add_doctor_command(CLI::App& app, GlobalOptions& options) {
   CLI::App* sub = app.add_subcommand(
       "doctor",
       "Check this host for passthrough readiness: IOMMU, interrupt remapping, VFIO "
-      "modules, /dev/vfio/vfio, /dev/kvm, memlock. Exit 0 if nothing fails, 1 otherwise");
+      "modules, /dev/vfio/vfio, /dev/kvm, memlock; for guests, hugepages and OVMF. Exit 0 if "
+      "nothing fails, 1 otherwise");
   sub->add_flag("--json", options.json, "Print the checks as JSON");
   return {sub, [&options] {
             const DoctorFacts facts = gather_doctor_facts(options.paths());

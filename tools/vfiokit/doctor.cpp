@@ -223,6 +223,72 @@ CheckResult assess_memlock(const MemlockFact& memlock) {
   return check;
 }
 
+std::string pool_summary(const vmm::HugepagePool& pool) {
+  std::string text = vmm::format_hugepage_size(pool.page_bytes) + ": " + std::to_string(pool.free) +
+                     " of " + std::to_string(pool.total) + " free";
+  if (pool.reserved != 0) text += " (" + std::to_string(pool.reserved) + " reserved)";
+  return text;
+}
+
+// Hugepages matter only for launch --qemu --hugepages, so nothing here fails.
+CheckResult assess_hugepages(const DoctorFacts& facts) {
+  CheckResult check{"hugepages", CheckStatus::warn, {}, {}};
+  if (!facts.hugepages_error.empty()) {
+    check.summary = "the hugepage pools cannot be read: " + facts.hugepages_error;
+    check.fix = "check /sys/kernel/mm/hugepages (only launch --qemu --hugepages needs it)";
+    return check;
+  }
+  if (facts.hugepages.empty()) {
+    check.summary = "this kernel has no hugepages (no /sys/kernel/mm/hugepages)";
+    check.fix =
+        "only launch --qemu --hugepages needs them: use a kernel built with CONFIG_HUGETLBFS "
+        "(Debian's are)";
+    return check;
+  }
+  std::vector<std::string> pools;
+  std::uint64_t reserved_pages = 0;
+  for (const auto& pool : facts.hugepages) {
+    pools.push_back(pool_summary(pool));
+    reserved_pages += pool.total;
+  }
+  check.summary = join(pools, ", ");
+  if (reserved_pages != 0) {
+    check.status = CheckStatus::pass;
+    return check;
+  }
+  check.summary += ": none reserved for launch --qemu --hugepages";
+  check.fix =
+      "reserve the guest's RAM in 2M pages: echo N > "
+      "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages (N = RAM / 2 MiB; "
+      "vm.nr_hugepages=N in /etc/sysctl.d/ keeps it across reboots); for 1G pages add "
+      "hugepagesz=1G hugepages=N to the kernel command line";
+  return check;
+}
+
+// UEFI matters only for launch --qemu --firmware uefi, so nothing here fails.
+CheckResult assess_ovmf(const vmm::OvmfLookup& ovmf) {
+  CheckResult check{"ovmf", CheckStatus::pass, {}, {}};
+  if (ovmf.firmware) {
+    check.summary = "OVMF " + ovmf.firmware->layout + ": " + ovmf.firmware->code.string() + " + " +
+                    ovmf.firmware->vars_template.filename().string();
+    if (!ovmf.problems.empty()) {
+      check.status = CheckStatus::warn;
+      check.summary += "; but " + join(ovmf.problems, "; ");
+      check.fix = "apt-get install --reinstall ovmf";
+    }
+    return check;
+  }
+  check.status = CheckStatus::warn;
+  if (ovmf.problems.empty()) {
+    check.summary = "not installed: needed only for launch --qemu --firmware uefi";
+    check.fix = "apt-get install ovmf";
+  } else {
+    check.summary = "no usable OVMF pair: " + join(ovmf.problems, "; ");
+    check.fix = "apt-get install --reinstall ovmf";
+  }
+  return check;
+}
+
 }  // namespace
 
 DoctorFacts gather_doctor_facts(const HostPaths& paths) {
@@ -248,13 +314,24 @@ DoctorFacts gather_doctor_facts(const HostPaths& paths) {
   facts.memlock.soft = limit.rlim_cur;
   facts.memlock.cap_ipc_lock =
       has_capability(read_file_if_exists(paths.proc / "self/status").value_or(""), kCapIpcLock);
+  try {
+    facts.hugepages = vmm::read_hugepage_pools(paths);
+  } catch (const Error& e) {
+    facts.hugepages_error = e.what();
+  }
+  try {
+    facts.ovmf = vmm::find_ovmf(paths);
+  } catch (const Error& e) {
+    facts.ovmf.problems.emplace_back(e.what());
+  }
   return facts;
 }
 
 std::vector<CheckResult> assess_doctor_facts(const DoctorFacts& facts) {
   return {assess_iommu(facts.iommu), assess_interrupt_remapping(facts.iommu),
           assess_modules(facts),     assess_vfio_container(facts),
-          assess_kvm(facts),         assess_memlock(facts.memlock)};
+          assess_kvm(facts),         assess_memlock(facts.memlock),
+          assess_hugepages(facts),   assess_ovmf(facts.ovmf)};
 }
 
 }  // namespace vfiokit::cli

@@ -17,6 +17,8 @@
 #include "vfiokit/base/kmod.h"
 #include "vfiokit/iommu/host_iommu.h"
 #include "vfiokit/kvm/system.h"
+#include "vfiokit/vmm/firmware.h"
+#include "vfiokit/vmm/hugepages.h"
 
 namespace vfiokit::cli {
 
@@ -39,6 +41,9 @@ struct DoctorFacts {
   kvm::KvmHostFacts kvm_host;       // for diagnosing a failure
   int kvm_create_vm_errno = 0;      // KVM_CREATE_VM's error, when /dev/kvm opened fine
   MemlockFact memlock;
+  std::vector<vmm::HugepagePool> hugepages;  // for launch --qemu --hugepages
+  std::string hugepages_error;               // why the pools could not be read, if so
+  vmm::OvmfLookup ovmf;                      // for launch --qemu --firmware uefi
 };
 
 // Reads everything below `paths`; the memlock facts are always this process's own.

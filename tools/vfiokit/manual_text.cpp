@@ -105,6 +105,8 @@ do. Exit 0 if no check fails (warnings allowed), 1 otherwise.
 | vfio-container | /dev/vfio/vfio is a character device that opens and answers API version 0 | fail; the fix follows the vfio module's state (`modprobe vfio` only when it can be loaded) |
 | kvm | /dev/kvm opens, answers API version 12, and a VM can be created | warn (only guest launch needs it), diagnosed: no vmx/svm flag, no module, permissions and the kvm group, a seccomp filter, a cgroup device policy, another hypervisor holding VT-x/AMD-V |
 | memlock | CAP_IPC_LOCK, or RLIMIT_MEMLOCK unlimited or at least 1 GiB | warn: every DMA-mapped page is pinned and counted |
+| hugepages | a hugepage pool has pages reserved (each size's free and total are listed) | warn (only `launch --qemu --hugepages` needs them), with the sysfs file or sysctl for 2M pages and the boot options for 1G |
+| ovmf | the ovmf package's OVMF_CODE_4M.fd + OVMF_VARS_4M.fd (or the 2M pair OVMF_CODE.fd + OVMF_VARS.fd) are there and match | warn: not installed, needed only for `launch --qemu --firmware uefi` (`apt-get install ovmf`); a damaged pair: `apt-get install --reinstall ovmf` |
 
 `--json` prints `{"ready": bool, "kernel": "...", "checks": [{"id", "status", "summary", "fix"}]}`;
 a check's `fix` is null when there is nothing to do.)md";
