@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,6 +71,47 @@ std::string driver_of(const std::string& bdf);
 // retry can never hide a failure silently.
 void record_rig_retry(const std::string& what);
 const std::vector<std::string>& rig_retries();
+
+// What KVM is doing for the running QEMU's VM, summed over its vCPUs (debugfs:
+// /sys/kernel/debug/kvm/PID-FD/), to tell an inner guest the rig's nested KVM stalled from one
+// that is merely slow.
+struct QemuKvmStats {
+  bool known = false;
+  std::uint64_t exits = 0;
+  std::uint64_t injections = 0;  // irq_injections
+};
+QemuKvmStats qemu_kvm_stats();
+
+// The inner Linux guest that tools/rig/run --with-qemu carries (/opt/vfiokit/guest), booted by
+// `vfiokit launch BDF --qemu LAUNCH-OPTIONS -- ...` with QEMU's own irqchip and no KVM
+// paravirtual features (the rig's nested KVM stalls the in-kernel LAPIC: docs/hil.md, Limits).
+struct InnerGuestOptions {
+  std::vector<std::string> launch_options;  // vfiokit's, between the BDF and `--`
+  std::vector<std::string> qemu_arguments;  // appended to the guest's QEMU arguments
+  // A BIOS boot takes about 15 s on an idle machine, 25-50 s beside other work.
+  std::chrono::seconds boot_limit{90};
+  std::function<void()> while_running;  // called about every 200 ms until launch ends
+};
+// A boot that has not finished within boot_limit is looked at before it is stopped (SIGTERM,
+// which vfiokit passes on to QEMU before it restores the devices): only the rig's known stall
+// (KVM exits still rising, interrupt injections frozen) earns another try, up to three in all,
+// each recorded; anything else returns with what was seen appended to the output.
+CommandResult launch_inner_guest(const std::string& bdf, const InnerGuestOptions& options = {});
+
+// The rig's nvme back on its driver with its disk, edu driverless as it started, no
+// driver_override left, nothing in vfiokit's journal.
+void expect_devices_home(const std::string& nvme, const std::string& edu);
+
+// The first line of /proc/PID/FILE that starts with `key` for the one QEMU running (e.g.
+// "status", "SigCgt:"); empty while there is none.
+std::string qemu_proc_line(const std::string& file, const std::string& key);
+// The pid of the running qemu-system-x86_64, if one runs.
+std::optional<pid_t> qemu_pid();
+// Waits until the running QEMU has a handler for `signal` (bit signal-1 of SigCgt in
+// /proc/PID/status), up to `limit`: only then does SIGTERM mean "shut down cleanly".
+bool wait_until_qemu_catches(int signal, std::chrono::seconds limit);
+// Polls until the file at `path` contains `text`; false after `timeout_ms`.
+bool wait_for_text(const std::string& path, const std::string& text, int timeout_ms);
 
 // This process's locked (pinned) memory in KiB, VmLck of /proc/self/status: DMA mappings pin.
 std::uint64_t locked_memory_kib();
