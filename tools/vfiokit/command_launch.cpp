@@ -335,13 +335,22 @@ vmm::PinningReport pin_guest(const HostPaths& paths, ChildProcess& qemu,
   return report;
 }
 
+void print_pinning(std::ostream& out, const vmm::PinningReport& pinning) {
+  for (const auto& thread : pinning.threads) {
+    out << "pinned: " << thread.role << " (thread " << thread.thread_id << ") on CPUs "
+        << vmm::format_cpu_list(thread.actual)
+        << (thread.matches() ? ", verified" : ", NOT as asked") << '\n';
+  }
+  out << std::flush;
+}
+
 // Runs QEMU as a child that dies with vfiokit (a QEMU left running would keep the group open,
 // and `vfiokit restore` would have to wait for it), passing SIGINT/SIGTERM/SIGHUP on. With
 // pinning, its threads are pinned before the guest runs; a pinning that fails stops QEMU
 // (SIGTERM) and is thrown after it exited. Its exit status, or 128 + the signal that ended it.
 int run_qemu(const HostPaths& paths, const vmm::QemuCommand& command,
              std::optional<std::uint64_t> memlock_limit, const GuestResources& resources,
-             std::optional<vmm::PinningReport>& pinning) {
+             std::optional<vmm::PinningReport>& pinning, std::ostream* progress) {
   ChildOptions child_options;
   child_options.parent_death_signal = SIGTERM;
   child_options.input = ChildInput::inherit;  // -nographic's serial console and monitor
@@ -353,6 +362,7 @@ int run_qemu(const HostPaths& paths, const vmm::QemuCommand& command,
   if (!resources.pin.empty() && !SignalGuard::received()) {
     try {
       pinning = pin_guest(paths, qemu, command, resources);
+      if (progress) print_pinning(*progress, *pinning);
     } catch (const Error&) {
       qemu.kill(SIGTERM);
       qemu.wait();
@@ -375,14 +385,6 @@ Json pinning_json(const std::optional<vmm::PinningReport>& pinning) {
                        {"actual", vmm::format_cpu_list(thread.actual)}});
   }
   return {{"verified", pinning->all_match}, {"threads", threads}};
-}
-
-void print_pinning(std::ostream& out, const vmm::PinningReport& pinning) {
-  for (const auto& thread : pinning.threads) {
-    out << "pinned: " << thread.role << " (thread " << thread.thread_id << ") on CPUs "
-        << vmm::format_cpu_list(thread.actual)
-        << (thread.matches() ? ", verified" : ", NOT as asked") << '\n';
-  }
 }
 
 // Before anything moves: a QEMU that cannot start would only bind and restore for nothing.
@@ -517,9 +519,8 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
     // Given back before the session restores the drivers (which removes the nodes).
     const auto leases = inputs.run_as ? lend_group_nodes(paths, session, *inputs.run_as)
                                       : std::vector<iommu::GroupNodeLease>{};
-    status = run_qemu(paths, command, memlock, inputs.resources, pinning);
+    status = run_qemu(paths, command, memlock, inputs.resources, pinning, progress);
   }
-  if (progress && pinning) print_pinning(*progress, *pinning);
   session.restore();
   const int forwarded = SignalGuard::received();
   if (options.json) {
