@@ -1,13 +1,14 @@
 // Runs inside the rig (tools/rig/run --with-qemu): how long from starting vfiokit until a guest
-// shows its first sign of life, three ways, interleaved in one run, all timed from the fork()
+// shows its first sign of life, four ways, interleaved in one run, all timed from the fork()
 // that starts them (CLOCK_MONOTONIC):
 //   payload    `vfiokit launch BDF --payload faulty --json`: the built-in VMM; its JSON says when
 //              the guest ran its first instruction
 //   qemu       `vfiokit launch BDF --qemu -- ...`: the rig's inner Linux guest (tools/rig/
 //              guest-init), until its first `inner-guest:` console line
-//   hugepages  the same with guest RAM from preallocated 2 MiB hugepages (`--hugepages 2M` where
-//              the CLI has it, else QEMU's memory-backend-memfd arguments): what prefaulting 256
-//              MiB costs at start
+//   hugepages  the same with guest RAM from preallocated 2 MiB hugepages (`--hugepages 2M`):
+//              what prefaulting 256 MiB costs at start
+//   pinned     the same with `--cpus 1 --pin 1`: QEMU paused, its vCPU found and pinned over
+//              QMP, read back, then `cont`
 // Prints medians over N rounds and their ratios: emulated time, so only ratios mean anything.
 //   guest_boot_bench VENDOR:DEVICE [N]
 #include <time.h>
@@ -118,38 +119,31 @@ int main(int argc, char** argv) {
     const int rounds = argc > 2 ? std::atoi(argv[2]) : 3;
     // 256 MiB of 2 MiB pages and a margin, reserved at run time (the rig has 2 GiB).
     write_attribute("/proc/sys/vm/nr_hugepages", "160");
-    const bool cli_hugepages =
-        run_command({"vfiokit", "launch", "--help"}).output.find("--hugepages") !=
-        std::string::npos;
-    const std::vector<std::string> hugepage_options =
-        cli_hugepages ? std::vector<std::string>{"--hugepages", "2M"} : std::vector<std::string>{};
-    const std::vector<std::string> hugepage_arguments =
-        cli_hugepages ? std::vector<std::string>{}
-                      : std::vector<std::string>{
-                            "-object",
-                            "memory-backend-memfd,id=ram,size=256M,hugetlb=on,hugetlbsize=2M,"
-                            "prealloc=on",
-                            "-machine", "memory-backend=ram"};
-    std::vector<double> payload, qemu, hugepages;
+    // --pin over QMP: QEMU starts paused, vfiokit pins and reads back, then lets it run.
+    const std::vector<std::string> pin_options{"--cpus", "1", "--pin", "1"};
+    std::vector<double> payload, qemu, hugepages, pinned;
     for (int round = 0; round < rounds; ++round) {
       payload.push_back(payload_round(bdf));
       qemu.push_back(qemu_round(bdf, {}, {}));
-      hugepages.push_back(qemu_round(bdf, hugepage_options, hugepage_arguments));
-      std::fprintf(stderr, "round %d/%d: payload %.1f ms, qemu %.1f ms, qemu+hugepages %.1f ms\n",
-                   round + 1, rounds, payload.back(), qemu.back(), hugepages.back());
+      hugepages.push_back(qemu_round(bdf, {"--hugepages", "2M"}, {}));
+      pinned.push_back(qemu_round(bdf, pin_options, {}));
+      std::fprintf(stderr,
+                   "round %d/%d: payload %.1f ms, qemu %.1f ms, qemu+hugepages %.1f ms, "
+                   "qemu+pin %.1f ms\n",
+                   round + 1, rounds, payload.back(), qemu.back(), hugepages.back(), pinned.back());
     }
     write_attribute("/proc/sys/vm/nr_hugepages", "0");
-    const double p = median(payload), q = median(qemu), h = median(hugepages);
+    const double p = median(payload), q = median(qemu), h = median(hugepages), n = median(pinned);
     std::printf("device %s, %d rounds, medians in emulated ms (compare ratios only)\n", bdf.c_str(),
                 rounds);
     std::printf("%-46s %12s\n", "from fork() to", "first sign");
     std::printf("%-46s %12.1f\n", "launch --payload (first instruction)", p);
     std::printf("%-46s %12.1f\n", "launch --qemu (inner guest's first line)", q);
-    std::printf("%-46s %12.1f\n",
-                cli_hugepages ? "launch --qemu --hugepages 2M" : "launch --qemu, hugepage memfd",
-                h);
+    std::printf("%-46s %12.1f\n", "launch --qemu --hugepages 2M", h);
+    std::printf("%-46s %12.1f\n", "launch --qemu --cpus 1 --pin 1", n);
     std::printf("ratio qemu / payload: %.1f\n", q / p);
     std::printf("ratio qemu with hugepages / without: %.2f\n", h / q);
+    std::printf("ratio qemu pinned over QMP / not: %.2f\n", n / q);
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "guest_boot_bench: %s\n", e.what());

@@ -17,8 +17,8 @@
 #include "vfiokit/bind/journal.h"
 #include "vfiokit/bind/usage.h"
 #include "vfiokit/pci/device.h"
-#include "vfiokit/pci/rom.h"
 #include "vfiokit/pci/reset.h"
+#include "vfiokit/pci/rom.h"
 
 namespace vfiokit::bind {
 
