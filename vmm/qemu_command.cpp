@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -38,15 +39,16 @@ std::string qemu_size(std::uint64_t bytes) {
   return std::to_string(bytes);
 }
 
+// QEMU's boolean properties (qapi_bool_parse): on, yes, true, y turn them on.
 bool is_on(std::string_view value) {
-  return value == "on" || value == "true" || value == "yes" || value == "1";
+  return value == "on" || value == "true" || value == "yes" || value == "y";
 }
 
 // What vfiokit itself decides for a function: its identity and its place in the guest.
 constexpr std::string_view kReservedKeys[] = {"host", "sysfsdev", "driver",
                                               "bus",  "addr",     "multifunction"};
 
-void check_device_options(const PassthroughDevice& device) {
+void check_device_options(const QemuDevice& device) {
   const std::string bdf = device.host.to_string();
   std::vector<std::string> keys;
   for (const auto& option : device.options) {
@@ -83,7 +85,7 @@ void check_device_options(const PassthroughDevice& device) {
 }
 
 struct Slot {
-  std::vector<const PassthroughDevice*> functions;  // in function order
+  std::vector<const QemuDevice*> functions;  // in function order
 };
 
 std::set<unsigned> user_root_port_chassis(const std::vector<std::string>& arguments) {
@@ -91,8 +93,12 @@ std::set<unsigned> user_root_port_chassis(const std::vector<std::string>& argume
   for (const auto value : option_values(arguments, "-device")) {
     const auto items = split_qemu_options(value);
     if (const auto chassis = qemu_option(items, "chassis")) {
-      unsigned number = 0;
-      if (std::sscanf(chassis->c_str(), "%u", &number) == 1) used.insert(number);
+      // QEMU reads integers in any base C does: chassis=0x2 is 2.
+      char* end = nullptr;
+      const unsigned long number = std::strtoul(chassis->c_str(), &end, 0);
+      if (end != chassis->c_str() && *end == '\0' && number <= 255) {
+        used.insert(static_cast<unsigned>(number));
+      }
     }
   }
   return used;
@@ -109,7 +115,7 @@ std::vector<unsigned> guest_functions(const Slot& slot) {
   return numbers;
 }
 
-std::string device_argument(const PassthroughDevice& device, const std::string& placement) {
+std::string device_argument(const QemuDevice& device, const std::string& placement) {
   std::string argument = "vfio-pci,host=" + device.host.to_string() + placement;
   for (const auto& option : device.options) {
     const std::size_t eq = option.find('=');
@@ -142,7 +148,7 @@ void add_devices(QemuCommand& out, const QemuLaunch& launch,
   }
   for (const auto& user : user_devices) {
     const bool bound = std::any_of(launch.devices.begin(), launch.devices.end(),
-                                   [&](const PassthroughDevice& d) { return d.host == user.host; });
+                                   [&](const QemuDevice& d) { return d.host == user.host; });
     if (!bound) {
       throw launch_usage("QEMU's arguments pass " + user.host.to_string() +
                          " through, but it is not in the IOMMU group vfiokit binds for this "
@@ -167,9 +173,8 @@ void add_devices(QemuCommand& out, const QemuLaunch& launch,
   unsigned port = 0;
   unsigned guest_slot = kFirstGuestSlot;
   for (auto& [host_slot, slot] : slots) {
-    std::sort(
-        slot.functions.begin(), slot.functions.end(),
-        [](const PassthroughDevice* a, const PassthroughDevice* b) { return a->host < b->host; });
+    std::sort(slot.functions.begin(), slot.functions.end(),
+              [](const QemuDevice* a, const QemuDevice* b) { return a->host < b->host; });
     const std::vector<unsigned> functions = guest_functions(slot);
     const bool several = slot.functions.size() > 1;
     if (root_ports) {
@@ -221,10 +226,14 @@ void add_devices(QemuCommand& out, const QemuLaunch& launch,
 void add_memory(QemuCommand& out, const QemuLaunch& launch, const GuestMachine& machine) {
   if (!launch.hugepage_size) return;
   const auto& arguments = launch.user_arguments;
-  if (machine.has_memory_backend || !option_values(arguments, "-mem-path").empty()) {
+  bool numa_memory = false;
+  for (const auto value : option_values(arguments, "-numa")) {
+    if (qemu_option(split_qemu_options(value), "memdev")) numa_memory = true;
+  }
+  if (machine.has_memory_backend || numa_memory || !option_values(arguments, "-mem-path").empty()) {
     throw launch_usage(
         "--hugepages, and QEMU's arguments back the guest's RAM themselves "
-        "(-machine memory-backend= or -mem-path)")
+        "(-machine memory-backend=, -numa memdev= or -mem-path)")
         .hint("drop one of them");
   }
   const auto size = initial_memory_bytes(arguments);
@@ -247,10 +256,16 @@ void add_firmware(QemuCommand& out, const QemuLaunch& launch) {
   for (const auto value : option_values(arguments, "-drive")) {
     if (qemu_option(split_qemu_options(value), "if") == "pflash") pflash = true;
   }
+  for (const auto* name : {"-machine", "-M"}) {
+    for (const auto value : option_values(arguments, name)) {
+      const auto items = split_qemu_options(value);
+      if (qemu_option(items, "pflash0") || qemu_option(items, "pflash1")) pflash = true;
+    }
+  }
   if (pflash || !option_values(arguments, "-bios").empty()) {
     throw launch_usage(
         "--firmware uefi, and QEMU's arguments give firmware themselves "
-        "(-bios or a pflash drive)")
+        "(-bios, a pflash drive or -machine pflash0=)")
         .hint("drop one of them");
   }
   out.arguments.insert(
@@ -301,11 +316,13 @@ QemuCommand build_qemu_command(const QemuLaunch& launch) {
   return out;
 }
 
-void check_device_option_files(const std::vector<PassthroughDevice>& devices) {
+void check_device_option_files(const std::vector<QemuDevice>& devices) {
   for (const auto& device : devices) {
     for (const auto& option : device.options) {
       if (!option.starts_with("romfile=") || option.size() == 8) continue;  // empty: no ROM
       const std::string path = option.substr(8);
+      // A bare name is looked up in QEMU's own data folders (efi-e1000e.rom): QEMU checks it.
+      if (path.find('/') == std::string::npos) continue;
       std::optional<Error> error;
       if (::access(path.c_str(), R_OK) != 0) {
         error = Error::from_last_errno("launch");

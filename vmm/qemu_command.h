@@ -36,7 +36,7 @@ std::uint64_t run_as_memlock_limit(std::uint64_t guest_memory) noexcept;
 
 // A function vfiokit passes through, and the options (--device-opt KEY=VALUE, in order) for its
 // -device vfio-pci.
-struct PassthroughDevice {
+struct QemuDevice {
   pci::Bdf host;
   std::uint32_t class_code = 0;  // class, subclass, prog-if: x-vga needs a VGA controller
   std::vector<std::string> options;
@@ -53,7 +53,7 @@ struct QemuLaunch {
   std::string binary = "qemu-system-x86_64";
   std::vector<std::string> user_arguments;  // after `--`
   // Every endpoint bound for the guest, including those the user wrote a -device for.
-  std::vector<PassthroughDevice> devices;
+  std::vector<QemuDevice> devices;
   // No pcie-root-ports on q35: devices on the root bus, as on i440fx.
   bool flat = false;
   std::optional<RunAs> run_as;
@@ -91,9 +91,10 @@ struct QemuCommand {
 // UEFI, -mem-path with hugepages, options for a device the user wrote, ...) are usage Errors.
 QemuCommand build_qemu_command(const QemuLaunch& launch);
 
-// The checks of --device-opt that look at the host: romfile= must name a file vfiokit can read
-// (QEMU reads it before it drops root). Throws a usage Error naming the file.
-void check_device_option_files(const std::vector<PassthroughDevice>& devices);
+// The checks of --device-opt that look at the host: romfile= with a path must name a file
+// vfiokit can read (QEMU reads it before it drops root); a bare name is left to QEMU, which
+// looks in its own data folders. Throws a usage Error naming the file.
+void check_device_option_files(const std::vector<QemuDevice>& devices);
 
 // "BDF:KEY=VALUE[,KEY=VALUE...]" (--device-opt) split into the device (text up to the last ':'
 // before the first '=', so "0000:01:00.0:romfile=/a:b" works) and its KEY=VALUE items (QEMU's

@@ -89,7 +89,9 @@ void QmpClient::handshake(Clock::time_point deadline) {
     throw qmp_error("greeting", "the peer did not greet as QMP does: " + excerpt(greeting.dump()));
   }
   greeting_ = std::move(greeting);
-  execute("qmp_capabilities");
+  // In-band: QEMU answers once its main loop runs, after it has preallocated and DMA-mapped all
+  // guest RAM, which takes long for a large guest. So the caller's deadline, not reply_timeout_.
+  execute_until("qmp_capabilities", Json::object(), deadline);
 }
 
 void QmpClient::send(std::string_view command, const std::string& text) {
@@ -163,13 +165,18 @@ Json QmpClient::read_reply(std::string_view command, Clock::time_point deadline)
 }
 
 Json QmpClient::execute(std::string_view command, const Json& arguments) {
+  return execute_until(command, arguments, Clock::now() + reply_timeout_);
+}
+
+Json QmpClient::execute_until(std::string_view command, const Json& arguments,
+                              Clock::time_point deadline) {
   const std::uint64_t id = next_id_++;
   Json request = {{"execute", std::string(command)}, {"id", id}};
   if (!arguments.is_null() && !(arguments.is_object() && arguments.empty())) {
     request["arguments"] = arguments;
   }
   send(command, request.dump() + "\n");
-  Json reply = read_reply(command, Clock::now() + reply_timeout_);
+  Json reply = read_reply(command, deadline);
   if (const auto it = reply.find("id"); it == reply.end() || *it != id) {
     throw qmp_error(command, "a reply that does not answer this command: " + excerpt(reply.dump()));
   }

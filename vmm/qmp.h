@@ -31,8 +31,9 @@ class QmpClient {
 
   // Connects to `socket`, retrying while it does not exist or refuses (QEMU makes it a moment
   // after it starts) until `deadline`, or until `still_starting` (when given) says QEMU has
-  // exited; then reads the greeting and sends qmp_capabilities. Throws Error (operation "qmp
-  // connect") naming the socket.
+  // exited; then reads the greeting and sends qmp_capabilities, whose answer may also take until
+  // `deadline` (QEMU answers in-band commands only once guest RAM is allocated and mapped). Throws
+  // Error (operation "qmp connect") naming the socket.
   static QmpClient connect(const std::filesystem::path& socket, Clock::time_point deadline,
                            const std::function<bool()>& still_starting = {});
   // The same over a socket that is already connected (a socketpair in tests).
@@ -60,6 +61,8 @@ class QmpClient {
  private:
   explicit QmpClient(UniqueFd socket) : socket_(std::move(socket)) {}
   void handshake(Clock::time_point deadline);
+  nlohmann::json execute_until(std::string_view command, const nlohmann::json& arguments,
+                               Clock::time_point deadline);
   // The next message that is not an event.
   nlohmann::json read_reply(std::string_view command, Clock::time_point deadline);
   nlohmann::json read_message(std::string_view command, Clock::time_point deadline);

@@ -273,6 +273,10 @@ TEST_F(GpuLaunch, PinnedVcpuThreadsRunOnTheirCpusAndTheLaunchSaysSo) {
   launch.kill(SIGTERM);
   EXPECT_EQ(launch.wait().value(), 0) << read_file(log);
   EXPECT_NE(read_file(log).find(" -smp 2 "), std::string::npos) << read_file(log);
+  // The run's private folder (QMP socket) is gone with QEMU.
+  for (const auto& entry : list_dir("/run/vfiokit")) {
+    EXPECT_FALSE(entry.starts_with("launch-")) << "left behind: /run/vfiokit/" << entry;
+  }
   expect_devices_home(nvme_, edu_);
 }
 

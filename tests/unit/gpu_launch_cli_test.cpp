@@ -129,7 +129,12 @@ TEST_F(GpuLaunchCli, HugepagesAreCheckedBeforeAnythingMoves) {
 
 TEST_F(GpuLaunchCli, PinningNeedsOnlineCpusAndPausesQemuForIt) {
   write("sys/devices/system/cpu/online", "0-3\n");
-  EXPECT_EQ(launch({"--pin", "0-1"}).exit_status, 2);  // --pin needs --cpus
+  // Without --cpus or -smp QEMU gives one vCPU; with the user's own -smp, one CPU per vCPU.
+  EXPECT_EQ(launch({"--pin", "0-1"}).exit_status, 2);
+  EXPECT_EQ(launch({"--pin", "1"}).exit_status, 0);
+  EXPECT_EQ(launch({"--pin", "0-3"}, {"-M", "q35", "-m", "4G", "-smp", "4,cores=2,threads=2"})
+                .exit_status,
+            0);
   const auto offline = launch({"--cpus", "2", "--pin", "3-4"});
   EXPECT_EQ(offline.exit_status, 2);
   EXPECT_NE(offline.output.find('4'), std::string::npos) << offline.output;
@@ -140,8 +145,9 @@ TEST_F(GpuLaunchCli, PinningNeedsOnlineCpusAndPausesQemuForIt) {
   EXPECT_TRUE(has(command, "-S"));
   const auto qmp = std::find(command.begin(), command.end(), "-qmp");
   ASSERT_NE(qmp, command.end());
-  EXPECT_TRUE(qmp[1].starts_with("unix:" + (copy.root() / "run/vfiokit/qmp-").string())) << qmp[1];
-  EXPECT_TRUE(qmp[1].ends_with(".sock,server=on,wait=off")) << qmp[1];
+  // In a private folder of the run, made (mkdtemp, 0700) only when it runs.
+  EXPECT_EQ(qmp[1], "unix:" + (copy.root() / "run/vfiokit/launch-XXXXXX/qmp.sock").string() +
+                        ",server=on,wait=off");
 }
 
 }  // namespace

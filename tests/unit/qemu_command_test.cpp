@@ -23,12 +23,12 @@ constexpr std::uint32_t kVga = 0x030000;
 constexpr std::uint32_t kAudio = 0x040300;
 constexpr std::uint32_t kNvme = 0x010802;
 
-PassthroughDevice device(const char* bdf, std::uint32_t class_code = kNvme,
-                         std::vector<std::string> options = {}) {
+QemuDevice device(const char* bdf, std::uint32_t class_code = kNvme,
+                  std::vector<std::string> options = {}) {
   return {parse(bdf), class_code, std::move(options)};
 }
 
-QemuLaunch launch_of(Args arguments, std::vector<PassthroughDevice> devices) {
+QemuLaunch launch_of(Args arguments, std::vector<QemuDevice> devices) {
   QemuLaunch launch;
   launch.binary = "qemu";
   launch.user_arguments = std::move(arguments);
@@ -162,7 +162,7 @@ TEST(QemuCommand, OnI440fxTwoMultifunctionSlotsGetTwoGuestSlots) {
 }
 
 TEST(QemuCommand, MoreMultifunctionSlotsThanGuestSlotsIsAnError) {
-  std::vector<PassthroughDevice> devices;
+  std::vector<QemuDevice> devices;
   for (unsigned bus = 1; bus <= 17; ++bus) {
     for (unsigned function = 0; function < 2; ++function) {
       devices.push_back(
@@ -209,6 +209,11 @@ TEST(QemuCommand, RootPortsSkipTheChassisNumbersTheUserTook) {
                            {device("0000:05:00.0"), device("0000:06:00.0")}));
   EXPECT_EQ(command[6], "pcie-root-port,id=vfiokit-rp0,chassis=2,slot=0");
   EXPECT_EQ(command[10], "pcie-root-port,id=vfiokit-rp1,chassis=3,slot=0");
+  // Numbers as QEMU reads them: 0x2 is chassis 2.
+  const auto hex = command_of(launch_of({"-M", "q35", "-device", "pcie-root-port,id=a,chassis=0x1",
+                                         "-device", "pcie-root-port,id=b,chassis=0x2"},
+                                        {device("0000:05:00.0")}));
+  EXPECT_EQ(hex[8], "pcie-root-port,id=vfiokit-rp0,chassis=3,slot=0");
 }
 
 TEST(QemuCommand, ASlotWithoutFunctionZeroIsRenumberedFromZero) {
@@ -240,6 +245,9 @@ TEST(QemuCommand, DeviceOptionsAreCheckedAgainstTheDevice) {
   EXPECT_NE(with(kNvme, {"x-vga=on"}).find("not a VGA controller (class 0108)"), std::string::npos);
   EXPECT_EQ(with(kVga, {"x-vga=on"}), "");
   EXPECT_EQ(with(kNvme, {"x-vga=off"}), "");
+  // QEMU's booleans: y is on, 1 is no boolean at all (QEMU refuses it, not vfiokit).
+  EXPECT_NE(with(kNvme, {"x-vga=y"}).find("not a VGA controller"), std::string::npos);
+  EXPECT_EQ(with(kNvme, {"x-vga=1"}), "");
   EXPECT_EQ(with(0x030200, {"x-vga=off"}), "");  // a 3D controller without the legacy ranges
   EXPECT_NE(with(0x030200, {"x-vga=on"}).find("not a VGA controller (class 0302)"),
             std::string::npos);
@@ -294,8 +302,8 @@ TEST(QemuCommand, UefiIsAPflashPairWithTheGuestsOwnVariables) {
                   "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                   "-drive",
                   "if=pflash,format=raw,unit=1,file=/var/lib/vfiokit/guests/gpu/OVMF_VARS.fd"}));
-  for (const Args& mine :
-       {Args{"-bios", "/x.fd"}, Args{"-drive", "if=pflash,file=/x.fd"}, Args{"-pflash", "/x.fd"}}) {
+  for (const Args& mine : {Args{"-bios", "/x.fd"}, Args{"-drive", "if=pflash,file=/x.fd"},
+                           Args{"-pflash", "/x.fd"}, Args{"-M", "q35,pflash0=fw"}}) {
     launch.user_arguments = mine;
     EXPECT_NE(refusal(launch).find("give firmware themselves"), std::string::npos) << mine[0];
   }
@@ -316,6 +324,8 @@ TEST(QemuCommand, HugepagesBackTheGuestsRamWithAPreallocatedMemfd) {
   launch.user_arguments = {"-mem-path", "/dev/hugepages"};
   EXPECT_NE(refusal(launch).find("back the guest's RAM themselves"), std::string::npos);
   launch.user_arguments = {"-M", "q35,memory-backend=mine"};
+  EXPECT_NE(refusal(launch).find("back the guest's RAM themselves"), std::string::npos);
+  launch.user_arguments = {"-m", "1G", "-numa", "node,memdev=ram0"};
   EXPECT_NE(refusal(launch).find("back the guest's RAM themselves"), std::string::npos);
   launch.user_arguments = {"-m", "1.5G"};
   EXPECT_NE(refusal(launch).find("needs a guest RAM size"), std::string::npos);
@@ -374,6 +384,7 @@ TEST(DeviceOption, ARomfileMustBeAReadableFile) {
   EXPECT_EQ(with("romfile=" + (dir / "gpu.rom").string()), "");
   EXPECT_EQ(with("romfile="), "");  // no ROM at all
   EXPECT_EQ(with("rombar=0"), "");
+  EXPECT_EQ(with("romfile=efi-e1000e.rom"), "");  // QEMU finds a bare name in its data folders
   EXPECT_NE(with("romfile=" + (dir / "missing.rom").string()).find("missing.rom"),
             std::string::npos);
   EXPECT_NE(with("romfile=" + dir.string()).find("names a directory"), std::string::npos);

@@ -10,6 +10,8 @@
 #include <memory>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/commands.h"
@@ -263,57 +265,84 @@ GuestResources check_guest_resources(const HostPaths& paths, const LaunchArgs& a
     if (!args.emulator_pin.empty()) {
       resources.emulator_pin = vmm::parse_cpu_list(args.emulator_pin, "--emulator-pin");
     }
-    vmm::check_cpu_pinning(args.cpus, resources.pin, resources.emulator_pin,
-                           vmm::online_cpus(paths));
+    // The vCPU count: --cpus, else QEMU's default of one; with the user's own -smp (a topology
+    // such as sockets=1,cores=4,threads=2) one CPU per vCPU of --pin, checked against the vCPUs
+    // QEMU reports before anything is pinned.
+    unsigned vcpus = args.cpus;
+    if (vcpus == 0) {
+      vcpus = vmm::option_values(args.qemu_arguments, "-smp").empty()
+                  ? 1
+                  : static_cast<unsigned>(resources.pin.size());
+    }
+    vmm::check_cpu_pinning(vcpus, resources.pin, resources.emulator_pin, vmm::online_cpus(paths));
   }
   return resources;
 }
 
-// The guest's UEFI variable store: its own under --name, kept between runs; without a name a
-// copy for this run only, removed after it.
-class UefiVars {
+// What one QEMU run keeps on the host: a private folder in /run/vfiokit (mkdtemp: 0700, a name
+// nobody can predict, so neither another user, who could drive QEMU over the socket, nor a
+// second vfiokit in another PID namespace meets it) with the QMP socket and the OVMF variable
+// copy of a guest without --name. Removed with what is in it once QEMU is gone: QEMU, run as
+// --run-as's user, cannot unlink its socket in root's folder.
+class RunFolder {
  public:
-  // Where it is or will be; nothing is created (a dry run).
-  static std::filesystem::path planned_path(const HostPaths& paths, const LaunchArgs& args) {
-    if (!args.name.empty()) return paths.var_lib / "vfiokit/guests" / args.name / "OVMF_VARS.fd";
-    return paths.run / "vfiokit" / run_copy_name();
+  static constexpr std::string_view kQmpSocket = "qmp.sock";
+  static constexpr std::string_view kUefiVars = "OVMF_VARS.fd";
+
+  // What a dry run shows: the folder's name is made only when it is created.
+  static std::filesystem::path planned(const HostPaths& paths) {
+    return paths.run / "vfiokit" / "launch-XXXXXX";
   }
-  UefiVars(const HostPaths& paths, const LaunchArgs& args, const vmm::OvmfFirmware& firmware) {
-    if (!args.name.empty()) {
-      path_ = vmm::guest_vars(paths, args.name, firmware).path;
-      return;
+  explicit RunFolder(const HostPaths& paths) {
+    const StateDir parent = StateDir::create(paths.run / "vfiokit", 0755);
+    std::string name = (parent.path() / "launch-XXXXXX").string();
+    if (::mkdtemp(name.data()) == nullptr) {
+      throw Error::from_last_errno("launch", "cannot make the run's folder").with("path", name);
     }
-    run_dir_.emplace(StateDir::create(paths.run / "vfiokit", 0755));
-    const auto contents = read_file(firmware.vars_template);
-    run_dir_->write_file_durable(run_copy_name(), contents, 0600);
-    path_ = run_dir_->path() / run_copy_name();
+    path_ = name;
   }
-  UefiVars(const UefiVars&) = delete;
-  UefiVars& operator=(const UefiVars&) = delete;
-  ~UefiVars() {
-    if (run_dir_) run_dir_->remove(run_copy_name());
+  RunFolder(const RunFolder&) = delete;
+  RunFolder& operator=(const RunFolder&) = delete;
+  ~RunFolder() {
+    std::error_code error;
+    std::filesystem::remove_all(path_, error);
+    if (error) spdlog::warn("could not remove {}: {}", path_.string(), error.message());
   }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-  [[nodiscard]] bool kept() const noexcept { return !run_dir_; }
 
  private:
-  static std::string run_copy_name() { return "ovmf-vars-" + std::to_string(::getpid()) + ".fd"; }
-  std::optional<StateDir> run_dir_;  // set for a copy of this run only
   std::filesystem::path path_;
 };
 
-std::filesystem::path qmp_socket_path(const HostPaths& paths) {
-  return paths.run / "vfiokit" / ("qmp-" + std::to_string(::getpid()) + ".sock");
+// The guest's UEFI variable store: its own under --name, kept between runs; without a name a
+// copy for this run only, in the run's folder.
+std::filesystem::path uefi_vars_path(const HostPaths& paths, const LaunchArgs& args,
+                                     const std::filesystem::path& run_folder) {
+  if (!args.name.empty()) return paths.var_lib / "vfiokit/guests" / args.name / "OVMF_VARS.fd";
+  return run_folder / RunFolder::kUefiVars;
+}
+
+std::filesystem::path prepare_uefi_vars(const HostPaths& paths, const LaunchArgs& args,
+                                        const vmm::OvmfFirmware& firmware,
+                                        const RunFolder& run_folder) {
+  if (!args.name.empty()) return vmm::guest_vars(paths, args.name, firmware).path;
+  const auto folder = StateDir::open(run_folder.path());
+  if (!folder) throw Error("launch", "the run's folder is gone").with("path", run_folder.path());
+  folder->write_file_durable(RunFolder::kUefiVars, read_file(firmware.vars_template), 0600);
+  return run_folder.path() / RunFolder::kUefiVars;
 }
 
 // QEMU, stopped by -S, gets its vCPU threads pinned over QMP, verified, then `cont` (when
 // vfiokit paused it). Throws when QEMU never answers or a thread cannot be pinned as asked.
+// QEMU answers only once it has allocated and DMA-mapped all guest RAM: for a large guest that
+// takes long, so the wait ends when QEMU exits or a signal came, with a generous backstop.
 vmm::PinningReport pin_guest(const HostPaths& paths, ChildProcess& qemu,
-                             const vmm::QemuCommand& command, const GuestResources& resources) {
-  const auto socket = qmp_socket_path(paths);
-  vmm::QmpClient qmp =
-      vmm::QmpClient::connect(socket, std::chrono::steady_clock::now() + std::chrono::seconds(60),
-                              [&qemu] { return !qemu.wait_for(std::chrono::milliseconds(0)); });
+                             const vmm::QemuCommand& command, const GuestResources& resources,
+                             const std::filesystem::path& qmp_socket) {
+  vmm::QmpClient qmp = vmm::QmpClient::connect(
+      qmp_socket, std::chrono::steady_clock::now() + std::chrono::minutes(10), [&qemu] {
+        return SignalGuard::received() == 0 && !qemu.wait_for(std::chrono::milliseconds(0));
+      });
   vmm::LinuxAffinity affinity(paths);
   vmm::PinningReport report = vmm::pin_guest_threads(affinity, qemu.pid(), qmp.query_cpus_fast(),
                                                      resources.pin, resources.emulator_pin);
@@ -344,35 +373,44 @@ void print_pinning(std::ostream& out, const vmm::PinningReport& pinning) {
   out << std::flush;
 }
 
+// Ends the passing on of signals to QEMU however run_qemu is left: its pid may be reused.
+struct ForwardingEnds {
+  ForwardingEnds() = default;
+  ForwardingEnds(const ForwardingEnds&) = delete;
+  ForwardingEnds& operator=(const ForwardingEnds&) = delete;
+  ~ForwardingEnds() { SignalGuard::forward_to(0); }
+};
+
 // Runs QEMU as a child that dies with vfiokit (a QEMU left running would keep the group open,
 // and `vfiokit restore` would have to wait for it), passing SIGINT/SIGTERM/SIGHUP on. With
 // pinning, its threads are pinned before the guest runs; a pinning that fails stops QEMU
-// (SIGTERM) and is thrown after it exited. Its exit status, or 128 + the signal that ended it.
+// (SIGTERM) and is thrown after it exited, unless a signal stopped it meanwhile: then the run
+// ends as any stopped run does. Its exit status, or 128 + the signal that ended it.
 int run_qemu(const HostPaths& paths, const vmm::QemuCommand& command,
              std::optional<std::uint64_t> memlock_limit, const GuestResources& resources,
-             std::optional<vmm::PinningReport>& pinning, std::ostream* progress) {
+             const std::filesystem::path& qmp_socket, std::optional<vmm::PinningReport>& pinning,
+             std::ostream* progress) {
   ChildOptions child_options;
   child_options.parent_death_signal = SIGTERM;
   child_options.input = ChildInput::inherit;  // -nographic's serial console and monitor
   child_options.memlock_limit = memlock_limit;
   ChildProcess qemu = ChildProcess::spawn(command.arguments, child_options);
+  const ForwardingEnds forwarding;
   SignalGuard::forward_to(qemu.pid());
   // A signal that came before the line above has not been passed on yet.
   if (const int signal = SignalGuard::received()) qemu.kill(signal);
   if (!resources.pin.empty() && !SignalGuard::received()) {
     try {
-      pinning = pin_guest(paths, qemu, command, resources);
+      pinning = pin_guest(paths, qemu, command, resources, qmp_socket);
       if (progress) print_pinning(*progress, *pinning);
-    } catch (const Error&) {
+    } catch (...) {
       qemu.kill(SIGTERM);
-      qemu.wait();
-      SignalGuard::forward_to(0);
+      const ExitStatus status = qemu.wait();
+      if (SignalGuard::received() != 0) return status.value();  // QEMU went on the signal
       throw;
     }
   }
-  const ExitStatus status = qemu.wait();
-  SignalGuard::forward_to(0);
-  return status.value();
+  return qemu.wait().value();
 }
 
 Json pinning_json(const std::optional<vmm::PinningReport>& pinning) {
@@ -435,7 +473,8 @@ struct QemuInputs {
 
 vmm::QemuLaunch qemu_launch_for(const HostPaths& paths, const LaunchArgs& args,
                                 const std::vector<pci::Bdf>& endpoints, const QemuInputs& inputs,
-                                const std::filesystem::path& uefi_vars) {
+                                const std::filesystem::path& uefi_vars,
+                                const std::filesystem::path& run_folder) {
   const auto& options = inputs.device_options;
   vmm::QemuLaunch launch;
   launch.binary = args.qemu_binary;
@@ -446,7 +485,7 @@ vmm::QemuLaunch qemu_launch_for(const HostPaths& paths, const LaunchArgs& args,
   if (!args.name.empty()) launch.name = args.name;
   if (inputs.resources.ovmf) launch.uefi = vmm::UefiPflash{inputs.resources.ovmf->code, uefi_vars};
   launch.hugepage_size = inputs.resources.hugepage_size;
-  if (!inputs.resources.pin.empty()) launch.qmp_socket = qmp_socket_path(paths);
+  if (!inputs.resources.pin.empty()) launch.qmp_socket = run_folder / RunFolder::kQmpSocket;
   for (const auto& [bdf, list] : options) {
     if (std::find(endpoints.begin(), endpoints.end(), bdf) == endpoints.end()) {
       std::vector<std::string> passed;
@@ -458,7 +497,7 @@ vmm::QemuLaunch qemu_launch_for(const HostPaths& paths, const LaunchArgs& args,
     }
   }
   for (const auto& bdf : endpoints) {
-    vmm::PassthroughDevice device;
+    vmm::QemuDevice device;
     device.host = bdf;
     device.class_code = pci::read_pci_device(paths, bdf, pci::ConfigDepth::header).class_code;
     if (const auto found = options.find(bdf); found != options.end())
@@ -477,10 +516,12 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   inputs.device_options = resolve_device_options(paths, args);
   inputs.resources = check_guest_resources(paths, args);
   const bind::Plan plan = plan_launch(paths, args, bdf);
+  const auto planned_folder = RunFolder::planned(paths);
   const vmm::QemuLaunch planned =
-      qemu_launch_for(paths, args, plan.endpoints(), inputs, UefiVars::planned_path(paths, args));
+      qemu_launch_for(paths, args, plan.endpoints(), inputs,
+                      uefi_vars_path(paths, args, planned_folder), planned_folder);
   const vmm::QemuCommand planned_command = vmm::build_qemu_command(planned);
-  if (!args.dry_run) vmm::check_device_option_files(planned.devices);
+  vmm::check_device_option_files(planned.devices);
   if (args.dry_run || plan.refused()) {
     return render_launch_plan(options, bdf, plan, planned_command, args.dry_run);
   }
@@ -490,12 +531,15 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
   }
   std::ostream* progress = options.json ? nullptr : &std::cout;
   // Made before the devices move, removed after they are home (members end in reverse order).
-  std::optional<UefiVars> uefi_vars;
-  if (inputs.resources.ovmf) uefi_vars.emplace(paths, args, *inputs.resources.ovmf);
+  const RunFolder run_folder(paths);
+  std::optional<std::filesystem::path> uefi_vars;
+  if (inputs.resources.ovmf) {
+    uefi_vars = prepare_uefi_vars(paths, args, *inputs.resources.ovmf, run_folder);
+  }
   const SignalGuard signals;
   bind::BindingSession session(paths, bdf, session_options(args, progress));
   const vmm::QemuCommand command = vmm::build_qemu_command(qemu_launch_for(
-      paths, args, session.endpoints(), inputs, uefi_vars ? uefi_vars->path() : ""));
+      paths, args, session.endpoints(), inputs, uefi_vars.value_or(""), run_folder.path()));
   if (const int signal = SignalGuard::received()) {  // while binding: no guest to start
     session.restore();
     throw Error("launch", "stopped by " + signal_name(signal) +
@@ -506,9 +550,9 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
       *progress << "guest: " << placement.host.to_string() << " " << placement.where << '\n';
     }
     if (uefi_vars) {
-      *progress << "UEFI variables: " << uefi_vars->path().string()
-                << (uefi_vars->kept() ? " (kept for the next run)"
-                                      : " (for this run only; --name NAME keeps them)")
+      *progress << "UEFI variables: " << uefi_vars->string()
+                << (args.name.empty() ? " (for this run only; --name NAME keeps them)"
+                                      : " (kept for the next run)")
                 << '\n';
     }
     *progress << "running: " << vmm::shell_quote(command.arguments) << '\n' << std::flush;
@@ -519,7 +563,8 @@ int run_qemu_launch(const GlobalOptions& options, const LaunchArgs& args) {
     // Given back before the session restores the drivers (which removes the nodes).
     const auto leases = inputs.run_as ? lend_group_nodes(paths, session, *inputs.run_as)
                                       : std::vector<iommu::GroupNodeLease>{};
-    status = run_qemu(paths, command, memlock, inputs.resources, pinning, progress);
+    status = run_qemu(paths, command, memlock, inputs.resources,
+                      run_folder.path() / RunFolder::kQmpSocket, pinning, progress);
   }
   session.restore();
   const int forwarded = SignalGuard::received();
@@ -582,13 +627,12 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("--hugepages", args->hugepages,
                   "With --qemu: back guest RAM (-m) with preallocated hugepages of this size "
                   "(2M or 1G), checked before anything is bound");
-  auto* cpus = sub->add_option("--cpus", args->cpus, "With --qemu: the guest's vCPUs (-smp N)")
-                   ->check(CLI::Range(1u, 1024u));
+  sub->add_option("--cpus", args->cpus, "With --qemu: the guest's vCPUs (-smp N)")
+      ->check(CLI::Range(1u, 1024u));
   auto* pin = sub->add_option("--pin", args->pin,
-                              "With --qemu and --cpus N: N host CPUs (a list such as 2-5); vCPU "
-                              "i runs on the i-th, pinned over QMP before the guest starts and "
-                              "verified");
-  pin->needs(cpus);
+                              "With --qemu: one host CPU per vCPU (a list such as 2-5; as many as "
+                              "--cpus or QEMU's -smp give); vCPU i runs on the i-th, pinned over "
+                              "QMP before the guest starts, and verified");
   sub->add_option("--emulator-pin", args->emulator_pin,
                   "With --pin: host CPUs for QEMU's other threads")
       ->needs(pin);

@@ -368,7 +368,7 @@ place), and so is a user-written vfio-pci device outside the group being bound.
 appends options to that function's `-device` (`romfile=`, `rombar=`, `x-vga=`, `display=`,
 ...; a comma inside a value is `,,` as in QEMU). They are checked first: `x-vga=on` only on a
 VGA controller (class 0300), `rombar` 0 or 1, `romfile=` a file vfiokit can read (`vfiokit rom
-BDF --output FILE` saves the device's own), never `host`, `sysfsdev`, `driver`, `bus`, `addr` or
+BDF --output FILE` saves the device's own; a bare name is QEMU's to find in its data folders), never `host`, `sysfsdev`, `driver`, `bus`, `addr` or
 `multifunction` (vfiokit places the device; write your own `-device` to place it yourself).
 `--cpus N` adds `-smp N`; `--name NAME` adds `-name guest=NAME,debug-threads=on` (vCPU threads
 named "CPU n/KVM"). An option QEMU-ARGS already has (`-smp`, `-name`) is an error, never
@@ -383,10 +383,13 @@ this run only. `--firmware bios` is QEMU's SeaBIOS, its default. `--hugepages 2M
 the guest's RAM (`-m SIZE`) with a preallocated hugetlb memfd (`-object
 memory-backend-memfd,...,prealloc=on -machine memory-backend=vfiokit-ram`); too few free
 pages of that size is a refusal (exit 3) that says how many are needed and how to reserve them
-(`sysctl vm.nr_hugepages=N`, or the boot options `hugepagesz=1G hugepages=N`). `--cpus N --pin
-LIST` pins vCPU i to the i-th CPU of LIST (`2-5,8`: N online CPUs); `--emulator-pin LIST` puts
-QEMU's other threads on LIST. QEMU then starts paused (`-S`) with a QMP socket vfiokit keeps
-for the run (`/run/vfiokit/qmp-PID.sock`); vfiokit finds the vCPU threads (`query-cpus-fast`),
+(`sysctl vm.nr_hugepages=N`, or the boot options `hugepagesz=1G hugepages=N`). `--pin LIST`
+pins vCPU i to the i-th CPU of LIST (`2-5,8`: one online CPU per vCPU, as many as `--cpus N`
+gives, or one without it, or as many as QEMU-ARGS's own `-smp` topology gives, which QEMU then
+confirms); `--emulator-pin LIST` puts QEMU's other threads on LIST. QEMU then starts paused
+(`-S`) with a QMP socket vfiokit keeps for the run in a private folder
+(`/run/vfiokit/launch-XXXXXX/`, mode 0700, removed after the run with the OVMF variable copy of
+a guest without a name); vfiokit finds the vCPU threads (`query-cpus-fast`),
 pins them (sched_setaffinity), reads every affinity back, and only then lets the guest run
 (`cont`). A pinning the kernel narrowed (a cpuset) stops QEMU and fails. The report lists each
 thread, the CPUs asked for and those it runs on (`"pinning"` in JSON, null without `--pin`).
