@@ -175,102 +175,12 @@ TEST_F(Launch, AKilledLaunchIsUndoneByRestore) {
   expect_everything_home();
 }
 
-// What KVM is doing for QEMU's VM, summed over its vCPUs (debugfs: /sys/kernel/debug/kvm/
-// PID-FD/), to tell a guest the rig's nested KVM stalled from one that is merely slow.
-struct KvmActivity {
-  bool known = false;
-  std::uint64_t exits = 0;
-  std::uint64_t injections = 0;  // irq_injections
-};
-
-KvmActivity qemu_kvm_activity() {
-  KvmActivity activity;
-  for (const auto& pid : list_dir("/proc")) {
-    if (read_line_if_exists("/proc/" + pid + "/comm").value_or("") != "qemu-system-x86") continue;
-    for (const auto& vm : list_dir("/sys/kernel/debug/kvm")) {
-      if (!vm.starts_with(pid + "-")) continue;
-      const std::string dir = "/sys/kernel/debug/kvm/" + vm + "/";
-      const auto exits = parse_uint(read_line_if_exists(dir + "exits").value_or(""));
-      const auto injections = parse_uint(read_line_if_exists(dir + "irq_injections").value_or(""));
-      if (!exits || !injections) continue;
-      activity = {true, *exits, *injections};
-    }
-  }
-  return activity;
-}
-
-// QEMU with the inner Linux guest that tools/rig/run --with-qemu carries. QEMU's own irqchip
-// and no KVM paravirtual features: with the in-kernel LAPIC the rig's nested KVM often stopped
-// injecting the inner guest's timer interrupts and it hung in early boot (docs/hil.md, Limits).
-// A boot that has not finished within 45 s (a good one takes about 15 s) is looked at before it
-// is stopped (SIGTERM, which vfiokit passes on to QEMU before it restores the devices): only
-// the rig's known stall (KVM exits still rising, interrupt injections frozen) earns another
-// try, up to three in all, each recorded; anything else fails with what was seen.
-CommandResult inner_guest_launch(const std::string& bdf) {
-  constexpr int kAttempts = 3;
-  const std::vector<std::string> command{"vfiokit",
-                                         "launch",
-                                         bdf,
-                                         "--qemu",
-                                         "--",
-                                         "-M",
-                                         "q35,kernel-irqchip=off",
-                                         "-accel",
-                                         "kvm",
-                                         "-cpu",
-                                         "host,kvm=off",
-                                         "-m",
-                                         "256M",
-                                         "-display",
-                                         "none",
-                                         "-vga",
-                                         "none",
-                                         "-monitor",
-                                         "none",
-                                         "-serial",
-                                         "stdio",
-                                         "-no-reboot",
-                                         "-nic",
-                                         "none",
-                                         "-kernel",
-                                         "/opt/vfiokit/guest/vmlinuz",
-                                         "-initrd",
-                                         "/opt/vfiokit/guest/initrd.gz",
-                                         "-append",
-                                         "console=ttyS0 quiet panic=-1 no_timer_check"};
-  const std::string log = "/tmp/inner-guest-launch.log";
-  for (int attempt = 1;; ++attempt) {
-    ChildProcess launch = spawn_background(command, {}, log);
-    if (const auto status = launch.wait_for(std::chrono::seconds(45))) {
-      return {status->value(), read_file(log)};
-    }
-    const KvmActivity before = qemu_kvm_activity();
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    const KvmActivity after = qemu_kvm_activity();
-    launch.kill(SIGTERM);
-    CommandResult run{launch.wait().value(), read_file(log)};
-    const bool stalled = before.known && after.known && after.exits > before.exits &&
-                         after.injections == before.injections;
-    const std::string seen =
-        !before.known || !after.known
-            ? std::string("KVM's statistics for QEMU's VM could not be read")
-            : "in 2 s its vCPUs exited to KVM " + std::to_string(after.exits - before.exits) +
-                  " times and KVM injected " +
-                  std::to_string(after.injections - before.injections) + " interrupts";
-    if (!stalled || attempt == kAttempts) {
-      run.output += "\nhil: the inner guest did not boot within 45 s; " + seen + "\n";
-      return run;
-    }
-    record_rig_retry("the inner guest of launch --qemu " + bdf + " (attempt " +
-                     std::to_string(attempt) + "): " + seen +
-                     " (the nested KVM's stalled timer); the hung attempt:\n" + run.output);
-  }
-}
-
+// The inner Linux guest through launch_inner_guest (rig_support.h): a boot that stalls in the
+// rig's nested KVM is told from a slow one and tried again, each retry recorded.
 TEST_F(LaunchQemu, ALinuxGuestReadsEduIdentificationThroughItsBar) {
   ASSERT_TRUE(std::filesystem::exists("/opt/vfiokit/guest/vmlinuz"))
       << "the rig was booted without --with-qemu";
-  const auto run = inner_guest_launch(edu_);
+  const auto run = launch_inner_guest(edu_);
   ASSERT_EQ(run.exit_status, 0) << run.output;
   EXPECT_NE(run.output.find("-device vfio-pci,host=" + edu_), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("inner-guest: edu "), std::string::npos) << run.output;
@@ -280,7 +190,7 @@ TEST_F(LaunchQemu, ALinuxGuestReadsEduIdentificationThroughItsBar) {
 }
 
 TEST_F(LaunchQemu, NvmeReturnsToItsDriverAfterTheGuest) {
-  const auto run = inner_guest_launch(nvme_);
+  const auto run = launch_inner_guest(nvme_);
   ASSERT_EQ(run.exit_status, 0) << run.output;
   EXPECT_NE(run.output.find("inner-guest: no edu on the PCI bus"), std::string::npos) << run.output;
   expect_everything_home();
