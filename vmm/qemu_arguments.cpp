@@ -181,7 +181,8 @@ std::optional<MemorySizes> memory_sizes(const std::vector<std::string>& argument
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string& item = items[i];
     const std::size_t eq = item.find('=');
-    std::string_view key = eq == std::string::npos ? std::string_view() : item.substr(0, eq);
+    std::string_view key =
+        eq == std::string::npos ? std::string_view() : std::string_view(item).substr(0, eq);
     const std::string_view value =
         eq == std::string::npos ? std::string_view(item) : std::string_view(item).substr(eq + 1);
     if (eq == std::string::npos) {
