@@ -229,35 +229,6 @@ std::vector<std::string> endless_qemu_launch(const std::string& bdf) {
           "none",    "-nic",   "none",     "-kernel",  "/opt/vfiokit/payloads/silent.bin"};
 }
 
-// The first line of /proc/PID/status or /proc/PID/limits that starts with `key`, for the one
-// QEMU running; empty while there is none.
-std::string qemu_proc_line(const std::string& file, const std::string& key) {
-  for (const auto& pid : list_dir("/proc")) {
-    if (read_line_if_exists("/proc/" + pid + "/comm").value_or("") != "qemu-system-x86") continue;
-    const std::string text = read_file_if_exists("/proc/" + pid + "/" + file).value_or("");
-    for (const auto line : split_lines(text)) {
-      if (line.starts_with(key)) return std::string(line);
-    }
-  }
-  return "";
-}
-
-// Waits until the running QEMU has a handler for `signal` (bit signal-1 of SigCgt in
-// /proc/PID/status), up to `limit`.
-bool wait_until_qemu_catches(int signal, std::chrono::seconds limit) {
-  const auto deadline = Clock::now() + limit;
-  do {
-    const std::string line = qemu_proc_line("status", "SigCgt:");
-    const auto words = split_words(line);
-    if (words.size() == 2) {
-      const auto mask = parse_uint(words[1], 16);
-      if (mask && (*mask >> (signal - 1) & 1u) != 0) return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  } while (Clock::now() < deadline);
-  return false;
-}
-
 TEST_F(LaunchQemu, SigtermReachesQemuAndTheDevicesComeHome) {
   const std::string log = "/tmp/launch-qemu-sigterm.log";
   ChildProcess launch(spawn_background(endless_qemu_launch(nvme_), {}, log));
