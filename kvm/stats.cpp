@@ -123,6 +123,19 @@ std::map<std::string, std::uint64_t> stats_values(const StatsLayout& layout,
   return values;
 }
 
+std::vector<StatSample> stats_samples(const StatsLayout& layout,
+                                      std::span<const std::uint8_t> data) {
+  std::vector<StatSample> samples;
+  samples.reserve(layout.descriptors.size());
+  for (const StatDescriptor& d : layout.descriptors) {
+    require(data, d.offset, std::size_t{d.size} * 8, "a statistic's values");
+    StatSample sample{d, std::vector<std::uint64_t>(d.size)};
+    std::memcpy(sample.values.data(), data.data() + d.offset, std::size_t{d.size} * 8);
+    samples.push_back(std::move(sample));
+  }
+  return samples;
+}
+
 std::optional<StatsReader> StatsReader::open(int vm_or_vcpu_fd) {
   const int rc = try_ioctl(vm_or_vcpu_fd, uapi::kGetStatsFd);
   if (rc < 0) return std::nullopt;
@@ -141,12 +154,20 @@ std::optional<StatsReader> StatsReader::open(int vm_or_vcpu_fd) {
   return StatsReader(std::move(fd), parse_stats_layout(bytes));
 }
 
-std::map<std::string, std::uint64_t> StatsReader::read() const {
+std::vector<std::uint8_t> StatsReader::read_data() const {
   std::vector<std::uint8_t> data(layout_.data_size);
   const ssize_t n = ::pread(fd_.get(), data.data(), data.size(), layout_.data_offset);
   if (n < 0) throw Error::from_last_errno("read KVM stats").with("id", layout_.id);
   data.resize(static_cast<std::size_t>(n));
-  return stats_values(layout_, data);
+  return data;
+}
+
+std::map<std::string, std::uint64_t> StatsReader::read() const {
+  return stats_values(layout_, read_data());
+}
+
+std::vector<StatSample> StatsReader::read_samples() const {
+  return stats_samples(layout_, read_data());
 }
 
 }  // namespace vfiokit::kvm

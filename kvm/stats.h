@@ -53,6 +53,16 @@ StatsLayout parse_stats_layout(std::span<const std::uint8_t> bytes);
 std::map<std::string, std::uint64_t> stats_values(const StatsLayout& layout,
                                                   std::span<const std::uint8_t> data);
 
+// Every statistic with all its values (a histogram's buckets too), in the layout's order, for
+// callers that need to know what a number is (its type, unit and scale: the descriptor's flags
+// and exponent). Throws Error where a value lies outside `data`.
+struct StatSample {
+  StatDescriptor descriptor;
+  std::vector<std::uint64_t> values;  // descriptor.size of them
+};
+std::vector<StatSample> stats_samples(const StatsLayout& layout,
+                                      std::span<const std::uint8_t> data);
+
 // A stats fd of a VM or vCPU fd, with its layout read once.
 class StatsReader {
  public:
@@ -61,9 +71,12 @@ class StatsReader {
   [[nodiscard]] const StatsLayout& layout() const noexcept { return layout_; }
   // Every statistic's current value. Throws Error on a read the kernel refuses.
   [[nodiscard]] std::map<std::string, std::uint64_t> read() const;
+  // The same, with every descriptor and all of a histogram's buckets (stats_samples).
+  [[nodiscard]] std::vector<StatSample> read_samples() const;
 
  private:
   StatsReader(UniqueFd fd, StatsLayout layout) : fd_(std::move(fd)), layout_(std::move(layout)) {}
+  [[nodiscard]] std::vector<std::uint8_t> read_data() const;
   UniqueFd fd_;
   StatsLayout layout_;
 };

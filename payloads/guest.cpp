@@ -94,7 +94,8 @@ PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::ui
       vm_(system.create_vm()),
       routes_(vm_, options.irqchip),
       vcpu_(first_vcpu(vm_, options.irqchip)),
-      vcpu_stats_(kvm::StatsReader::open(vcpu_.fd())) {
+      vcpu_stats_(kvm::StatsReader::open(vcpu_.fd())),
+      vm_stats_(kvm::StatsReader::open(vm_.fd())) {
   if (VFIOKIT_PAYLOAD_ADDRESS + image.size() > options.memory) {
     throw Error("load payload", "a " + human_size(image.size()) + " image does not fit in " +
                                     human_size(options.memory) + " of guest RAM");
@@ -130,6 +131,32 @@ std::map<std::string, std::uint64_t> PayloadGuest::vcpu_statistics() const {
     spdlog::debug("vCPU statistics: {}", e.what());
     return {};
   }
+}
+
+namespace {
+
+std::optional<std::vector<kvm::StatSample>> samples_of(
+    const std::optional<kvm::StatsReader>& reader, const char* what) {
+  if (!reader) return std::nullopt;
+  try {
+    return reader->read_samples();
+  } catch (const Error& e) {
+    spdlog::debug("{} statistics: {}", what, e.what());
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<std::vector<kvm::StatSample>> PayloadGuest::vm_statistic_samples() const {
+  return samples_of(vm_stats_, "VM");
+}
+
+std::optional<std::vector<std::vector<kvm::StatSample>>> PayloadGuest::vcpu_statistic_samples()
+    const {
+  auto samples = samples_of(vcpu_stats_, "vCPU");
+  if (!samples) return std::nullopt;
+  return std::vector<std::vector<kvm::StatSample>>{std::move(*samples)};
 }
 
 void PayloadGuest::run_vcpu() noexcept {

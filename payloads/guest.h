@@ -116,6 +116,11 @@ class PayloadGuest {
   // for it (empty where the kernel has no binary statistics): for a payload that never reports.
   [[nodiscard]] kvm::VcpuState vcpu_state() const noexcept { return vcpu_.state(); }
   [[nodiscard]] std::map<std::string, std::uint64_t> vcpu_statistics() const;
+  // KVM's statistics with their descriptors (types, units), of the VM and of each vCPU; nullopt
+  // where the kernel has no binary statistics (before Linux 5.14) or a read failed.
+  [[nodiscard]] std::optional<std::vector<kvm::StatSample>> vm_statistic_samples() const;
+  [[nodiscard]] std::optional<std::vector<std::vector<kvm::StatSample>>> vcpu_statistic_samples()
+      const;
 
  private:
   void on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> data);
@@ -128,6 +133,7 @@ class PayloadGuest {
   msix::RouteTable routes_;
   kvm::Vcpu vcpu_;
   std::optional<kvm::StatsReader> vcpu_stats_;  // its own fd: closes before the vCPU's
+  std::optional<kvm::StatsReader> vm_stats_;    // and this one before the VM's
   kvm::RunLoop loop_;
   std::thread thread_;
 

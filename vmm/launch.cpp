@@ -1,5 +1,6 @@
 #include "vfiokit/vmm/launch.h"
 
+#include <atomic>
 #include <cstdio>
 
 #include <spdlog/spdlog.h>
@@ -34,6 +35,25 @@ std::string found_instead(std::optional<std::uint32_t> ids) {
   std::snprintf(text, sizeof text, "%04x:%04x", *ids & 0xffffu, *ids >> 16);
   return "00:01.0 is " + std::string(text) + ", ";
 }
+
+// Trapped BAR accesses, counted on the vCPU thread and read on the caller's.
+struct TrapCounters {
+  std::array<std::atomic<std::uint64_t>, kBarCount> reads{};
+  std::array<std::atomic<std::uint64_t>, kBarCount> writes{};
+
+  void count(const std::optional<BarHit>& hit, bool write) noexcept {
+    if (!hit || hit->index >= kBarCount) return;
+    (write ? writes : reads)[hit->index].fetch_add(1, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::array<BarTraps, kBarCount> snapshot() const noexcept {
+    std::array<BarTraps, kBarCount> out{};
+    for (std::size_t i = 0; i < kBarCount; ++i) {
+      out[i] = {reads[i].load(std::memory_order_relaxed),
+                writes[i].load(std::memory_order_relaxed)};
+    }
+    return out;
+  }
+};
 
 }  // namespace
 
@@ -117,15 +137,18 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
                  bus.io(io.port, io.out, data.subspan(std::size_t{i} * io.size, io.size));
                }
              });
-  auto trapped_io = [&device](const kvm::IoExit& io, std::span<std::uint8_t> data) {
+  TrapCounters traps;
+  auto trapped_io = [&device, &traps](const kvm::IoExit& io, std::span<std::uint8_t> data) {
     if (!device.io(io, data)) {
       throw Error("guest I/O", "port " + hex(io.port) + " is in the I/O window but in no BAR");
     }
+    traps.count(device.bars().io_at(io.port), io.out);
   };
-  auto trapped_mmio = [&device](const kvm::MmioExit& mmio, std::span<std::uint8_t> data) {
+  auto trapped_mmio = [&device, &traps](const kvm::MmioExit& mmio, std::span<std::uint8_t> data) {
     if (!device.mmio(mmio, data)) {
       throw Error("guest MMIO", hex(mmio.address) + " is in the MMIO window but in no BAR");
     }
+    traps.count(device.bars().memory_at(mmio.address), mmio.write);
   };
   loop.on_io(static_cast<std::uint16_t>(windows.io_start),
              static_cast<std::uint16_t>(windows.io_end), trapped_io);
@@ -150,16 +173,48 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     return counts;
   };
 
+  std::chrono::steady_clock::time_point started;
+  auto gather_statistics = [&](bool running) {
+    GuestStatistics statistics;
+    if (auto vm = guest.vm_statistic_samples()) statistics.vm = std::move(*vm);
+    if (auto vcpus = guest.vcpu_statistic_samples()) statistics.vcpus = std::move(*vcpus);
+    if (statistics.vm.empty() && statistics.vcpus.empty()) {
+      statistics.kvm_missing =
+          "this kernel gives no binary statistics (KVM_GET_STATS_FD, Linux 5.14 and later)";
+    }
+    try {
+      statistics.device_interrupts = msix::vfio_interrupt_counts(paths, bdf);
+    } catch (const Error& e) {
+      spdlog::debug("host interrupt counts: {}", e.what());
+    }
+    statistics.trapped = traps.snapshot();
+    statistics.dma_mapped_bytes = guest.memory().size();
+    statistics.first_instruction_ms = result.first_instruction_ms;
+    statistics.elapsed_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    statistics.running = running;
+    return statistics;
+  };
+
   struct StopGuest {
     payloads::PayloadGuest& guest;
     ~StopGuest() { guest.stop(); }
   } stop{guest};
   InterruptCounts at_last_event = interrupt_counts();
   std::uint64_t log_lines = 0;
+  started = std::chrono::steady_clock::now();
   guest.start();
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  auto next_report = started + options.report_interval;
   try {
     for (;;) {
+      if (options.on_report && std::chrono::steady_clock::now() >= next_report) {
+        const GuestStatistics statistics = gather_statistics(true);
+        options.on_report(LaunchReport{false, statistics});
+        next_report += options.report_interval;
+        // A slow report (or a stalled host) does not make the next ones come in a burst.
+        next_report = std::max(next_report, std::chrono::steady_clock::now());
+      }
       if (options.cancelled && options.cancelled()) {
         result.failure = "interrupted before the payload reported a result";
         break;
@@ -223,6 +278,8 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
                      (e.hint().empty() ? "" : " (" + e.hint() + ")");
   }
   guest.stop();
+  result.statistics = gather_statistics(false);
+  if (options.on_report) options.on_report(LaunchReport{true, result.statistics});
   result.log = guest.log();
   result.log_bytes_dropped = guest.log_bytes_dropped();
   result.events_dropped = guest.events_dropped();

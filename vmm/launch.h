@@ -14,9 +14,17 @@
 
 #include "vfiokit/base/host_paths.h"
 #include "vfiokit/vfio/open.h"
+#include "vfiokit/vmm/guest_statistics.h"
 #include "vfiokit/vmm/hang_report.h"
 
 namespace vfiokit::vmm {
+
+// What the guest has done so far, handed to LaunchOptions::on_report while it runs and once more
+// after it stopped (`final`).
+struct LaunchReport {
+  bool final = false;
+  const GuestStatistics& statistics;
+};
 
 struct LaunchOptions {
   std::size_t memory = std::size_t{16} << 20;  // guest RAM
@@ -27,6 +35,11 @@ struct LaunchOptions {
   // Asked between waits (at least every 100 ms): true ends the run early (Ctrl-C), the guest
   // stops and the result says so.
   std::function<bool()> cancelled;
+  // Called on the caller's thread every `report_interval` while the guest runs (to within the
+  // 100 ms of a wait), and once after it stopped. Statistics are gathered only for it and for
+  // the result, so a launch without it reads nothing more while the guest runs.
+  std::chrono::milliseconds report_interval{1000};
+  std::function<void(const LaunchReport&)> on_report;
 };
 
 // A guest decides how much it reports; the host keeps this many VALUE reports.
@@ -53,6 +66,8 @@ struct LaunchResult {
   // The same moments on CLOCK_MONOTONIC, comparable across processes (benchmarks).
   std::optional<std::int64_t> first_instruction_monotonic_ns;
   std::optional<std::int64_t> first_mailbox_monotonic_ns;
+  // As the guest stopped (vmm/guest_statistics.h).
+  GuestStatistics statistics;
 };
 
 // Runs `image` with `opened`'s device passed through. Throws Error when the VM cannot be set

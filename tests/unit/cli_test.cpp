@@ -431,6 +431,32 @@ TEST(CliLaunch, NeedsAPayloadOrQemuAndChecksItsArgumentsFirst) {
   EXPECT_NE(no_qemu.output.find("fix: install it"), std::string::npos) << no_qemu.output;
 }
 
+TEST(CliLaunch, StatisticsOptionsAreCheckedBeforeAnythingMoves) {
+  const std::string root = test::fixture("sysfs").append("gpu-audio-group").string();
+  const auto with_qemu = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--qemu",
+                                      "--stats", "--qemu-binary", "/bin/true"});
+  EXPECT_EQ(with_qemu.exit_status, 2);
+  EXPECT_NE(with_qemu.output.find("--stats and --metrics-file go with --payload"),
+            std::string::npos)
+      << with_qemu.output;
+  const auto no_folder =
+      vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
+                   "--metrics-file", "/nonexistent-folder/vfiokit.prom"});
+  EXPECT_EQ(no_folder.exit_status, 2);
+  EXPECT_NE(no_folder.output.find("the folder /nonexistent-folder does not exist"),
+            std::string::npos)
+      << no_folder.output;
+  const auto folder = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload",
+                                   "edu-dma", "--metrics-file", "/tmp"});
+  EXPECT_EQ(folder.exit_status, 2);
+  EXPECT_NE(folder.output.find("name a file in it, such as /tmp/vfiokit.prom"), std::string::npos)
+      << folder.output;
+  EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
+                         "--interval", "0"})
+                .exit_status,
+            2);
+}
+
 TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {
   const auto result =
       vfiokit_cli({"--host-root", test::fixture("sysfs").append("gpu-audio-group").string(),

@@ -73,6 +73,20 @@ TEST(KvmStats, ParsesTheLayoutAndReadsValuesByName) {
   EXPECT_EQ(values.at("halt_wakeup"), 3u);
 }
 
+TEST(KvmStats, SamplesCarryTheirDescriptorAndEveryBucket) {
+  const auto file = StatsFile().stat("exits", {120}).stat("halt_poll_hist", {1, 2, 3, 4}).bytes();
+  const kvm::StatsLayout layout = kvm::parse_stats_layout(file);
+  const auto data = std::span(file).subspan(layout.data_offset);
+  const auto samples = kvm::stats_samples(layout, data);
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0].descriptor.name, "exits");
+  EXPECT_EQ(samples[0].values, std::vector<std::uint64_t>{120});
+  EXPECT_EQ(samples[1].descriptor.name, "halt_poll_hist");
+  EXPECT_EQ(samples[1].values, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  // The last bucket past the data: an error, not a read past it.
+  EXPECT_THROW(kvm::stats_samples(layout, data.first(data.size() - 1)), Error);
+}
+
 TEST(KvmStats, DamagedFilesAreErrorsNotReadsPastTheEnd) {
   const auto good = StatsFile().stat("exits", {1}).bytes();
   // Truncated anywhere before the data: an error.

@@ -62,6 +62,10 @@ struct LaunchArgs {
   unsigned cpus = 0;      // 0: QEMU's default (or the user's -smp)
   std::string pin;        // vCPU i -> the i-th CPU of this list
   std::string emulator_pin;
+  // --payload's reports while the guest runs: statistics at the end, Prometheus metrics.
+  bool stats = false;
+  std::string metrics_file;
+  std::chrono::milliseconds interval{1000};
 };
 
 // The group bound for the run: progress lines as each device moves and comes back, flushed
@@ -108,6 +112,89 @@ void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf,
   }
   std::cout << "payload log:\n";
   for (const auto line : split_lines(result.log)) std::cout << "  | " << line << '\n';
+  if (args.stats) {
+    std::cout << "statistics:\n";
+    for (const auto& line : vmm::describe_statistics(result.statistics)) {
+      std::cout << "  " << line << '\n';
+    }
+  }
+}
+
+// KVM's statistics for machines: each by its kernel name, with the kernel's raw value (its
+// unit is in the name: *_ns are nanoseconds); a histogram as its buckets.
+Json kvm_samples_json(const std::vector<kvm::StatSample>& samples) {
+  Json out = Json::object();
+  for (const auto& sample : samples) {
+    out[sample.descriptor.name] =
+        sample.values.size() == 1 ? Json(sample.values.front()) : Json(sample.values);
+  }
+  return out;
+}
+
+Json statistics_json(const vmm::GuestStatistics& statistics) {
+  Json trapped = Json::array();
+  for (std::size_t bar = 0; bar < vmm::kBarCount; ++bar) {
+    const auto& t = statistics.trapped[bar];
+    if (t.reads == 0 && t.writes == 0) continue;
+    trapped.push_back({{"bar", bar}, {"reads", t.reads}, {"writes", t.writes}});
+  }
+  Json vcpus = Json::array();
+  for (const auto& vcpu : statistics.vcpus) vcpus.push_back(kvm_samples_json(vcpu));
+  return {
+      {"elapsed_s", statistics.elapsed_seconds},
+      {"dma_mapped_bytes", statistics.dma_mapped_bytes},
+      {"device_interrupts", statistics.device_interrupts},
+      {"trapped", trapped},
+      {"kvm",
+       {{"missing", statistics.kvm_missing.empty() ? Json(nullptr) : Json(statistics.kvm_missing)},
+        {"vm", kvm_samples_json(statistics.vm)},
+        {"vcpus", vcpus}}}};
+}
+
+// --metrics-file: the statistics in Prometheus's text format, replaced atomically at every
+// report (node_exporter's textfile collector may read it at any moment). A write that fails is
+// said once and does not stop the guest.
+class MetricsFile {
+ public:
+  MetricsFile(std::filesystem::path path, const pci::Bdf& bdf, std::string payload)
+      : path_(std::move(path)),
+        labels_{{"bdf", bdf.to_string()}, {"payload", std::move(payload)}} {}
+
+  void write(const vmm::GuestStatistics& statistics) {
+    try {
+      write_file_durable(path_, prometheus_text(vmm::metric_families(statistics, labels_)));
+    } catch (const Error& e) {
+      if (!warned_) spdlog::warn("--metrics-file {}: {}", path_.string(), e.what());
+      warned_ = true;
+    }
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::vector<std::pair<std::string, std::string>> labels_;
+  bool warned_ = false;
+};
+
+// Before anything is bound: the metrics file's folder must exist, so a typo is an error now,
+// not a warning once the guest runs.
+void check_metrics_file(const std::string& path) {
+  if (path.empty()) return;
+  const std::filesystem::path folder = std::filesystem::absolute(path).parent_path();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec)) {
+    throw Error("launch",
+                "--metrics-file " + path + ": the folder " + folder.string() + " does not exist")
+        .hint(
+            "create it, or give a file in an existing folder (node_exporter's "
+            "--collector.textfile.directory)")
+        .kind(ErrorKind::usage);
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    throw Error("launch", "--metrics-file " + path + " is a folder")
+        .hint("name a file in it, such as " +
+              (std::filesystem::path(path) / "vfiokit.prom").string())
+        .kind(ErrorKind::usage);
+  }
 }
 
 // Where a guest that never reported was, and where its interrupt stopped.
@@ -159,6 +246,7 @@ Json payload_result_json(const pci::Bdf& bdf, const std::string& payload_name,
                 {"events", result.events_dropped},
                 {"values", result.values_dropped}}},
               {"timing", timing},
+              {"statistics", statistics_json(result.statistics)},
               {"bound_and_restored", moved}};
 }
 
@@ -207,6 +295,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
   const payloads::LaunchablePayload payload = payloads::load_for_launch(args.payload);
   payloads::require_fits(payload, std::size_t{args.memory_mib} << 20);
   const std::vector<std::uint8_t> parameters = parameters_for(payload, args);  // before binding
+  check_metrics_file(args.metrics_file);
   if (const bind::Plan plan = plan_launch(paths, args, bdf); plan.refused()) {
     return render_launch_plan(options, bdf, plan, std::nullopt, false);
   }
@@ -224,6 +313,14 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     launch.parameters = parameters;
     launch.start = process_start();
     launch.cancelled = [] { return SignalGuard::received() != 0; };
+    launch.report_interval = args.interval;
+    std::optional<MetricsFile> metrics;
+    if (!args.metrics_file.empty()) {
+      metrics.emplace(args.metrics_file, bdf, payload.name);
+      launch.on_report = [&metrics](const vmm::LaunchReport& report) {
+        metrics->write(report.statistics);
+      };
+    }
     result = vmm::launch_payload(paths, opened, payload.image, launch);
   }
   if (!options.json) print_payload_report(args, bdf, result);
@@ -645,6 +742,16 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("--memory", args->memory_mib, "Guest RAM in MiB (payloads)")
       ->check(CLI::Range(4u, 1024u))
       ->capture_default_str();
+  sub->add_flag("--stats", args->stats,
+                "With --payload: print what the guest and the device did at the end (KVM's "
+                "counters, interrupts per vector, trapped BAR accesses, DMA-mapped RAM); "
+                "--json always carries them");
+  sub->add_option("--metrics-file", args->metrics_file,
+                  "With --payload: keep the same statistics in this file in Prometheus's text "
+                  "format (node_exporter's textfile collector reads it), replaced atomically "
+                  "every --interval while the guest runs and once after it stopped");
+  add_seconds_option(sub, "--interval", args->interval, 0.01, 3600,
+                     "How often --metrics-file is rewritten while the guest runs");
   add_wait_option(sub, args->wait);
   sub->add_flag("--json", options.json, "Print JSON");
   // Not --force-group-in-use: a group another process holds cannot be opened for the guest.
@@ -666,6 +773,9 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
     if (guest_options && !args->qemu) {
       throw CLI::ValidationError("launch",
                                  "--flat, --device-opt, --cpus and --name go with --qemu");
+    }
+    if ((args->stats || !args->metrics_file.empty()) && args->qemu) {
+      throw CLI::ValidationError("launch", "--stats and --metrics-file go with --payload");
     }
     if (args->dry_run && !args->qemu) {
       throw CLI::ValidationError("launch", "--dry-run goes with --qemu");

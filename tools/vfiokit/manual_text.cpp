@@ -345,6 +345,19 @@ or the path of your own flat binary. `--memory` sets guest RAM (default 16 MiB, 
 the wait for the result (default 30 s). SIGINT, SIGTERM or SIGHUP stop the guest and restore
 the devices; after `kill -9`, `vfiokit restore --all` does.
 
+Statistics: `--stats` prints, after the payload's log, what the guest and the device did: time
+to the guest's first instruction, guest RAM DMA-mapped, interrupts the device raised on the host
+per vector (`/proc/interrupts`), trapped accesses per guest BAR, and KVM's own non-zero counters
+per VM and per vCPU (exits by reason, halt polling, interrupt injections; from KVM's binary
+statistics, Linux 5.14 and later: where the kernel has none the line says so). `--json` always
+carries them under `statistics` (KVM's raw values by their kernel names, a histogram as its
+buckets). `--metrics-file PATH` keeps them in PATH in Prometheus's text format, replaced
+atomically every `--interval` (default 1 s) while the guest runs and once after it stopped
+(`vfiokit_guest_running` is then 0): point node_exporter's textfile collector at its folder.
+Metrics are labelled `bdf` and `payload`; KVM's become `vfiokit_kvm_vm_NAME` and
+`vfiokit_kvm_vcpu_NAME{vcpu="N"}`, nanoseconds as `_seconds`, counters with `_total`
+(histograms are left out of the file).
+
 ### `launch --qemu`
 
 Runs QEMU with the device and the rest of its IOMMU group passed through: the checks, the
