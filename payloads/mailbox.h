@@ -52,6 +52,15 @@ struct vfiokit_nvme_params {
   char serial[24]; /* NUL-terminated, at most 20 characters */
 };
 
+/* dirty-pages: the guest pages it writes with the CPU and those it has edu write by DMA, each a
+ * 16-page window and a mask of the pages in it (bit N: the window's page N). Nothing else the
+ * payload does touches either window, so a dirty log over them must show exactly these. */
+#define VFIOKIT_DIRTY_CPU_WINDOW 0x800000u
+#define VFIOKIT_DIRTY_CPU_PAGES 0x818bu /* pages 0, 1, 3, 7, 8, 15 */
+#define VFIOKIT_DIRTY_DEVICE_WINDOW 0xa00000u
+#define VFIOKIT_DIRTY_DEVICE_PAGES 0x0025u /* pages 0, 2, 5 */
+#define VFIOKIT_DIRTY_WINDOW_PAGES 16u
+
 /* DONE codes of the passthrough payloads. */
 #define VFIOKIT_DONE_NO_DEVICE 0x0101u     /* the device is not on the guest's PCI bus */
 #define VFIOKIT_DONE_NO_CAPABILITY 0x0102u /* it lacks the MSI or MSI-X capability */

@@ -696,7 +696,7 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
   sub->add_option("BDF", args->bdf, "PCI address of the device")->required();
   auto* payload =
       sub->add_option("--payload", args->payload,
-                      "A payload vfiokit carries (edu-dma, nvme-identify, faulty, silent) or "
+                      "A payload vfiokit carries (edu-dma, dirty-pages, nvme-identify, faulty, silent) or "
                       "the path of a flat binary (docs/payloads.md)");
   auto* qemu = sub->add_flag("--qemu", args->qemu, "Run QEMU with the device passed through");
   payload->excludes(qemu);
