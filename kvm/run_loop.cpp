@@ -74,6 +74,10 @@ void RunLoop::run(Vcpu& vcpu) {
         it->handler(exit.mmio, vcpu.mmio_data().first(std::min<std::size_t>(exit.mmio.length, 8)));
         continue;
       }
+      case ExitKind::dirty_ring_full:
+        if (!dirty_ring_full_) throw exit_error(exit, vcpu.id());
+        dirty_ring_full_(vcpu);
+        continue;
       default:
         throw exit_error(exit, vcpu.id());
     }

@@ -24,6 +24,11 @@ class RunLoop {
 
   void on_io(std::uint16_t first_port, std::uint16_t last_port, IoHandler handler);
   void on_mmio(std::uint64_t first, std::uint64_t last, MmioHandler handler);
+  // KVM_EXIT_DIRTY_RING_FULL: the handler harvests and resets the rings (on the vCPU's
+  // thread, before it enters the guest again); DirtyTracker::ring_full_handler() is one. Without
+  // a handler that exit ends the run with an Error.
+  using DirtyRingFullHandler = std::function<void(Vcpu& vcpu)>;
+  void on_dirty_ring_full(DirtyRingFullHandler handler) { dirty_ring_full_ = std::move(handler); }
 
   // Runs `vcpu` on this thread until stop(). Throws Error for an exit that ends the guest
   // (shutdown, fail_entry, internal_error, ...) and for I/O or MMIO nobody handles.
@@ -44,6 +49,7 @@ class RunLoop {
   };
   std::vector<IoRange> io_;
   std::vector<MmioRange> mmio_;
+  DirtyRingFullHandler dirty_ring_full_;
   std::atomic<bool> stop_{false};
   std::atomic<Vcpu*> running_{nullptr};
   std::atomic<bool> have_thread_{false};

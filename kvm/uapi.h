@@ -48,6 +48,24 @@ inline constexpr IoctlPtr<const kvm_irqfd> kIrqfd = VFIOKIT_IOCTL_PTR(const kvm_
 inline constexpr IoctlPtr<const kvm_msi> kSignalMsi =
     VFIOKIT_IOCTL_PTR(const kvm_msi, KVM_SIGNAL_MSI);
 
+// Dirty tracking (kvm/dirty_tracker.h), VM fd. KVM_ENABLE_CAP turns on the dirty ring
+// (KVM_CAP_DIRTY_LOG_RING{,_ACQ_REL}, args[0] = its size in bytes per vCPU) and manual protect
+// (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE).
+inline constexpr IoctlPtr<const kvm_enable_cap> kEnableCap =
+    VFIOKIT_IOCTL_PTR(const kvm_enable_cap, KVM_ENABLE_CAP);
+// Kernel contract: dirty_bitmap points to one bit per page of the slot, rounded up to whole
+// 64-bit words; the kernel writes it (the struct itself is only read). Without manual protect
+// the kernel also clears what it reports and write-protects those pages again.
+inline constexpr IoctlPtr<const kvm_dirty_log> kGetDirtyLog =
+    VFIOKIT_IOCTL_PTR(const kvm_dirty_log, KVM_GET_DIRTY_LOG);
+// Kernel contract: first_page is a multiple of 64; num_pages is too unless the range ends at the
+// slot's end; dirty_bitmap holds num_pages bits, bit 0 being first_page. The bits set are
+// cleared and their pages write-protected again.
+inline constexpr IoctlPtr<kvm_clear_dirty_log> kClearDirtyLog =
+    VFIOKIT_IOCTL_PTR(kvm_clear_dirty_log, KVM_CLEAR_DIRTY_LOG);
+// Returns how many ring entries it reset: those userspace marked KVM_DIRTY_GFN_F_RESET.
+inline constexpr IoctlNone kResetDirtyRings = VFIOKIT_IOCTL_NONE(KVM_RESET_DIRTY_RINGS);
+
 // vCPU fd
 inline constexpr IoctlNone kRun = VFIOKIT_IOCTL_NONE(KVM_RUN);
 inline constexpr IoctlPtr<kvm_regs> kGetRegs = VFIOKIT_IOCTL_PTR(kvm_regs, KVM_GET_REGS);
@@ -108,6 +126,24 @@ static_assert(offsetof(kvm_run, exit_reason) == 8);
 static_assert(offsetof(kvm_run, immediate_exit) == 1);
 static_assert(offsetof(kvm_run, io) == 32);
 static_assert(sizeof(kvm_regs) == 144);
+// Dirty tracking: none of these has a flexible array, so C++ and the kernel agree on every size
+// (and the request codes built from them). A dirty ring entry is 16 bytes, flags first: the
+// harvester's acquire load and release store go to that one 32-bit word.
+static_assert(sizeof(kvm_dirty_gfn) == 16);
+static_assert(offsetof(kvm_dirty_gfn, flags) == 0);
+static_assert(offsetof(kvm_dirty_gfn, slot) == 4);
+static_assert(offsetof(kvm_dirty_gfn, offset) == 8);
+static_assert(sizeof(kvm_dirty_log) == 16);
+static_assert(offsetof(kvm_dirty_log, dirty_bitmap) == 8);
+static_assert(sizeof(kvm_clear_dirty_log) == 24);
+static_assert(offsetof(kvm_clear_dirty_log, num_pages) == 4);
+static_assert(offsetof(kvm_clear_dirty_log, first_page) == 8);
+static_assert(offsetof(kvm_clear_dirty_log, dirty_bitmap) == 16);
+static_assert(sizeof(kvm_enable_cap) == 104);
+static_assert(offsetof(kvm_enable_cap, args) == 8);
+static_assert(offsetof(kvm_enable_cap, pad) == 40);
+// x86's ring starts 64 pages into the vCPU fd's mapping (arch/x86/include/uapi/asm/kvm.h).
+static_assert(KVM_DIRTY_LOG_PAGE_OFFSET == 64);
 // The binary statistics' header, and a descriptor's 16 fixed bytes. The kernel's name[] follows
 // at 16; C++ with the 6.1 headers puts it at 17 (the flexible array's one-byte wrapper, as with
 // kvm_irq_routing above), so kvm/stats.cpp reads descriptors by offset, never by member or sizeof.

@@ -65,6 +65,9 @@ VcpuExit classify_exit(const kvm_run& run) {
     case KVM_EXIT_INTR:
       exit.kind = ExitKind::interrupted;
       break;
+    case KVM_EXIT_DIRTY_RING_FULL:
+      exit.kind = ExitKind::dirty_ring_full;
+      break;
     default:
       exit.kind = ExitKind::other;
       break;
@@ -154,6 +157,10 @@ Error exit_error(const VcpuExit& exit, std::uint32_t vcpu) {
     case ExitKind::system_event:
       e.with("type", std::to_string(exit.system_event_type));
       return std::move(e.hint("the guest requested a reset, shutdown or crash"));
+    case ExitKind::dirty_ring_full:
+      return std::move(e.hint(
+          "the vCPU's dirty ring is full and nobody harvests it: give the run loop a handler "
+          "(RunLoop::on_dirty_ring_full with DirtyTracker::ring_full_handler())"));
     default:
       return e;
   }

@@ -25,6 +25,10 @@ enum class ExitKind {
   internal_error,  // KVM could not handle something (emulation failure, ...)
   system_event,    // reset, shutdown or crash requested by the guest (PSCI, ...)
   interrupted,     // KVM_RUN returned EINTR (a signal, immediate_exit): nothing happened
+  // KVM_EXIT_DIRTY_RING_FULL: this vCPU's dirty ring is (softly) full; it will not enter the
+  // guest again until the rings are harvested and KVM_RESET_DIRTY_RINGS freed entries
+  // (kvm/dirty_tracker.h; RunLoop::on_dirty_ring_full). Nothing else happened.
+  dirty_ring_full,
   other,
 };
 

@@ -1,5 +1,6 @@
 #include "vfiokit/kvm/vm.h"
 
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -192,9 +193,111 @@ void Vm::signal_msi(const msix::MsiMessage& message) {
 Vcpu Vm::create_vcpu(std::uint32_t id) {
   const int rc = try_ioctl(fd_.get(), uapi::kCreateVcpu, static_cast<unsigned long>(id));
   if (rc < 0) throw ioctl_error(rc, uapi::kCreateVcpu.name).with("vcpu", std::to_string(id));
+  ++vcpus_created_;  // KVM counts a vCPU from here even if the rest fails
   Vcpu vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
   vcpu.set_cpuid(cpuid_);
   return vcpu;
 }
+
+// ---- Dirty tracking ----
+
+int Vm::check_extension(unsigned long capability) const {
+  const int rc = try_ioctl(fd_.get(), uapi::kCheckExtension, capability);
+  return rc < 0 ? 0 : rc;
+}
+
+void Vm::enable_capability(std::uint32_t capability, std::uint64_t argument) {
+  kvm_enable_cap cap{};
+  cap.cap = capability;
+  cap.args[0] = argument;
+  const int rc = try_ioctl(fd_.get(), uapi::kEnableCap, &cap);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kEnableCap.name)
+        .with("capability", std::to_string(capability))
+        .with("argument", hex(argument));
+  }
+}
+
+void Vm::enable_dirty_ring(RingOrdering ordering, std::uint32_t entries) {
+  const std::uint32_t capability = ordering == RingOrdering::acquire_release
+                                       ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+                                       : KVM_CAP_DIRTY_LOG_RING;
+  auto fail = [&](std::string why) {
+    return Error("enable the KVM dirty ring", std::move(why))
+        .with("capability", ring_capability_name(ordering))
+        .with("entries", std::to_string(entries));
+  };
+  if (vcpus_created_ > 0) {
+    throw fail(std::to_string(vcpus_created_) + " vCPU(s) already exist")
+        .hint("enable the ring (create the DirtyTracker) before the first create_vcpu()");
+  }
+  if (dirty_ring_entries_ != 0) throw fail("the ring is already enabled");
+  const int max_bytes = check_extension(capability);
+  if (max_bytes <= 0) {
+    throw fail("this kernel does not offer it").hint("use the bitmap (KVM_GET_DIRTY_LOG)");
+  }
+  const std::uint64_t bytes = std::uint64_t{entries} * sizeof(kvm_dirty_gfn);
+  if (entries == 0 || (entries & (entries - 1)) != 0) {
+    throw fail("the entry count must be a power of two");
+  }
+  if (bytes < kPage || bytes > static_cast<std::uint64_t>(max_bytes)) {
+    throw fail(std::to_string(bytes) + " bytes is outside what KVM takes")
+        .hint("between " + std::to_string(kPage / sizeof(kvm_dirty_gfn)) + " and " +
+              std::to_string(static_cast<std::uint64_t>(max_bytes) / sizeof(kvm_dirty_gfn)) +
+              " entries");
+  }
+  enable_capability(capability, bytes);
+  dirty_ring_entries_ = entries;
+  dirty_ring_ordering_ = ordering;
+}
+
+std::uint32_t Vm::reset_dirty_rings() {
+  return static_cast<std::uint32_t>(do_ioctl(fd_.get(), uapi::kResetDirtyRings));
+}
+
+void Vm::get_dirty_log(const MemorySlot& slot, std::span<std::uint64_t> bitmap) {
+  if (bitmap.size() < dirty_bitmap_words(slot.size / kPage)) {
+    throw Error("KVM_GET_DIRTY_LOG", "the bitmap is smaller than the slot")
+        .with("slot", std::to_string(slot.slot));
+  }
+  kvm_dirty_log log{};
+  log.slot = slot.slot;
+  log.dirty_bitmap = bitmap.data();
+  const int rc = try_ioctl(fd_.get(), uapi::kGetDirtyLog, &log);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kGetDirtyLog.name)
+        .with("slot", std::to_string(slot.slot))
+        .hint(rc == -ENOENT  ? "the slot was not added with KVM_MEM_LOG_DIRTY_PAGES"
+              : rc == -ENXIO ? "the dirty ring is enabled on this VM: harvest the ring"
+                             : "");
+  }
+}
+
+void Vm::clear_dirty_log(const MemorySlot& slot, const ClearRange& range,
+                         std::span<const std::uint64_t> bitmap) {
+  if (!clear_range_valid(range.first_page, range.pages, slot.size / kPage) ||
+      bitmap.size() < dirty_bitmap_words(range.pages)) {
+    throw Error("KVM_CLEAR_DIRTY_LOG", "a range KVM would refuse")
+        .with("slot", std::to_string(slot.slot))
+        .with("first_page", std::to_string(range.first_page))
+        .with("pages", std::to_string(range.pages));
+  }
+  kvm_clear_dirty_log log{};
+  log.slot = slot.slot;
+  log.num_pages = range.pages;
+  log.first_page = range.first_page;
+  // Kernel contract: the kernel only reads the bitmap (copy_from_user).
+  log.dirty_bitmap = const_cast<std::uint64_t*>(bitmap.data());
+  const int rc = try_ioctl(fd_.get(), uapi::kClearDirtyLog, &log);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kClearDirtyLog.name)
+        .with("slot", std::to_string(slot.slot))
+        .with("first_page", std::to_string(range.first_page))
+        .with("pages", std::to_string(range.pages))
+        .hint(rc == -EINVAL ? "enable KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 first" : "");
+  }
+}
+
+// ---- end of dirty tracking ----
 
 }  // namespace vfiokit::kvm

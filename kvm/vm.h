@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "vfiokit/base/unique_fd.h"
+#include "vfiokit/kvm/dirty_bitmap.h"
+#include "vfiokit/kvm/dirty_ring.h"
 #include "vfiokit/msix/routing.h"
 
 namespace vfiokit::kvm {
@@ -89,6 +91,30 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
 
   [[nodiscard]] Vcpu create_vcpu(std::uint32_t id);
 
+  // ---- Dirty tracking: the kernel's side of kvm/dirty_tracker.h (its policy lives there) ----
+  // KVM_CHECK_EXTENSION on this VM (what this VM, not just the host, offers): 0 when absent.
+  [[nodiscard]] int check_extension(unsigned long capability) const;
+  // KVM_ENABLE_CAP with args[0] = `argument`; Error names the capability.
+  void enable_capability(std::uint32_t capability, std::uint64_t argument);
+  // The dirty ring, `entries` kvm_dirty_gfn per vCPU (a power of two; KVM takes at least a
+  // page and at most what check_extension(capability) says, in bytes). Only before any vCPU
+  // exists: KVM sizes each vCPU's ring when it creates the vCPU. Throws Error otherwise.
+  void enable_dirty_ring(RingOrdering ordering, std::uint32_t entries);
+  // 0 without a ring.
+  [[nodiscard]] std::uint32_t dirty_ring_entries() const noexcept { return dirty_ring_entries_; }
+  [[nodiscard]] RingOrdering dirty_ring_ordering() const noexcept { return dirty_ring_ordering_; }
+  // KVM_RESET_DIRTY_RINGS: every entry marked harvested is freed and its page write-protected
+  // again. Returns how many.
+  std::uint32_t reset_dirty_rings();
+  // KVM_GET_DIRTY_LOG: `bitmap` gets one bit per page of `slot` (dirty_bitmap_words of it).
+  // The slot is the caller's copy: this reads no table another thread may be changing.
+  void get_dirty_log(const MemorySlot& slot, std::span<std::uint64_t> bitmap);
+  // KVM_CLEAR_DIRTY_LOG (with manual protect): the set bits of `bitmap` (bit 0 = first_page)
+  // cleared and their pages write-protected again.
+  void clear_dirty_log(const MemorySlot& slot, const ClearRange& range,
+                       std::span<const std::uint64_t> bitmap);
+  // ---- end of dirty tracking ----
+
  private:
   UniqueFd fd_;
   std::size_t vcpu_mmap_size_;
@@ -98,6 +124,10 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
   std::vector<kvm_cpuid_entry2> cpuid_;
   MemorySlotTable slots_;
   bool irqchip_ = false;
+  // Dirty tracking: the ring must be enabled before the first vCPU, so the vCPUs are counted.
+  std::uint32_t vcpus_created_ = 0;
+  std::uint32_t dirty_ring_entries_ = 0;
+  RingOrdering dirty_ring_ordering_ = RingOrdering::acquire_release;
 };
 
 }  // namespace vfiokit::kvm

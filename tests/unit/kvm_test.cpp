@@ -11,6 +11,7 @@
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/eventfd.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/kvm/dirty_tracker.h"
 #include "vfiokit/kvm/run_loop.h"
 #include "vfiokit/kvm/stats.h"
 #include "vfiokit/kvm/system.h"
@@ -390,6 +391,141 @@ TEST(KvmHost, BinaryStatisticsCountTheVcpusExits) {
   const auto vm_stats = StatsReader::open(guest.vm.fd());
   ASSERT_TRUE(vm_stats.has_value());
   EXPECT_EQ(vm_stats->layout().id.find("vcpu"), std::string::npos) << vm_stats->layout().id;
+}
+
+// ---- Dirty tracking (kvm/dirty_tracker.h): the ring and the bitmap on a real guest ----------
+
+// A flat protected-mode guest whose code lives in slot 0 (not tracked: code fetches never
+// count) and which writes one byte to chosen pages of slot 1, the tracked data slot at 16 MiB,
+// which nothing else touches. So the pages the guest wrote are exactly the dirty set.
+struct DirtyGuest {
+  static constexpr std::uint64_t kDataBase = 0x1000000;
+  DirtyGuest(const KvmSystem& kvm, const DirtyTrackerOptions& options, std::size_t data_pages,
+             bool ring_full_handler = true)
+      : code(::mmap(nullptr, kCodeSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+             kCodeSize),
+        data(::mmap(nullptr, data_pages * 4096, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+             data_pages * 4096),
+        vm(kvm.create_vm()),
+        tracker(vm, options),
+        handle_ring_full(ring_full_handler) {
+    vm.add_memory(0, 0, code.bytes());
+    tracker.add_memory(1, kDataBase, data.bytes());
+    vcpu.emplace(vm.create_vcpu(0));
+    tracker.attach(*vcpu);
+    // top: mov byte [ebx], 1; add ebx, edx; loop top; out 0x10, al; hlt
+    const std::uint8_t program[] = {0xc6, 0x03, 0x01, 0x01, 0xd3, 0xe2, 0xf9, 0xe6, 0x10, 0xf4};
+    std::copy(std::begin(program), std::end(program), code.bytes().begin() + 0x1000);
+  }
+  // The guest writes `count` (> 0) pages of the data slot: `first`, then every `stride`th.
+  void write_pages(std::uint64_t first, std::uint32_t count, std::uint64_t stride) {
+    enter_protected_mode(*vcpu, 0x1000, 0x8000);
+    kvm_regs r = vcpu->regs();
+    r.rbx = kDataBase + first * 4096;
+    r.rcx = count;
+    r.rdx = stride * 4096;
+    vcpu->set_regs(r);
+    RunLoop loop;
+    loop.on_io(0x10, 0x10, [&](const IoExit&, std::span<std::uint8_t>) { loop.stop(); });
+    if (handle_ring_full) loop.on_dirty_ring_full(tracker.ring_full_handler());
+    loop.run(*vcpu);
+  }
+  static std::vector<std::uint64_t> pages(std::uint64_t first, std::uint32_t count,
+                                          std::uint64_t stride) {
+    std::vector<std::uint64_t> out;
+    for (std::uint32_t i = 0; i < count; ++i) out.push_back(kDataBase / 4096 + first + i * stride);
+    return out;
+  }
+  static constexpr std::size_t kCodeSize = std::size_t{1} << 20;
+  MappedMemory code;
+  MappedMemory data;
+  Vm vm;
+  DirtyTracker tracker;
+  bool handle_ring_full;
+  std::optional<Vcpu> vcpu;
+};
+
+bool kernel_has_dirty_ring(const KvmSystem& kvm) {
+  return kvm.check_extension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0 ||
+         kvm.check_extension(KVM_CAP_DIRTY_LOG_RING) > 0;
+}
+
+// Three rounds: the pages written are reported, a harvest with nothing written is empty, and
+// pages written again after a harvest are reported again (the reset or clear re-protected them).
+void expect_exact_harvests(DirtyGuest& g) {
+  g.write_pages(0, 20, 3);
+  EXPECT_EQ(g.tracker.harvest(), DirtyGuest::pages(0, 20, 3));
+  EXPECT_EQ(g.tracker.harvest(), std::vector<std::uint64_t>{});
+  g.write_pages(0, 10, 6);  // every other page of the first round
+  g.write_pages(100, 1, 1);
+  auto expected = DirtyGuest::pages(0, 10, 6);
+  expected.push_back(DirtyGuest::kDataBase / 4096 + 100);
+  EXPECT_EQ(g.tracker.harvest(), expected);
+  EXPECT_EQ(g.tracker.counters().unattributed, 0u);
+}
+
+TEST(KvmHost, DirtyRingHarvestsExactlyThePagesTheGuestWrote) {
+  REQUIRE_KVM(kvm);
+  if (!kernel_has_dirty_ring(*kvm)) GTEST_SKIP() << "this kernel has no dirty ring (Linux 5.11+)";
+  DirtyGuest g(*kvm, {}, 256);
+  ASSERT_EQ(g.tracker.mechanism(), DirtyMechanism::ring) << g.tracker.description();
+  if (kvm->check_extension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0) {
+    EXPECT_EQ(g.tracker.plan().ordering, RingOrdering::acquire_release);
+  }
+  EXPECT_NE(g.tracker.description().find("KVM_CAP_DIRTY_LOG_RING"), std::string::npos);
+  expect_exact_harvests(g);
+  EXPECT_GE(g.tracker.counters().resets, 2u);
+}
+
+TEST(KvmHost, DirtyBitmapHarvestsExactlyThePagesTheGuestWrote) {
+  REQUIRE_KVM(kvm);
+  DirtyTrackerOptions bitmap;
+  bitmap.allow_ring = false;
+  DirtyGuest g(*kvm, bitmap, 256);
+  ASSERT_EQ(g.tracker.mechanism(), DirtyMechanism::bitmap);
+  EXPECT_EQ(g.tracker.plan().manual_protect,
+            (kvm->check_extension(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) &
+             KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) != 0)
+      << g.tracker.description();
+  expect_exact_harvests(g);
+}
+
+TEST(KvmHost, AFullDirtyRingIsHarvestedAndTheGuestGoesOn) {
+  REQUIRE_KVM(kvm);
+  if (!kernel_has_dirty_ring(*kvm)) GTEST_SKIP() << "this kernel has no dirty ring (Linux 5.11+)";
+  DirtyTrackerOptions small;
+  small.ring_entries = 1024;  // KVM exits when fewer than its reserve (64 + PML's 512) are left
+  DirtyGuest g(*kvm, small, 4096);
+  g.write_pages(0, 2500, 1);
+  EXPECT_GE(g.tracker.counters().ring_full_exits, 1u);
+  EXPECT_EQ(g.tracker.harvest(), DirtyGuest::pages(0, 2500, 1));
+  EXPECT_EQ(g.tracker.counters().entries, 2500u) << "each write was logged once";
+
+  // Without a handler the run ends with an Error that says what to do.
+  DirtyGuest unhandled(*kvm, small, 4096, false);
+  try {
+    unhandled.write_pages(0, 2500, 1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("KVM_EXIT_DIRTY_RING_FULL"), std::string::npos);
+  }
+}
+
+TEST(KvmHost, TheDirtyRingIsRefusedOnceAVcpuExists) {
+  REQUIRE_KVM(kvm);
+  if (!kernel_has_dirty_ring(*kvm)) GTEST_SKIP() << "this kernel has no dirty ring (Linux 5.11+)";
+  Vm vm = kvm->create_vm();
+  const Vcpu vcpu = vm.create_vcpu(0);
+  try {
+    DirtyTracker tracker(vm);
+    FAIL() << "the ring was enabled after a vCPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already exist"), std::string::npos) << e.what();
+  }
+  DirtyTrackerOptions bitmap;
+  bitmap.allow_ring = false;
+  EXPECT_NO_THROW(DirtyTracker(vm, bitmap)) << "the bitmap needs no vCPU-less VM";
 }
 
 }  // namespace

@@ -61,6 +61,13 @@ TEST(UapiCodes, Kvm) {
   EXPECT_EQ(kGetSupportedCpuid.code, 0xc008ae05u);
   EXPECT_EQ(kGetSupportedCpuid.name, "KVM_GET_SUPPORTED_CPUID");
   EXPECT_EQ(kSetCpuid2.code, 0x4008ae90u);
+  // Dirty tracking (kvm/dirty_tracker.h).
+  EXPECT_EQ(kEnableCap.code, 0x4068aea3u);  // 0x68: a 104-byte struct kvm_enable_cap
+  EXPECT_EQ(kEnableCap.name, "KVM_ENABLE_CAP");
+  EXPECT_EQ(kGetDirtyLog.code, 0x4010ae42u);
+  EXPECT_EQ(kClearDirtyLog.code, 0xc018aec0u);
+  EXPECT_EQ(kClearDirtyLog.name, "KVM_CLEAR_DIRTY_LOG");
+  EXPECT_EQ(kResetDirtyRings.code, 0xaec7u);
 }
 
 }  // namespace
