@@ -31,6 +31,11 @@ kvm::Vcpu first_vcpu(kvm::Vm& vm, bool irqchip) {
   return vm.create_vcpu(0);
 }
 
+std::optional<kvm::DirtyTracker> dirty_tracker_for(kvm::Vm& vm, const GuestOptions& options) {
+  if (!options.dirty_tracking) return std::nullopt;
+  return std::optional<kvm::DirtyTracker>(std::in_place, vm, *options.dirty_tracking);
+}
+
 }  // namespace
 
 std::optional<std::string> GuestLog::add(std::uint8_t byte) {
@@ -92,6 +97,7 @@ PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::ui
                            const GuestOptions& options)
     : memory_(allocate_ram(options.memory)),
       vm_(system.create_vm()),
+      dirty_(dirty_tracker_for(vm_, options)),
       routes_(vm_, options.irqchip),
       vcpu_(first_vcpu(vm_, options.irqchip)),
       vcpu_stats_(kvm::StatsReader::open(vcpu_.fd())),
@@ -104,7 +110,13 @@ PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::ui
   std::memcpy(memory_.bytes().data() + VFIOKIT_PAYLOAD_ADDRESS, image.data(), image.size());
   std::memcpy(memory_.bytes().data() + VFIOKIT_PARAMS_ADDRESS, options.parameters.data(),
               options.parameters.size());
-  vm_.add_memory(0, 0, memory_.bytes());
+  if (dirty_) {
+    dirty_->add_memory(0, 0, memory_.bytes());
+    dirty_->attach(vcpu_);
+    loop_.on_dirty_ring_full(dirty_->ring_full_handler());
+  } else {
+    vm_.add_memory(0, 0, memory_.bytes());
+  }
   kvm::enter_protected_mode(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
   loop_.on_io(
       VFIOKIT_MAILBOX_FIRST, VFIOKIT_MAILBOX_LAST,

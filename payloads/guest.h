@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "vfiokit/base/mapped_memory.h"
+#include "vfiokit/kvm/dirty_tracker.h"
 #include "vfiokit/kvm/run_loop.h"
 #include "vfiokit/kvm/stats.h"
 #include "vfiokit/kvm/system.h"
@@ -31,6 +32,8 @@ struct GuestOptions {
   std::size_t memory = std::size_t{16} << 20;  // guest RAM at guest-physical 0
   std::vector<std::uint8_t> parameters;        // copied to VFIOKIT_PARAMS_ADDRESS
   bool irqchip = true;                         // in-kernel PIC/IOAPIC/LAPIC (MSI needs it)
+  // Log the pages the vCPU writes in guest RAM (kvm/dirty_tracker.h): the ring or the bitmap.
+  std::optional<kvm::DirtyTrackerOptions> dirty_tracking;
 };
 
 struct MailboxEvent {
@@ -97,6 +100,9 @@ class PayloadGuest {
   [[nodiscard]] std::span<std::uint8_t> memory() const noexcept { return memory_.bytes(); }
   // Register extra I/O or MMIO handlers (devices of a VMM) before start().
   [[nodiscard]] kvm::RunLoop& run_loop() noexcept { return loop_; }
+  // With GuestOptions::dirty_tracking: the pages the vCPU wrote (guest RAM's slot is tracked
+  // from before the first instruction). Null without it.
+  [[nodiscard]] kvm::DirtyTracker* dirty_tracker() noexcept { return dirty_ ? &*dirty_ : nullptr; }
 
   void start();
   void stop() noexcept;
@@ -130,6 +136,9 @@ class PayloadGuest {
   // table and the VM close; the RAM they pointed at is unmapped last.
   MappedMemory memory_;
   kvm::Vm vm_;
+  // Made with the VM, before the vCPU (KVM sizes a vCPU's dirty ring when it creates it); its
+  // rings are unmapped after the vCPU fd closed, which the mappings outlive safely.
+  std::optional<kvm::DirtyTracker> dirty_;
   msix::RouteTable routes_;
   kvm::Vcpu vcpu_;
   std::optional<kvm::StatsReader> vcpu_stats_;  // its own fd: closes before the vCPU's

@@ -8,6 +8,7 @@
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/iommu/backend.h"
+#include "vfiokit/iommu/dirty_pages.h"
 #include "vfiokit/kvm/system.h"
 #include "vfiokit/msix/host_counts.h"
 #include "vfiokit/payloads/guest.h"
@@ -116,6 +117,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   payloads::GuestOptions guest_options;
   guest_options.memory = options.memory;
   guest_options.parameters = options.parameters;
+  guest_options.dirty_tracking = options.dirty_log;
   // Destroyed bottom-up after the vCPU has stopped: the device model (interrupts unwired, BAR
   // slots removed), then the DMA mapping of guest RAM, then the guest and its RAM.
   payloads::PayloadGuest guest(kvm, image, guest_options);
@@ -123,6 +125,30 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
                                                     iommu::DmaDirection::bidirectional);
   spdlog::debug("guest RAM DMA-mapped at IOVA 0 (pinned)");
+  // The device's dirty page log, declared after `ram`: tracking stops before RAM is unmapped.
+  std::optional<iommu::DirtyPageTracking> device_dirty;
+  if (options.dirty_log) {
+    kvm::DirtyTracker& tracker = *guest.dirty_tracker();
+    if (options.require_dirty_ring && tracker.mechanism() != kvm::DirtyMechanism::ring) {
+      throw Error("launch",
+                  "this kernel's KVM has no dirty ring (KVM_CAP_DIRTY_LOG_RING, "
+                  "Linux 5.11 and later on x86)")
+          .hint("leave out --dirty-mechanism ring: the dirty bitmap works on every kernel");
+    }
+    result.dirty_log.emplace();
+    result.dirty_log->vcpu_mechanism = tracker.description();
+    try {
+      device_dirty = iommu::DirtyPageTracking::start(*opened.backend);
+      result.dirty_log->device_mechanism =
+          "VFIO type1 dirty page log (every page pinned for DMA: all of guest RAM)";
+      result.dirty_log->device_pages.emplace();
+    } catch (const Error& e) {
+      result.dirty_log->device_missing = e.what();
+    }
+    spdlog::debug(
+        "dirty log: {}; device: {}", result.dirty_log->vcpu_mechanism,
+        device_dirty ? result.dirty_log->device_mechanism : result.dirty_log->device_missing);
+  }
   PassthroughDevice device(opened.device, guest.vm(), guest.routes());
   PciBus bus;
   bus.attach(VFIOKIT_GUEST_DEVICE_DEVFN >> 3, VFIOKIT_GUEST_DEVICE_DEVFN & 7, device);
@@ -196,6 +222,26 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     return statistics;
   };
 
+  // The pages written since the last harvest, added to the run's totals.
+  auto harvest_dirty = [&]() -> DirtyInterval {
+    DirtyLogResult& log = *result.dirty_log;
+    DirtyInterval interval;
+    const std::vector<std::uint64_t> vcpu = guest.dirty_tracker()->harvest();
+    interval.vcpu_pages = vcpu.size();
+    merge_pages(log.vcpu_pages, vcpu);
+    if (device_dirty) {
+      const iommu::DirtyBitmap bitmap = device_dirty->get(0, guest.memory().size());
+      const std::vector<std::uint64_t> device = guest_pages_of(bitmap.iovas(), bitmap.page_size);
+      interval.device_pages = device.size();
+      merge_pages(*log.device_pages, device);
+    }
+    interval.elapsed_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    log.intervals.push_back(interval);
+    log.counters = guest.dirty_tracker()->counters();
+    return interval;
+  };
+
   struct StopGuest {
     payloads::PayloadGuest& guest;
     ~StopGuest() { guest.stop(); }
@@ -208,9 +254,21 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   auto next_report = started + options.report_interval;
   try {
     for (;;) {
-      if (options.on_report && std::chrono::steady_clock::now() >= next_report) {
+      if ((options.on_report || options.dirty_log) &&
+          std::chrono::steady_clock::now() >= next_report) {
+        std::optional<DirtyInterval> dirty;
+        if (options.dirty_log) {
+          try {
+            dirty = harvest_dirty();
+          } catch (const Error& e) {
+            result.failure = std::string("the dirty log could not be read: ") + e.what();
+            break;
+          }
+        }
         const GuestStatistics statistics = gather_statistics(true);
-        options.on_report(LaunchReport{false, statistics});
+        if (options.on_report) {
+          options.on_report(LaunchReport{false, statistics, dirty ? &*dirty : nullptr});
+        }
         next_report += options.report_interval;
         // A slow report (or a stalled host) does not make the next ones come in a burst.
         next_report = std::max(next_report, std::chrono::steady_clock::now());
@@ -278,8 +336,22 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
                      (e.hint().empty() ? "" : " (" + e.hint() + ")");
   }
   guest.stop();
+  // What the guest wrote after the last report: its vCPU has stopped, so this is all of it.
+  std::optional<DirtyInterval> last_dirty;
+  if (options.dirty_log) {
+    try {
+      last_dirty = harvest_dirty();
+    } catch (const Error& e) {
+      if (result.failure.empty()) {
+        result.failure = std::string("the dirty log could not be read: ") + e.what();
+        result.passed = false;
+      }
+    }
+  }
   result.statistics = gather_statistics(false);
-  if (options.on_report) options.on_report(LaunchReport{true, result.statistics});
+  if (options.on_report) {
+    options.on_report(LaunchReport{true, result.statistics, last_dirty ? &*last_dirty : nullptr});
+  }
   result.log = guest.log();
   result.log_bytes_dropped = guest.log_bytes_dropped();
   result.events_dropped = guest.events_dropped();

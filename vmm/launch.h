@@ -14,6 +14,7 @@
 
 #include "vfiokit/base/host_paths.h"
 #include "vfiokit/vfio/open.h"
+#include "vfiokit/vmm/dirty_log.h"
 #include "vfiokit/vmm/guest_statistics.h"
 #include "vfiokit/vmm/hang_report.h"
 
@@ -24,6 +25,8 @@ namespace vfiokit::vmm {
 struct LaunchReport {
   bool final = false;
   const GuestStatistics& statistics;
+  // With LaunchOptions::dirty_log: the pages written since the previous report.
+  const DirtyInterval* dirty = nullptr;
 };
 
 struct LaunchOptions {
@@ -40,6 +43,11 @@ struct LaunchOptions {
   // the result, so a launch without it reads nothing more while the guest runs.
   std::chrono::milliseconds report_interval{1000};
   std::function<void(const LaunchReport&)> on_report;
+  // Log the pages the vCPU writes (KVM's dirty ring or bitmap) and those VFIO reports for the
+  // device, every report_interval and at the end (LaunchResult::dirty_log).
+  std::optional<kvm::DirtyTrackerOptions> dirty_log;
+  // With dirty_log: fail, rather than fall back to the bitmap, where KVM has no dirty ring.
+  bool require_dirty_ring = false;
 };
 
 // A guest decides how much it reports; the host keeps this many VALUE reports.
@@ -68,6 +76,7 @@ struct LaunchResult {
   std::optional<std::int64_t> first_mailbox_monotonic_ns;
   // As the guest stopped (vmm/guest_statistics.h).
   GuestStatistics statistics;
+  std::optional<DirtyLogResult> dirty_log;  // with LaunchOptions::dirty_log
 };
 
 // Runs `image` with `opened`'s device passed through. Throws Error when the VM cannot be set

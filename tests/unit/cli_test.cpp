@@ -436,7 +436,7 @@ TEST(CliLaunch, StatisticsOptionsAreCheckedBeforeAnythingMoves) {
   const auto with_qemu = vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--qemu",
                                       "--stats", "--qemu-binary", "/bin/true"});
   EXPECT_EQ(with_qemu.exit_status, 2);
-  EXPECT_NE(with_qemu.output.find("--stats and --metrics-file go with --payload"),
+  EXPECT_NE(with_qemu.output.find("--stats, --metrics-file and --dirty-log go with --payload"),
             std::string::npos)
       << with_qemu.output;
   const auto no_folder =

@@ -66,6 +66,8 @@ struct LaunchArgs {
   bool stats = false;
   std::string metrics_file;
   std::chrono::milliseconds interval{1000};
+  bool dirty_log = false;
+  std::string dirty_mechanism;  // "ring", "bitmap"; empty: the ring where KVM has it
 };
 
 // The group bound for the run: progress lines as each device moves and comes back, flushed
@@ -112,6 +114,12 @@ void print_payload_report(const LaunchArgs& args, const pci::Bdf& bdf,
   }
   std::cout << "payload log:\n";
   for (const auto line : split_lines(result.log)) std::cout << "  | " << line << '\n';
+  if (result.dirty_log) {
+    std::cout << "dirty pages:\n";
+    for (const auto& line : vmm::describe_dirty_log(*result.dirty_log)) {
+      std::cout << "  " << line << '\n';
+    }
+  }
   if (args.stats) {
     std::cout << "statistics:\n";
     for (const auto& line : vmm::describe_statistics(result.statistics)) {
@@ -129,6 +137,34 @@ Json kvm_samples_json(const std::vector<kvm::StatSample>& samples) {
         sample.values.size() == 1 ? Json(sample.values.front()) : Json(sample.values);
   }
   return out;
+}
+
+Json page_runs_json(std::span<const std::uint64_t> pages) {
+  Json runs = Json::array();
+  for (const auto& run : vmm::page_runs(pages)) {
+    runs.push_back({{"address", run.first_page * vmm::kGuestPageSize}, {"pages", run.pages}});
+  }
+  return runs;
+}
+
+Json dirty_log_json(const std::optional<vmm::DirtyLogResult>& log) {
+  if (!log) return nullptr;
+  Json intervals = Json::array();
+  for (const auto& interval : log->intervals) {
+    intervals.push_back({{"elapsed_s", interval.elapsed_seconds},
+                         {"vcpu_pages", interval.vcpu_pages},
+                         {"device_pages", Json(interval.device_pages)}});
+  }
+  return {{"vcpu",
+           {{"mechanism", log->vcpu_mechanism},
+            {"pages", log->vcpu_pages.size()},
+            {"runs", page_runs_json(log->vcpu_pages)},
+            {"ring_full_exits", log->counters.ring_full_exits}}},
+          {"device", log->device_pages ? Json{{"mechanism", log->device_mechanism},
+                                              {"pages", log->device_pages->size()},
+                                              {"runs", page_runs_json(*log->device_pages)}}
+                                       : Json{{"missing", log->device_missing}}},
+          {"intervals", intervals}};
 }
 
 Json statistics_json(const vmm::GuestStatistics& statistics) {
@@ -247,6 +283,7 @@ Json payload_result_json(const pci::Bdf& bdf, const std::string& payload_name,
                 {"values", result.values_dropped}}},
               {"timing", timing},
               {"statistics", statistics_json(result.statistics)},
+              {"dirty_log", dirty_log_json(result.dirty_log)},
               {"bound_and_restored", moved}};
 }
 
@@ -314,11 +351,20 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     launch.start = process_start();
     launch.cancelled = [] { return SignalGuard::received() != 0; };
     launch.report_interval = args.interval;
+    if (args.dirty_log) {
+      launch.dirty_log.emplace();
+      launch.dirty_log->allow_ring = args.dirty_mechanism != "bitmap";
+      launch.require_dirty_ring = args.dirty_mechanism == "ring";
+    }
     std::optional<MetricsFile> metrics;
-    if (!args.metrics_file.empty()) {
-      metrics.emplace(args.metrics_file, bdf, payload.name);
-      launch.on_report = [&metrics](const vmm::LaunchReport& report) {
-        metrics->write(report.statistics);
+    if (!args.metrics_file.empty()) metrics.emplace(args.metrics_file, bdf, payload.name);
+    if (metrics || (args.dirty_log && progress)) {
+      launch.on_report = [&metrics, progress](const vmm::LaunchReport& report) {
+        if (metrics) metrics->write(report.statistics);
+        if (report.dirty && progress && !report.final) {
+          *progress << "dirty pages at " << vmm::describe_interval(*report.dirty) << '\n'
+                    << std::flush;
+        }
       };
     }
     result = vmm::launch_payload(paths, opened, payload.image, launch);
@@ -694,10 +740,10 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
       "full OS in QEMU (--qemu -- QEMU-ARGS...). The device's IOMMU group is bound for "
       "the run and restored after it, whatever happens");
   sub->add_option("BDF", args->bdf, "PCI address of the device")->required();
-  auto* payload =
-      sub->add_option("--payload", args->payload,
-                      "A payload vfiokit carries (edu-dma, dirty-pages, nvme-identify, faulty, silent) or "
-                      "the path of a flat binary (docs/payloads.md)");
+  auto* payload = sub->add_option(
+      "--payload", args->payload,
+      "A payload vfiokit carries (edu-dma, dirty-pages, nvme-identify, faulty, silent) or "
+      "the path of a flat binary (docs/payloads.md)");
   auto* qemu = sub->add_flag("--qemu", args->qemu, "Run QEMU with the device passed through");
   payload->excludes(qemu);
   sub->add_option("QEMU_ARGS", args->qemu_arguments, "Arguments for QEMU, after --");
@@ -750,8 +796,19 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                   "With --payload: keep the same statistics in this file in Prometheus's text "
                   "format (node_exporter's textfile collector reads it), replaced atomically "
                   "every --interval while the guest runs and once after it stopped");
+  auto* dirty_log = sub->add_flag(
+      "--dirty-log", args->dirty_log,
+      "With --payload: log the guest pages written by the vCPU (KVM's dirty ring, else its "
+      "dirty bitmap) and those VFIO reports for the device (type1: every page pinned for DMA), "
+      "every --interval and over the whole run");
+  sub->add_option("--dirty-mechanism", args->dirty_mechanism,
+                  "With --dirty-log: ring (fail where KVM has none) or bitmap (KVM_GET_DIRTY_LOG "
+                  "even where the ring exists); default: the ring where KVM has it")
+      ->check(CLI::IsMember({"ring", "bitmap"}))
+      ->needs(dirty_log);
   add_seconds_option(sub, "--interval", args->interval, 0.01, 3600,
-                     "How often --metrics-file is rewritten while the guest runs");
+                     "How often --dirty-log reports and --metrics-file is rewritten while the "
+                     "guest runs");
   add_wait_option(sub, args->wait);
   sub->add_flag("--json", options.json, "Print JSON");
   // Not --force-group-in-use: a group another process holds cannot be opened for the guest.
@@ -774,8 +831,9 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
       throw CLI::ValidationError("launch",
                                  "--flat, --device-opt, --cpus and --name go with --qemu");
     }
-    if ((args->stats || !args->metrics_file.empty()) && args->qemu) {
-      throw CLI::ValidationError("launch", "--stats and --metrics-file go with --payload");
+    if ((args->stats || !args->metrics_file.empty() || args->dirty_log) && args->qemu) {
+      throw CLI::ValidationError("launch",
+                                 "--stats, --metrics-file and --dirty-log go with --payload");
     }
     if (args->dry_run && !args->qemu) {
       throw CLI::ValidationError("launch", "--dry-run goes with --qemu");

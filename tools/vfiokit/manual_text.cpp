@@ -358,6 +358,17 @@ Metrics are labelled `bdf` and `payload`; KVM's become `vfiokit_kvm_vm_NAME` and
 `vfiokit_kvm_vcpu_NAME{vcpu="N"}`, nanoseconds as `_seconds`, counters with `_total`
 (histograms are left out of the file).
 
+Dirty pages: `--dirty-log` logs which guest pages were written while the guest ran, by its vCPU
+and by the device, reports each `--interval` as a line (`dirty pages at 1.00 s: vCPU 12 pages,
+device 4096 pages`) and, at the end, the totals with the pages as address ranges (`--json`:
+`dirty_log`, the same as runs of pages, and every interval). The vCPU's pages come from KVM's
+dirty ring (`KVM_CAP_DIRTY_LOG_RING_ACQ_REL`, else `KVM_CAP_DIRTY_LOG_RING`) where the kernel has
+it, else from its dirty bitmap (`KVM_GET_DIRTY_LOG`, with `KVM_CLEAR_DIRTY_LOG` where manual
+protect is offered); `--dirty-mechanism ring|bitmap` insists on one. The device's come from VFIO
+type1's dirty page log, which cannot see what a device writes and so reports every page pinned
+for DMA, all of guest RAM, at every read: an upper bound, never the device's own set
+(docs/dirty-tracking.md). The `dirty-pages` payload writes known pages each way.
+
 ### `launch --qemu`
 
 Runs QEMU with the device and the rest of its IOMMU group passed through: the checks, the
