@@ -4,9 +4,10 @@
 // Invariants: a walked chain moves forward only (each header starts at or after the end of the
 // one before), every header lies inside the buffer, at most 64 of them, and each reads back as
 // the bytes at its offset; type1 info never holds a range that ends before it starts, and
-// without the caps flag holds no capability data. Built from known values (page sizes, IOVA
-// ranges, DMA available, migration, unknown capabilities, in any order and spacing), a buffer
-// parses back to exactly those values.
+// without the caps flag holds no capability data, and a migration capability parses only
+// when its 32 bytes are all inside the buffer. Built from known values (page sizes, IOVA
+// ranges, DMA available, migration with its flags, page sizes and bitmap limit, unknown
+// capabilities, in any order and spacing), a buffer parses back to exactly those values.
 #include <linux/vfio.h>
 
 #include <algorithm>
@@ -46,7 +47,21 @@ void raw(FuzzedDataProvider& data) {
     const auto flags = fuzz::get_le(bytes, 4, 4);
     for (const IovaRange& range : info.iova_ranges) FUZZ_CHECK(range.start <= range.end);
     if (!(flags & VFIO_IOMMU_INFO_CAPS)) {
-      FUZZ_CHECK(info.iova_ranges.empty() && !info.dma_available && !info.dirty_tracking);
+      FUZZ_CHECK(info.iova_ranges.empty() && !info.dma_available && !info.migration);
+    }
+    if (info.migration) {
+      // It came from a capability of the chain whose 32 bytes lie inside the buffer.
+      bool found = false;
+      for (const VfioCapability& cap : walk_vfio_capabilities(bytes, fuzz::get_le(bytes, 16, 4))) {
+        if (cap.id != VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION || cap.offset + 32u > bytes.size()) {
+          continue;
+        }
+        found = found ||
+                (info.migration->flags == fuzz::get_le(bytes, cap.offset + 8u, 4) &&
+                 info.migration->pgsize_bitmap == fuzz::get_le(bytes, cap.offset + 16u, 8) &&
+                 info.migration->max_dirty_bitmap_size == fuzz::get_le(bytes, cap.offset + 24u, 8));
+      }
+      FUZZ_CHECK(found);
     }
     FUZZ_CHECK(info.iova_pgsizes ==
                ((flags & VFIO_IOMMU_INFO_PGSIZES) ? fuzz::get_le(bytes, 8, 8) : 0));
@@ -65,14 +80,17 @@ void built(FuzzedDataProvider& data) {
   }
   const bool with_ranges = !expected.iova_ranges.empty() || data.ConsumeBool();
   if (data.ConsumeBool()) expected.dma_available = data.ConsumeIntegral<std::uint32_t>();
-  expected.dirty_tracking = data.ConsumeBool();
+  if (data.ConsumeBool()) {
+    expected.migration = Type1Migration{data.ConsumeIntegral<std::uint32_t>(), fuzz::edgy_u64(data),
+                                        fuzz::edgy_u64(data)};
+  }
   const auto unknown_caps = data.ConsumeIntegralInRange<int>(0, 3);
 
   // Capabilities in a fuzzed order, each after a fuzzed gap.
   std::vector<int> order;
   if (with_ranges) order.push_back(0);
   if (expected.dma_available) order.push_back(1);
-  if (expected.dirty_tracking) order.push_back(2);
+  if (expected.migration) order.push_back(2);
   for (int i = 0; i < unknown_caps; ++i) order.push_back(3);
   for (std::size_t i = order.size(); i > 1; --i) {
     std::swap(order[i - 1], order[data.ConsumeIntegralInRange<std::size_t>(0, i - 1)]);
@@ -102,7 +120,10 @@ void built(FuzzedDataProvider& data) {
         break;
       case 2:
         fuzz::put_le(info, at, VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 2);
-        fuzz::put_le(info, at + 8, 0, 24);
+        fuzz::put_le(info, at + 8, expected.migration->flags, 4);
+        fuzz::put_le(info, at + 12, 0, 4);
+        fuzz::put_le(info, at + 16, expected.migration->pgsize_bitmap, 8);
+        fuzz::put_le(info, at + 24, expected.migration->max_dirty_bitmap_size, 8);
         break;
       default:
         fuzz::put_le(info, at, data.ConsumeIntegralInRange<std::uint16_t>(4, 0xffff), 2);
@@ -118,7 +139,7 @@ void built(FuzzedDataProvider& data) {
   FUZZ_CHECK(parsed.iova_pgsizes == expected.iova_pgsizes);
   FUZZ_CHECK(parsed.iova_ranges == expected.iova_ranges);
   FUZZ_CHECK(parsed.dma_available == expected.dma_available);
-  FUZZ_CHECK(parsed.dirty_tracking == expected.dirty_tracking);
+  FUZZ_CHECK(parsed.migration == expected.migration);
   check_chain(info, static_cast<std::uint32_t>(fuzz::get_le(info, 16, 4)),
               walk_vfio_capabilities(info, static_cast<std::uint32_t>(fuzz::get_le(info, 16, 4))));
 }

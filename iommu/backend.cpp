@@ -1,5 +1,7 @@
 #include "vfiokit/iommu/backend.h"
 
+#include <cerrno>
+
 #include <spdlog/spdlog.h>
 
 #include "vfiokit/base/error.h"
@@ -25,6 +27,23 @@ void IommuBackend::release_all_mappings() noexcept {
     }
     mapping->detach();
   }
+}
+
+DirtyTrackingSupport IommuBackend::dirty_tracking_support() {
+  DirtyTrackingSupport support;
+  support.reason = "the " + std::string(name()) + " IOMMU backend does not log dirty pages";
+  return support;
+}
+
+int IommuBackend::dirty_pages_ioctl(uapi::DirtyPagesRequest&) { return -ENOTTY; }
+
+std::vector<IovaRange> IommuBackend::dma_mappings() const {
+  std::vector<IovaRange> ranges;
+  ranges.reserve(live_.size());
+  for (const DmaMapping* mapping : live_) {
+    ranges.push_back({mapping->iova(), mapping->iova() + mapping->size() - 1});
+  }
+  return ranges;
 }
 
 DmaMapping::DmaMapping(IommuBackend* backend, std::uint64_t iova, std::uint64_t size)

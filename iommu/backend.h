@@ -13,6 +13,7 @@
 
 #include "vfiokit/base/host_paths.h"
 #include "vfiokit/base/unique_fd.h"
+#include "vfiokit/iommu/dirty_pages.h"
 #include "vfiokit/iommu/vfio_caps.h"
 #include "vfiokit/pci/bdf.h"
 
@@ -33,9 +34,13 @@ struct IommuInfo {
 
 class DmaMapping;
 
-class IommuBackend {
+// Every backend is a DirtyPageLog, so `DirtyPageTracking::start(backend)` works on any of them:
+// one without dirty tracking says so (dirty_tracking_support().reason) and START is refused.
+class IommuBackend : public DirtyPageLog {
  public:
-  virtual ~IommuBackend() = default;
+  // A concrete backend releases tracking and mappings first in its own destructor; this only
+  // detaches a tracking left alive by one that did not.
+  ~IommuBackend() override { release_dirty_tracking(); }
   IommuBackend() = default;
   IommuBackend(const IommuBackend&) = delete;
   IommuBackend& operator=(const IommuBackend&) = delete;
@@ -51,6 +56,9 @@ class IommuBackend {
                                DmaDirection direction);
   [[nodiscard]] std::size_t live_mappings() const noexcept { return live_.size(); }
 
+  // Unsupported unless the backend overrides it (Type1Backend does).
+  DirtyTrackingSupport dirty_tracking_support() override;
+
  protected:
   virtual void map_raw(std::uint64_t vaddr, std::uint64_t iova, std::uint64_t size,
                        DmaDirection direction) = 0;
@@ -59,6 +67,11 @@ class IommuBackend {
   // Unmaps every mapping still alive and detaches it. A concrete backend calls this first in
   // its destructor: mappings must go before the container does.
   void release_all_mappings() noexcept;
+
+  // -ENOTTY unless the backend overrides it.
+  int dirty_pages_ioctl(uapi::DirtyPagesRequest& request) override;
+  // The live DmaMappings' ranges.
+  [[nodiscard]] std::vector<IovaRange> dma_mappings() const override;
 
  private:
   friend class DmaMapping;

@@ -102,7 +102,10 @@ UniqueFd VfioGroupFd::device_fd(const pci::Bdf& bdf) const {
 Type1Backend::Type1Backend(HostPaths paths)
     : paths_(std::move(paths)), container_(VfioContainer::open(paths_)) {}
 
-Type1Backend::~Type1Backend() { release_all_mappings(); }
+Type1Backend::~Type1Backend() {
+  release_dirty_tracking();
+  release_all_mappings();
+}
 
 std::string_view Type1Backend::name() const {
   return iommu_type_ == VFIO_TYPE1_IOMMU ? "vfio-type1" : "vfio-type1v2";
@@ -145,7 +148,7 @@ UniqueFd Type1Backend::open_device(const pci::Bdf& bdf) {
   return group->device_fd(bdf);
 }
 
-IommuInfo Type1Backend::info() {
+Type1Info Type1Backend::type1_info() {
   const auto buffer = query_with_argsz(
       sizeof(vfio_iommu_type1_info),
       [this](std::span<std::uint8_t> bytes) {
@@ -155,8 +158,27 @@ IommuInfo Type1Backend::info() {
         return info->argsz;
       },
       uapi::kIommuGetInfo.name);
-  const Type1Info parsed = parse_type1_info(buffer);
+  return parse_type1_info(buffer);
+}
+
+IommuInfo Type1Backend::info() {
+  const Type1Info parsed = type1_info();
   return {std::string(name()), parsed.iova_pgsizes, parsed.iova_ranges, parsed.dma_available};
+}
+
+DirtyTrackingSupport Type1Backend::dirty_tracking_support() {
+  if (iommu_type_ == 0) {
+    DirtyTrackingSupport support;
+    support.reason =
+        "no device is open in the container yet: the IOMMU type (and with it dirty tracking) "
+        "is set when the first group is attached";
+    return support;
+  }
+  return iommu::dirty_tracking_support(type1_info(), iommu_type_ == VFIO_TYPE1v2_IOMMU);
+}
+
+int Type1Backend::dirty_pages_ioctl(uapi::DirtyPagesRequest& request) {
+  return try_ioctl(container_.fd(), uapi::kIommuDirtyPages, &request);
 }
 
 void Type1Backend::map_raw(std::uint64_t vaddr, std::uint64_t iova, std::uint64_t size,

@@ -45,15 +45,22 @@ class Type1Backend final : public IommuBackend {
   [[nodiscard]] std::string_view name() const override;
   UniqueFd open_device(const pci::Bdf& bdf) override;
   IommuInfo info() override;
+  // From VFIO_IOMMU_GET_INFO's migration capability; unsupported before a device is open (the
+  // container has no IOMMU type yet) or with type1 (not v2).
+  DirtyTrackingSupport dirty_tracking_support() override;
 
  protected:
   void map_raw(std::uint64_t vaddr, std::uint64_t iova, std::uint64_t size,
                DmaDirection direction) override;
   std::uint64_t unmap_raw(std::uint64_t iova, std::uint64_t size) override;
+  int dirty_pages_ioctl(uapi::DirtyPagesRequest& request) override;
 
  private:
+  Type1Info type1_info();
+
   HostPaths paths_;
-  // Teardown in the kernel's order: the destructor unmaps every DMA mapping first; then the
+  // Teardown in the kernel's order: the destructor stops dirty page tracking and unmaps every
+  // DMA mapping first; then the
   // groups (declared after the container, so destroyed before it) leave the container; then
   // the container closes.
   VfioContainer container_;

@@ -86,7 +86,10 @@ Type1Info parse_type1_info(InfoBytes info) {
         result.dma_available = info_read32(info, cap.offset + 8u);
         break;
       case VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION:
-        result.dirty_tracking = true;
+        require(info, cap.offset, 32, "migration capability");
+        result.migration =
+            Type1Migration{info_read32(info, cap.offset + 8u), info_read64(info, cap.offset + 16u),
+                           info_read64(info, cap.offset + 24u)};
         break;
       default:
         break;  // capabilities newer than this code are skipped, not errors

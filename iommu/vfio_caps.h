@@ -36,12 +36,20 @@ struct IovaRange {
   bool operator==(const IovaRange&) const = default;
 };
 
+// VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION: the container can log dirty pages (dirty_pages.h).
+struct Type1Migration {
+  std::uint32_t flags = 0;                  // none defined yet
+  std::uint64_t pgsize_bitmap = 0;          // page sizes a dirty bitmap may be asked in
+  std::uint64_t max_dirty_bitmap_size = 0;  // bytes of bitmap one GET may ask for
+  bool operator==(const Type1Migration&) const = default;
+};
+
 // What VFIO_IOMMU_GET_INFO says about a type1 container.
 struct Type1Info {
   std::uint64_t iova_pgsizes = 0;      // bitmap of IOMMU page sizes
   std::vector<IovaRange> iova_ranges;  // empty when the kernel gave no IOVA range capability
   std::optional<std::uint32_t> dma_available;  // mappings still allowed (dma_entry_limit)
-  bool dirty_tracking = false;                 // the migration capability is present
+  std::optional<Type1Migration> migration;     // absent: no dirty page tracking
 };
 // `info` is the whole buffer the ioctl filled (argsz bytes).
 Type1Info parse_type1_info(InfoBytes info);

@@ -39,6 +39,22 @@ inline constexpr IoctlPtr<const vfio_iommu_type1_dma_map> kIommuMapDma =
 inline constexpr IoctlPtr<vfio_iommu_type1_dma_unmap> kIommuUnmapDma =
     VFIOKIT_IOCTL_PTR(vfio_iommu_type1_dma_unmap, VFIO_IOMMU_UNMAP_DMA);
 
+// VFIO_IOMMU_DIRTY_PAGES's argument. struct vfio_iommu_type1_dirty_bitmap is {argsz, flags,
+// u8 data[]}: a flexible array, so it is never declared (DEVELOPERS.md); this is its header
+// with the GET_BITMAP payload after it, at the offset of `data`. START and STOP send only the
+// header (argsz 8); GET_BITMAP sends both (argsz 48: the bitmap itself is not counted).
+struct DirtyPagesRequest {
+  std::uint32_t argsz = 0;
+  std::uint32_t flags = 0;
+  vfio_iommu_type1_dirty_bitmap_get range{};
+};
+inline constexpr std::uint32_t kDirtyPagesHeaderSize = 8;
+inline constexpr std::uint32_t kDirtyPagesGetSize = sizeof(DirtyPagesRequest);
+// _IO without a size: the kernel reads argsz first, then as much as the flag needs. Kernel
+// contract: for GET_BITMAP it writes range.bitmap.size bytes at range.bitmap.data.
+inline constexpr IoctlPtr<DirtyPagesRequest> kIommuDirtyPages =
+    VFIOKIT_IOCTL_PTR(DirtyPagesRequest, VFIO_IOMMU_DIRTY_PAGES);
+
 // The layouts vfiokit relies on, as the kernel defines them.
 static_assert(sizeof(vfio_info_cap_header) == 8);
 static_assert(offsetof(vfio_info_cap_header, next) == 4);
@@ -58,5 +74,21 @@ static_assert(offsetof(vfio_iommu_type1_dma_map, size) == 24);
 static_assert(sizeof(vfio_iommu_type1_dma_unmap) == 24);
 static_assert(offsetof(vfio_iommu_type1_dma_unmap, iova) == 8);
 static_assert(offsetof(vfio_iommu_type1_dma_unmap, size) == 16);
+static_assert(sizeof(vfio_iommu_type1_info_cap_migration) == 32);
+static_assert(offsetof(vfio_iommu_type1_info_cap_migration, flags) == 8);
+static_assert(offsetof(vfio_iommu_type1_info_cap_migration, pgsize_bitmap) == 16);
+static_assert(offsetof(vfio_iommu_type1_info_cap_migration, max_dirty_bitmap_size) == 24);
+static_assert(sizeof(vfio_iommu_type1_dirty_bitmap) == 8);
+static_assert(offsetof(vfio_iommu_type1_dirty_bitmap, flags) == 4);
+static_assert(offsetof(vfio_iommu_type1_dirty_bitmap, data) == 8);
+static_assert(sizeof(vfio_bitmap) == 24);
+static_assert(offsetof(vfio_bitmap, size) == 8);
+static_assert(offsetof(vfio_bitmap, data) == 16);
+static_assert(sizeof(vfio_iommu_type1_dirty_bitmap_get) == 40);
+static_assert(offsetof(vfio_iommu_type1_dirty_bitmap_get, size) == 8);
+static_assert(offsetof(vfio_iommu_type1_dirty_bitmap_get, bitmap) == 16);
+static_assert(offsetof(DirtyPagesRequest, flags) == offsetof(vfio_iommu_type1_dirty_bitmap, flags));
+static_assert(offsetof(DirtyPagesRequest, range) == offsetof(vfio_iommu_type1_dirty_bitmap, data));
+static_assert(sizeof(DirtyPagesRequest) == 48);
 
 }  // namespace vfiokit::iommu::uapi

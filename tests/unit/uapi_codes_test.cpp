@@ -24,6 +24,14 @@ TEST(UapiCodes, VfioContainerAndGroup) {
   EXPECT_EQ(iommu::uapi::kIommuMapDma.name, "VFIO_IOMMU_MAP_DMA");
 }
 
+// Type1 dirty page tracking (issue 14): _IO(';', 100 + 17), the size not encoded.
+TEST(UapiCodes, VfioDirtyPages) {
+  EXPECT_EQ(iommu::uapi::kIommuDirtyPages.code, 0x3b75u);
+  EXPECT_EQ(iommu::uapi::kIommuDirtyPages.name, "VFIO_IOMMU_DIRTY_PAGES");
+  EXPECT_EQ(iommu::uapi::kDirtyPagesHeaderSize, 8u);
+  EXPECT_EQ(iommu::uapi::kDirtyPagesGetSize, 48u);
+}
+
 TEST(UapiCodes, VfioDevice) {
   EXPECT_EQ(vfio::uapi::kDeviceGetInfo.code, 0x3b6bu);
   EXPECT_EQ(vfio::uapi::kDeviceGetRegionInfo.code, 0x3b6cu);

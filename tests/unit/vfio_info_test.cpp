@@ -35,7 +35,7 @@ TEST(Type1Info, ParsesPageSizesRangesAndDmaAvailable) {
   EXPECT_EQ(info.iova_ranges,
             (std::vector<iommu::IovaRange>{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}}));
   EXPECT_EQ(info.dma_available, 65535u);
-  EXPECT_FALSE(info.dirty_tracking);
+  EXPECT_FALSE(info.migration);
 }
 
 TEST(Type1Info, WithoutTheCapsFlagTheChainIsIgnored) {
