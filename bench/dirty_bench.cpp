@@ -37,8 +37,8 @@ constexpr std::uint64_t kSlotPages = 262144;
 constexpr std::uint64_t kDataBase = 0x1000000;
 constexpr std::uint32_t kRingEntries = 32768;  // room for the largest N without a full ring
 
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+double us_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
 
 double median(std::vector<double> v) {
@@ -59,9 +59,9 @@ double simulated(std::uint32_t dirty, bool ring) {
     const auto start = Clock::now();
     harvester.harvest(entries, [&](const kvm::DirtyEntry& e) { pages.push_back(e.offset); });
     std::sort(pages.begin(), pages.end());
-    const double ms = ms_since(start);
+    const double us = us_since(start);
     if (pages.size() != dirty) throw Error("dirty_bench", "the ring lost entries");
-    return ms;
+    return us;
   }
   std::vector<std::uint64_t> bitmap(kvm::dirty_bitmap_words(kSlotPages), 0);
   for (std::uint64_t i = 0; i < dirty; ++i) {
@@ -71,9 +71,9 @@ double simulated(std::uint32_t dirty, bool ring) {
   const auto start = Clock::now();
   const auto pages = kvm::dirty_pages(bitmap, kSlotPages);
   const auto ranges = kvm::clear_ranges(bitmap, kSlotPages);
-  const double ms = ms_since(start);
+  const double us = us_since(start);
   if (pages.size() != dirty || ranges.empty()) throw Error("dirty_bench", "the bitmap lost pages");
-  return ms;
+  return us;
 }
 
 // ---- kvm: a guest writes, the tracker harvests ----
@@ -113,12 +113,12 @@ double with_kvm(const kvm::KvmSystem& system, std::uint32_t dirty, bool ring) {
   loop.run(vcpu);
   const auto start = Clock::now();
   const auto pages = tracker.harvest();
-  const double ms = ms_since(start);
+  const double us = us_since(start);
   if (pages.size() != dirty) {
     throw Error("dirty_bench", "harvested " + std::to_string(pages.size()) + " pages, not " +
                                    std::to_string(dirty));
   }
-  return ms;
+  return us;
 }
 
 }  // namespace
@@ -138,15 +138,15 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(kSlotPages),
                 system ? "real KVM: DirtyTracker::harvest()" : "simulated: user-space work only");
     for (const std::uint32_t dirty : {16u, 1024u, 16384u}) {
-      std::vector<double> ring_ms, bitmap_ms;
+      std::vector<double> ring_us, bitmap_us;
       for (int round = 0; round < 5; ++round) {
         for (const bool ring : {round % 2 == 0, round % 2 != 0}) {
-          const double ms = system ? with_kvm(*system, dirty, ring) : simulated(dirty, ring);
-          (ring ? ring_ms : bitmap_ms).push_back(ms);
+          const double us = system ? with_kvm(*system, dirty, ring) : simulated(dirty, ring);
+          (ring ? ring_us : bitmap_us).push_back(us);
         }
       }
-      std::printf("  N = %5u  ring %9.3f ms   bitmap %9.3f ms   bitmap/ring %8.2f\n", dirty,
-                  median(ring_ms), median(bitmap_ms), median(bitmap_ms) / median(ring_ms));
+      std::printf("  N = %5u  ring %10.1f us   bitmap %10.1f us   bitmap/ring %8.2f\n", dirty,
+                  median(ring_us), median(bitmap_us), median(bitmap_us) / median(ring_us));
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "dirty_bench: %s\n", e.what());
