@@ -2,8 +2,11 @@
  * for `vfiokit launch --dirty-log`. The CPU writes a pattern into each page of
  * VFIOKIT_DIRTY_CPU_PAGES (in VFIOKIT_DIRTY_CPU_WINDOW); then edu copies the first of them by DMA,
  * through its buffer, into each page of VFIOKIT_DIRTY_DEVICE_PAGES (in
- * VFIOKIT_DIRTY_DEVICE_WINDOW), which the CPU only reads, to check the copies. DMA completion is
- * polled (edu clears its command's start bit), with the timer tick bounding every wait. */
+ * VFIOKIT_DIRTY_DEVICE_WINDOW). The CPU never touches the device's pages, not even to read them:
+ * x86 KVM maps a page writable on its first access, a read too, and logs it dirty then. So each
+ * copy is checked by having edu copy it back into the CPU's last page, which the CPU compares and
+ * clears (a page it writes anyway). DMA completion is polled (edu clears its command's start
+ * bit), with the timer tick bounding every wait. */
 #include "vfiokit/payloads/pci.h"
 #include "vfiokit/payloads/runtime.h"
 
@@ -48,16 +51,19 @@ uint32_t payload_main(void) {
   pci_enable(bdf);
   if (mmio_read32(bar) != EDU_IDENTIFICATION) return VFIOKIT_DONE_MISMATCH;
 
-  uint32_t first = VFIOKIT_DIRTY_WINDOW_PAGES;
+  /* The first CPU page is the pattern's source, the last one where copies come back. */
+  uint32_t first = VFIOKIT_DIRTY_WINDOW_PAGES, last = 0;
   for (uint32_t page = 0; page < VFIOKIT_DIRTY_WINDOW_PAGES; ++page) {
     if (!(VFIOKIT_DIRTY_CPU_PAGES & (1u << page))) continue;
     if (first == VFIOKIT_DIRTY_WINDOW_PAGES) first = page;
+    last = page;
     uint8_t* bytes = (uint8_t*)(VFIOKIT_DIRTY_CPU_WINDOW + page * PAGE);
     for (uint32_t i = 0; i < PAGE; ++i) bytes[i] = pattern(first, i);
     outl(VFIOKIT_MAILBOX_VALUE, VFIOKIT_DIRTY_CPU_WINDOW + page * PAGE);
   }
   log_text("dirty-pages: the CPU wrote its pages\n");
   const uint32_t source = VFIOKIT_DIRTY_CPU_WINDOW + first * PAGE;
+  const uint32_t check = VFIOKIT_DIRTY_CPU_WINDOW + last * PAGE;
   for (uint32_t page = 0; page < VFIOKIT_DIRTY_WINDOW_PAGES; ++page) {
     if (!(VFIOKIT_DIRTY_DEVICE_PAGES & (1u << page))) continue;
     const uint32_t destination = VFIOKIT_DIRTY_DEVICE_WINDOW + page * PAGE;
@@ -67,7 +73,12 @@ uint32_t payload_main(void) {
         return VFIOKIT_DONE_TIMEOUT;
       }
     }
-    const uint8_t* bytes = (const uint8_t*)destination;
+    uint8_t* bytes = (uint8_t*)check;
+    memset(bytes, 0, PAGE);
+    for (uint32_t half = 0; half < PAGE; half += HALF) {
+      if (!transfer(destination + half, EDU_BUFFER, 0)) return VFIOKIT_DONE_TIMEOUT;
+      if (!transfer(EDU_BUFFER, check + half, EDU_DMA_FROM_DEVICE)) return VFIOKIT_DONE_TIMEOUT;
+    }
     for (uint32_t i = 0; i < PAGE; ++i) {
       if (bytes[i] != pattern(first, i)) {
         log_hex("dirty-pages: the device's copy differs in page", destination);

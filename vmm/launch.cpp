@@ -231,9 +231,9 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     merge_pages(log.vcpu_pages, vcpu);
     if (device_dirty) {
       const iommu::DirtyBitmap bitmap = device_dirty->get(0, guest.memory().size());
-      const std::vector<std::uint64_t> device = guest_pages_of(bitmap.iovas(), bitmap.page_size);
-      interval.device_pages = device.size();
-      merge_pages(*log.device_pages, device);
+      const std::vector<std::uint64_t> written = guest_pages_of(bitmap.iovas(), bitmap.page_size);
+      interval.device_pages = written.size();
+      merge_pages(*log.device_pages, written);
     }
     interval.elapsed_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
