@@ -52,7 +52,8 @@ void raw(FuzzedDataProvider& data) {
     if (info.migration) {
       // It came from a capability of the chain whose 32 bytes lie inside the buffer.
       bool found = false;
-      for (const VfioCapability& cap : walk_vfio_capabilities(bytes, fuzz::get_le(bytes, 16, 4))) {
+      for (const VfioCapability& cap :
+           walk_vfio_capabilities(bytes, static_cast<std::uint32_t>(fuzz::get_le(bytes, 16, 4)))) {
         if (cap.id != VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION || cap.offset + 32u > bytes.size()) {
           continue;
         }
