@@ -18,6 +18,11 @@ std::optional<std::string> unavailable_irq_reason(std::uint32_t index, int error
   return "not available on this device";
 }
 
+std::optional<bool> IrqIndexSummary::dynamic_msix() const noexcept {
+  if (index != VFIO_PCI_MSIX_IRQ_INDEX || !info) return std::nullopt;
+  return !info->noresize();
+}
+
 DeviceSummary summarize_device(OpenedDevice& opened) {
   const VfioDevice& device = opened.device;
   DeviceSummary summary;

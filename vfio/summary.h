@@ -19,6 +19,11 @@ struct IrqIndexSummary {
   std::uint32_t index = 0;
   std::optional<IrqInfo> info;  // nullopt: not available on this device
   std::string unavailable;      // why, when it is not
+
+  // Dynamic MSI-X (Linux 6.5): the MSI-X index without VFIO_IRQ_INFO_NORESIZE takes new vectors
+  // while MSI-X is enabled, with no disable/enable gap. Read from the flags, never from the
+  // kernel version. nullopt for any other index, or an MSI-X index that is not available.
+  [[nodiscard]] std::optional<bool> dynamic_msix() const noexcept;
 };
 
 struct DeviceSummary {

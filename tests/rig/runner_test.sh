@@ -16,13 +16,17 @@ check() {  # check DESCRIPTION EXPECTED ACTUAL
   fi
 }
 
-# 1. Arguments with spaces, quotes, newlines and glob characters; --env; the exit status.
+# 1. Arguments with spaces, quotes, newlines and glob characters; --env; the exit status; and
+# --kernel 6.1 boots Debian 12's stock kernel (the other cases boot the default, 6.12).
 multi=$'two\nlines'
-out=$($run --env "GREETING=it's a \"test\"" -- sh -c 'printf "[%s]" "$@"; printf "\n%s\n" "$GREETING"; exit 7' \
+out=$($run --kernel 6.1 --env "GREETING=it's a \"test\"" -- sh -c 'printf "[%s]" "$@"; printf "\n%s\n" "$GREETING"; uname -r; exit 7' \
   argv0 'a b' "it's" "$multi" '$HOME' '*' '')
 status=$?
 check "exit status of CMD" 7 "$status"
-check "arguments arrive intact" "[a b][it's][$multi][\$HOME][*][]"$'\n'"it's a \"test\"" "$out"
+check "arguments arrive intact" "[a b][it's][$multi][\$HOME][*][]"$'\n'"it's a \"test\"" "${out%$'\n'*}"
+kernel=${out##*$'\n'}
+[[ $kernel =~ ^6\.1\.0-[0-9]+-amd64$ ]] && kernel=6.1.0-N-amd64
+check "--kernel 6.1 boots Debian 12's 6.1 kernel" 6.1.0-N-amd64 "$kernel"
 
 # 2. A hang ends at --timeout with 124 and a message that says so.
 start=$SECONDS
@@ -41,5 +45,7 @@ check "the panic is reported" 1 "$(grep -c 'guest stopped before the command fin
 # 4. Usage errors come back as 2 without booting.
 $run --devices floppy -- true >/dev/null 2>&1
 check "an unknown device is a usage error" 2 "$?"
+$run --kernel 5.10 -- true >/dev/null 2>&1
+check "an unknown kernel generation is a usage error" 2 "$?"
 
 [[ $failures -eq 0 ]] && echo "runner_test: all passed" || { echo "runner_test: $failures failed"; exit 1; }

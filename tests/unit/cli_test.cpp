@@ -50,15 +50,19 @@ TEST(Cli, DoctorJsonCarriesTheSameChecks) {
   const auto json = nlohmann::json::parse(result.output);
   EXPECT_EQ(json["ready"], false);
   EXPECT_EQ(json["kernel"], "6.1.0-18-amd64");
-  ASSERT_EQ(json["checks"].size(), 8u);
+  ASSERT_EQ(json["checks"].size(), 9u);
   EXPECT_EQ(json["checks"][0]["id"], "iommu");
   EXPECT_EQ(json["checks"][0]["status"], "fail");
   EXPECT_TRUE(json["checks"][0].contains("fix"));
+  // No usable /dev/kvm in the tree: KVM's features are unknown, not claimed.
+  EXPECT_TRUE(json["kvm_features"].is_null());
+  EXPECT_EQ(json["checks"][5]["id"], "kvm-features");
+  EXPECT_EQ(json["checks"][5]["status"], "warn");
   // This host tree has neither hugepage pools nor OVMF: warnings, with their fixes.
-  EXPECT_EQ(json["checks"][6]["id"], "hugepages");
-  EXPECT_EQ(json["checks"][6]["status"], "warn");
-  EXPECT_EQ(json["checks"][7]["id"], "ovmf");
-  EXPECT_EQ(json["checks"][7]["fix"], "apt-get install ovmf");
+  EXPECT_EQ(json["checks"][7]["id"], "hugepages");
+  EXPECT_EQ(json["checks"][7]["status"], "warn");
+  EXPECT_EQ(json["checks"][8]["id"], "ovmf");
+  EXPECT_EQ(json["checks"][8]["fix"], "apt-get install ovmf");
 }
 
 TEST(Cli, HostRootMustExist) {

@@ -33,6 +33,7 @@ DoctorFacts ready_host() {
                    {"vfio_pci", ModuleState::builtin}};
   facts.vfio_container = {true, true, 0, VFIO_API_VERSION, 0};
   facts.kvm = {true, true, 0, 12, 0};
+  facts.kvm_features = kvm::KvmFeatures{65536 * 16, 65536 * 16, 3, true, true};
   facts.memlock = {RLIM_INFINITY, false};
   facts.hugepages = {{std::uint64_t{2} << 20, 512, 512, 0, 0},
                      {std::uint64_t{1} << 30, 0, 0, 0, 0}};
@@ -43,7 +44,7 @@ DoctorFacts ready_host() {
 
 TEST(Doctor, ReadyHostPassesEverything) {
   const auto checks = assess_doctor_facts(ready_host());
-  ASSERT_EQ(checks.size(), 8u);
+  ASSERT_EQ(checks.size(), 9u);
   for (const auto& check : checks) {
     EXPECT_EQ(check.status, CheckStatus::pass) << check.id << ": " << check.summary;
     EXPECT_TRUE(check.fix.empty()) << check.id;
@@ -174,6 +175,40 @@ TEST(Doctor, KvmMissingOrBusyGetsTheSameDiagnosisAsTheLibrary) {
   EXPECT_NE(busy.fix.find("another hypervisor"), std::string::npos);
 }
 
+TEST(Doctor, KvmFeaturesListWhatTheKernelHasAndLacksWithTheFallback) {
+  DoctorFacts facts = ready_host();
+  auto check = find_check(assess_doctor_facts(facts), "kvm-features");
+  EXPECT_EQ(check.status, CheckStatus::pass);
+  EXPECT_EQ(check.summary,
+            "has dirty-ring, dirty-ring-acq-rel, manual-dirty-log-protect, binary-stats, "
+            "irqfd-resample");
+  // A kernel before 6.1 (5.14 to 6.0): the ring without acquire/release, no resample.
+  facts.kvm_features->dirty_ring_acq_rel_max_bytes = 0;
+  facts.kvm_features->irqfd_resample = false;
+  check = find_check(assess_doctor_facts(facts), "kvm-features");
+  EXPECT_EQ(check.status, CheckStatus::pass);  // a lacking feature has a fallback
+  EXPECT_EQ(check.summary,
+            "has dirty-ring, manual-dirty-log-protect, binary-stats; lacks dirty-ring-acq-rel "
+            "(the ring with full barriers), irqfd-resample (no INTx through an irqfd)");
+  EXPECT_TRUE(check.fix.empty());
+  facts.kvm_features = kvm::KvmFeatures{};
+  check = find_check(assess_doctor_facts(facts), "kvm-features");
+  EXPECT_EQ(check.summary.substr(0, 15), "has none; lacks");
+  EXPECT_NE(check.summary.find("dirty-ring (dirty pages from the KVM_GET_DIRTY_LOG bitmap)"),
+            std::string::npos);
+}
+
+TEST(Doctor, KvmFeaturesUnknownWithoutKvmIsAWarningPointingAtTheKvmCheck) {
+  DoctorFacts facts = ready_host();
+  facts.kvm = {};
+  facts.kvm_features.reset();
+  const auto checks = assess_doctor_facts(facts);
+  const auto check = find_check(checks, "kvm-features");
+  EXPECT_EQ(check.status, CheckStatus::warn);
+  EXPECT_EQ(check.fix, "see the kvm check");
+  EXPECT_TRUE(all_passed(checks));
+}
+
 TEST(Doctor, MemlockLimitWarnsUnlessCapIpcLock) {
   DoctorFacts facts = ready_host();
   facts.memlock = {8u << 20, false};
@@ -274,6 +309,8 @@ TEST(Doctor, GathersADisabledIommuHost) {
   EXPECT_EQ(find_check(checks, "vfio-modules").status, CheckStatus::warn);
   EXPECT_EQ(find_check(checks, "vfio-container").status, CheckStatus::fail);
   EXPECT_EQ(find_check(checks, "kvm").status, CheckStatus::warn);
+  // No /dev/kvm in the tree: KVM was not asked, and no feature is claimed.
+  EXPECT_EQ(find_check(checks, "kvm-features").status, CheckStatus::warn);
   EXPECT_FALSE(all_passed(checks));
 }
 

@@ -61,6 +61,7 @@ Json info_json(const vfio::DeviceSummary& info) {
                     {"maskable", i ? Json(i->maskable()) : Json(nullptr)},
                     {"automasked", i ? Json(i->automasked()) : Json(nullptr)},
                     {"noresize", i ? Json(i->noresize()) : Json(nullptr)},
+                    {"dynamic", irq.dynamic_msix() ? Json(*irq.dynamic_msix()) : Json(nullptr)},
                     {"reason", i ? Json(nullptr) : Json(irq.unavailable)}});
   }
   Json ranges = Json::array();
@@ -114,7 +115,8 @@ void print_info(std::ostream& out, const vfio::DeviceSummary& info) {
     }
     if (irq.info->count == 0) continue;
     out << "    " << name << "  " << irq.info->count << " vector"
-        << (irq.info->count == 1 ? "" : "s") << "  " << irq.info->flags_text() << '\n';
+        << (irq.info->count == 1 ? "" : "s") << "  " << irq.info->flags_text()
+        << (irq.dynamic_msix().value_or(false) ? "  dynamic" : "") << '\n';
   }
   out << "  IOMMU: page sizes " << page_sizes_text(info.iommu.page_sizes) << "\n";
   for (const auto& r : info.iommu.iova_ranges) {

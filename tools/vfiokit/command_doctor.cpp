@@ -5,6 +5,21 @@
 #include "tools/vfiokit/report.h"
 
 namespace vfiokit::cli {
+namespace {
+
+// Each KVM feature with its capability and whether this kernel has it; null when /dev/kvm could
+// not be asked.
+Json kvm_features_json(const DoctorFacts& facts) {
+  if (!facts.kvm_features) return nullptr;
+  Json features = Json::array();
+  for (const auto& feature : kvm::report_kvm_features(*facts.kvm_features)) {
+    features.push_back(
+        {{"name", feature.name}, {"capability", feature.capability}, {"present", feature.present}});
+  }
+  return features;
+}
+
+}  // namespace
 
 Command add_doctor_command(CLI::App& app, GlobalOptions& options) {
   CLI::App* sub = app.add_subcommand(
@@ -20,6 +35,7 @@ Command add_doctor_command(CLI::App& app, GlobalOptions& options) {
             if (options.json) {
               print_json(std::cout, Json{{"ready", ready},
                                          {"kernel", facts.kernel_release},
+                                         {"kvm_features", kvm_features_json(facts)},
                                          {"checks", to_json(checks)}});
             } else {
               std::cout << "vfiokit doctor: passthrough readiness of this host (kernel "

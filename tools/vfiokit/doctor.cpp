@@ -203,6 +203,41 @@ CheckResult assess_kvm(const DoctorFacts& facts) {
   return check;
 }
 
+// What vfiokit does on a kernel without the feature.
+std::string_view fallback_without(std::string_view feature) {
+  if (feature == "dirty-ring") return "dirty pages from the KVM_GET_DIRTY_LOG bitmap";
+  if (feature == "dirty-ring-acq-rel") return "the ring with full barriers";
+  if (feature == "manual-dirty-log-protect") return "KVM_GET_DIRTY_LOG clears as it reads";
+  if (feature == "binary-stats") return "no KVM statistics";
+  if (feature == "irqfd-resample") return "no INTx through an irqfd";
+  return "";
+}
+
+// Optional KVM features only change how vfiokit does something (each has a fallback), so a
+// feature this kernel lacks is listed, not a failure; a KVM that could not be asked is a warning.
+CheckResult assess_kvm_features(const DoctorFacts& facts) {
+  CheckResult check{"kvm-features", CheckStatus::pass, {}, {}};
+  if (!facts.kvm_features) {
+    check.status = CheckStatus::warn;
+    check.summary = "not known: /dev/kvm could not be opened to ask KVM_CHECK_EXTENSION";
+    check.fix = "see the kvm check";
+    return check;
+  }
+  std::vector<std::string> has;
+  std::vector<std::string> lacks;
+  for (const auto& feature : kvm::report_kvm_features(*facts.kvm_features)) {
+    if (feature.present) {
+      has.emplace_back(feature.name);
+    } else {
+      lacks.push_back(std::string(feature.name) + " (" +
+                      std::string(fallback_without(feature.name)) + ")");
+    }
+  }
+  check.summary = "has " + (has.empty() ? std::string("none") : join(has, ", "));
+  if (!lacks.empty()) check.summary += "; lacks " + join(lacks, ", ");
+  return check;
+}
+
 CheckResult assess_memlock(const MemlockFact& memlock) {
   CheckResult check{"memlock", CheckStatus::pass, {}, {}};
   if (memlock.cap_ipc_lock) {
@@ -304,6 +339,7 @@ DoctorFacts gather_doctor_facts(const HostPaths& paths) {
   if (facts.kvm.api_version == kvm::uapi::kExpectedApiVersion) {
     try {
       const kvm::KvmSystem system = kvm::KvmSystem::open(paths);
+      facts.kvm_features = kvm::probe_kvm_features(system);
       const kvm::Vm vm = system.create_vm();
     } catch (const Error& e) {
       facts.kvm_create_vm_errno = e.errno_value() != 0 ? e.errno_value() : EINVAL;
@@ -328,10 +364,15 @@ DoctorFacts gather_doctor_facts(const HostPaths& paths) {
 }
 
 std::vector<CheckResult> assess_doctor_facts(const DoctorFacts& facts) {
-  return {assess_iommu(facts.iommu), assess_interrupt_remapping(facts.iommu),
-          assess_modules(facts),     assess_vfio_container(facts),
-          assess_kvm(facts),         assess_memlock(facts.memlock),
-          assess_hugepages(facts),   assess_ovmf(facts.ovmf)};
+  return {assess_iommu(facts.iommu),
+          assess_interrupt_remapping(facts.iommu),
+          assess_modules(facts),
+          assess_vfio_container(facts),
+          assess_kvm(facts),
+          assess_kvm_features(facts),
+          assess_memlock(facts.memlock),
+          assess_hugepages(facts),
+          assess_ovmf(facts.ovmf)};
 }
 
 }  // namespace vfiokit::cli

@@ -16,6 +16,7 @@
 #include "vfiokit/base/host_paths.h"
 #include "vfiokit/base/kmod.h"
 #include "vfiokit/iommu/host_iommu.h"
+#include "vfiokit/kvm/features.h"
 #include "vfiokit/kvm/system.h"
 #include "vfiokit/vmm/firmware.h"
 #include "vfiokit/vmm/hugepages.h"
@@ -40,6 +41,9 @@ struct DoctorFacts {
   DeviceNodeStatus kvm;             // /dev/kvm
   kvm::KvmHostFacts kvm_host;       // for diagnosing a failure
   int kvm_create_vm_errno = 0;      // KVM_CREATE_VM's error, when /dev/kvm opened fine
+  // What this kernel's KVM offers (KVM_CHECK_EXTENSION); nullopt when /dev/kvm could not be
+  // opened, so nothing could be asked.
+  std::optional<kvm::KvmFeatures> kvm_features;
   MemlockFact memlock;
   std::vector<vmm::HugepagePool> hugepages;  // for launch --qemu --hugepages
   std::string hugepages_error;               // why the pools could not be read, if so

@@ -104,12 +104,14 @@ do. Exit 0 if no check fails (warnings allowed), 1 otherwise.
 | vfio-modules | vfio, vfio_iommu_type1, vfio_pci loaded or built in | warn if loadable (modprobe), fail if the kernel lacks them |
 | vfio-container | /dev/vfio/vfio is a character device that opens and answers API version 0 | fail; the fix follows the vfio module's state (`modprobe vfio` only when it can be loaded) |
 | kvm | /dev/kvm opens, answers API version 12, and a VM can be created | warn (only guest launch needs it), diagnosed: no vmx/svm flag, no module, permissions and the kvm group, a seccomp filter, a cgroup device policy, another hypervisor holding VT-x/AMD-V |
+| kvm-features | KVM_CHECK_EXTENSION answered: lists what this kernel's KVM has and lacks (dirty-ring, dirty-ring-acq-rel, manual-dirty-log-protect, binary-stats, irqfd-resample), each lacking one with vfiokit's fallback | warn only when /dev/kvm could not be asked; a lacking feature is not a problem |
 | memlock | CAP_IPC_LOCK, or RLIMIT_MEMLOCK unlimited or at least 1 GiB | warn: every DMA-mapped page is pinned and counted |
 | hugepages | a hugepage pool has pages reserved (each size's free and total are listed) | warn (only `launch --qemu --hugepages` needs them), with the sysfs file or sysctl for 2M pages and the boot options for 1G |
 | ovmf | the ovmf package's OVMF_CODE_4M.fd + OVMF_VARS_4M.fd (or the 2M pair OVMF_CODE.fd + OVMF_VARS.fd) are there and match | warn: not installed, needed only for `launch --qemu --firmware uefi` (`apt-get install ovmf`); a damaged pair: `apt-get install --reinstall ovmf` |
 
-`--json` prints `{"ready": bool, "kernel": "...", "checks": [{"id", "status", "summary", "fix"}]}`;
-a check's `fix` is null when there is nothing to do.)md";
+`--json` prints `{"ready": bool, "kernel": "...", "kvm_features": [{"name", "capability",
+"present"}] (null when /dev/kvm could not be asked), "checks": [{"id", "status", "summary",
+"fix"}]}`; a check's `fix` is null when there is nothing to do.)md";
 
 constexpr std::string_view kList =
     R"md(Every PCI function, grouped by IOMMU group, each group with its viability ("viable", or "not
@@ -306,7 +308,8 @@ constexpr std::string_view kInfo =
 a bus reset would also reset), each region with its size, flags (read, write, mmap), the areas
 that may be mmap()ed when the kernel lists them (sparse mmap) and whether the MSI-X table may be
 mapped, each interrupt index (INTx, MSI, MSI-X, ERR, REQ) with its vector count and flags
-(eventfd, maskable, automasked, noresize), and the IOMMU: page sizes, usable IOVA ranges, and how
+(eventfd, maskable, automasked, noresize; MSI-X also `dynamic` when vectors can be added while it
+is enabled, Linux 6.5's dynamic MSI-X), and the IOMMU: page sizes, usable IOVA ranges, and how
 many more DMA mappings the container allows. An index the device does not have is shown as not
 available with the reason (ERR exists only for PCI Express devices: edu or anything behind a
 conventional PCI bridge has none); in JSON every index has the same keys: when `available` is
