@@ -14,6 +14,7 @@
 
 VFIOKIT_EMBED(vfiokit_payload_irq_probe, VFIOKIT_PAYLOAD_DIR "/irq-probe.bin");
 VFIOKIT_EMBED(vfiokit_payload_edu_dma, VFIOKIT_PAYLOAD_DIR "/edu-dma.bin");
+VFIOKIT_EMBED(vfiokit_payload_edu_intx, VFIOKIT_PAYLOAD_DIR "/edu-intx.bin");
 VFIOKIT_EMBED(vfiokit_payload_nvme_identify, VFIOKIT_PAYLOAD_DIR "/nvme-identify.bin");
 VFIOKIT_EMBED(vfiokit_payload_faulty, VFIOKIT_PAYLOAD_DIR "/faulty.bin");
 VFIOKIT_EMBED(vfiokit_payload_silent, VFIOKIT_PAYLOAD_DIR "/silent.bin");
@@ -24,6 +25,7 @@ VFIOKIT_EMBED(vfiokit_payload_silent, VFIOKIT_PAYLOAD_DIR "/silent.bin");
 
 VFIOKIT_IMAGE(vfiokit_payload_irq_probe);
 VFIOKIT_IMAGE(vfiokit_payload_edu_dma);
+VFIOKIT_IMAGE(vfiokit_payload_edu_intx);
 VFIOKIT_IMAGE(vfiokit_payload_nvme_identify);
 VFIOKIT_IMAGE(vfiokit_payload_faulty);
 VFIOKIT_IMAGE(vfiokit_payload_silent);
@@ -38,6 +40,10 @@ std::vector<Payload> all() {
       {"edu-dma",
        "finds edu on the PCI bus, enables MSI, DMAs 4 KiB in and back out, compares",
        {vfiokit_payload_edu_dma_start, vfiokit_payload_edu_dma_end}},
+      {"edu-intx",
+       "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
+       "once and that Interrupt Disable holds it back",
+       {vfiokit_payload_edu_intx_start, vfiokit_payload_edu_intx_end}},
       {"nvme-identify",
        "finds an NVMe controller, enables MSI-X, runs Identify Controller, "
        "checks the serial",

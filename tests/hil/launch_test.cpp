@@ -85,6 +85,41 @@ TEST_F(Launch, EduDmaPassesInTheGuest) {
   expect_everything_home();
 }
 
+// INTx through the resampling irqfd: edu with MSI off raises its pin; each raise must arrive
+// once (the EOI's resample unmasks the line in vfio-pci, and a line left up would come again),
+// and Interrupt Disable must hold one back until cleared (the payload checks all of it).
+void expect_edu_intx_run(const CommandResult& run, const char* msi_line) {
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  const auto document = conforming_json(run, "launch.json");
+  EXPECT_EQ(document["passed"], true);
+  const std::string log = document["log"];
+  EXPECT_NE(log.find(msi_line), std::string::npos) << log;
+  EXPECT_NE(log.find("edu-intx: Interrupt Pin 0x00000001"), std::string::npos) << log;
+  EXPECT_NE(log.find("each raise arrived once"), std::string::npos) << log;
+  EXPECT_NE(log.find("Interrupt Disable held the interrupt back"), std::string::npos) << log;
+  ASSERT_EQ(document["values"].size(), 2u) << log;
+  EXPECT_EQ(document["values"][0].get<unsigned>(), 17u);  // 00:01.0 INTA#: IOAPIC input 17
+  EXPECT_EQ(document["values"][1].get<unsigned>(), 5u);   // 4 rounds and the held-back one
+}
+
+TEST_F(Launch, IntxWhenTheGuestLeavesMsiOff) {
+  const auto run = launch_payload({edu_, "--payload", "edu-intx", "--json"});
+  expect_edu_intx_run(run, "edu-intx: MSI capability present, left off");
+  expect_everything_home();
+}
+
+TEST_F(Launch, IntxForcedHidesMsi) {
+  const auto run =
+      launch_payload({edu_, "--payload", "edu-intx", "--interrupts", "intx", "--json"});
+  expect_edu_intx_run(run, "edu-intx: MSI capability hidden");
+  expect_everything_home();
+  // edu-dma needs MSI: with it hidden, the payload says so.
+  const auto msi = launch_payload({edu_, "--payload", "edu-dma", "--interrupts", "intx"});
+  EXPECT_EQ(msi.exit_status, 1) << msi.output;
+  EXPECT_NE(msi.output.find("lacks the MSI or MSI-X capability"), std::string::npos) << msi.output;
+  expect_everything_home();
+}
+
 TEST_F(Launch, NvmeIdentifyReadsTheSerialByDmaWithAnMsixCompletion) {
   const auto run =
       launch_payload({nvme_, "--payload", "nvme-identify", "--expect-serial", "vfiokit-nvme-0"});
