@@ -185,6 +185,20 @@ void GuestInterrupts::wire_msix() {
   spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
 }
 
+void GuestInterrupts::grow_msix() {
+  std::vector<msix::MsiMessage> messages;
+  std::vector<bool> masked;
+  const std::uint32_t in_use = msix_vectors_in_use();
+  for (std::uint32_t v = 0; v < in_use; ++v) {
+    messages.push_back(table_->message(v));
+    masked.push_back(msix_control_.function_masked || table_->masked(v));
+  }
+  const std::uint32_t before = wiring_->count();
+  const bool gap = wiring_->grow(messages, masked);
+  spdlog::debug("guest MSI-X: {} of {} vectors wired (from {}{})", in_use, table_->size(), before,
+                gap ? ", off and on again" : ", added while enabled");
+}
+
 void GuestInterrupts::apply_msix(const InterruptChange& change,
                                  std::optional<std::uint32_t> vector) {
   if (change.enable) {
@@ -202,7 +216,7 @@ void GuestInterrupts::apply_msix(const InterruptChange& change,
   }
   if (!msix_wired() || !msix_control_.enabled) return;
   if (msix_vectors_in_use() > wiring_->count()) {  // the guest unmasked a vector not yet wired
-    wire_msix();
+    grow_msix();
     return;
   }
   const std::uint32_t first = vector.value_or(0);

@@ -7,7 +7,9 @@
 //     MSI enabled underneath takes over when MSI-X goes off.
 //   - Only the MSI-X vectors up to the highest one the guest has unmasked are wired (at least
 //     one), like QEMU: a GPU's 2048-entry table costs nothing it does not use. Unmasking a
-//     higher vector wires the larger set.
+//     higher vector adds the vectors up to it: while MSI-X stays enabled where the kernel
+//     allows (dynamic MSI-X), else through an off-and-on gap after which the vectors that were
+//     live fire once, so nothing raised in the gap is lost.
 //   - A masked vector that fired shows in the PBA (MSI: the Pending Bits); unmasking delivers
 //     it.
 //   - INTx, for a function with an interrupt pin, is wired (msix::IntxWiring: a resampling
@@ -91,6 +93,8 @@ class GuestInterrupts {
   void apply_msi(const InterruptChange& change);
   void apply_msix(const InterruptChange& change, std::optional<std::uint32_t> vector);
   void wire_msix();
+  // More vectors while MSI-X is on (msix::MsixWiring::grow: no gap where the kernel allows).
+  void grow_msix();
   [[nodiscard]] std::uint32_t msix_vectors_in_use() const;
   [[nodiscard]] bool msix_wired() const noexcept;
   [[nodiscard]] bool in_table(unsigned bar, std::uint64_t offset) const noexcept;

@@ -421,12 +421,26 @@ std::vector<std::uint8_t> intx_config(std::uint8_t pin = 1, bool pm = true) {
 
 class Intx : public testing::Test {
  protected:
-  explicit Intx(std::vector<std::uint8_t> config = intx_config()) : device(config, &journal) {
+  explicit Intx(std::vector<std::uint8_t> config = intx_config(),
+                std::uint32_t msix_flags = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE)
+      : device(config, &journal) {
     device.add_bar(0, 0x1000, std::vector<vfio::SparseArea>{});
     device.add_irq(VFIO_PCI_INTX_IRQ_INDEX, 1,
                    VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED);
     device.add_irq(VFIO_PCI_MSI_IRQ_INDEX, 1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
-    device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 4, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+    device.add_irq(VFIO_PCI_MSIX_IRQ_INDEX, 4, msix_flags);
+  }
+  std::uint32_t mmio_read32(std::uint64_t address) {
+    std::array<std::uint8_t, 4> data{};
+    EXPECT_TRUE(model->mmio({address, 4, false}, data));
+    std::uint32_t value = 0;
+    std::memcpy(&value, data.data(), 4);
+    return value;
+  }
+  void mmio_write32(std::uint64_t address, std::uint32_t value) {
+    std::array<std::uint8_t, 4> data{};
+    std::memcpy(data.data(), &value, 4);
+    EXPECT_TRUE(model->mmio({address, 4, true}, data));
   }
 
   PassthroughDevice& start(InterruptOptions options = {}) {
@@ -659,18 +673,6 @@ std::vector<std::uint8_t> flr_config(bool flr) {
 class Flr : public Intx {
  protected:
   explicit Flr(bool flr = true) : Intx(flr_config(flr)) {}
-  std::uint32_t mmio_read32(std::uint64_t address) {
-    std::array<std::uint8_t, 4> data{};
-    EXPECT_TRUE(model->mmio({address, 4, false}, data));
-    std::uint32_t value = 0;
-    std::memcpy(&value, data.data(), 4);
-    return value;
-  }
-  void mmio_write32(std::uint64_t address, std::uint32_t value) {
-    std::array<std::uint8_t, 4> data{};
-    std::memcpy(data.data(), &value, 4);
-    EXPECT_TRUE(model->mmio({address, 4, true}, data));
-  }
   void initiate_flr() {
     write(kFlrPcie + PCI_EXP_DEVCTL, 2, PCI_EXP_DEVCTL_BCR_FLR | PCI_EXP_DEVCTL_RELAX_EN);
   }
@@ -747,6 +749,72 @@ TEST_F(FlrNotOffered, TheBitGoesToVfioPciWhichIgnoresIt) {
   EXPECT_EQ(model->interrupts().wired_index(), VFIO_PCI_MSI_IRQ_INDEX);
   ASSERT_EQ(device.accesses.size(), 1u);
   EXPECT_EQ(device.accesses[0].value, PCI_EXP_DEVCTL_BCR_FLR | PCI_EXP_DEVCTL_RELAX_EN);
+}
+
+// ---- Adding MSI-X vectors while enabled ---------------------------------------------------------
+
+constexpr std::uint64_t kIntxTable = 0xc0000800;  // BAR0 at 0xc0000000, table at 0x800
+
+class DynamicMsix : public Intx {
+ protected:
+  // Linux 6.5+: the MSI-X index without NORESIZE.
+  DynamicMsix() : Intx(intx_config(), VFIO_IRQ_INFO_EVENTFD) {}
+};
+
+TEST_F(DynamicMsix, VectorsAreAddedWhileEnabledWithNoGap) {
+  start();
+  write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+  write(kIntxMsix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+  mmio_write32(kIntxTable, 0xfee00000);
+  mmio_write32(kIntxTable + 8, 0x41);
+  mmio_write32(kIntxTable + 12, 0);
+  const int vector0 = device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(0);
+  ASSERT_GE(vector0, 0);
+  journal.clear();
+  device.irq_sets.clear();
+  mmio_write32(kIntxTable + 2 * 16, 0xfee00000);
+  mmio_write32(kIntxTable + 2 * 16 + 8, 0x43);
+  mmio_write32(kIntxTable + 2 * 16 + 12, 0);
+  // VFIO is given vectors 1 and 2 only; vector 0 never goes off, keeps its eventfd and irqfd.
+  ASSERT_EQ(device.irq_sets.size(), 1u);
+  EXPECT_EQ(device.irq_sets[0].flags, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+  EXPECT_EQ(device.irq_sets[0].start, 1u);
+  EXPECT_EQ(device.irq_sets[0].count, 2u);
+  EXPECT_EQ(device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(0), vector0);
+  for (const auto& line : journal) EXPECT_EQ(line.find(" off"), std::string::npos) << line;
+  EXPECT_TRUE(vm.delivers(vector0).has_value());
+  const int vector2 = device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(2);
+  EXPECT_EQ(vm.delivers(vector2), (msix::MsiMessage{0xfee00000, 0x43}));
+  EXPECT_FALSE(vm.delivers(device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(1)).has_value());
+  EXPECT_FALSE(test::signalled(vector0));  // no interrupt made up
+}
+
+TEST_F(Intx, WithNoresizeTheGapEndsWithTheLiveVectorsFiredOnce) {
+  start();
+  write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+  write(kIntxMsix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+  mmio_write32(kIntxTable, 0xfee00000);
+  mmio_write32(kIntxTable + 8, 0x41);
+  mmio_write32(kIntxTable + 12, 0);
+  const int vector0 = device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(0);
+  journal.clear();
+  mmio_write32(kIntxTable + 2 * 16 + 12, 0);
+  const auto at = [&](const std::string& line) {
+    return std::find(journal.begin(), journal.end(), line) - journal.begin();
+  };
+  const auto end = static_cast<std::ptrdiff_t>(journal.size());
+  // Off and on again with every vector, vector 0 keeping its eventfd and irqfd, then fired.
+  EXPECT_LT(at("SET_IRQS MSI-X off"), at("SET_IRQS MSI-X 0+3 eventfds"))
+      << testing::PrintToString(journal);
+  EXPECT_LT(at("SET_IRQS MSI-X 0+3 eventfds"), at("SET_IRQS MSI-X loopback"))
+      << testing::PrintToString(journal);
+  EXPECT_LT(at("SET_IRQS MSI-X loopback"), end) << testing::PrintToString(journal);
+  EXPECT_EQ(std::count(journal.begin(), journal.end(), "SET_IRQS MSI-X loopback"), 1);
+  EXPECT_EQ(device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(0), vector0);
+  EXPECT_TRUE(vm.delivers(vector0).has_value());
+  EXPECT_TRUE(test::signalled(vector0));
+  // Vector 1 stays masked and was not made pending.
+  EXPECT_FALSE(test::signalled(device.eventfds(VFIO_PCI_MSIX_IRQ_INDEX).at(1)));
 }
 
 }  // namespace
