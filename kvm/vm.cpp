@@ -181,6 +181,30 @@ void Vm::deassign_irqfd(int eventfd, std::uint32_t gsi) {
   }
 }
 
+// ---- INTx (issue 14): the level-triggered irqfd ----
+void Vm::assign_resample_irqfd(int eventfd, int resamplefd, std::uint32_t gsi) {
+  // Kernel contract: the 32-byte kvm_irqfd (kvm/uapi.h) with resamplefd at offset 12. KVM
+  // asserts `gsi` for this irqfd's source on each signal of `eventfd` and keeps it asserted;
+  // when the guest's EOI reaches the IOAPIC pin, KVM deasserts it and signals `resamplefd`.
+  // EINVAL without an in-kernel irqchip (or KVM_CAP_IRQFD_RESAMPLE).
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<std::uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  irqfd.flags = KVM_IRQFD_FLAG_RESAMPLE;
+  irqfd.resamplefd = static_cast<std::uint32_t>(resamplefd);
+  const int rc = try_ioctl(fd_.get(), uapi::kIrqfd, &irqfd);
+  if (rc < 0) {
+    throw ioctl_error(rc, "KVM_IRQFD (resample)")
+        .with("gsi", std::to_string(gsi))
+        .with("eventfd", std::to_string(eventfd))
+        .with("resamplefd", std::to_string(resamplefd))
+        .hint(rc == -EBUSY    ? "the eventfd is already assigned to this VM"
+              : has_irqchip() ? "the GSI must be routed to an IOAPIC pin"
+                              : "create the in-kernel irqchip first");
+  }
+}
+// ---- end INTx ----
+
 void Vm::signal_msi(const msix::MsiMessage& message) {
   kvm_msi msi{};
   msi.address_lo = static_cast<std::uint32_t>(message.address);

@@ -89,6 +89,12 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
   void deassign_irqfd(int eventfd, std::uint32_t gsi) override;
   void signal_msi(const msix::MsiMessage& message) override;
 
+  // ---- INTx (issue 14): the level-triggered irqfd ----
+  // KVM_IRQFD with KVM_IRQFD_FLAG_RESAMPLE and `resamplefd`; needs create_irqchip() and a GSI
+  // routed to an IOAPIC pin (msix::default_irqchip_routes keeps 16..23 there).
+  void assign_resample_irqfd(int eventfd, int resamplefd, std::uint32_t gsi) override;
+  // ---- end INTx ----
+
   [[nodiscard]] Vcpu create_vcpu(std::uint32_t id);
 
   // ---- Dirty tracking: the kernel's side of kvm/dirty_tracker.h (its policy lives there) ----

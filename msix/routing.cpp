@@ -6,6 +6,11 @@
 
 namespace vfiokit::msix {
 
+void IrqRouting::assign_resample_irqfd(int, int, std::uint32_t gsi) {
+  throw Error("route", "no level-triggered irqfd for GSI " + std::to_string(gsi) +
+                           ": this VM has no in-kernel irqchip to resample");
+}
+
 std::vector<RouteEntry> default_irqchip_routes() {
   std::vector<RouteEntry> routes;
   // The same table KVM sets up in kvm_setup_default_irq_routing().

@@ -39,6 +39,11 @@ class IrqRouting {
   virtual void set_gsi_routing(std::span<const RouteEntry> entries) = 0;
   virtual void assign_irqfd(int eventfd, std::uint32_t gsi) = 0;
   virtual void deassign_irqfd(int eventfd, std::uint32_t gsi) = 0;
+  // A level-triggered irqfd (KVM_IRQFD_FLAG_RESAMPLE), for INTx: a signal on `eventfd` asserts
+  // `gsi` (an irqchip pin) until the guest ends the interrupt (EOI), when KVM deasserts it and
+  // signals `resamplefd`. deassign_irqfd() removes it. A sink without an in-kernel irqchip
+  // cannot: the default throws Error.
+  virtual void assign_resample_irqfd(int eventfd, int resamplefd, std::uint32_t gsi);
   // Injects one MSI directly (KVM_SIGNAL_MSI), without a route.
   virtual void signal_msi(const MsiMessage& message) = 0;
 };

@@ -49,6 +49,44 @@ void MsixWiring::wire(const std::vector<MsiMessage>& messages, const std::vector
   }
 }
 
+bool MsixWiring::grow(const std::vector<MsiMessage>& messages, const std::vector<bool>& masked) {
+  const std::uint32_t old = count();
+  const auto total = static_cast<std::uint32_t>(messages.size());
+  if (total <= old) return false;
+  if (old == 0) {
+    wire(messages, masked);
+    return false;
+  }
+  const bool gap = vectors_.info().noresize();
+  std::vector<std::uint32_t> gsis = routes_->gsis().allocate(total - old);
+  try {
+    for (std::uint32_t v = old; v < total; ++v) routes_->stage(gsis[v - old], messages[v]);
+    routes_->commit();
+    vectors_.grow(total);
+  } catch (...) {
+    for (std::uint32_t gsi : gsis) routes_->unstage(gsi);
+    try {
+      routes_->commit();
+    } catch (const Error& e) {
+      spdlog::error("{}", e.what());
+    }
+    routes_->gsis().release(gsis);
+    throw;
+  }
+  gsis_.insert(gsis_.end(), gsis.begin(), gsis.end());
+  masked_.resize(total, true);  // not yet assigned
+  for (std::uint32_t v = old; v < total; ++v) {
+    if (v >= masked.size() || !masked[v]) unmask(v);
+  }
+  if (gap) {
+    // The old vectors kept their eventfds and irqfds; only the device side went off and on.
+    for (std::uint32_t v = 0; v < old; ++v) {
+      if (!masked_[v]) vectors_.trigger(v);
+    }
+  }
+  return gap;
+}
+
 void MsixWiring::retarget(std::uint32_t vector, const MsiMessage& message) {
   check(vector);
   routes_->stage(gsis_[vector], message);

@@ -30,6 +30,15 @@ class MsixWiring {
   // one KVM_SET_GSI_ROUTING, eventfds given to VFIO and to KVM_IRQFD, except for the vectors
   // `masked` says start masked (an MSI-X table fresh from reset masks them all).
   void wire(const std::vector<MsiMessage>& messages, const std::vector<bool>& masked = {});
+  // Wires vectors count()..messages.size()-1 as well, the ones wired keeping their GSIs,
+  // eventfds and irqfds. Where the kernel can add vectors to an enabled MSI-X index (no
+  // VFIO_IRQ_INFO_NORESIZE: Linux 6.5+), VFIO is given only the new ones, with no gap.
+  // Otherwise the index goes off and on again with all of them (InterruptVectors::grow), and
+  // an interrupt the device raised in that gap cannot be seen: every vector that was live
+  // before is then fired once through VFIO's loopback, so an event in the gap is delivered (at
+  // worst as a spurious interrupt, which MSI-X drivers tolerate) rather than lost. Returns
+  // whether there was a gap.
+  bool grow(const std::vector<MsiMessage>& messages, const std::vector<bool>& masked = {});
   // Points a wired vector at a new message (the guest reprogrammed its MSI-X table entry).
   void retarget(std::uint32_t vector, const MsiMessage& message);
   void mask(std::uint32_t vector);

@@ -69,7 +69,8 @@ struct vfiokit_nvme_params {
 #define VFIOKIT_DONE_DEVICE_ERROR 0x0105u  /* the device reported an error */
 #define VFIOKIT_DONE_WRONG_SERIAL 0x0106u  /* Identify reported another serial */
 /* 00:01.0 holds a device this payload does not drive; DETAIL is its vendor | device << 16. */
-#define VFIOKIT_DONE_NOT_EDU 0x0107u  /* edu-dma: not QEMU's edu (1234:11e8) */
+#define VFIOKIT_DONE_NOT_EDU 0x0107u  /* edu-dma, edu-intx: not QEMU's edu (1234:11e8) */
 #define VFIOKIT_DONE_NOT_NVME 0x0108u /* nvme-identify: not an NVMe controller (class 01:08:02) */
+#define VFIOKIT_DONE_NO_INTX 0x0109u  /* edu-intx: no INTx pin, or a line no IOAPIC input has */
 
 #endif

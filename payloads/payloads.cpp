@@ -15,6 +15,7 @@
 VFIOKIT_EMBED(vfiokit_payload_irq_probe, VFIOKIT_PAYLOAD_DIR "/irq-probe.bin");
 VFIOKIT_EMBED(vfiokit_payload_edu_dma, VFIOKIT_PAYLOAD_DIR "/edu-dma.bin");
 VFIOKIT_EMBED(vfiokit_payload_dirty_pages, VFIOKIT_PAYLOAD_DIR "/dirty-pages.bin");
+VFIOKIT_EMBED(vfiokit_payload_edu_intx, VFIOKIT_PAYLOAD_DIR "/edu-intx.bin");
 VFIOKIT_EMBED(vfiokit_payload_nvme_identify, VFIOKIT_PAYLOAD_DIR "/nvme-identify.bin");
 VFIOKIT_EMBED(vfiokit_payload_faulty, VFIOKIT_PAYLOAD_DIR "/faulty.bin");
 VFIOKIT_EMBED(vfiokit_payload_silent, VFIOKIT_PAYLOAD_DIR "/silent.bin");
@@ -26,6 +27,7 @@ VFIOKIT_EMBED(vfiokit_payload_silent, VFIOKIT_PAYLOAD_DIR "/silent.bin");
 VFIOKIT_IMAGE(vfiokit_payload_irq_probe);
 VFIOKIT_IMAGE(vfiokit_payload_edu_dma);
 VFIOKIT_IMAGE(vfiokit_payload_dirty_pages);
+VFIOKIT_IMAGE(vfiokit_payload_edu_intx);
 VFIOKIT_IMAGE(vfiokit_payload_nvme_identify);
 VFIOKIT_IMAGE(vfiokit_payload_faulty);
 VFIOKIT_IMAGE(vfiokit_payload_silent);
@@ -44,6 +46,10 @@ std::vector<Payload> all() {
        "writes known guest pages with the CPU and has edu write others by DMA "
        "(for launch --dirty-log)",
        {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end}},
+      {"edu-intx",
+       "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
+       "once and that Interrupt Disable holds it back",
+       {vfiokit_payload_edu_intx_start, vfiokit_payload_edu_intx_end}},
       {"nvme-identify",
        "finds an NVMe controller, enables MSI-X, runs Identify Controller, "
        "checks the serial",

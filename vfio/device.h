@@ -75,6 +75,9 @@ class DeviceAccess {
                                                 std::uint64_t size) const = 0;
   // VFIO_DEVICE_SET_IRQS with the encoded vfio_irq_set.
   virtual void set_irqs(std::span<const std::uint8_t> irq_set) const = 0;
+  // VFIO_DEVICE_RESET (a guest's function level reset reaches the device through it); throws
+  // Error when the device offers no reset.
+  virtual void reset() const = 0;
 
   [[nodiscard]] std::uint16_t config_read16(std::uint64_t offset) const;
   void config_write16(std::uint64_t offset, std::uint16_t value) const;
@@ -112,7 +115,7 @@ class VfioDevice final : public DeviceAccess {
   void set_irqs(std::span<const std::uint8_t> irq_set) const override;
 
   // VFIO_DEVICE_RESET; throws Error when the device offers no reset (resettable() is false).
-  void reset() const;
+  void reset() const override;
   // The devices a bus (hot) reset would also reset; empty when it is not supported.
   [[nodiscard]] std::vector<HotResetDependency> hot_reset_dependencies() const;
 

@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "vfiokit/base/error.h"
+
 namespace vfiokit::vmm {
 namespace {
 
@@ -21,7 +23,8 @@ ByteRange whole_pages(std::uint64_t offset, std::uint64_t bytes) {
 
 GuestInterrupts::GuestInterrupts(const vfio::DeviceAccess& device, msix::RouteTable& routes,
                                  const std::optional<pci::MsiCapability>& msi,
-                                 const std::optional<pci::MsixCapability>& msix)
+                                 const std::optional<pci::MsixCapability>& msix,
+                                 const std::optional<IntxPin>& intx)
     : device_(device), routes_(routes), msi_cap_(msi), msix_cap_(msix) {
   if (msi_cap_) msi_.emplace(*msi_cap_);
   if (msix_cap_ && msix_cap_->table_size > 0) {
@@ -30,6 +33,35 @@ GuestInterrupts::GuestInterrupts(const vfio::DeviceAccess& device, msix::RouteTa
   } else {
     msix_cap_.reset();
   }
+  if (!intx) return;
+  intx_gsi_ = intx->gsi;
+  try {
+    restore_intx();
+  } catch (const Error& e) {
+    if (intx->required) throw;
+    // A pin the VMM cannot serve is no pin: the guest is told so and uses MSI or MSI-X.
+    spdlog::warn("INTx of {} not offered to the guest: {}", device.bdf().to_string(), e.what());
+    intx_gsi_.reset();
+  }
+}
+
+void GuestInterrupts::restore_intx() {
+  if (!intx_gsi_ || intx_ || wiring_) return;
+  intx_.emplace(device_, routes_.sink(), *intx_gsi_);
+}
+
+void GuestInterrupts::unwire() {
+  wiring_.reset();
+  intx_.reset();
+}
+
+void GuestInterrupts::reset() {
+  unwire();
+  if (msi_cap_) msi_.emplace(*msi_cap_);
+  if (table_) table_.emplace(table_->size());
+  msix_control_.enabled = false;
+  msix_control_.function_masked = false;
+  restore_intx();
 }
 
 // ---- Config space ------------------------------------------------------------------------
@@ -91,6 +123,7 @@ std::uint8_t GuestInterrupts::msi_pending_byte(std::uint32_t byte) const {
 // ---- What is wired -------------------------------------------------------------------------
 
 std::optional<std::uint32_t> GuestInterrupts::wired_index() const noexcept {
+  if (intx_) return VFIO_PCI_INTX_IRQ_INDEX;
   if (!wiring_) return std::nullopt;
   return wiring_->irq_index();
 }
@@ -106,13 +139,17 @@ void GuestInterrupts::apply_msi(const InterruptChange& change) {
   if (change.enable ||
       (change.message && msi_->enabled() && msi_wired && wiring_->count() != count)) {
     wiring_.reset();
-    if (!msi_->enabled()) return;
+    if (!msi_->enabled()) {
+      restore_intx();
+      return;
+    }
     std::vector<msix::MsiMessage> messages;
     std::vector<bool> masked;
     for (unsigned v = 0; v < count; ++v) {
       messages.push_back(msi_->message(v));
       masked.push_back(msi_->masked(v));
     }
+    intx_.reset();  // vfio-pci takes MSI only while INTx is off
     wiring_.emplace(device_, VFIO_PCI_MSI_IRQ_INDEX, routes_);
     wiring_->wire(messages, masked);
     spdlog::debug("guest enabled MSI: {} vector(s)", count);
@@ -142,9 +179,24 @@ void GuestInterrupts::wire_msix() {
     masked.push_back(msix_control_.function_masked || table_->masked(v));
   }
   wiring_.reset();  // MSI, if the guest had it on, goes: a device uses one or the other
+  intx_.reset();    // and so does INTx
   wiring_.emplace(device_, VFIO_PCI_MSIX_IRQ_INDEX, routes_);
   wiring_->wire(messages, masked);
   spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
+}
+
+void GuestInterrupts::grow_msix() {
+  std::vector<msix::MsiMessage> messages;
+  std::vector<bool> masked;
+  const std::uint32_t in_use = msix_vectors_in_use();
+  for (std::uint32_t v = 0; v < in_use; ++v) {
+    messages.push_back(table_->message(v));
+    masked.push_back(msix_control_.function_masked || table_->masked(v));
+  }
+  const std::uint32_t before = wiring_->count();
+  const bool gap = wiring_->grow(messages, masked);
+  spdlog::debug("guest MSI-X: {} of {} vectors wired (from {}{})", in_use, table_->size(), before,
+                gap ? ", off and on again" : ", added while enabled");
 }
 
 void GuestInterrupts::apply_msix(const InterruptChange& change,
@@ -154,13 +206,17 @@ void GuestInterrupts::apply_msix(const InterruptChange& change,
       wire_msix();
     } else {
       wiring_.reset();
-      if (msi_ && msi_->enabled()) apply_msi({.enable = true});  // MSI underneath takes over
+      if (msi_ && msi_->enabled()) {
+        apply_msi({.enable = true});  // MSI underneath takes over
+      } else {
+        restore_intx();
+      }
     }
     return;
   }
   if (!msix_wired() || !msix_control_.enabled) return;
   if (msix_vectors_in_use() > wiring_->count()) {  // the guest unmasked a vector not yet wired
-    wire_msix();
+    grow_msix();
     return;
   }
   const std::uint32_t first = vector.value_or(0);

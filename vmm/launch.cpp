@@ -103,6 +103,8 @@ std::string describe_done_code(std::uint32_t code, std::optional<std::uint32_t> 
       return "Identify reported another serial";
     case VFIOKIT_DONE_NOT_EDU:
       return found_instead(detail) + "not the edu device (1234:11e8) this payload drives";
+    case VFIOKIT_DONE_NO_INTX:
+      return "the device has no INTx pin the guest can use";
     case VFIOKIT_DONE_NOT_NVME:
       return found_instead(detail) + "not the NVMe controller (class 01:08:02) this payload drives";
     default:
@@ -149,13 +151,16 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
         "dirty log: {}; device: {}", result.dirty_log->vcpu_mechanism,
         device_dirty ? result.dirty_log->device_mechanism : result.dirty_log->device_missing);
   }
-  PassthroughDevice device(opened.device, guest.vm(), guest.routes());
+  const BarWindows windows;
+  PassthroughDevice device(
+      opened.device, guest.vm(), guest.routes(), windows,
+      {.slot = VFIOKIT_GUEST_DEVICE_DEVFN >> 3, .intx_only = options.intx_only});
   PciBus bus;
   bus.attach(VFIOKIT_GUEST_DEVICE_DEVFN >> 3, VFIOKIT_GUEST_DEVICE_DEVFN & 7, device);
   result.layout = device.describe();
   spdlog::debug("device model ready: {} BAR memory slot(s)", device.memory_slots());
+  if (const auto gsi = device.interrupts().intx_gsi()) spdlog::debug("INTx on IOAPIC pin {}", *gsi);
 
-  const BarWindows windows;
   kvm::RunLoop& loop = guest.run_loop();
   loop.on_io(kConfigAddressPort, kConfigDataPort + 3,
              [&bus](const kvm::IoExit& io, std::span<std::uint8_t> data) {

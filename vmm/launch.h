@@ -33,6 +33,8 @@ struct LaunchOptions {
   std::size_t memory = std::size_t{16} << 20;  // guest RAM
   std::chrono::milliseconds timeout{30000};    // for the payload's result
   std::vector<std::uint8_t> parameters;        // at VFIOKIT_PARAMS_ADDRESS
+  // The device's MSI and MSI-X hidden, so the guest must use its INTx pin (--interrupts intx).
+  bool intx_only = false;
   // Timings are measured from here (the CLI passes the moment its main() began).
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   // Asked between waits (at least every 100 ms): true ends the run early (Ctrl-C), the guest

@@ -1,6 +1,7 @@
 #include "vfiokit/vmm/passthrough.h"
 
 #include <linux/pci_regs.h>
+#include <linux/vfio.h>
 
 #include <algorithm>
 #include <cstring>
@@ -27,10 +28,39 @@ struct PassthroughDevice::Survey {
   std::optional<pci::MsiCapability> msi;
   std::optional<pci::MsixCapability> msix;
   std::vector<GuestBar> bars;
+  std::optional<pci::PcieCapability> pcie;
+  std::uint8_t pin = 0;         // as vfio-pci shows it, when VFIO offers INTx
+  std::optional<IntxPin> intx;  // where the pin goes
+  std::map<std::uint32_t, std::uint8_t> capability_links;
 };
 
+namespace {
+
+// The capability list with the capabilities at `hidden` left out: for each pointer byte the
+// guest follows (PCI_CAPABILITY_LIST, then each visible capability's next), what it reads. A
+// list that loops or leaves the header's 256 bytes ends where it does.
+std::map<std::uint32_t, std::uint8_t> capability_links(std::span<const std::uint8_t> config,
+                                                       const std::vector<std::uint32_t>& hidden) {
+  std::map<std::uint32_t, std::uint8_t> links;
+  std::uint32_t pointer = PCI_CAPABILITY_LIST;
+  std::uint32_t at = config[PCI_CAPABILITY_LIST] & 0xfcu;
+  for (unsigned steps = 0; at >= PCI_STD_HEADER_SIZEOF && at < pci::kLegacyConfigSize && steps < 48;
+       ++steps) {
+    if (std::find(hidden.begin(), hidden.end(), at) == hidden.end()) {
+      links[pointer] = static_cast<std::uint8_t>(at);
+      pointer = at + PCI_CAP_LIST_NEXT;
+    }
+    at = config[at + PCI_CAP_LIST_NEXT] & 0xfcu;
+  }
+  links[pointer] = 0;
+  return links;
+}
+
+}  // namespace
+
 PassthroughDevice::Survey PassthroughDevice::survey(const vfio::DeviceAccess& device,
-                                                    const BarWindows& windows) {
+                                                    const BarWindows& windows,
+                                                    const InterruptOptions& options) {
   std::vector<std::uint8_t> config(pci::kLegacyConfigSize);
   device.config_read(0, config);
   const pci::ConfigFacts facts = pci::parse_config_facts(config);
@@ -50,17 +80,48 @@ PassthroughDevice::Survey PassthroughDevice::survey(const vfio::DeviceAccess& de
     }
     specs.push_back(spec);
   }
-  return {facts.msi, facts.msix, assign_bars(specs, windows)};
+  Survey survey{facts.msi,    facts.msix, assign_bars(specs, windows), facts.pcie, 0,
+                std::nullopt, {}};
+  // vfio-pci shows pin 0 where it will not do INTx (no IRQ, nointxmask...), and VFIO reports
+  // the INTx index with no vectors then.
+  const std::uint8_t pin = config[PCI_INTERRUPT_PIN];
+  const auto gsi = intx_gsi(options.slot, pin);
+  if (gsi && device.irq_info(VFIO_PCI_INTX_IRQ_INDEX).count > 0) {
+    survey.pin = pin;
+    survey.intx = IntxPin{*gsi, options.intx_only};
+  }
+  if (options.intx_only) {
+    if (!survey.intx) {
+      throw Error("passthrough", device.bdf().to_string() + " has no INTx pin that VFIO offers")
+          .with("bdf", device.bdf().to_string())
+          .hint("leave out --interrupts intx: the device interrupts by MSI or MSI-X only");
+    }
+    std::vector<std::uint32_t> hidden;
+    if (survey.msi) hidden.push_back(survey.msi->offset);
+    if (survey.msix) hidden.push_back(survey.msix->offset);
+    survey.msi.reset();
+    survey.msix.reset();
+    if (!hidden.empty()) survey.capability_links = capability_links(config, hidden);
+  }
+  return survey;
 }
 
 PassthroughDevice::PassthroughDevice(const vfio::DeviceAccess& device, kvm::GuestMemoryMap& memory,
-                                     msix::RouteTable& routes, const BarWindows& windows)
-    : PassthroughDevice(device, memory, routes, survey(device, windows)) {}
+                                     msix::RouteTable& routes, const BarWindows& windows,
+                                     const InterruptOptions& interrupt_options)
+    : PassthroughDevice(device, memory, routes, survey(device, windows, interrupt_options)) {}
 
 PassthroughDevice::PassthroughDevice(const vfio::DeviceAccess& device, kvm::GuestMemoryMap& memory,
                                      msix::RouteTable& routes, Survey survey)
-    : device_(device), registers_(std::move(survey.bars)) {
-  interrupts_.emplace(device, routes, survey.msi, survey.msix);
+    : device_(device),
+      registers_(std::move(survey.bars)),
+      pcie_(survey.pcie),
+      capability_links_(std::move(survey.capability_links)) {
+  interrupts_.emplace(device, routes, survey.msi, survey.msix, survey.intx);
+  if (const auto gsi = interrupts_->intx_gsi()) {
+    interrupt_pin_ = survey.pin;
+    interrupt_line_ = static_cast<std::uint8_t>(*gsi);
+  }
   // Should this throw, the members built so far undo themselves: no slot outlives its mapping.
   for (const GuestBar& bar : registers_.bars()) {
     mappings_.push_back(std::make_unique<BarMapping>(
@@ -125,7 +186,9 @@ std::vector<std::string> PassthroughDevice::describe() const {
 PassthroughDevice::Owner PassthroughDevice::owner(std::uint32_t offset) const noexcept {
   if (BarRegisters::covers(offset)) return Owner::bars;
   if (offset >= PCI_ROM_ADDRESS && offset < PCI_ROM_ADDRESS + 4) return Owner::hidden;
-  if (offset == PCI_INTERRUPT_PIN) return Owner::hidden;  // no INTx in this VMM: reads 0, "none"
+  if (offset == PCI_INTERRUPT_PIN) return Owner::intx;
+  if (offset == PCI_INTERRUPT_LINE && interrupt_pin_ != 0) return Owner::intx;
+  if (capability_links_.count(offset)) return Owner::links;
   if (interrupts_->owns_config(offset)) return Owner::interrupts;
   return Owner::device;
 }
@@ -152,7 +215,18 @@ std::uint32_t PassthroughDevice::config_read(std::uint32_t offset, std::uint32_t
       case Owner::interrupts:
         bytes[i] = interrupts_->read_config(at);
         break;
+      case Owner::intx:
+        bytes[i] = at == PCI_INTERRUPT_PIN ? interrupt_pin_ : interrupt_line_;
+        break;
+      case Owner::links:
+        bytes[i] = capability_links_.at(at);
+        break;
       case Owner::device:
+        // The status register says whether there is a capability list; none may be left.
+        if (at == PCI_STATUS && capability_links_.count(PCI_CAPABILITY_LIST) &&
+            capability_links_.at(PCI_CAPABILITY_LIST) == 0) {
+          bytes[i] = static_cast<std::uint8_t>(bytes[i] & ~PCI_STATUS_CAP_LIST);
+        }
         break;
     }
   }
@@ -183,12 +257,42 @@ void PassthroughDevice::write_through(std::uint32_t offset, std::span<const std:
   }
 }
 
+bool PassthroughDevice::requests_flr(std::uint32_t offset,
+                                     std::span<const std::uint8_t> bytes) const {
+  if (!pcie_ || !pcie_->function_level_reset) return false;
+  const std::uint32_t control_high = pcie_->offset + std::uint32_t{PCI_EXP_DEVCTL} + 1;
+  return offset <= control_high && control_high < offset + bytes.size() &&
+         (bytes[control_high - offset] & (PCI_EXP_DEVCTL_BCR_FLR >> 8)) != 0;
+}
+
+void PassthroughDevice::function_level_reset() {
+  spdlog::debug("guest resets the function (FLR)");
+  // The device stops signalling through VFIO before it resets, the emulated state follows the
+  // reset, then the command register reads as after one (decoding, bus mastering and Interrupt
+  // Disable off): the kernel restores what it saved around VFIO_DEVICE_RESET.
+  interrupts_->unwire();
+  device_.reset();
+  interrupts_->reset();
+  device_.config_write16(PCI_COMMAND, 0);
+  read_command();
+}
+
 void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size,
                                      std::uint32_t value) {
   if (!valid_config_access(offset, size)) return;
   std::uint8_t storage[4];
   std::memcpy(storage, &value, 4);
   const std::span<const std::uint8_t> bytes(storage, size);
+  if (requests_flr(offset, bytes)) {
+    // Initiate Function Level Reset is the VMM's to do (it reads 0); the rest of Device
+    // Control, and of the write, reaches the device first.
+    const std::uint32_t control_high = pcie_->offset + std::uint32_t{PCI_EXP_DEVCTL} + 1;
+    storage[control_high - offset] =
+        static_cast<std::uint8_t>(storage[control_high - offset] & ~(PCI_EXP_DEVCTL_BCR_FLR >> 8));
+    write_through(offset, bytes);
+    function_level_reset();
+    return;
+  }
   write_through(offset, bytes);
   bool bars = false, interrupts = false;
   for (std::uint32_t i = 0; i < size; ++i) {
@@ -203,7 +307,16 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size,
       mapping(move->index).place(move->to);
     }
   }
+  // Kernel contract: Interrupt Disable (PCI_COMMAND_INTX_DISABLE) went to vfio-pci above, which
+  // keeps it virtual and masks INTx while it is set (vfio_pci_intx_mask), so the line stays
+  // quiet whatever the resampling irqfd unmasks.
   if (offset <= PCI_COMMAND && offset + size > PCI_COMMAND) read_command();
+  for (std::uint32_t i = 0; i < size; ++i) {
+    // Interrupt Line is the guest's to write (firmware's note for the OS); the pin is read-only.
+    if (offset + i == PCI_INTERRUPT_LINE && owner(PCI_INTERRUPT_LINE) == Owner::intx) {
+      interrupt_line_ = bytes[i];
+    }
+  }
   if (interrupts) interrupts_->write_config(offset, bytes);
 }
 

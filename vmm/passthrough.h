@@ -10,8 +10,23 @@
 //
 // Config space (the overlay): every byte is the device's, passed through VFIO, except the BAR
 // registers (virtual), the MSI registers and MSI-X Message Control (emulated), and the ROM BAR
-// and interrupt pin (hidden: read zero, writes go nowhere). A guest access reaches the device
-// as wide as the guest made it, less the bytes that are not the device's.
+// (hidden: reads zero, writes go nowhere). A guest access reaches the device as wide as the
+// guest made it, less the bytes that are not the device's.
+//
+// INTx: Interrupt Pin shows the device's pin when VFIO offers its INTx, else 0 (none); with a
+// pin, Interrupt Line holds the IOAPIC input the VMM's host bridge routes it to (intx_gsi() in
+// vmm/pci_bus.h), as firmware would have written it, and is the guest's scratch byte after
+// that. The command register's Interrupt Disable bit goes to vfio-pci, which masks the line
+// while it is set. With InterruptOptions::intx_only the MSI and MSI-X capabilities are left out
+// of the capability list the guest walks (their registers read as vfio-pci shows them, enabling
+// nothing), and Capabilities List in the status register goes when no capability is left.
+//
+// Function level reset: the guest setting Initiate Function Level Reset (bit 15 of the PCIe
+// capability's Device Control) on a function whose Device Capabilities offer FLR is trapped
+// (the bit never reaches vfio-pci, and reads 0): the interrupts are unwired, VFIO_DEVICE_RESET
+// resets the device, the emulated MSI and MSI-X state goes back to its reset values (MSI-X
+// table all masked, PBA clear), INTx is wired again, and the command register is cleared, as
+// after a real FLR. The BAR registers keep the VMM's placement.
 //
 // Trapped accesses: while Memory Space (I/O Space) is off in the command register, the BARs do
 // not decode: reads return all ones and writes go nowhere; otherwise the MSI-X table and PBA
@@ -19,6 +34,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -28,6 +44,7 @@
 #include "vfiokit/kvm/vcpu.h"
 #include "vfiokit/kvm/vm.h"
 #include "vfiokit/msix/routing.h"
+#include "vfiokit/pci/config_space.h"
 #include "vfiokit/vfio/device.h"
 #include "vfiokit/vmm/bar_layout.h"
 #include "vfiokit/vmm/bar_mapping.h"
@@ -37,12 +54,23 @@
 
 namespace vfiokit::vmm {
 
+// How the guest may have the device interrupt it.
+struct InterruptOptions {
+  // The device number the function is attached at on bus 0: with its pin it picks the IOAPIC
+  // input of its INTx (intx_gsi()).
+  std::uint8_t slot = 1;
+  // INTx only (`launch --interrupts intx`): MSI and MSI-X hidden from the guest. A device
+  // without an interrupt pin is refused.
+  bool intx_only = false;
+};
+
 class PassthroughDevice final : public PciFunction {
  public:
   // `device`, `memory` and `routes` must outlive this. The BARs are laid out in `windows` and
   // their mappable parts put into guest memory slots.
   PassthroughDevice(const vfio::DeviceAccess& device, kvm::GuestMemoryMap& memory,
-                    msix::RouteTable& routes, const BarWindows& windows = {});
+                    msix::RouteTable& routes, const BarWindows& windows = {},
+                    const InterruptOptions& interrupt_options = {});
   // In order: the interrupts unwired, bus mastering turned off (a device the guest left running
   // stops its DMA before the VMM unmaps guest RAM from the IOMMU), the BAR slots removed, the
   // BAR mappings undone.
@@ -68,21 +96,33 @@ class PassthroughDevice final : public PciFunction {
  private:
   // What the device is (its interrupt capabilities) and where its BARs go in the guest.
   struct Survey;
-  static Survey survey(const vfio::DeviceAccess& device, const BarWindows& windows);
+  static Survey survey(const vfio::DeviceAccess& device, const BarWindows& windows,
+                       const InterruptOptions& options);
   PassthroughDevice(const vfio::DeviceAccess& device, kvm::GuestMemoryMap& memory,
                     msix::RouteTable& routes, Survey survey);
 
-  enum class Owner : std::uint8_t { device, bars, hidden, interrupts };
+  // intx: Interrupt Pin and Line; links: capability pointers rewritten around hidden ones.
+  enum class Owner : std::uint8_t { device, bars, hidden, interrupts, intx, links };
   [[nodiscard]] Owner owner(std::uint32_t offset) const noexcept;
   // The bytes of a write that are the device's, in as few accesses as their alignment allows.
   void write_through(std::uint32_t offset, std::span<const std::uint8_t> bytes);
   void read_command();
+  // The bytes of a config write at `offset` ask for an FLR the device offers.
+  [[nodiscard]] bool requests_flr(std::uint32_t offset, std::span<const std::uint8_t> bytes) const;
+  void function_level_reset();
   [[nodiscard]] BarMapping& mapping(unsigned index) const;
 
   const vfio::DeviceAccess& device_;
   BarRegisters registers_;
   // One per BAR of registers_, in the same order; each removes its slots before it unmaps.
   std::vector<std::unique_ptr<BarMapping>> mappings_;
+  std::optional<pci::PcieCapability> pcie_;
+  // What Interrupt Pin shows (0: none) and Interrupt Line holds.
+  std::uint8_t interrupt_pin_ = 0;
+  std::uint8_t interrupt_line_ = 0;
+  // With capabilities hidden: each pointer byte on the list the guest walks (0x34, then each
+  // visible capability's next) and what it reads; empty when nothing is hidden.
+  std::map<std::uint32_t, std::uint8_t> capability_links_;
   // The command register's Memory Space and I/O Space bits.
   bool memory_decoding_ = false;
   bool io_decoding_ = false;

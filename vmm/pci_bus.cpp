@@ -12,6 +12,11 @@ ConfigAddress decode_config_address(std::uint32_t value) {
           static_cast<std::uint8_t>((value >> 8) & 0x7), static_cast<std::uint8_t>(value & 0xfc)};
 }
 
+std::optional<std::uint32_t> intx_gsi(std::uint8_t device, std::uint8_t pin) {
+  if (pin == 0 || pin > 4) return std::nullopt;
+  return kFirstPirqGsi + (device + pin - 1u) % 4u;
+}
+
 HostBridge::HostBridge() {
   const std::uint8_t header[] = {
       0x86, 0x80, 0xc0, 0x29,  // Intel 82G33 DRAM controller, as QEMU's q35 presents

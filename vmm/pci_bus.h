@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 
 namespace vfiokit::vmm {
@@ -22,6 +23,15 @@ struct ConfigAddress {
   bool operator==(const ConfigAddress&) const = default;
 };
 ConfigAddress decode_config_address(std::uint32_t value);
+
+// INTx routing of the VMM's host bridge, as a PC chipset in APIC mode has it: the four PCI
+// interrupt lines PIRQA#..PIRQD# are IOAPIC inputs 16..19 (level-triggered, active low, no PIC
+// route), and a function's pin (1 INTA# .. 4 INTD#) reaches line (device + pin - 1) mod 4, the
+// conventional swizzle that spreads slots over the lines. Firmware writes the result into the
+// function's Interrupt Line register; the VMM does the same (vmm/passthrough.h). Pure; nullopt
+// for pin 0 (no INTx) or a pin above 4.
+inline constexpr std::uint32_t kFirstPirqGsi = 16;
+std::optional<std::uint32_t> intx_gsi(std::uint8_t device, std::uint8_t pin);
 
 // One function as the guest sees it. Accesses are 1, 2 or 4 bytes wide and never cross a
 // dword (mechanism #1 cannot express that).

@@ -2,6 +2,8 @@
 // as guest PCI functions (DMA into guest RAM through the IOMMU, MSI and MSI-X into the guest),
 // failures end clearly and restore the device, and QEMU boots a Linux guest that reads edu's
 // identification register through its BAR. Every test ends with the devices home.
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -17,6 +19,11 @@
 #include "vfiokit/base/fs.h"
 #include "vfiokit/base/process.h"
 #include "vfiokit/base/text.h"
+#include "vfiokit/kvm/system.h"
+#include "vfiokit/payloads/guest.h"
+#include "vfiokit/payloads/payloads.h"
+#include "vfiokit/vfio/open.h"
+#include "vfiokit/vmm/passthrough.h"
 
 namespace vfiokit::hil {
 namespace {
@@ -82,6 +89,84 @@ TEST_F(Launch, EduDmaPassesInTheGuest) {
   EXPECT_LT(document["timing"]["first_instruction_ms"].get<double>(),
             document["timing"]["first_mailbox_ms"].get<double>());
   EXPECT_EQ(document["bound_and_restored"][0], edu_);
+  expect_everything_home();
+}
+
+// INTx through the resampling irqfd: edu with MSI off raises its pin; each raise must arrive
+// once (the EOI's resample unmasks the line in vfio-pci, and a line left up would come again),
+// and Interrupt Disable must hold one back until cleared (the payload checks all of it).
+void expect_edu_intx_run(const CommandResult& run, const char* msi_line) {
+  ASSERT_EQ(run.exit_status, 0) << run.output;
+  const auto document = conforming_json(run, "launch.json");
+  EXPECT_EQ(document["passed"], true);
+  const std::string log = document["log"];
+  EXPECT_NE(log.find(msi_line), std::string::npos) << log;
+  EXPECT_NE(log.find("edu-intx: Interrupt Pin 0x00000001"), std::string::npos) << log;
+  EXPECT_NE(log.find("each raise arrived once"), std::string::npos) << log;
+  EXPECT_NE(log.find("Interrupt Disable held the interrupt back"), std::string::npos) << log;
+  ASSERT_EQ(document["values"].size(), 2u) << log;
+  EXPECT_EQ(document["values"][0].get<unsigned>(), 17u);  // 00:01.0 INTA#: IOAPIC input 17
+  EXPECT_EQ(document["values"][1].get<unsigned>(), 5u);   // 4 rounds and the held-back one
+}
+
+TEST_F(Launch, IntxWhenTheGuestLeavesMsiOff) {
+  const auto run = launch_payload({edu_, "--payload", "edu-intx", "--json"});
+  expect_edu_intx_run(run, "edu-intx: MSI capability present, left off");
+  expect_everything_home();
+}
+
+TEST_F(Launch, IntxForcedHidesMsi) {
+  const auto run =
+      launch_payload({edu_, "--payload", "edu-intx", "--interrupts", "intx", "--json"});
+  expect_edu_intx_run(run, "edu-intx: MSI capability hidden");
+  expect_everything_home();
+  // edu-dma needs MSI: with it hidden, the payload says so.
+  const auto msi = launch_payload({edu_, "--payload", "edu-dma", "--interrupts", "intx"});
+  EXPECT_EQ(msi.exit_status, 1) << msi.output;
+  EXPECT_NE(msi.output.find("lacks the MSI or MSI-X capability"), std::string::npos) << msi.output;
+  expect_everything_home();
+}
+
+// A guest's function level reset of the rig's NVMe (PCIe, FLR in Device Capabilities), on the
+// real vfio-pci and KVM: the device model takes down MSI-X, VFIO_DEVICE_RESET resets the
+// device, and the emulated state and the wiring come back as after a reset (INTx, as MSI and
+// MSI-X are off).
+std::uint32_t find_capability(vmm::PassthroughDevice& model, std::uint8_t id) {
+  for (std::uint32_t at = model.config_read(PCI_CAPABILITY_LIST, 1), steps = 0;
+       at != 0 && steps < 48; at = model.config_read(at + PCI_CAP_LIST_NEXT, 1), ++steps) {
+    if (model.config_read(at, 1) == id) return at;
+  }
+  return 0;
+}
+
+TEST_F(Launch, FlrOfTheNvmeResetsItsInterruptsAndWiring) {
+  ASSERT_EQ(vfiokit({"bind", nvme_}).exit_status, 0);
+  {
+    vfio::OpenedDevice opened = vfio::open_vfio_device({}, *pci::parse_bdf(nvme_));
+    const kvm::KvmSystem kvm = kvm::KvmSystem::open();
+    payloads::PayloadGuest guest(kvm, payloads::find("silent")->image, {});
+    vmm::PassthroughDevice model(opened.device, guest.vm(), guest.routes());
+    EXPECT_EQ(model.interrupts().wired_index(), VFIO_PCI_INTX_IRQ_INDEX);
+    const std::uint32_t msix = find_capability(model, PCI_CAP_ID_MSIX);
+    const std::uint32_t pcie = find_capability(model, PCI_CAP_ID_EXP);
+    ASSERT_NE(msix, 0u);
+    ASSERT_NE(pcie, 0u);
+    model.config_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    model.config_write(msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+    ASSERT_EQ(model.interrupts().wired_index(), VFIO_PCI_MSIX_IRQ_INDEX);
+    const std::uint32_t control = model.config_read(pcie + PCI_EXP_DEVCTL, 2);
+    model.config_write(pcie + PCI_EXP_DEVCTL, 2, control | PCI_EXP_DEVCTL_BCR_FLR);
+    EXPECT_EQ(model.config_read(pcie + PCI_EXP_DEVCTL, 2) & PCI_EXP_DEVCTL_BCR_FLR, 0u);
+    EXPECT_EQ(model.config_read(msix + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_ENABLE, 0u);
+    EXPECT_EQ(model.config_read(PCI_COMMAND, 2) &
+                  (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE),
+              0u);
+    EXPECT_EQ(model.interrupts().wired_index(), VFIO_PCI_INTX_IRQ_INDEX);
+    // And it takes MSI-X again, as from power-up.
+    model.config_write(msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+    EXPECT_EQ(model.interrupts().wired_index(), VFIO_PCI_MSIX_IRQ_INDEX);
+  }
+  EXPECT_EQ(vfiokit({"restore", "--all"}).exit_status, 0);
   expect_everything_home();
 }
 

@@ -419,7 +419,8 @@ TEST(CliLaunch, NeedsAPayloadOrQemuAndChecksItsArgumentsFirst) {
   const auto unknown =
       vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "no-such"});
   EXPECT_EQ(unknown.exit_status, 2);
-  EXPECT_NE(unknown.output.find("vfiokit carries edu-dma, dirty-pages, nvme-identify, faulty, silent"),
+  EXPECT_NE(unknown.output.find(
+                "vfiokit carries edu-dma, dirty-pages, edu-intx, nvme-identify, faulty, silent"),
             std::string::npos)
       << unknown.output;
   const auto probe =

@@ -24,8 +24,10 @@ std::uint64_t little_endian(std::span<const std::uint8_t> bytes) {
   return value;
 }
 
-bool is_msi(std::uint32_t index) {
-  return index == VFIO_PCI_MSI_IRQ_INDEX || index == VFIO_PCI_MSIX_IRQ_INDEX;
+// INTx, MSI and MSI-X: vfio-pci has one of them on at a time.
+bool is_interrupt(std::uint32_t index) {
+  return index == VFIO_PCI_INTX_IRQ_INDEX || index == VFIO_PCI_MSI_IRQ_INDEX ||
+         index == VFIO_PCI_MSIX_IRQ_INDEX;
 }
 
 }  // namespace
@@ -185,7 +187,7 @@ void FakeDevice::set_irqs(std::span<const std::uint8_t> bytes) const {
     for (const auto& [index, other] : irqs_) {
       const bool other_on =
           std::any_of(other.eventfds.begin(), other.eventfds.end(), [](int fd) { return fd >= 0; });
-      if (index != header.index && is_msi(index) && is_msi(header.index) && other_on) {
+      if (index != header.index && is_interrupt(index) && is_interrupt(header.index) && other_on) {
         throw Error::from_errno(EINVAL, "VFIO_DEVICE_SET_IRQS",
                                 vfio::irq_index_name(index) + " is on");
       }
@@ -209,6 +211,11 @@ void FakeDevice::set_irqs(std::span<const std::uint8_t> bytes) const {
     note("SET_IRQS " + name + (action == VFIO_IRQ_SET_ACTION_MASK ? " mask" : " unmask"));
   }
   irq_sets.push_back(std::move(set));
+}
+
+void FakeDevice::reset() const {
+  ++resets;
+  note("reset");
 }
 
 bool FakeDevice::fire(std::uint32_t index, std::uint32_t vector) const {
@@ -271,12 +278,20 @@ void FakeVm::assign_irqfd(int eventfd, std::uint32_t gsi) {
   note("irqfd gsi " + std::to_string(gsi) + " on");
 }
 
+void FakeVm::assign_resample_irqfd(int eventfd, int resamplefd, std::uint32_t gsi) {
+  if (gsi >= msix::kFirstMsiGsi) throw Error::from_errno(EINVAL, "KVM_IRQFD (resample)");
+  if (!irqfds.emplace(eventfd, gsi).second) throw Error::from_errno(EBUSY, "KVM_IRQFD");
+  resamplefds[eventfd] = resamplefd;
+  note("irqfd gsi " + std::to_string(gsi) + " on, resampled");
+}
+
 void FakeVm::deassign_irqfd(int eventfd, std::uint32_t gsi) {
   const auto it = irqfds.find(eventfd);
   if (it == irqfds.end() || it->second != gsi) {
     throw Error::from_errno(ENOENT, "KVM_IRQFD (deassign)");
   }
   irqfds.erase(it);
+  resamplefds.erase(eventfd);
   note("irqfd gsi " + std::to_string(gsi) + " off");
 }
 

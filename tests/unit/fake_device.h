@@ -60,6 +60,10 @@ class FakeDevice final : public vfio::DeviceAccess {
   // Enforces what vfio-pci does (EINVAL otherwise): vectors within the index's count; on an
   // index that is on, with NORESIZE, none past the ones enabled; MSI and MSI-X never on at once.
   void set_irqs(std::span<const std::uint8_t> irq_set) const override;
+  // VFIO_DEVICE_RESET: journalled and counted; config space and IRQs stay as they are (vfio-pci
+  // restores the saved config state and leaves its IRQ state to the user).
+  void reset() const override;
+  mutable unsigned resets = 0;
 
   struct Access {
     std::uint32_t region = 0;  // VFIO_PCI_CONFIG_REGION_INDEX for config space
@@ -121,12 +125,15 @@ class FakeVm final : public kvm::GuestMemoryMap, public msix::IrqRouting {
   void set_gsi_routing(std::span<const msix::RouteEntry> entries) override;
   void assign_irqfd(int eventfd, std::uint32_t gsi) override;    // EBUSY if assigned
   void deassign_irqfd(int eventfd, std::uint32_t gsi) override;  // ENOENT if not
+  // EINVAL for a GSI that is no irqchip pin (KVM: no level-triggered route to resample).
+  void assign_resample_irqfd(int eventfd, int resamplefd, std::uint32_t gsi) override;
   void signal_msi(const msix::MsiMessage& message) override;
   // What an assigned eventfd delivers: its GSI's MSI route; nullopt when it reaches nothing.
   [[nodiscard]] std::optional<msix::MsiMessage> delivers(int eventfd) const;
 
   std::vector<msix::RouteEntry> routes;  // the table last committed
   std::map<int, std::uint32_t> irqfds;   // eventfd -> GSI, as assigned now
+  std::map<int, int> resamplefds;        // eventfd -> resamplefd, for the resampling ones
   std::size_t routing_commits = 0;
 
  private:

@@ -46,6 +46,7 @@ struct LaunchArgs {
   bool qemu = false;
   bool dry_run = false;
   std::string expected_serial;
+  std::string interrupts = "auto";  // payloads: "auto" or "intx" (MSI and MSI-X hidden)
   std::chrono::milliseconds timeout{30000};
   unsigned memory_mib = 16;  // every built-in payload fits in 5 MiB; pinning less starts sooner
   std::string qemu_binary = "qemu-system-x86_64";
@@ -348,6 +349,7 @@ int run_payload_launch(const GlobalOptions& options, const LaunchArgs& args) {
     launch.memory = std::size_t{args.memory_mib} << 20;
     launch.timeout = args.timeout;
     launch.parameters = parameters;
+    launch.intx_only = args.interrupts == "intx";
     launch.start = process_start();
     launch.cancelled = [] { return SignalGuard::received() != 0; };
     launch.report_interval = args.interval;
@@ -740,10 +742,10 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
       "full OS in QEMU (--qemu -- QEMU-ARGS...). The device's IOMMU group is bound for "
       "the run and restored after it, whatever happens");
   sub->add_option("BDF", args->bdf, "PCI address of the device")->required();
-  auto* payload = sub->add_option(
-      "--payload", args->payload,
-      "A payload vfiokit carries (edu-dma, dirty-pages, nvme-identify, faulty, silent) or "
-      "the path of a flat binary (docs/payloads.md)");
+  auto* payload = sub->add_option("--payload", args->payload,
+                                  "A payload vfiokit carries (edu-dma, dirty-pages, edu-intx, "
+                                  "nvme-identify, faulty, silent) or "
+                                  "the path of a flat binary (docs/payloads.md)");
   auto* qemu = sub->add_flag("--qemu", args->qemu, "Run QEMU with the device passed through");
   payload->excludes(qemu);
   sub->add_option("QEMU_ARGS", args->qemu_arguments, "Arguments for QEMU, after --");
@@ -783,6 +785,11 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                   "With --qemu: the guest's name (QEMU's -name; with --firmware uefi, whose "
                   "variable store to use)");
   sub->add_option("--expect-serial", args->expected_serial, "nvme-identify: the serial to expect");
+  sub->add_option("--interrupts", args->interrupts,
+                  "Payloads: how the device may interrupt the guest: auto (MSI-X, MSI or INTx, "
+                  "as the guest enables them) or intx (MSI and MSI-X hidden, the pin only)")
+      ->check(CLI::IsMember({"auto", "intx"}))
+      ->capture_default_str();
   add_seconds_option(sub, "--timeout", args->timeout, 0.001, 86400,
                      "How long to wait for the payload's result");
   sub->add_option("--memory", args->memory_mib, "Guest RAM in MiB (payloads)")
@@ -834,6 +841,9 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
     if ((args->stats || !args->metrics_file.empty() || args->dirty_log) && args->qemu) {
       throw CLI::ValidationError("launch",
                                  "--stats, --metrics-file and --dirty-log go with --payload");
+    }
+    if (args->interrupts != "auto" && args->qemu) {
+      throw CLI::ValidationError("launch", "--interrupts goes with --payload");
     }
     if (args->dry_run && !args->qemu) {
       throw CLI::ValidationError("launch", "--dry-run goes with --qemu");

@@ -343,9 +343,14 @@ that is refused is printed as `bind` prints it, before anything moves, and exits
 `--json` document starts with `"operation": "launch", "bdf"`, and its `timing` keys are always
 there (null when unknown).
 
-Payloads vfiokit carries: `edu-dma`, `nvme-identify` (`--expect-serial`), `faulty`, `silent`;
-or the path of your own flat binary. `--memory` sets guest RAM (default 16 MiB, all DMA-mapped and so pinned), `--timeout`
-the wait for the result (default 30 s). SIGINT, SIGTERM or SIGHUP stop the guest and restore
+Payloads vfiokit carries: `edu-dma`, `edu-intx`, `nvme-identify` (`--expect-serial`),
+`faulty`, `silent`; or the path of your own flat binary. `--memory` sets guest RAM (default
+16 MiB, all DMA-mapped and so pinned), `--timeout` the wait for the result (default 30 s). The
+device interrupts the guest by whatever the guest enables: MSI-X, MSI, or, with neither on, its
+INTx pin, which the guest finds in Interrupt Pin and whose IOAPIC input it finds in Interrupt
+Line (a level-triggered line, unmasked by the kernel at each end of interrupt);
+`--interrupts intx` hides MSI and MSI-X so that the guest must use the pin (`edu-intx` works
+either way), and refuses a device without one. SIGINT, SIGTERM or SIGHUP stop the guest and restore
 the devices; after `kill -9`, `vfiokit restore --all` does.
 
 Statistics: `--stats` prints, after the payload's log, what the guest and the device did: time
