@@ -426,6 +426,7 @@ struct DirtyGuest {
     r.rcx = count;
     r.rdx = stride * 4096;
     vcpu->set_regs(r);
+    vcpu->set_immediate_exit(false);  // the previous run's stop() left it set
     RunLoop loop;
     loop.on_io(0x10, 0x10, [&](const IoExit&, std::span<std::uint8_t>) { loop.stop(); });
     if (handle_ring_full) loop.on_dirty_ring_full(tracker.ring_full_handler());
