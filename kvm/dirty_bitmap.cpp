@@ -28,7 +28,7 @@ bool clear_range_valid(std::uint64_t first_page, std::uint64_t count,
 }
 
 std::vector<ClearRange> clear_ranges(std::span<const std::uint64_t> bitmap, std::uint64_t pages,
-                                     std::uint32_t max_pages) {
+                                     std::uint32_t max_pages, std::size_t max_gap_words) {
   std::vector<ClearRange> out;
   const std::size_t words = std::min(bitmap.size(), dirty_bitmap_words(pages));
   const std::size_t max_words = std::max<std::size_t>(max_pages / 64, 1);
@@ -38,8 +38,18 @@ std::vector<ClearRange> clear_ranges(std::span<const std::uint64_t> bitmap, std:
       ++w;
       continue;
     }
+    // [w, end): from a dirty word to just after the last dirty word reachable across gaps of
+    // at most max_gap_words clean words, within max_words.
     std::size_t end = w + 1;
-    while (end < words && bitmap[end] != 0 && end - w < max_words) ++end;
+    std::size_t next = end;
+    while (next < words && next - w < max_words) {
+      if (bitmap[next] != 0) {
+        end = next + 1;
+      } else if (next - end + 1 > max_gap_words) {
+        break;
+      }
+      ++next;
+    }
     const std::uint64_t first = std::uint64_t{w} * 64;
     const std::uint64_t count = std::min<std::uint64_t>(std::uint64_t{end - w} * 64, pages - first);
     out.push_back({first, static_cast<std::uint32_t>(count)});

@@ -33,11 +33,14 @@ struct ClearRange {
 [[nodiscard]] bool clear_range_valid(std::uint64_t first_page, std::uint64_t count,
                                      std::uint64_t slot_pages) noexcept;
 
-// The ranges to clear after a harvest: one per run of consecutive non-zero words (so a sparse
-// harvest of a big slot copies little to the kernel), each valid for clear_range_valid, none
+// The ranges to clear after a harvest: runs of non-zero words, merged across gaps of at most
+// `max_gap_words` clean words (clearing a clean word is a no-op for the kernel, and copying a
+// few hundred bytes more costs less than another ioctl: with one range per run, a scattered
+// harvest made one KVM_CLEAR_DIRTY_LOG per dirty word), each valid for clear_range_valid, none
 // longer than `max_pages` (a multiple of 64; KVM's num_pages is 32 bits). Together they cover
-// every set bit below `pages`, and only words with a set bit.
+// every set bit below `pages`; each starts and ends on a word with a set bit.
 std::vector<ClearRange> clear_ranges(std::span<const std::uint64_t> bitmap, std::uint64_t pages,
-                                     std::uint32_t max_pages = std::uint32_t{1} << 31);
+                                     std::uint32_t max_pages = std::uint32_t{1} << 31,
+                                     std::size_t max_gap_words = 64);
 
 }  // namespace vfiokit::kvm

@@ -58,26 +58,33 @@ TEST(DirtyBitmap, ClearRangeValidityIsTheKernels) {
 }
 
 void check_ranges(const std::vector<std::uint64_t>& bitmap, std::uint64_t pages,
-                  std::uint32_t max_pages) {
-  const auto ranges = clear_ranges(bitmap, pages, max_pages);
+                  std::uint32_t max_pages, std::size_t max_gap) {
+  const auto ranges = clear_ranges(bitmap, pages, max_pages, max_gap);
   std::set<std::uint64_t> covered;
   std::uint64_t previous_end = 0;
-  for (const ClearRange& r : ranges) {
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    const ClearRange& r = ranges[i];
     ASSERT_TRUE(clear_range_valid(r.first_page, r.pages, pages))
         << r.first_page << "+" << r.pages << " of " << pages;
     ASSERT_LE(r.pages, max_pages);
     ASSERT_GE(r.first_page, previous_end) << "ranges overlap or are out of order";
+    const std::uint64_t first_word = r.first_page / 64;
+    const std::uint64_t last_word = (r.first_page + r.pages - 1) / 64;
+    // A range starts and ends on a dirty word, and bridges no gap longer than max_gap.
+    ASSERT_NE(bitmap[first_word], 0u) << "starts on a clean word";
+    ASSERT_NE(bitmap[last_word], 0u) << "ends on a clean word";
+    std::size_t gap = 0;
+    for (std::uint64_t w = first_word; w <= last_word; ++w) {
+      gap = bitmap[w] == 0 ? gap + 1 : 0;
+      ASSERT_LE(gap, max_gap) << "a range bridges a longer clean gap";
+    }
+    // Two ranges are apart by more than max_gap clean words, unless one range for both would
+    // be longer than the limit.
+    if (i > 0 && r.first_page + r.pages - ranges[i - 1].first_page <= max_pages) {
+      ASSERT_GT(first_word - (previous_end + 63) / 64, max_gap) << "ranges that should be one";
+    }
     previous_end = r.first_page + r.pages;
-    bool any = false;
-    for (std::uint64_t p = r.first_page; p < r.first_page + r.pages; ++p) {
-      covered.insert(p);
-      any = any || ((bitmap[p / 64] >> (p % 64)) & 1) != 0;
-    }
-    // Only words with a set bit are sent: every word of the range has one.
-    for (std::uint64_t w = r.first_page / 64; w * 64 < r.first_page + r.pages; ++w) {
-      ASSERT_NE(bitmap[w], 0u) << "a clean word in a range";
-    }
-    ASSERT_TRUE(any);
+    for (std::uint64_t p = r.first_page; p < r.first_page + r.pages; ++p) covered.insert(p);
   }
   for (const std::uint64_t page : dirty_pages(bitmap, pages)) {
     ASSERT_TRUE(covered.count(page)) << "dirty page " << page << " not cleared";
@@ -85,8 +92,8 @@ void check_ranges(const std::vector<std::uint64_t>& bitmap, std::uint64_t pages,
 }
 
 TEST(DirtyBitmap, ClearRangesAreValidAndCoverEveryDirtyPageForEveryWordPattern) {
-  // Every pattern of clean and dirty words for slots of 1 to 6 words, every slot length in the
-  // last word, and each of those for two range limits.
+  // Every pattern of clean and dirty words for slots of 1 to 6 words, every ninth slot length
+  // in the last word, and each of those for three range limits and four gap limits.
   for (std::size_t words = 1; words <= 6; ++words) {
     for (std::uint32_t pattern = 0; pattern < (1u << words); ++pattern) {
       for (std::uint64_t tail = 1; tail <= 64; tail += 9) {
@@ -98,11 +105,13 @@ TEST(DirtyBitmap, ClearRangesAreValidAndCoverEveryDirtyPageForEveryWordPattern) 
           const std::uint64_t limit = w + 1 == words ? tail : 64;
           bitmap[w] = std::uint64_t{1} << ((w * 13 + pattern) % limit);
         }
-        for (std::uint32_t max_pages : {64u, 1u << 31}) {
-          check_ranges(bitmap, pages, max_pages);
-          if (testing::Test::HasFatalFailure()) {
-            FAIL() << words << " words, pattern " << pattern << ", " << pages << " pages, max "
-                   << max_pages;
+        for (std::uint32_t max_pages : {64u, 128u, 1u << 31}) {
+          for (std::size_t max_gap : {0u, 1u, 2u, 64u}) {
+            check_ranges(bitmap, pages, max_pages, max_gap);
+            if (testing::Test::HasFatalFailure()) {
+              FAIL() << words << " words, pattern " << pattern << ", " << pages << " pages, max "
+                     << max_pages << ", gap " << max_gap;
+            }
           }
         }
       }
@@ -121,13 +130,18 @@ TEST(DirtyBitmap, ClearRangesOfRandomSparseAndDenseBitmaps) {
         bitmap[p / 64] |= std::uint64_t{1} << (p % 64);
       }
     }
-    check_ranges(bitmap, pages, 128);
+    check_ranges(bitmap, pages, 128, 0);
+    check_ranges(bitmap, pages, 1u << 31, 3);
     if (HasFatalFailure()) FAIL() << "round " << round << ", " << pages << " pages";
   }
   EXPECT_TRUE(clear_ranges(std::vector<std::uint64_t>(4, 0), 256).empty());
-  // Adjacent dirty words make one range; a clean word splits them.
-  EXPECT_EQ(clear_ranges(std::vector<std::uint64_t>{1, 1, 0, 1}, 200),
+  // Adjacent dirty words make one range; a clean word splits them unless gaps may be bridged.
+  EXPECT_EQ(clear_ranges(std::vector<std::uint64_t>{1, 1, 0, 1}, 200, 1u << 31, 0),
             (std::vector<ClearRange>{{0, 128}, {192, 8}}));
+  EXPECT_EQ(clear_ranges(std::vector<std::uint64_t>{1, 1, 0, 1}, 200),
+            (std::vector<ClearRange>{{0, 200}}));
+  EXPECT_EQ(clear_ranges(std::vector<std::uint64_t>{1, 0, 0, 1, 0}, 320, 1u << 31, 1),
+            (std::vector<ClearRange>{{0, 64}, {192, 64}}));
 }
 
 TEST(DirtyTracking, PlanPrefersTheAcqRelRingThenThePlainRingThenTheBitmap) {

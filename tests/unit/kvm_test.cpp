@@ -426,6 +426,7 @@ struct DirtyGuest {
     r.rcx = count;
     r.rdx = stride * 4096;
     vcpu->set_regs(r);
+    vcpu->set_immediate_exit(false);  // the previous run's stop() left it set
     RunLoop loop;
     loop.on_io(0x10, 0x10, [&](const IoExit&, std::span<std::uint8_t>) { loop.stop(); });
     if (handle_ring_full) loop.on_dirty_ring_full(tracker.ring_full_handler());
@@ -512,7 +513,12 @@ TEST(KvmHost, AFullDirtyRingIsHarvestedAndTheGuestGoesOn) {
   g->write_pages(0, count, 1);
   EXPECT_GE(g->tracker.counters().ring_full_exits, 1u);
   EXPECT_EQ(g->tracker.harvest(), DirtyGuest::pages(0, count, 1));
-  EXPECT_EQ(g->tracker.counters().entries, count) << "each write was logged once";
+  // Each write was logged once, except that the write in flight at each ring-full exit is
+  // logged twice: KVM made its page writable and pushed it, exits before the guest retries the
+  // store, and the reset write-protects the page again, so the retried store faults anew.
+  const DirtyCounters counters = g->tracker.counters();
+  EXPECT_GE(counters.entries, count);
+  EXPECT_LE(counters.entries, count + counters.ring_full_exits);
 
   // Without a handler the run ends with an Error that says what to do.
   DirtyGuest unhandled(*kvm, small, 2048, false);
