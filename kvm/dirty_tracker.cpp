@@ -96,9 +96,13 @@ void DirtyTracker::collect_ring_locked() {
   for (auto& ring : rings_) {
     harvested += ring.harvest([this](const DirtyEntry& e) { record_locked(e.slot, e.offset); });
   }
-  // (3) of the contract (kvm/dirty_ring.h): after every release store of this harvest.
-  if (harvested > 0) {
+  // (3) of the contract (kvm/dirty_ring.h): after every release store of this harvest. Also
+  // when an earlier harvest marked entries but its reset failed: without it a full ring stays
+  // full and the vCPU exits with RING_FULL forever.
+  if (harvested > 0) reset_owed_ = true;
+  if (reset_owed_) {
     vm_.reset_dirty_rings();
+    reset_owed_ = false;
     ++counters_.resets;
   }
 }

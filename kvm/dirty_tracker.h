@@ -92,8 +92,9 @@ class DirtyTracker {
   mutable std::mutex mutex_;
   std::map<std::uint32_t, MemorySlot> slots_;  // tracked, by KVM slot number
   std::vector<DirtyRing> rings_;               // one per attached vCPU
-  std::vector<std::uint64_t> bitmap_;          // scratch for one slot
-  std::vector<std::uint64_t> pending_;         // harvested, not yet returned
+  bool reset_owed_ = false;  // entries marked RESET that KVM_RESET_DIRTY_RINGS has not freed
+  std::vector<std::uint64_t> bitmap_;   // scratch for one slot
+  std::vector<std::uint64_t> pending_;  // harvested, not yet returned
   DirtyCounters counters_;
 };
 

@@ -34,6 +34,9 @@ void RunLoop::run(Vcpu& vcpu) {
   install_kick_handler();
   thread_ = ::pthread_self();
   have_thread_ = true;
+  // A vCPU an earlier RunLoop stopped still has immediate_exit set: it would return EINTR
+  // forever. Cleared before running_ is published, so a stop() from now on sets it again.
+  vcpu.set_immediate_exit(false);
   running_ = &vcpu;
   struct Reset {
     RunLoop& loop;

@@ -14,6 +14,9 @@ namespace vfiokit::kvm {
 namespace {
 
 constexpr std::uint64_t kPage = 4096;
+// The smallest ring every x86 host takes: KVM keeps 64 entries in reserve, plus 512 for the
+// Intel PML buffer a vCPU may flush at once, and refuses a ring no larger than that.
+constexpr std::uint32_t kMinimumRingEntriesWithPml = 1024;
 
 std::string describe(const MemorySlot& s) {
   return "slot " + std::to_string(s.slot) + " " + hex(s.guest_address) + "-" +
@@ -270,7 +273,17 @@ void Vm::enable_dirty_ring(RingOrdering ordering, std::uint32_t entries) {
               std::to_string(static_cast<std::uint64_t>(max_bytes) / sizeof(kvm_dirty_gfn)) +
               " entries");
   }
-  enable_capability(capability, bytes);
+  try {
+    enable_capability(capability, bytes);
+  } catch (Error& e) {
+    // KVM also keeps a reserve (64 entries, and 512 more on Intel hosts with PML) below which
+    // a ring is refused with a bare EINVAL.
+    if (e.errno_value() == EINVAL && entries < kMinimumRingEntriesWithPml) {
+      e.hint("KVM refuses rings smaller than its reserve: with Intel PML at least " +
+             std::to_string(kMinimumRingEntriesWithPml) + " entries");
+    }
+    throw;
+  }
   dirty_ring_entries_ = entries;
   dirty_ring_ordering_ = ordering;
 }

@@ -45,7 +45,8 @@ std::vector<Payload> all() {
       {"dirty-pages",
        "writes known guest pages with the CPU and has edu write others by DMA "
        "(for launch --dirty-log)",
-       {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end}},
+       {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end},
+       VFIOKIT_DIRTY_DEVICE_WINDOW + VFIOKIT_DIRTY_WINDOW_PAGES * 4096},
       {"edu-intx",
        "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
        "once and that Interrupt Disable holds it back",
@@ -72,7 +73,9 @@ LaunchablePayload load_for_launch(const std::string& name_or_path) {
         .hint("run `vfiokit selftest BDF --stage irq-kvm`");
   }
   if (const auto payload = find(name_or_path)) {
-    return {std::string(payload->name), {payload->image.begin(), payload->image.end()}};
+    return {std::string(payload->name),
+            {payload->image.begin(), payload->image.end()},
+            payload->memory_used};
   }
   const std::filesystem::path path(name_or_path);
   if (name_or_path.find('/') != std::string::npos || std::filesystem::exists(path)) {
@@ -109,6 +112,14 @@ std::size_t required_memory(std::size_t image_size) noexcept {
 }
 
 void require_fits(const LaunchablePayload& payload, std::size_t memory) {
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  const std::size_t used = (payload.memory_used + kMiB - 1) / kMiB * kMiB;
+  if (used > memory) {
+    throw Error("launch", "payload " + payload.name + " uses guest RAM up to " +
+                              hex(payload.memory_used) + ", more than " + human_size(memory))
+        .kind(ErrorKind::usage)
+        .hint("give it --memory " + std::to_string(used >> 20) + " or more");
+  }
   const std::size_t needed = required_memory(payload.image.size());
   if (needed <= memory) return;
   throw Error("launch", "payload " + payload.name + " (" + human_size(payload.image.size()) +

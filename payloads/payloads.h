@@ -14,6 +14,9 @@ struct Payload {
   std::string_view name;
   std::string_view description;
   std::span<const std::uint8_t> image;  // flat, loaded and entered at VFIOKIT_PAYLOAD_ADDRESS
+  // Guest RAM it uses beyond its image (dirty-pages writes up to VFIOKIT_DIRTY_DEVICE_WINDOW's
+  // end); 0 when the image is all it needs.
+  std::size_t memory_used = 0;
 };
 
 // nullopt for a name vfiokit does not carry.
@@ -27,6 +30,7 @@ inline constexpr std::size_t kMaxImageSize = std::size_t{8} << 20;
 struct LaunchablePayload {
   std::string name;  // the payload's name, or the path it came from
   std::vector<std::uint8_t> image;
+  std::size_t memory_used = 0;  // Payload::memory_used; 0 for a path
 };
 // Throws a usage Error (exit 2, before anything moves) naming the problem: an unknown name (with
 // the ones there are), a missing file, an empty one or one above kMaxImageSize, or irq-probe

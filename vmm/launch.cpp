@@ -235,10 +235,19 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     interval.vcpu_pages = vcpu.size();
     merge_pages(log.vcpu_pages, vcpu);
     if (device_dirty) {
-      const iommu::DirtyBitmap bitmap = device_dirty->get(0, guest.memory().size());
-      const std::vector<std::uint64_t> written = guest_pages_of(bitmap.iovas(), bitmap.page_size);
-      interval.device_pages = written.size();
-      merge_pages(*log.device_pages, written);
+      // The device's log failing is no reason to end the guest: it is left out from here on,
+      // and the result says why.
+      try {
+        const iommu::DirtyBitmap bitmap = device_dirty->get(0, guest.memory().size());
+        const std::vector<std::uint64_t> written = guest_pages_of(bitmap.iovas(), bitmap.page_size);
+        interval.device_pages = written.size();
+        merge_pages(*log.device_pages, written);
+      } catch (const Error& e) {
+        spdlog::warn("the device's dirty page log could not be read: {}", e.what());
+        log.device_missing = std::string("reading it failed: ") + e.what();
+        log.device_pages.reset();
+        device_dirty.reset();  // stops tracking
+      }
     }
     interval.elapsed_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -270,13 +279,14 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
             break;
           }
         }
-        const GuestStatistics statistics = gather_statistics(true);
         if (options.on_report) {
+          const GuestStatistics statistics = gather_statistics(true);
           options.on_report(LaunchReport{false, statistics, dirty ? &*dirty : nullptr});
         }
         next_report += options.report_interval;
         // A slow report (or a stalled host) does not make the next ones come in a burst.
-        next_report = std::max(next_report, std::chrono::steady_clock::now());
+        next_report =
+            std::max(next_report, std::chrono::steady_clock::now() + options.report_interval);
       }
       if (options.cancelled && options.cancelled()) {
         result.failure = "interrupted before the payload reported a result";
@@ -295,8 +305,14 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
             result.hang->describe();
         break;
       }
-      // Short waits, so a cancel request is seen promptly.
-      const auto event = guest.next_event(std::min(left, std::chrono::milliseconds(100)));
+      // Short waits, so a cancel request is seen promptly, and none past the next report.
+      auto wait = std::min(left, std::chrono::milliseconds(100));
+      if (options.on_report || options.dirty_log) {
+        const auto to_report = std::chrono::ceil<std::chrono::milliseconds>(
+            next_report - std::chrono::steady_clock::now());
+        wait = std::clamp(to_report, std::chrono::milliseconds(1), wait);
+      }
+      const auto event = guest.next_event(wait);
       // A new log line is progress too: the wait being diagnosed starts after the last sign of
       // it (to within the 100 ms of the wait above).
       const std::uint64_t lines = guest.log_lines();

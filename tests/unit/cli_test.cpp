@@ -457,9 +457,15 @@ TEST(CliLaunch, StatisticsOptionsAreCheckedBeforeAnythingMoves) {
   EXPECT_NE(folder.output.find("name a file in it, such as /tmp/vfiokit.prom"), std::string::npos)
       << folder.output;
   EXPECT_EQ(vfiokit_cli({"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma",
-                         "--interval", "0"})
+                         "--dirty-log", "--interval", "0"})
                 .exit_status,
             2);
+  const auto lone_interval = vfiokit_cli(
+      {"--host-root", root, "launch", "0000:01:00.0", "--payload", "edu-dma", "--interval", "1"});
+  EXPECT_EQ(lone_interval.exit_status, 2);
+  EXPECT_NE(lone_interval.output.find("--interval goes with --dirty-log or --metrics-file"),
+            std::string::npos)
+      << lone_interval.output;
 }
 
 TEST(CliLaunch, QemuDryRunKeepsTheGpuAndItsAudioOnOneSlot) {

@@ -74,5 +74,19 @@ TEST(LaunchablePayload, TheImageMustFitTheGuestRam) {
   }
 }
 
+TEST(LaunchablePayload, APayloadsOwnRamUseMustFitToo) {
+  const LaunchablePayload dirty = load_for_launch("dirty-pages");
+  EXPECT_EQ(dirty.memory_used, 0xa10000u);
+  EXPECT_NO_THROW(require_fits(dirty, std::size_t{11} << 20));
+  try {
+    require_fits(dirty, std::size_t{10} << 20);
+    FAIL() << "dirty-pages, which writes at 10 MiB + 60 KiB, fit in 10 MiB";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage);
+    EXPECT_EQ(e.hint(), "give it --memory 11 or more");
+  }
+  EXPECT_EQ(load_for_launch("edu-dma").memory_used, 0u);
+}
+
 }  // namespace
 }  // namespace vfiokit::payloads

@@ -813,16 +813,17 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
                   "even where the ring exists); default: the ring where KVM has it")
       ->check(CLI::IsMember({"ring", "bitmap"}))
       ->needs(dirty_log);
-  add_seconds_option(sub, "--interval", args->interval, 0.01, 3600,
-                     "How often --dirty-log reports and --metrics-file is rewritten while the "
-                     "guest runs");
+  auto* interval =
+      add_seconds_option(sub, "--interval", args->interval, 0.01, 3600,
+                         "How often --dirty-log reports and --metrics-file is rewritten while the "
+                         "guest runs");
   add_wait_option(sub, args->wait);
   sub->add_flag("--json", options.json, "Print JSON");
   // Not --force-group-in-use: a group another process holds cannot be opened for the guest.
   add_force_options(sub, args->force,
                     {bind::Check::boot_vga, bind::Check::display, bind::Check::net,
                      bind::Check::block, bind::Check::sriov});
-  sub->callback([args] {
+  sub->callback([args, interval] {
     if (args->payload.empty() && !args->qemu) {
       throw CLI::ValidationError("launch", "give --payload NAME|PATH or --qemu");
     }
@@ -841,6 +842,9 @@ Command add_launch_command(CLI::App& app, GlobalOptions& options) {
     if ((args->stats || !args->metrics_file.empty() || args->dirty_log) && args->qemu) {
       throw CLI::ValidationError("launch",
                                  "--stats, --metrics-file and --dirty-log go with --payload");
+    }
+    if (interval->count() > 0 && !args->dirty_log && args->metrics_file.empty()) {
+      throw CLI::ValidationError("launch", "--interval goes with --dirty-log or --metrics-file");
     }
     if (args->interrupts != "auto" && args->qemu) {
       throw CLI::ValidationError("launch", "--interrupts goes with --payload");
