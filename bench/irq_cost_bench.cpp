@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include "bench/irq_probe_guest.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/eventfd.h"
 #include "vfiokit/msix/msi.h"
@@ -76,16 +77,10 @@ int main(int argc, char** argv) {
   try {
     const pid_t main_tid = static_cast<pid_t>(::syscall(SYS_gettid));
     const kvm::KvmSystem system = kvm::KvmSystem::open();
-    vfiokit_irq_params params{};
-    params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
-    payloads::GuestOptions options;
-    options.parameters.resize(sizeof params);
-    std::memcpy(options.parameters.data(), &params, sizeof params);
-    payloads::PayloadGuest guest(system, payloads::find("irq-probe")->image, options);
-    const msix::MsiMessage message = msix::encode_msi({0, 0x30});
-    const std::uint32_t gsi = guest.routes().gsis().allocate(1)[0];
-    guest.routes().stage(gsi, message);
-    guest.routes().commit();
+    bench::IrqProbeGuest probe(system);
+    payloads::PayloadGuest& guest = probe.guest;
+    const msix::MsiMessage message = probe.message;
+    const std::uint32_t gsi = probe.gsi;
     EventFd direct = EventFd::create();
     EventFd relayed = EventFd::create();
     guest.vm().assign_irqfd(direct.fd(), gsi);

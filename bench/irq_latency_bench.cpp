@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/irq_probe_guest.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/eventfd.h"
 #include "vfiokit/msix/msi.h"
@@ -41,16 +42,10 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
   try {
     const kvm::KvmSystem system = kvm::KvmSystem::open();
-    vfiokit_irq_params params{};
-    params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
-    payloads::GuestOptions options;
-    options.parameters.resize(sizeof params);
-    std::memcpy(options.parameters.data(), &params, sizeof params);
-    payloads::PayloadGuest guest(system, payloads::find("irq-probe")->image, options);
-    const msix::MsiMessage message = msix::encode_msi({0, 0x30});
-    const std::uint32_t gsi = guest.routes().gsis().allocate(1)[0];
-    guest.routes().stage(gsi, message);
-    guest.routes().commit();
+    bench::IrqProbeGuest probe(system);
+    payloads::PayloadGuest& guest = probe.guest;
+    const msix::MsiMessage message = probe.message;
+    const std::uint32_t gsi = probe.gsi;
     EventFd direct = EventFd::create();
     EventFd relayed = EventFd::create();
     guest.vm().assign_irqfd(direct.fd(), gsi);
