@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -115,6 +116,37 @@ TEST_F(KvmWiring, MaskFireUnmaskDeliversOnce) {
   EXPECT_EQ(next_vector(guest, 300ms), "none") << "two triggers while masked must arrive once";
   wiring.vectors().trigger(2);
   EXPECT_EQ(next_vector(guest), "0x32#2");
+}
+
+// Dynamic MSI-X: vectors added while the index is on. Where the kernel allows it (no
+// VFIO_IRQ_INFO_NORESIZE, Linux 6.5+: the rig's 6.12) there is no gap and nothing spurious;
+// where it does not (6.1) the index goes off and on, and the vector that was live is fired once
+// so an interrupt the device raised in the gap is not lost.
+TEST_F(KvmWiring, GrowingMsixHasAGapOnlyWhereTheKernelNeedsOne) {
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(4));
+  msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
+  wiring.wire(messages(1));
+  guest.start();
+  ASSERT_TRUE(guest.wait_for(VFIOKIT_MAILBOX_READY, 10s)) << guest.log();
+  wiring.vectors().trigger(0);
+  EXPECT_EQ(next_vector(guest), "0x30#1");
+  const bool kernel_resizes = !wiring.vectors().info().noresize();
+  const char* generation = std::getenv("VFIOKIT_RIG_KERNEL");
+  ASSERT_NE(generation, nullptr) << "tools/rig/run --env VFIOKIT_RIG_KERNEL=6.1|6.12";
+  EXPECT_EQ(kernel_resizes, std::string(generation) != "6.1") << generation;
+  const bool gap = wiring.grow(messages(4));
+  EXPECT_EQ(gap, !kernel_resizes);
+  EXPECT_EQ(wiring.count(), 4u);
+  if (gap) {
+    EXPECT_EQ(next_vector(guest), "0x30#2") << "the live vector was not fired after the gap";
+  } else {
+    EXPECT_EQ(next_vector(guest, 300ms), "none") << "an interrupt without a gap to cover";
+  }
+  const std::string second = gap ? "#3" : "#2";
+  wiring.vectors().trigger(3);
+  EXPECT_EQ(next_vector(guest), "0x33#1");
+  wiring.vectors().trigger(0);
+  EXPECT_EQ(next_vector(guest), "0x30" + second);
 }
 
 TEST_F(KvmWiring, RetargetMovesAVectorToANewGuestVector) {
