@@ -36,17 +36,19 @@ void MsixWiring::wire(const std::vector<MsiMessage>& messages, const std::vector
     }
   } catch (...) {
     teardown();
-    if (gsis_.empty()) {  // failed before the GSIs were taken over
-      for (std::uint32_t gsi : gsis) routes_->unstage(gsi);
-      try {
-        routes_->commit();
-      } catch (const Error& e) {
-        spdlog::error("{}", e.what());
-      }
-      routes_->gsis().release(gsis);
-    }
+    if (gsis_.empty()) give_back(gsis);  // failed before the GSIs were taken over
     throw;
   }
+}
+
+void MsixWiring::give_back(const std::vector<std::uint32_t>& gsis) noexcept {
+  for (std::uint32_t gsi : gsis) routes_->unstage(gsi);
+  try {
+    routes_->commit();
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+  }
+  routes_->gsis().release(gsis);
 }
 
 bool MsixWiring::grow(const std::vector<MsiMessage>& messages, const std::vector<bool>& masked) {
@@ -64,13 +66,7 @@ bool MsixWiring::grow(const std::vector<MsiMessage>& messages, const std::vector
     routes_->commit();
     vectors_.grow(total);
   } catch (...) {
-    for (std::uint32_t gsi : gsis) routes_->unstage(gsi);
-    try {
-      routes_->commit();
-    } catch (const Error& e) {
-      spdlog::error("{}", e.what());
-    }
-    routes_->gsis().release(gsis);
+    give_back(gsis);
     throw;
   }
   gsis_.insert(gsis_.end(), gsis.begin(), gsis.end());

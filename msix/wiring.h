@@ -60,6 +60,8 @@ class MsixWiring {
  private:
   void check(std::uint32_t vector) const;
   void teardown() noexcept;
+  // GSIs taken for vectors that were never wired: their routes removed, the GSIs released.
+  void give_back(const std::vector<std::uint32_t>& gsis) noexcept;
 
   RouteTable* routes_;
   InterruptVectors vectors_;

@@ -170,31 +170,30 @@ std::uint32_t GuestInterrupts::msix_vectors_in_use() const {
   return in_use;
 }
 
-void GuestInterrupts::wire_msix() {
-  std::vector<msix::MsiMessage> messages;
-  std::vector<bool> masked;
-  const std::uint32_t in_use = msix_vectors_in_use();
+GuestInterrupts::MsixProgramming GuestInterrupts::msix_programming(std::uint32_t in_use) const {
+  MsixProgramming programming;
   for (std::uint32_t v = 0; v < in_use; ++v) {
-    messages.push_back(table_->message(v));
-    masked.push_back(msix_control_.function_masked || table_->masked(v));
+    programming.messages.push_back(table_->message(v));
+    programming.masked.push_back(msix_control_.function_masked || table_->masked(v));
   }
+  return programming;
+}
+
+void GuestInterrupts::wire_msix() {
+  const std::uint32_t in_use = msix_vectors_in_use();
+  const MsixProgramming programming = msix_programming(in_use);
   wiring_.reset();  // MSI, if the guest had it on, goes: a device uses one or the other
   intx_.reset();    // and so does INTx
   wiring_.emplace(device_, VFIO_PCI_MSIX_IRQ_INDEX, routes_);
-  wiring_->wire(messages, masked);
+  wiring_->wire(programming.messages, programming.masked);
   spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
 }
 
 void GuestInterrupts::grow_msix() {
-  std::vector<msix::MsiMessage> messages;
-  std::vector<bool> masked;
   const std::uint32_t in_use = msix_vectors_in_use();
-  for (std::uint32_t v = 0; v < in_use; ++v) {
-    messages.push_back(table_->message(v));
-    masked.push_back(msix_control_.function_masked || table_->masked(v));
-  }
+  const MsixProgramming programming = msix_programming(in_use);
   const std::uint32_t before = wiring_->count();
-  const bool gap = wiring_->grow(messages, masked);
+  const bool gap = wiring_->grow(programming.messages, programming.masked);
   spdlog::debug("guest MSI-X: {} of {} vectors wired (from {}{})", in_use, table_->size(), before,
                 gap ? ", off and on again" : ", added while enabled");
 }

@@ -96,6 +96,13 @@ class GuestInterrupts {
   // More vectors while MSI-X is on (msix::MsixWiring::grow: no gap where the kernel allows).
   void grow_msix();
   [[nodiscard]] std::uint32_t msix_vectors_in_use() const;
+  // The guest's messages of vectors 0..in_use-1, and which of them are masked (by the vector or
+  // by the function), as MsixWiring takes them.
+  struct MsixProgramming {
+    std::vector<msix::MsiMessage> messages;
+    std::vector<bool> masked;
+  };
+  [[nodiscard]] MsixProgramming msix_programming(std::uint32_t in_use) const;
   [[nodiscard]] bool msix_wired() const noexcept;
   [[nodiscard]] bool in_table(unsigned bar, std::uint64_t offset) const noexcept;
   [[nodiscard]] bool in_pba(unsigned bar, std::uint64_t offset) const noexcept;
