@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/bind/journal.h"
 #include "vfiokit/bind/lock.h"
@@ -43,7 +44,7 @@ void describe_refusal(const bind::Plan& plan, const SelectedGroup& group, GroupO
                     ? std::string("nothing overrides this: leave group ") +
                           std::to_string(group.group) + " out of the config"
                     : "free the device, or if you are sure bind it yourself (`vfiokit bind " +
-                          group.members.front().to_string() + " " + join(flags, " ") +
+                          plan.refusals.front().bdf.to_string() + " " + join(flags, " ") +
                           "`) and restart the plugin, which then adopts it";
 }
 
@@ -114,7 +115,12 @@ std::string GroupBinder::reconcile(const SelectedGroup& group, bind::Journal& jo
                                    bind::SysfsOps& ops) {
   std::vector<pci::Bdf> cut_short;
   for (const auto& bdf : group.members) {
-    const auto entry = journal.find(bdf);  // a damaged entry throws: nothing may move it
+    std::optional<bind::JournalEntry> entry;
+    try {
+      entry = journal.find(bdf);
+    } catch (const Error&) {
+      continue;  // a damaged entry: the plan refuses to move the device (Check::journal)
+    }
     if (entry && entry->state == bind::JournalState::binding &&
         pci::pci_device_exists(paths_, bdf)) {
       cut_short.push_back(bdf);
@@ -132,6 +138,13 @@ std::string GroupBinder::reconcile(const SelectedGroup& group, bind::Journal& jo
 
 GroupOutcome GroupBinder::take_group(const SelectedGroup& group) {
   GroupOutcome outcome{group.group, group.members, GroupState::failed, {}, {}};
+  // Once asked to stop, the groups not yet taken are left alone rather than started and rolled
+  // back.
+  if (const int signal = options_.interrupted ? options_.interrupted() : 0) {
+    outcome.detail = "not bound: stopped by " + signal_name(signal) + " first";
+    outcome.fix = "start the plugin again";
+    return outcome;
+  }
   try {
     const auto run_dir = paths_.run / "vfiokit";
     const bind::StateLock lock(

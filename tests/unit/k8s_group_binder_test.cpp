@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <fstream>
 #include <map>
 
 #include "tests/unit/fake_kernel.h"
@@ -238,6 +240,41 @@ TEST(K8sGroupBinder, ADeviceGoneBeforeTheGiveBackIsReportedAndTheOthersGoHome) {
   EXPECT_EQ(returned[1].bdf, bdf("0000:00:01.0"));
   EXPECT_TRUE(returned[1].ok) << returned[1].detail;
   host.expect_drivers({{"0000:00:01.0", std::nullopt}});
+}
+
+TEST(K8sGroupBinder, ADamagedJournalEntryRefusesItsGroupAndTouchesNothing) {
+  Host host("rig");
+  host.journal().record({bdf("0000:00:02.0"), 2, "nvme", std::nullopt, "vfio-pci",
+                         bind::JournalState::binding, 4242});
+  {
+    std::ofstream damaged(host.journal().entry_path(bdf("0000:00:02.0")), std::ios::trunc);
+    damaged << "not a journal\n";
+  }
+  GroupBinder binder(host.paths, host.options());
+  const auto resources = rig_resources();
+  const auto outcomes = binder.take(resources);
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[0].state, GroupState::refused);
+  EXPECT_NE(outcomes[0].detail.find("journal entry"), std::string::npos) << outcomes[0].detail;
+  EXPECT_EQ(outcomes[1].state, GroupState::bound) << outcomes[1].detail;
+  host.expect_drivers({{"0000:00:02.0", "nvme"}, {"0000:00:01.0", "vfio-pci"}});
+  EXPECT_EQ(binder.to_give_back(), std::vector<pci::Bdf>{bdf("0000:00:01.0")});
+}
+
+TEST(K8sGroupBinder, OnceASignalCameNoFurtherGroupIsTouched) {
+  Host host("rig");
+  BinderOptions options = host.options();
+  options.interrupted = [] { return SIGTERM; };
+  GroupBinder binder(host.paths, options);
+  const auto resources = rig_resources();
+  const auto outcomes = binder.take(resources);
+  ASSERT_EQ(outcomes.size(), 2u);
+  for (const auto& outcome : outcomes) {
+    EXPECT_EQ(outcome.state, GroupState::failed);
+    EXPECT_EQ(outcome.detail, "not bound: stopped by SIGTERM first");
+  }
+  EXPECT_TRUE(host.kernel.writes.empty());
+  host.expect_drivers(kRigHome);
 }
 
 TEST(K8sGroupState, Names) {
