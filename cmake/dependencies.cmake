@@ -6,6 +6,12 @@ find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(GTest REQUIRED)
+# kubelet's Device Plugin API (k8s/): gRPC and protobuf, and the code generators that turn
+# k8s/api/deviceplugin.proto into C++ at build time.
+pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++)
+pkg_check_modules(PROTOBUF REQUIRED IMPORTED_TARGET protobuf)
+find_program(VFIOKIT_PROTOC protoc REQUIRED)
+find_program(VFIOKIT_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 
 option(VFIOKIT_STATIC_RUNTIME "Header-only spdlog/fmt and a static libstdc++: fewer shared libraries to load at start" ON)
 if(VFIOKIT_STATIC_RUNTIME)

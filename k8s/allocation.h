@@ -15,7 +15,7 @@ namespace vfiokit::k8s {
 
 // `size` IDs out of `available`, every one of `must_include` among them, the rest chosen so that
 // as few NUMA nodes as possible are spanned (the node with most free devices first), then by id.
-// Throws Error (kind invalid) when the request cannot be met: an ID that is not available or not
+// Throws Error (kind usage) when the request cannot be met: an ID that is not available or not
 // the resource's, must_include larger than size, size larger than what is available.
 std::vector<std::string> preferred_allocation(const Resource& resource,
                                               std::span<const std::string> available,
@@ -27,8 +27,9 @@ std::vector<std::string> preferred_allocation(const Resource& resource,
 std::string pci_resource_variable(std::string_view resource_name);
 
 // /dev/vfio/vfio once and /dev/vfio/N per group ("rw"), and pci_resource_variable(name) =
-// every member BDF of the allocated devices, comma-separated, in ID order. Throws Error (kind
-// invalid) naming the ID for one that is not the resource's or is unhealthy, or a repeated ID.
+// every member BDF of the allocated devices, comma-separated, in the order of `ids`. Throws
+// Error (kind usage) naming the ID for one that is not the resource's or is unhealthy, a
+// repeated ID, or an empty request.
 ContainerAllocation allocate(const HostPaths& paths, const Resource& resource,
                              std::span<const std::string> ids);
 

@@ -51,7 +51,7 @@ struct PluginConfig {
   bool operator==(const PluginConfig&) const = default;
 };
 
-// Throws Error (operation "read device-plugin config", kind invalid) naming the key and what it
+// Throws Error (operation "read device-plugin config", kind usage) naming the key and what it
 // should be: malformed JSON, an unknown key, a resource name kubelet would refuse, a resource
 // with nothing to select, a repeated resource name, a malformed ID, class or BDF.
 PluginConfig parse_plugin_config(std::string_view json_text);
