@@ -79,6 +79,18 @@ bool selects(const ResourceSelection& resource, const pci::PciDevice& device) no
   return std::find(resource.bdfs.begin(), resource.bdfs.end(), device.bdf) != resource.bdfs.end();
 }
 
+std::vector<pci::PciDevice> read_functions(const HostPaths& paths) {
+  std::vector<pci::PciDevice> functions;
+  for (const auto& bdf : pci::list_pci_devices(paths)) {
+    try {
+      functions.push_back(pci::read_pci_device(paths, bdf, pci::ConfigDepth::header));
+    } catch (const Error&) {
+      // Removed since it was listed: as if it had never been there.
+    }
+  }
+  return functions;
+}
+
 std::vector<ResourceGroups> select_groups(const PluginConfig& config,
                                           std::span<const pci::PciDevice> devices) {
   std::vector<const pci::PciDevice*> sorted;

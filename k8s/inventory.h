@@ -50,6 +50,10 @@ struct ResourceGroups {
 std::vector<ResourceGroups> select_groups(const PluginConfig& config,
                                           std::span<const pci::PciDevice> devices);
 
+// Every PCI function on the host, for select_groups(): read at ConfigDepth::header, which is all
+// selection needs; a function removed while they are read is left out.
+std::vector<pci::PciDevice> read_functions(const HostPaths& paths);
+
 // True when `device` matches any entry of the resource's lists.
 bool selects(const ResourceSelection& resource, const pci::PciDevice& device) noexcept;
 

@@ -250,15 +250,20 @@ TEST(K8sGroupBinder, ADamagedJournalEntryRefusesItsGroupAndTouchesNothing) {
     std::ofstream damaged(host.journal().entry_path(bdf("0000:00:02.0")), std::ios::trunc);
     damaged << "not a journal\n";
   }
-  GroupBinder binder(host.paths, host.options());
-  const auto resources = rig_resources();
-  const auto outcomes = binder.take(resources);
-  ASSERT_EQ(outcomes.size(), 2u);
-  EXPECT_EQ(outcomes[0].state, GroupState::refused);
-  EXPECT_NE(outcomes[0].detail.find("journal entry"), std::string::npos) << outcomes[0].detail;
-  EXPECT_EQ(outcomes[1].state, GroupState::bound) << outcomes[1].detail;
-  host.expect_drivers({{"0000:00:02.0", "nvme"}, {"0000:00:01.0", "vfio-pci"}});
-  EXPECT_EQ(binder.to_give_back(), std::vector<pci::Bdf>{bdf("0000:00:01.0")});
+  {
+    GroupBinder binder(host.paths, host.options());
+    const auto resources = rig_resources();
+    const auto outcomes = binder.take(resources);
+    ASSERT_EQ(outcomes.size(), 2u);
+    EXPECT_EQ(outcomes[0].state, GroupState::refused);
+    EXPECT_NE(outcomes[0].detail.find("journal entry"), std::string::npos) << outcomes[0].detail;
+    EXPECT_EQ(outcomes[1].state, GroupState::bound) << outcomes[1].detail;
+    host.expect_drivers({{"0000:00:02.0", "nvme"}, {"0000:00:01.0", "vfio-pci"}});
+    EXPECT_EQ(binder.to_give_back(), std::vector<pci::Bdf>{bdf("0000:00:01.0")});
+  }
+  host.expect_drivers(kRigHome);
+  // The damaged entry is left for a person to look at.
+  EXPECT_TRUE(std::filesystem::exists(host.journal().entry_path(bdf("0000:00:02.0"))));
 }
 
 TEST(K8sGroupBinder, OnceASignalCameNoFurtherGroupIsTouched) {

@@ -281,6 +281,22 @@ TEST(K8sAssess, DevicesAreSortedById) {
   EXPECT_EQ(resources[0].devices[1].health, Health::healthy);
 }
 
+TEST(K8sSelectGroups, OnTheRigsTreeNvmeEduAndTheNicAreGroupsOfTheirOwn) {
+  const auto devices = read_functions(test::fixture_sysfs("rig"));
+  ASSERT_EQ(devices.size(), 7u);
+  const auto selected = select_groups(config(R"({"resources": [
+        {"name": "vfiokit.io/nvme", "classes": ["010802"]},
+        {"name": "vfiokit.io/edu", "devices": ["1234:11e8"]},
+        {"name": "vfiokit.io/sata", "classes": ["0106"]}]})"),
+                                      devices);
+  EXPECT_EQ(selected[0].groups, (std::vector<SelectedGroup>{{2, {bdf("0000:00:02.0")}, -1}}));
+  EXPECT_EQ(selected[1].groups, (std::vector<SelectedGroup>{{1, {bdf("0000:00:01.0")}, -1}}));
+  // The ICH9 SATA controller shares group 4 with the LPC bridge and the SMBus controller.
+  EXPECT_TRUE(selected[2].groups.empty());
+  ASSERT_EQ(selected[2].refused.size(), 1u);
+  EXPECT_EQ(selected[2].refused[0].bdf, bdf("0000:00:1f.2"));
+}
+
 TEST(K8sHealth, IsNamedInKubeletsWords) {
   EXPECT_EQ(to_string(Health::healthy), "Healthy");
   EXPECT_EQ(to_string(Health::unhealthy), "Unhealthy");
