@@ -19,7 +19,9 @@ target_compile_definitions(vfiokit_options INTERFACE
 if(VFIOKIT_STATIC_RUNTIME AND NOT VFIOKIT_SANITIZE AND NOT VFIOKIT_FUZZ)
   # Every vfiokit command is a short-lived process; in the TCG rig loading libstdc++ and
   # relocating against it is a measurable part of each run (docs/performance.md).
-  add_link_options(-static-libstdc++ -static-libgcc)
+  # Only on the vfiokit program (tools/vfiokit/CMakeLists.txt): vfiokit-device-plugin and the
+  # tests link gRPC, whose libstdc++ is the shared one, and one process must not hold two.
+  set(VFIOKIT_STATIC_RUNTIME_FLAGS -static-libstdc++ -static-libgcc)
 endif()
 
 if(VFIOKIT_SANITIZE)

@@ -126,6 +126,7 @@ std::vector<Command> make_cli(CLI::App& app, GlobalOptions& options) {
 int run(int argc, char** argv) {
   CLI::App app;
   GlobalOptions options;
+  options.command_line.assign(argv, argv + argc);
   const std::vector<Command> commands = make_cli(app, options);
 
   // A reader that goes away (`vfiokit list | head -1`) makes writes fail with EPIPE instead of

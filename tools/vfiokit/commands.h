@@ -16,6 +16,8 @@ struct GlobalOptions {
   bool quiet = false;     // -q: errors only on stderr
   std::string host_root;  // empty: the live system
   bool json = false;      // set by the subcommand that ran, so errors come out as JSON too
+  // argv as given: `vfiokit device-plugin` runs its own program with it.
+  std::vector<std::string> command_line;
 
   [[nodiscard]] HostPaths paths() const {
     return host_root.empty() ? HostPaths{} : HostPaths::under(host_root);
@@ -41,5 +43,6 @@ Command add_info_command(CLI::App& app, GlobalOptions& options);
 Command add_selftest_command(CLI::App& app, GlobalOptions& options);
 Command add_launch_command(CLI::App& app, GlobalOptions& options);
 Command add_rom_command(CLI::App& app, GlobalOptions& options);
+Command add_device_plugin_command(CLI::App& app, GlobalOptions& options);
 
 }  // namespace vfiokit::cli
