@@ -104,6 +104,10 @@ TEST_P(CliContractOnFixture, ReadOnlyCommandsOnEveryDevice) {
   }
   expect_json("restore.json", {"--host-root", root, "restore", "--all", "--dry-run"});
   expect_json("persist.json", {"--host-root", root, "persist", "--list"});
+  // The sample config shipped in deploy/ (run by vfiokit-device-plugin, which vfiokit execs).
+  expect_json("device-plugin.json",
+              {"--host-root", root, "device-plugin", "--config",
+               std::string(VFIOKIT_SOURCE_DIR) + "/deploy/config.json", "--dry-run", "--json"});
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryFixture, CliContractOnFixture, testing::ValuesIn(kSysfsFixtures),

@@ -31,6 +31,7 @@ constexpr std::string_view kExitStatus = R"md(| status | meaning |
 | 2 | usage error: unknown subcommand or option, malformed argument (e.g. a BDF) |
 | 3 | refused by a safety check; the output names the check and the `--force-...` that overrides it |
 | 129, 130, 143 | `bind`, `unbind`, `restore` or `persist` received SIGHUP, SIGINT or SIGTERM (128 + the signal): it finished or rolled back first, and the report or error says which signal came and where each device is |
+| 0, 1 | `device-plugin`, stopped by SIGTERM or SIGINT: 0 when every group it took is home (or kept bound), 1 when a device did not make it home (the journal keeps it: `restore --all`) |
 
 SIGINT, SIGTERM and SIGHUP never stop `bind`, `unbind`, `restore` or `persist` half-way: they
 are recorded, and checked between steps. A bind (or a wait for the lock) stops at its next step
@@ -72,7 +73,10 @@ constexpr std::string_view kFiles = R"md(| path | what |
 | `/etc/udev/rules.d/61-vfiokit-BDF.rules` | written by `persist`: sets `driver_override` to vfio-pci in the device's add event |
 | `/etc/modprobe.d/vfiokit.conf` | written by `persist`: `softdep HOSTDRIVER pre: vfio-pci` per persisted host driver |
 | `/sys/bus/pci/devices/BDF` | the devices, their drivers, `driver_override` and IOMMU groups |
-| `/dev/vfio/GROUP` | a bound group, given to `--owner` |)md";
+| `/dev/vfio/GROUP` | a bound group, given to `--owner` |
+| `/var/lib/kubelet/device-plugins/kubelet.sock` | kubelet's registration socket, which `device-plugin` registers with (`--plugin-dir`) |
+| `/var/lib/kubelet/device-plugins/vfiokit-RESOURCE.sock` | the socket `device-plugin` serves for each resource (`/` and `.` of the resource's name as `-`) |
+| `/usr/libexec/vfiokit/vfiokit-device-plugin` | the program `device-plugin` runs: the one that links gRPC |)md";
 
 constexpr std::string_view kEnvironment = R"md(| variable | effect |
 | --- | --- |
@@ -450,6 +454,38 @@ without it) plus 1 GiB, because VFIO pins all guest RAM against that limit once 
 longer root; libvirt gives the same allowance. A user or group that does not exist, or root,
 is a usage error (exit 2) before anything moves.)md";
 
+constexpr std::string_view kDevicePlugin =
+    R"md(Serves kubelet's Device Plugin API (v1beta1, gRPC over unix sockets) for the resources of
+the JSON config given with `--config` (docs/kubernetes.md): each resource's devices are selected
+by vendor:device (`"devices"`, as `lspci -d`), class (`"classes"`, 2, 4 or 6 hex digits) or
+address (`"bdfs"`). A function that a resource selects brings in its whole IOMMU group, which is
+the unit kubelet allocates: one device per group, its ID the group's first endpoint.
+
+At start it moves each group to vfio-pci as `bind` does (the same plan and checks, journal, lock
+and rollback), one group at a time; a group that is refused or fails is reported with its fix
+and not advertised. A journal left by a plugin that was killed is reconciled first: a device
+whose bind was cut short goes home and is bound afresh, one that is bound is adopted. Then it
+serves one socket per resource in `--plugin-dir` and registers each with kubelet, retrying while
+kubelet is not there, and registering again after kubelet restarts. ListAndWatch reports each
+device Healthy while every member is on the bus, on vfio-pci, its group viable and /dev/vfio/N
+there; sysfs is read again on every PCI uevent and every `--health-interval`.
+GetPreferredAllocation keeps to one NUMA node where it can; Allocate gives /dev/vfio/vfio and
+/dev/vfio/N (rw) and `PCI_RESOURCE_<RESOURCE>` (`vfiokit.io/nvme`: `PCI_RESOURCE_VFIOKIT_IO_NVME`)
+with the members' addresses, the variable KubeVirt reads.
+
+It prints one line per event (a group taken or refused, a registration, a health change, kubelet
+restarting, each device going home). On SIGTERM or SIGINT it stops serving, then gives every group
+it took back to its original driver (unless `--keep-bound` or `"keepBound": true`). `--dry-run`
+prints what each resource selects and what is refused, changing nothing; `--json` (only with
+`--dry-run`) prints `{"config", "plugin_dir", "keep_bound", "resources": [{"name",
+"environment_variable", "socket", "devices": [{"id", "iommu_group", "members", "numa_node"}],
+"refused": [{"bdf", "problem", "fix"}]}]}`.
+
+The serving is done by a program of its own, /usr/libexec/vfiokit/vfiokit-device-plugin (beside
+`vfiokit` in a build tree), which this command runs with the same command line: it is the only
+one that links gRPC, so every other command stays a small static start-up. A config that cannot
+be read or parsed is a usage error (exit 2) naming the key.)md";
+
 constexpr std::string_view kRom =
     R"md(Reads the device's option ROM (expansion ROM): through VFIO's ROM region when the device is
 on vfio-pci, else through sysfs `rom` (enabled for the read and disabled again afterwards, as
@@ -552,6 +588,12 @@ vfiokit launch 0000:01:00.0 --qemu --firmware uefi --name win --hugepages 1G --c
     --run-as libvirt-qemu -- -M q35 -accel kvm -cpu host -m 8G -drive file=win.qcow2,if=virtio
 ```)md",
                 "vfiokit-bind(1), vfiokit-restore(1), qemu-system-x86_64(1)"},
+    CommandText{"device-plugin", kDevicePlugin,
+                R"md(```
+vfiokit device-plugin --config /etc/vfiokit/config.json --dry-run
+vfiokit device-plugin --config /etc/vfiokit/config.json
+```)md",
+                "vfiokit-bind(1), vfiokit-restore(1), kubelet(8)"},
     CommandText{"rom", kRom,
                 R"md(```
 vfiokit rom 0000:01:00.0
@@ -572,7 +614,7 @@ const ManualText& manual_text() {
 }
 
 std::string_view option_value_name(std::string_view long_name) {
-  static constexpr std::array<std::pair<std::string_view, std::string_view>, 9> names{{
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 11> names{{
       {"--owner", "USER[:GROUP]"},
       {"--run-as", "USER[:GROUP]"},
       {"--payload", "NAME|PATH"},
@@ -582,6 +624,8 @@ std::string_view option_value_name(std::string_view long_name) {
       {"--expect-serial", "SERIAL"},
       {"--host-root", "DIR"},
       {"--output", "FILE"},
+      {"--config", "FILE"},
+      {"--plugin-dir", "DIR"},
   }};
   for (const auto& [name, value] : names) {
     if (name == long_name) return value;
