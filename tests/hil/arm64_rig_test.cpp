@@ -70,7 +70,9 @@ void expect_selftest_stages_pass(const std::string& bdf) {
   for (std::size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(json["stages"][i]["status"], "ok") << json["stages"][i].dump();
   }
-  EXPECT_EQ(json["stages"][4]["name"], "irq-kvm");
+  EXPECT_EQ(json["stages"][4]["stage"], "irq-kvm");
+  EXPECT_EQ(json["stages"][4]["status"], "failed");  // no /dev/kvm
+  EXPECT_EQ(json["passed"], false);
 }
 
 TEST(Arm64Rig, NvmeBindsPassesTheSelftestAndGoesHome) {
