@@ -318,7 +318,7 @@ void require_x86_guests(std::string_view operation) {
   throw Error(std::string(operation),
               "not on this architecture: vfiokit's guests (the payloads, the built-in VMM's) are "
               "32-bit x86 programs, which KVM runs on an x86_64 host only")
-      .hint("run it on an x86_64 host; `launch --qemu` runs a full guest on any host");
+      .hint("run it on an x86_64 host");
 #else
   static_cast<void>(operation);
 #endif
