@@ -172,6 +172,9 @@ CheckResult check_interrupt_remapping(const iommu::HostIommu& host) {
   if (host.remapped_interrupts_seen) {
     return {"interrupt-remapping", CheckStatus::pass, "active on the host", {}};
   }
+  if (host.its_msi_seen) {  // arm64: the GICv3 ITS isolates MSIs (see `vfiokit doctor`)
+    return {"interrupt-remapping", CheckStatus::pass, "MSIs isolated by the GICv3 ITS", {}};
+  }
   if (host.allow_unsafe_interrupts.value_or(false)) {
     return {"interrupt-remapping", CheckStatus::warn,
             "not active; allowed by vfio_iommu_type1 allow_unsafe_interrupts",

@@ -23,6 +23,12 @@ IommuUnit probe_unit(const fs::path& dir, std::string name) {
     }
   } else if (fs::exists(dir / "amd-iommu")) {
     unit.vendor = IommuVendor::amd_vi;
+  } else if (unit.name.starts_with("smmu3.")) {
+    // Kernel contract: arm-smmu-v3 registers its unit as "smmu3.%pa" (the MMIO base), arm-smmu
+    // (SMMUv1/v2) as "smmu.%pa"; neither has a vendor folder like intel-iommu/ or amd-iommu/.
+    unit.vendor = IommuVendor::arm_smmu_v3;
+  } else if (unit.name.starts_with("smmu.")) {
+    unit.vendor = IommuVendor::arm_smmu;
   }
   return unit;
 }
@@ -31,6 +37,27 @@ IommuUnit probe_unit(const fs::path& dir, std::string name) {
 // "IR-PCI-MSI-...", "IR-PCI-MSIX-..." when interrupt remapping is on.
 bool interrupts_show_remapping(std::string_view interrupts) {
   return interrupts.find(" IR-") != std::string_view::npos;
+}
+
+// Kernel contract: MSIs that go through a GICv3/v4 ITS are on interrupt chips named "ITS-MSI",
+// "ITS-pMSI" (one domain per ITS, older kernels) or "ITS-PCI-MSI-BDF", "ITS-PCI-MSIX-BDF"
+// (6.x per-device domains). The ITS translates each MSI by the DeviceID the SMMU/root complex
+// gives it, so a device can only raise its own interrupts: the kernel flags these domains
+// IRQ_DOMAIN_FLAG_ISOLATED_MSI, which vfio_iommu_type1 requires as it requires IR on x86.
+// /proc/interrupts lists only interrupts with a handler; /sys/kernel/irq/N/chip_name lists every
+// allocated one (vfio-pci's, e1000e's while its link is down).
+constexpr std::string_view kItsChipPrefix = "ITS-";
+
+bool interrupts_show_its(std::string_view interrupts) {
+  return interrupts.find(std::string(" ") + std::string(kItsChipPrefix)) != std::string_view::npos;
+}
+
+bool irq_chips_show_its(const fs::path& irq_dir) {
+  for (const auto& irq : list_dir(irq_dir)) {
+    const auto chip = read_line_if_exists(irq_dir / irq / "chip_name");
+    if (chip && chip->starts_with(kItsChipPrefix)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -45,16 +72,18 @@ HostIommu probe_host_iommu(const HostPaths& paths) {
   std::sort(host.groups.begin(), host.groups.end());
   host.firmware_dmar = fs::exists(paths.sys / "firmware/acpi/tables/DMAR");
   host.firmware_ivrs = fs::exists(paths.sys / "firmware/acpi/tables/IVRS");
-  host.remapped_interrupts_seen =
-      interrupts_show_remapping(read_file_if_exists(paths.proc / "interrupts").value_or(""));
+  const std::string interrupts = read_file_if_exists(paths.proc / "interrupts").value_or("");
+  host.remapped_interrupts_seen = interrupts_show_remapping(interrupts);
+  host.its_msi_seen =
+      interrupts_show_its(interrupts) || irq_chips_show_its(paths.sys / "kernel/irq");
   if (auto unsafe = read_line_if_exists(
           paths.sys / "module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")) {
     host.allow_unsafe_interrupts = *unsafe == "Y" || *unsafe == "1";
   }
   host.kernel_cmdline = read_line_if_exists(paths.proc / "cmdline").value_or("");
-  host.cpu_vendor =
-      find_key_value(read_file_if_exists(paths.proc / "cpuinfo").value_or(""), "vendor_id")
-          .value_or("");
+  const std::string cpuinfo = read_file_if_exists(paths.proc / "cpuinfo").value_or("");
+  host.cpu_vendor = find_key_value(cpuinfo, "vendor_id").value_or("");
+  host.cpu_implementer = find_key_value(cpuinfo, "CPU implementer").value_or("");
   return host;
 }
 
@@ -64,6 +93,10 @@ std::string_view to_string(IommuVendor vendor) noexcept {
       return "Intel VT-d";
     case IommuVendor::amd_vi:
       return "AMD-Vi";
+    case IommuVendor::arm_smmu_v3:
+      return "Arm SMMUv3";
+    case IommuVendor::arm_smmu:
+      return "Arm SMMU";
     case IommuVendor::other:
       return "other";
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "vfiokit/base/error.h"
+#include "vfiokit/kvm/uapi.h"
 
 namespace vfiokit::kvm {
 
@@ -14,7 +15,7 @@ DirtyRing DirtyRing::map(int vcpu_fd, std::uint32_t vcpu_id, std::uint32_t entri
   // Kernel contract: the vCPU fd backs the ring at KVM_DIRTY_LOG_PAGE_OFFSET pages, `bytes`
   // long, shared and writable (userspace writes the RESET flag).
   void* ring = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd,
-                      static_cast<off_t>(KVM_DIRTY_LOG_PAGE_OFFSET * page));
+                      static_cast<off_t>(uapi::kDirtyRingPageOffset * page));
   if (ring == MAP_FAILED) {
     throw Error::from_last_errno("mmap the KVM dirty ring")
         .with("vcpu", std::to_string(vcpu_id))

@@ -119,6 +119,7 @@ int KvmSystem::check_extension(unsigned long capability) const {
   return rc < 0 ? 0 : rc;
 }
 
+#if defined(__x86_64__)
 std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
   // KVM has about 60 leaves today; the buffer grows until they fit.
   for (std::uint32_t capacity = 128; capacity <= 4096; capacity *= 2) {
@@ -137,6 +138,7 @@ std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
   }
   throw Error("KVM_GET_SUPPORTED_CPUID", "KVM reports more than 4096 CPUID leaves");
 }
+#endif
 
 Vm KvmSystem::create_vm() const {
   const int rc = try_ioctl(fd_.get(), uapi::kCreateVm, 0ul);

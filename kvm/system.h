@@ -41,8 +41,10 @@ class KvmSystem {
   // KVM_CHECK_EXTENSION: 0 when absent, else the capability's value (often a count).
   [[nodiscard]] int check_extension(unsigned long capability) const;
   [[nodiscard]] std::size_t vcpu_mmap_size() const noexcept { return vcpu_mmap_size_; }
-  // KVM_GET_SUPPORTED_CPUID: every CPUID leaf KVM can give a guest, as KVM fills them in.
+#if defined(__x86_64__)
+  // KVM_GET_SUPPORTED_CPUID: every CPUID leaf KVM can give a guest, as KVM fills them in (x86).
   [[nodiscard]] std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+#endif
   // KVM_CREATE_VM (type 0); failures are diagnosed.
   [[nodiscard]] Vm create_vm() const;
 

@@ -32,8 +32,10 @@ inline constexpr IoctlValue<unsigned long> kCreateVcpu =
 inline constexpr IoctlPtr<const kvm_userspace_memory_region> kSetUserMemoryRegion =
     VFIOKIT_IOCTL_PTR(const kvm_userspace_memory_region, KVM_SET_USER_MEMORY_REGION);
 inline constexpr IoctlNone kCreateIrqchip = VFIOKIT_IOCTL_NONE(KVM_CREATE_IRQCHIP);
+#if defined(__x86_64__)
 inline constexpr IoctlValue<unsigned long> kSetTssAddr =
     VFIOKIT_IOCTL_VALUE(unsigned long, KVM_SET_TSS_ADDR);
+#endif
 // struct kvm_irq_routing is {u32 nr; u32 flags; entries[]}: the kernel, compiled as C, finds
 // the entries at offset 8 and encodes sizeof == 8 into KVM_SET_GSI_ROUTING. With the 6.1 UAPI
 // headers, C++ sees __DECLARE_FLEX_ARRAY's empty struct as one byte, so `entries` moves to
@@ -68,14 +70,19 @@ inline constexpr IoctlNone kResetDirtyRings = VFIOKIT_IOCTL_NONE(KVM_RESET_DIRTY
 
 // vCPU fd
 inline constexpr IoctlNone kRun = VFIOKIT_IOCTL_NONE(KVM_RUN);
+inline constexpr IoctlPtr<kvm_mp_state> kGetMpState =
+    VFIOKIT_IOCTL_PTR(kvm_mp_state, KVM_GET_MP_STATE);
+
+// x86 vCPU state: general and segment registers, the local APIC, CPUID. These structs are
+// arch/x86's (<asm/kvm.h>); arm64 has none of them but its own kvm_regs, reached through
+// KVM_{GET,SET}_ONE_REG, and vfiokit runs no guest there yet (kvm/vcpu.h).
+#if defined(__x86_64__)
 inline constexpr IoctlPtr<kvm_regs> kGetRegs = VFIOKIT_IOCTL_PTR(kvm_regs, KVM_GET_REGS);
 inline constexpr IoctlPtr<const kvm_regs> kSetRegs =
     VFIOKIT_IOCTL_PTR(const kvm_regs, KVM_SET_REGS);
 inline constexpr IoctlPtr<kvm_sregs> kGetSregs = VFIOKIT_IOCTL_PTR(kvm_sregs, KVM_GET_SREGS);
 inline constexpr IoctlPtr<const kvm_sregs> kSetSregs =
     VFIOKIT_IOCTL_PTR(const kvm_sregs, KVM_SET_SREGS);
-inline constexpr IoctlPtr<kvm_mp_state> kGetMpState =
-    VFIOKIT_IOCTL_PTR(kvm_mp_state, KVM_GET_MP_STATE);
 // The in-kernel local APIC's register page (with an irqchip): what is pending and in service.
 inline constexpr IoctlPtr<kvm_lapic_state> kGetLapic =
     VFIOKIT_IOCTL_PTR(kvm_lapic_state, KVM_GET_LAPIC);
@@ -97,12 +104,15 @@ static_assert(sizeof(kvm_cpuid_entry2) == 40);
 static_assert(offsetof(kvm_cpuid_entry2, index) == 4);
 static_assert(offsetof(kvm_cpuid_entry2, eax) == 12);
 static_assert(offsetof(kvm_cpuid_entry2, edx) == 24);
+#endif  // __x86_64__
 
 // struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
 // then 16 bytes of padding the kernel requires to be zero.
 static_assert(sizeof(kvm_mp_state) == 4);
+#if defined(__x86_64__)
 static_assert(sizeof(kvm_lapic_state) == KVM_APIC_REG_SIZE);
-static_assert(sizeof(kvm_lapic_state) == KVM_APIC_REG_SIZE);
+static_assert(sizeof(kvm_regs) == 144);
+#endif
 static_assert(sizeof(kvm_irqfd) == 32);
 static_assert(offsetof(kvm_irqfd, fd) == 0);
 static_assert(offsetof(kvm_irqfd, gsi) == 4);
@@ -125,7 +135,6 @@ static_assert(offsetof(kvm_userspace_memory_region, userspace_addr) == 24);
 static_assert(offsetof(kvm_run, exit_reason) == 8);
 static_assert(offsetof(kvm_run, immediate_exit) == 1);
 static_assert(offsetof(kvm_run, io) == 32);
-static_assert(sizeof(kvm_regs) == 144);
 // Dirty tracking: none of these has a flexible array, so C++ and the kernel agree on every size
 // (and the request codes built from them). A dirty ring entry is 16 bytes, flags first: the
 // harvester's acquire load and release store go to that one 32-bit word.
@@ -142,8 +151,14 @@ static_assert(offsetof(kvm_clear_dirty_log, dirty_bitmap) == 16);
 static_assert(sizeof(kvm_enable_cap) == 104);
 static_assert(offsetof(kvm_enable_cap, args) == 8);
 static_assert(offsetof(kvm_enable_cap, pad) == 40);
-// x86's ring starts 64 pages into the vCPU fd's mapping (arch/x86/include/uapi/asm/kvm.h).
-static_assert(KVM_DIRTY_LOG_PAGE_OFFSET == 64);
+// The dirty ring starts 64 pages into the vCPU fd's mapping, on x86 (arch/x86/include/uapi/
+// asm/kvm.h) and on arm64 since Linux 6.2 added its ring. Debian 12's arm64 headers (6.1) leave
+// the macro at linux/kvm.h's 0 ("no ring"), so vfiokit uses this constant, not the macro.
+inline constexpr unsigned kDirtyRingPageOffset = 64;
+static_assert(KVM_DIRTY_LOG_PAGE_OFFSET == kDirtyRingPageOffset || KVM_DIRTY_LOG_PAGE_OFFSET == 0);
+#if defined(__x86_64__)
+static_assert(KVM_DIRTY_LOG_PAGE_OFFSET == kDirtyRingPageOffset);
+#endif
 // The binary statistics' header, and a descriptor's 16 fixed bytes. The kernel's name[] follows
 // at 16; C++ with the 6.1 headers puts it at 17 (the flexible array's one-byte wrapper, as with
 // kvm_irq_routing above), so kvm/stats.cpp reads descriptors by offset, never by member or sizeof.

@@ -11,6 +11,7 @@
 namespace vfiokit::kvm {
 namespace {
 
+#if defined(__x86_64__)
 kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type) {
   kvm_segment s{};
   s.base = 0;
@@ -25,6 +26,7 @@ kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type) {
   s.g = 1;  // 4 KiB granularity
   return s;
 }
+#endif
 
 }  // namespace
 
@@ -175,6 +177,7 @@ Vcpu::Vcpu(UniqueFd fd, std::uint32_t id, std::size_t mmap_size) : fd_(std::move
   run_ = MappedMemory(shared, mmap_size);
 }
 
+#if defined(__x86_64__)
 kvm_regs Vcpu::regs() const {
   kvm_regs regs{};
   do_ioctl(fd_.get(), uapi::kGetRegs, &regs);
@@ -196,6 +199,8 @@ void Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) {
         .with("entries", std::to_string(entries.size()));
   }
 }
+
+#endif
 
 std::uint32_t Vcpu::mp_state() const {
   kvm_mp_state state{};
@@ -254,6 +259,7 @@ LapicState parse_lapic(std::span<const std::uint8_t> page) {
 }
 
 VcpuState Vcpu::state() const noexcept {
+#if defined(__x86_64__)
   VcpuState state;
   try {
     const kvm_regs r = regs();
@@ -267,8 +273,12 @@ VcpuState Vcpu::state() const noexcept {
         parse_lapic({reinterpret_cast<const std::uint8_t*>(lapic.regs), sizeof lapic.regs});
   }
   return state;
+#else
+  return {};  // arm64: KVM_GET_REGS is x86's; the registers are KVM_GET_ONE_REG's, not read yet
+#endif
 }
 
+#if defined(__x86_64__)
 kvm_sregs Vcpu::sregs() const {
   kvm_sregs sregs{};
   do_ioctl(fd_.get(), uapi::kGetSregs, &sregs);
@@ -276,6 +286,7 @@ kvm_sregs Vcpu::sregs() const {
 }
 
 void Vcpu::set_sregs(const kvm_sregs& sregs) { do_ioctl(fd_.get(), uapi::kSetSregs, &sregs); }
+#endif
 
 VcpuExit Vcpu::run() {
   for (;;) {
@@ -302,6 +313,17 @@ std::span<std::uint8_t> Vcpu::io_data(const IoExit& io) const {
   return {base + io.data_offset, length};
 }
 
+void require_x86_guests(std::string_view operation) {
+#if !defined(__x86_64__)
+  throw Error(std::string(operation),
+              "not on this architecture: vfiokit's guests (the payloads, the built-in VMM's) are "
+              "32-bit x86 programs, which KVM runs on an x86_64 host only")
+      .hint("run it on an x86_64 host");
+#else
+  static_cast<void>(operation);
+#endif
+}
+
 std::span<std::uint8_t> Vcpu::mmio_data() const { return {shared().mmio.data, 8}; }
 
 void Vcpu::set_immediate_exit(bool value) noexcept {
@@ -310,6 +332,7 @@ void Vcpu::set_immediate_exit(bool value) noexcept {
   shared().immediate_exit = value ? 1 : 0;
 }
 
+#if defined(__x86_64__)
 void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack) {
   kvm_sregs sregs = vcpu.sregs();
   sregs.cs = flat_segment(0x08, 0xb);  // execute/read, accessed
@@ -323,5 +346,10 @@ void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack) 
   regs.rflags = 0x2;  // bit 1 is reserved and always set; interrupts off until the payload sti's
   vcpu.set_regs(regs);
 }
+#else
+void enter_protected_mode(Vcpu&, std::uint32_t, std::uint32_t) {
+  require_x86_guests("enter protected mode");
+}
+#endif
 
 }  // namespace vfiokit::kvm

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vfiokit/base/error.h"
@@ -98,17 +99,21 @@ class Vcpu {
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
 
+#if defined(__x86_64__)
+  // x86 only (kvm/uapi.h): arm64's registers are KVM_{GET,SET}_ONE_REG's, its CPU features the
+  // vCPU's KVM_ARM_VCPU_INIT.
   // KVM_SET_CPUID2: what CPUID tells the guest, and which LAPIC timer modes KVM then accepts.
   void set_cpuid(std::span<const kvm_cpuid_entry2> entries);
   [[nodiscard]] kvm_regs regs() const;
   void set_regs(const kvm_regs& regs);
   [[nodiscard]] kvm_sregs sregs() const;
+  void set_sregs(const kvm_sregs& sregs);
+#endif
   // KVM_MP_STATE_RUNNABLE, _HALTED, ... (only meaningful while the vCPU is not running).
   [[nodiscard]] std::uint32_t mp_state() const;
   // regs(), mp_state() and the local APIC together; never throws (known is false when the
-  // registers cannot be read; lapic is empty without an in-kernel irqchip).
+  // registers cannot be read, and always on arm64; lapic is empty without an in-kernel irqchip).
   [[nodiscard]] VcpuState state() const noexcept;
-  void set_sregs(const kvm_sregs& sregs);
 
   // One KVM_RUN. EAGAIN is retried; EINTR comes back as ExitKind::interrupted so a stop request
   // can be honoured; other errors throw.
@@ -128,8 +133,14 @@ class Vcpu {
   std::uint32_t id_;
 };
 
+// Throws an Error saying "not on this architecture" unless this is an x86_64 build: vfiokit's
+// guests are 32-bit x86 programs. Every x86-only feature (a payload, the built-in VMM's guest)
+// calls it before it touches KVM, so the message comes first, not a KVM error.
+void require_x86_guests(std::string_view operation);
+
 // Flat 32-bit protected mode, as vfiokit's payloads expect at entry: 4 GiB code (0x08) and data
-// (0x10) segments, paging off, interrupts off, at `entry` with the stack at `stack`.
+// (0x10) segments, paging off, interrupts off, at `entry` with the stack at `stack`. x86 only:
+// elsewhere it throws an Error saying the payload guests need an x86 host.
 void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack);
 
 }  // namespace vfiokit::kvm

@@ -80,9 +80,10 @@ const MemorySlot* MemorySlotTable::containing(std::uint64_t address) const {
 }
 
 Vm::Vm(UniqueFd fd, const KvmSystem& system)
-    : fd_(std::move(fd)),
-      vcpu_mmap_size_(system.vcpu_mmap_size()),
-      cpuid_(system.supported_cpuid()) {
+    : fd_(std::move(fd)), vcpu_mmap_size_(system.vcpu_mmap_size()) {
+#if defined(__x86_64__)
+  cpuid_ = system.supported_cpuid();
+#endif
   // KVM refuses slot numbers from KVM_USER_MEM_SLOTS up; older kernels report fewer.
   const int slots = system.check_extension(KVM_CAP_NR_MEMSLOTS);
   if (slots > 0) slots_ = MemorySlotTable(static_cast<std::uint32_t>(slots));
@@ -222,7 +223,9 @@ Vcpu Vm::create_vcpu(std::uint32_t id) {
   if (rc < 0) throw ioctl_error(rc, uapi::kCreateVcpu.name).with("vcpu", std::to_string(id));
   ++vcpus_created_;  // KVM counts a vCPU from here even if the rest fails
   Vcpu vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
+#if defined(__x86_64__)
   vcpu.set_cpuid(cpuid_);
+#endif
   return vcpu;
 }
 

@@ -126,8 +126,10 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
   std::size_t vcpu_mmap_size_;
   // What every vCPU is given (KVM_SET_CPUID2) before it runs. Without it KVM's local APIC
   // accepts no timer mode: a periodic LAPIC timer silently became one-shot, and a payload's
-  // tick, which times out its every wait, stopped after the first.
+  // tick, which times out its every wait, stopped after the first. (x86: arm64 has no CPUID.)
+#if defined(__x86_64__)
   std::vector<kvm_cpuid_entry2> cpuid_;
+#endif
   MemorySlotTable slots_;
   bool irqchip_ = false;
   // Dirty tracking: the ring must be enabled before the first vCPU, so the vCPUs are counted.

@@ -15,7 +15,10 @@
 namespace vfiokit::payloads {
 namespace {
 
+// The first thing a PayloadGuest makes: on a host that cannot run its x86 guest, the refusal
+// comes before any KVM call can fail less clearly.
 MappedMemory allocate_ram(std::size_t size) {
+  kvm::require_x86_guests("run a payload guest");
   void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (address == MAP_FAILED) {

@@ -5,6 +5,7 @@
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
 #include "vfiokit/base/text.h"
+#include "vfiokit/kvm/vcpu.h"
 #include "vfiokit/payloads/mailbox.h"
 
 // The images, built by payloads/CMakeLists.txt, are pulled into .rodata as they are.
@@ -65,6 +66,8 @@ std::vector<Payload> all() {
 }
 
 LaunchablePayload load_for_launch(const std::string& name_or_path) {
+  // Before the CLI binds anything: the guest cannot run on this host's architecture.
+  kvm::require_x86_guests("launch --payload");
   if (name_or_path == "irq-probe") {
     throw Error("launch",
                 "irq-probe is the guest of `vfiokit selftest --stage irq-kvm`, which "

@@ -314,5 +314,48 @@ TEST(Doctor, GathersADisabledIommuHost) {
   EXPECT_FALSE(all_passed(checks));
 }
 
+// The arm64 rig as captured (tests/fixtures/hosts/arm64-rig): an SMMUv3 and MSIs through the
+// GICv3 ITS pass the iommu and interrupt-remapping checks, though nothing there is VT-d or IR-.
+TEST(Doctor, Arm64SmmuV3WithItsPasses) {
+  const DoctorFacts facts = gather_doctor_facts(test::fixture_host("arm64-rig"));
+  EXPECT_EQ(facts.kernel_release, "6.12.117+deb12-arm64");
+  const auto checks = assess_doctor_facts(facts);
+  const auto iommu_check = find_check(checks, "iommu");
+  EXPECT_EQ(iommu_check.status, CheckStatus::pass);
+  EXPECT_EQ(iommu_check.summary,
+            "Arm SMMUv3 active (smmu3.0x0000000009050000), 2 IOMMU groups; iommu.passthrough=1: "
+            "host drivers' DMA is identity-mapped, VFIO groups still get their own translated "
+            "domains");
+  const auto msi = find_check(checks, "interrupt-remapping");
+  EXPECT_EQ(msi.status, CheckStatus::pass);
+  EXPECT_NE(msi.summary.find("GICv3 ITS"), std::string::npos);
+  EXPECT_EQ(find_check(checks, "vfio-modules").status, CheckStatus::pass);
+}
+
+TEST(Doctor, ArmWithoutItsWarnsAndArmWithoutSmmuPointsAtSmmuv3) {
+  DoctorFacts facts = ready_host();
+  facts.iommu = {};
+  facts.iommu.units = {{"smmu3.0x0000000009050000", iommu::IommuVendor::arm_smmu_v3, {}}};
+  facts.iommu.groups = {0};
+  facts.iommu.cpu_implementer = "0x41";
+  auto msi = find_check(assess_doctor_facts(facts), "interrupt-remapping");
+  EXPECT_EQ(msi.status, CheckStatus::warn);
+  EXPECT_NE(msi.summary.find("no MSI goes through a GICv3 ITS"), std::string::npos);
+  EXPECT_NE(msi.fix.find("its=on"), std::string::npos);
+  // allow_unsafe_interrupts still reads as the explicit opt-out it is.
+  facts.iommu.allow_unsafe_interrupts = true;
+  msi = find_check(assess_doctor_facts(facts), "interrupt-remapping");
+  EXPECT_NE(msi.summary.find("allow_unsafe_interrupts"), std::string::npos);
+
+  facts.iommu.units.clear();
+  facts.iommu.groups.clear();
+  const auto iommu_check = find_check(assess_doctor_facts(facts), "iommu");
+  EXPECT_EQ(iommu_check.status, CheckStatus::fail);
+  EXPECT_NE(iommu_check.fix.find("iommu=smmuv3"), std::string::npos);
+  EXPECT_EQ(iommu_check.fix.find("VT-d"), std::string::npos);
+  EXPECT_EQ(find_check(assess_doctor_facts(facts), "interrupt-remapping").status,
+            CheckStatus::warn);  // allow_unsafe_interrupts=Y
+}
+
 }  // namespace
 }  // namespace vfiokit::cli

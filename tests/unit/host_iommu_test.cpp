@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "tests/unit/fixtures.h"
 
 namespace vfiokit::iommu {
@@ -36,6 +39,44 @@ TEST(HostIommu, NothingAtAll) {
   EXPECT_TRUE(host.units.empty());
   EXPECT_FALSE(host.firmware_dmar || host.firmware_ivrs);
   EXPECT_EQ(host.cpu_vendor, "AuthenticAMD");
+}
+
+// Captured in the arm64 rig (tools/rig/run --arch arm64, tests/fixtures/capture-sysfs): QEMU's
+// virt machine with an SMMUv3 and a GICv3 ITS, Debian's arm64 6.12 kernel, nvme and e1000e on
+// their drivers (groups 0 and 1; edu, without a driver, has no group yet on a device-tree host).
+TEST(HostIommu, SmmuV3WithItsAsTheArm64RigShowsIt) {
+  const HostIommu host = probe_host_iommu(test::fixture_host("arm64-rig"));
+  ASSERT_EQ(host.units.size(), 1u);
+  EXPECT_EQ(host.units[0].name, "smmu3.0x0000000009050000");
+  EXPECT_EQ(host.units[0].vendor, IommuVendor::arm_smmu_v3);
+  EXPECT_EQ(to_string(host.units[0].vendor), "Arm SMMUv3");
+  EXPECT_FALSE(host.units[0].remapping_capable.has_value());
+  EXPECT_EQ(host.groups, (std::vector<unsigned>{0, 1}));
+  EXPECT_FALSE(host.firmware_dmar || host.firmware_ivrs);
+  EXPECT_FALSE(host.remapped_interrupts_seen);
+  EXPECT_TRUE(host.its_msi_seen);  // ITS-PCI-MSIX-0000:00:02.0 (nvme)
+  EXPECT_EQ(host.allow_unsafe_interrupts, false);
+  EXPECT_EQ(host.cpu_vendor, "");
+  EXPECT_EQ(host.cpu_implementer, "0x41");
+  EXPECT_TRUE(cmdline_has(host.kernel_cmdline, "iommu.passthrough=1"));
+}
+
+TEST(HostIommu, ItsIsSeenInAllocatedIrqChipsWithoutAHandler) {
+  const test::FixtureCopy copy(test::fixture("hosts/arm64-rig"));
+  // No ITS- chip with a handler in /proc/interrupts: /sys/kernel/irq's chip names still show it.
+  std::ofstream(copy.root() / "proc/interrupts") << "           CPU0\n"
+                                                    " 11:  1 GICv3  27 Level     arch_timer\n";
+  EXPECT_TRUE(probe_host_iommu(copy.paths()).its_msi_seen);
+  std::filesystem::remove_all(copy.root() / "sys/kernel/irq");
+  EXPECT_FALSE(probe_host_iommu(copy.paths()).its_msi_seen);
+}
+
+TEST(HostIommu, SmmuV2UnitsAreNamedByTheirPrefix) {
+  const test::FixtureCopy copy(test::fixture("hosts/no-iommu"));
+  std::filesystem::create_directories(copy.root() / "sys/class/iommu/smmu.0x0000000009050000");
+  const HostIommu host = probe_host_iommu(copy.paths());
+  ASSERT_EQ(host.units.size(), 1u);
+  EXPECT_EQ(host.units[0].vendor, IommuVendor::arm_smmu);
 }
 
 TEST(HostIommu, CmdlineMatchesWholeTokensOnly) {

@@ -197,6 +197,19 @@ TEST(Readiness, NoIommuFails) {
   EXPECT_FALSE(all_passed(checks));
 }
 
+// The arm64 rig (tests/fixtures/hosts/arm64-rig): its nvme's MSI-X goes through the GICv3 ITS,
+// which isolates MSIs as interrupt remapping does on x86.
+TEST(Readiness, Arm64NvmeBehindSmmuV3AndItsIsReady) {
+  const HostPaths paths = test::fixture_host("arm64-rig");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:00:02.0")};
+  const HostView view = gather_host_view(paths, requested, journal, 1, pci::ConfigDepth::full);
+  const auto checks = assess_readiness(view, requested[0], iommu::probe_host_iommu(paths));
+  EXPECT_EQ(find(checks, "iommu").summary, "in IOMMU group 0");
+  EXPECT_EQ(find(checks, "interrupt-remapping").status, CheckStatus::pass);
+  EXPECT_EQ(find(checks, "interrupt-remapping").summary, "MSIs isolated by the GICv3 ITS");
+}
+
 TEST(Readiness, BridgeFailsTheHeaderCheck) {
   EXPECT_EQ(find(assess("gpu-audio-group", "0000:00:01.0"), "header-type").status,
             CheckStatus::fail);

@@ -29,6 +29,15 @@ bool prefers_amd(const iommu::HostIommu& host) {
   return host.firmware_ivrs || host.cpu_vendor == "AuthenticAMD";
 }
 
+// An Arm host: its /proc/cpuinfo has "CPU implementer" lines, or its IOMMU is an SMMU.
+bool is_arm(const iommu::HostIommu& host) {
+  return !host.cpu_implementer.empty() ||
+         std::any_of(host.units.begin(), host.units.end(), [](const auto& unit) {
+           return unit.vendor == iommu::IommuVendor::arm_smmu_v3 ||
+                  unit.vendor == iommu::IommuVendor::arm_smmu;
+         });
+}
+
 CheckResult assess_iommu(const iommu::HostIommu& host) {
   CheckResult check{"iommu", CheckStatus::pass, {}, {}};
   if (!host.units.empty() && !host.groups.empty()) {
@@ -37,10 +46,12 @@ CheckResult assess_iommu(const iommu::HostIommu& host) {
     check.summary = std::string(iommu::to_string(host.units.front().vendor)) + " active (" +
                     join(names, ", ") + "), " + std::to_string(host.groups.size()) +
                     " IOMMU groups";
-    if (iommu::cmdline_has(host.kernel_cmdline, "iommu=pt")) {
-      check.summary +=
-          "; iommu=pt: host drivers' DMA is identity-mapped, VFIO groups still get "
-          "their own translated domains";
+    for (const char* passthrough : {"iommu=pt", "iommu.passthrough=1"}) {
+      if (iommu::cmdline_has(host.kernel_cmdline, passthrough)) {
+        check.summary += std::string("; ") + passthrough +
+                         ": host drivers' DMA is identity-mapped, VFIO groups still get "
+                         "their own translated domains";
+      }
     }
     return check;
   }
@@ -61,6 +72,12 @@ CheckResult assess_iommu(const iommu::HostIommu& host) {
   } else if (!host.units.empty()) {
     check.summary = "IOMMU units exist but no device is in an IOMMU group";
     check.fix = "check dmesg for IOMMU errors; the IOMMU may be in a disabled or bypass mode";
+  } else if (is_arm(host)) {
+    check.summary = "no IOMMU found: no /sys/class/iommu units (an Arm SMMU registers smmu3.ADDR)";
+    check.fix =
+        "enable the SMMU in the firmware setup and use a kernel with CONFIG_ARM_SMMU_V3 "
+        "(Debian's arm64 kernels have it); in a virtual machine, give it a virtual SMMU "
+        "(QEMU: -M virt,iommu=smmuv3)";
   } else {
     check.summary = "no IOMMU found: no /sys/class/iommu units and no ACPI DMAR or IVRS table";
     check.fix = std::string("enable ") +
@@ -77,6 +94,14 @@ CheckResult assess_interrupt_remapping(const iommu::HostIommu& host) {
     check.summary = "active (remapped IR- interrupt chips in /proc/interrupts)";
     return check;
   }
+  // On arm64 the GICv3 ITS isolates MSIs (per-device translation by DeviceID); there is no
+  // VT-d or AMD-Vi interrupt remapping to look for.
+  if (host.its_msi_seen) {
+    check.summary =
+        "MSIs isolated by the GICv3 ITS (ITS- interrupt chips): each device can raise only its "
+        "own interrupts; arm64 needs no VT-d or AMD-Vi interrupt remapping";
+    return check;
+  }
   const bool capable = std::any_of(host.units.begin(), host.units.end(), [](const auto& unit) {
     return unit.remapping_capable.value_or(false);
   });
@@ -88,6 +113,18 @@ CheckResult assess_interrupt_remapping(const iommu::HostIommu& host) {
     check.fix =
         "enable interrupt remapping (do not boot with intremap=off) and drop "
         "allow_unsafe_interrupts";
+    return check;
+  }
+  if (is_arm(host) && !host.units.empty()) {
+    // The ITS shows only through interrupts someone allocated: with no MSI in use yet, doctor
+    // cannot tell an ITS (isolating) from a GICv2m (not isolating).
+    check.status = CheckStatus::warn;
+    check.summary =
+        "no MSI goes through a GICv3 ITS (no ITS- interrupt chip): without one (GICv2m and "
+        "others do not isolate MSIs) VFIO refuses to enable MSI/MSI-X";
+    check.fix =
+        "if no device uses MSIs yet, this is not known: look for 'ITS@' in dmesg; a GICv3 "
+        "with an ITS isolates them (QEMU: -M virt,gic-version=3,its=on)";
     return check;
   }
   check.status = CheckStatus::fail;

@@ -1,0 +1,119 @@
+// What only the arm64 rig shows (tools/rig/run --arch arm64, docs/hil.md "The arm64 rig"): the
+// kernel's IOMMU is an Arm SMMUv3, MSIs go through the GICv3 ITS, doctor and check read both as
+// ready, nvme and edu pass the selftest stages that need no KVM, and a driverless device on a
+// device-tree host gets its IOMMU group only when a driver (vfio-pci) probes it. Registered only in
+// an aarch64 build (tests/CMakeLists.txt, arm64-rig).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/hil/rig_support.h"
+#include "vfiokit/base/fs.h"
+
+namespace vfiokit::hil {
+namespace {
+
+const std::filesystem::path kDevices = "/sys/bus/pci/devices";
+
+// The check of `vfiokit doctor --json` or `vfiokit check --json` with this id.
+cli::Json check_with_id(const cli::Json& checks, std::string_view id) {
+  for (const auto& check : checks) {
+    if (check["id"] == id) return check;
+  }
+  return {};
+}
+
+TEST(Arm64Rig, TheIommuIsAnSmmuV3AndMsisGoThroughTheIts) {
+  VFIOKIT_REQUIRE_RIG();
+  std::vector<std::string> smmus;
+  for (const auto& name : list_dir("/sys/class/iommu")) {
+    if (name.starts_with("smmu3.")) smmus.push_back(name);
+  }
+  EXPECT_EQ(smmus.size(), 1u) << "no arm-smmu-v3 unit in /sys/class/iommu";
+  const auto nvme = find_pci_function(kNvmeVendor, kNvmeDevice);
+  ASSERT_TRUE(nvme);
+  // The nvme driver's queues use MSI-X vectors of the ITS's per-device domain.
+  EXPECT_NE(read_file("/proc/interrupts").find(" ITS-PCI-MSIX-" + *nvme), std::string::npos)
+      << read_file("/proc/interrupts");
+  EXPECT_EQ(read_file("/proc/interrupts").find(" IR-"), std::string::npos);
+}
+
+TEST(Arm64Rig, DoctorAndCheckReadTheSmmuAndTheItsAsReady) {
+  VFIOKIT_REQUIRE_RIG();
+  const auto doctor = vfiokit({"doctor", "--json"});
+  const auto json = conforming_json(doctor, "doctor.json");
+  const auto iommu = check_with_id(json["checks"], "iommu");
+  EXPECT_EQ(iommu["status"], "pass") << doctor.output;
+  EXPECT_TRUE(iommu["summary"].get<std::string>().starts_with("Arm SMMUv3 active (smmu3."))
+      << iommu["summary"];
+  const auto msi = check_with_id(json["checks"], "interrupt-remapping");
+  EXPECT_EQ(msi["status"], "pass") << doctor.output;
+  EXPECT_NE(msi["summary"].get<std::string>().find("GICv3 ITS"), std::string::npos);
+  EXPECT_EQ(check_with_id(json["checks"], "vfio-container")["status"], "pass");
+
+  const auto nvme = find_pci_function(kNvmeVendor, kNvmeDevice);
+  ASSERT_TRUE(nvme);
+  const auto check = vfiokit({"check", *nvme, "--json"});
+  const auto checked = conforming_json(check, "check.json");
+  const std::string text = checked.dump();
+  EXPECT_NE(text.find("MSIs isolated by the GICv3 ITS"), std::string::npos) << check.output;
+}
+
+// The selftest's stages that need no KVM (config, bar, dma, irq-eventfd) on a device on vfio-pci;
+// irq-kvm fails without /dev/kvm (the rig's CPU has no EL2 unless --virtualization).
+void expect_selftest_stages_pass(const std::string& bdf) {
+  const auto selftest = vfiokit({"selftest", bdf, "--json"});
+  const auto json = conforming_json(selftest, "selftest.json");
+  ASSERT_EQ(json["stages"].size(), 5u) << selftest.output;
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(json["stages"][i]["status"], "ok") << json["stages"][i].dump();
+  }
+  EXPECT_EQ(json["stages"][4]["stage"], "irq-kvm");
+  EXPECT_EQ(json["stages"][4]["status"], "failed");  // no /dev/kvm
+  EXPECT_EQ(json["passed"], false);
+}
+
+TEST(Arm64Rig, NvmeBindsPassesTheSelftestAndGoesHome) {
+  VFIOKIT_REQUIRE_RIG();
+  const auto nvme = find_pci_function(kNvmeVendor, kNvmeDevice);
+  ASSERT_TRUE(nvme);
+  const auto bind = vfiokit({"bind", *nvme});
+  ASSERT_EQ(bind.exit_status, 0) << bind.output;
+  EXPECT_EQ(driver_of(*nvme), "vfio-pci");
+  expect_selftest_stages_pass(*nvme);
+  const auto unbind = vfiokit({"unbind", *nvme});
+  ASSERT_EQ(unbind.exit_status, 0) << unbind.output;
+  EXPECT_EQ(driver_of(*nvme), "nvme");
+  EXPECT_TRUE(wait_for_path("/dev/nvme0n1", true, 5000));
+}
+
+// On a device-tree arm64 host the kernel configures a PCI device's IOMMU (of_iommu_configure)
+// when a driver probes it, so edu, which has no host driver, starts without an IOMMU group and
+// `vfiokit bind` refuses it (exit 3: "no IOMMU group"). Probed by vfio-pci through sysfs, it gets
+// a group of its own, and from there check, bind and the selftest work.
+TEST(Arm64Rig, EduGetsAGroupOnlyWhenVfioPciProbesIt) {
+  VFIOKIT_REQUIRE_RIG();
+  const auto edu = find_pci_function(kEduVendor, kEduDevice);
+  ASSERT_TRUE(edu);
+  EXPECT_FALSE(read_link_name(kDevices / *edu / "iommu_group"))
+      << "edu has a group before any driver probed it: the kernel's behaviour changed";
+  EXPECT_EQ(vfiokit({"bind", *edu}).exit_status, 3);
+  std::ofstream(kDevices / *edu / "driver_override") << "vfio-pci";
+  std::ofstream("/sys/bus/pci/drivers_probe") << *edu;
+  EXPECT_EQ(driver_of(*edu), "vfio-pci");
+  const auto group = read_link_name(kDevices / *edu / "iommu_group");
+  ASSERT_TRUE(group);
+  EXPECT_EQ(list_dir("/sys/kernel/iommu_groups/" + *group + "/devices"),
+            std::vector<std::string>{*edu});
+  EXPECT_EQ(vfiokit({"check", *edu}).exit_status, 0);
+  EXPECT_EQ(vfiokit({"bind", *edu}).exit_status, 0);
+  expect_selftest_stages_pass(*edu);
+  const auto unbind = vfiokit({"unbind", *edu});
+  ASSERT_EQ(unbind.exit_status, 0) << unbind.output;
+  EXPECT_EQ(driver_of(*edu), "(none)");
+}
+
+}  // namespace
+}  // namespace vfiokit::hil
