@@ -31,7 +31,9 @@ spdlog::level::level_enum log_level(const LogSettings& settings) noexcept {
 
 void init_logging(const LogSettings& settings) {
   // spdlog's own "automatic" mode looks at the terminal but not at NO_COLOR: vfiokit decides.
-  auto sink = std::make_shared<spdlog::sinks::ansicolor_stderr_sink_st>(
+  // The _mt sink: the device plugin logs from gRPC's threads beside its own, and the VMM from
+  // vCPU threads; a mutex per line costs nothing next to the write.
+  auto sink = std::make_shared<spdlog::sinks::ansicolor_stderr_sink_mt>(
       settings.colour ? spdlog::color_mode::always : spdlog::color_mode::never);
   auto logger = std::make_shared<spdlog::logger>("vfiokit", std::move(sink));
   // Debug output carries microsecond timestamps: it is what one reads to see where time goes.

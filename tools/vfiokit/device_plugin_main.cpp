@@ -3,6 +3,7 @@
 // command itself. The library (k8s/) decides and serves; this reads the config, prints each
 // event as one line as it happens, and exits once the groups are home.
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 #include "tools/vfiokit/cli.h"
@@ -142,6 +143,8 @@ int run_device_plugin(const GlobalOptions& options, const DevicePluginArgs& args
 }  // namespace vfiokit::cli
 
 int main(int argc, char** argv) {
+  // Set by the vfiokit that ran this program; nothing below runs vfiokit again.
+  ::unsetenv("VFIOKIT_DEVICE_PLUGIN_EXEC");
   vfiokit::cli::set_device_plugin_runner(&vfiokit::cli::run_device_plugin);
   return vfiokit::cli::run(argc, argv);
 }
