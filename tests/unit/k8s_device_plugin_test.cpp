@@ -230,6 +230,30 @@ TEST_F(DevicePluginTest, AMissingKubeletIsReportedOnceAndRegisteredWithWhenItCom
   EXPECT_EQ(events_of(Kind::kubelet).size(), 3u);
 }
 
+TEST_F(DevicePluginTest, ARefusedRegistrationIsReportedWithKubeletsReasonAndTriedAgain) {
+  KubeletStandIn kubelet(dir.path());
+  kubelet.answer_registrations_with(
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "resource name is taken"));
+  const auto plugin = start();
+  plugin->check_now();
+  plugin->check_now();
+  const auto failures = events_of(Kind::kubelet);
+  ASSERT_EQ(failures.size(), 3u);
+  for (const auto& failure : failures) {
+    EXPECT_FALSE(failure.ok);
+    EXPECT_NE(failure.detail.find("resource name is taken"), std::string::npos) << failure.detail;
+  }
+  EXPECT_TRUE(events_of(Kind::advertised).empty());
+
+  kubelet.answer_registrations_with(grpc::Status::OK);
+  plugin->check_now();
+  EXPECT_EQ(events_of(Kind::advertised).size(), 3u);
+  EXPECT_EQ(events_of(Kind::kubelet).size(), 3u);
+  // Six refused (two checks), then three accepted.
+  ASSERT_TRUE(kubelet.wait_for_registration(9, kWait));
+  EXPECT_EQ(kubelet.registrations().size(), 9u);
+}
+
 TEST_F(DevicePluginTest, ListAndWatchShowsTheDevicesAndADriverChangeMakesOneUnhealthy) {
   const auto plugin = start();
   PluginClient nvme_client(socket("vfiokit.io/nvme"));
