@@ -10,7 +10,7 @@
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/base/uevent.h"
-#include "vfiokit/pci/device.h"
+#include "vfiokit/bind/journal.h"
 
 namespace vfiokit::k8s {
 
@@ -62,14 +62,7 @@ std::string_view to_string(PluginEvent::Kind kind) noexcept {
 }
 
 std::vector<ResourceGroups> select_host_groups(const HostPaths& paths, const PluginConfig& config) {
-  std::vector<pci::PciDevice> devices;
-  for (const auto& bdf : pci::list_pci_devices(paths)) {
-    // The header says all selection needs (IDs, class, header type); a function that vanished
-    // between the listing and the read is simply not there.
-    if (!pci::pci_device_exists(paths, bdf)) continue;
-    devices.push_back(pci::read_pci_device(paths, bdf, pci::ConfigDepth::header));
-  }
-  return select_groups(config, devices);
+  return select_groups(config, read_functions(paths));
 }
 
 DevicePlugin::DevicePlugin(const HostPaths& paths, PluginConfig config, PluginOptions options)
@@ -109,6 +102,7 @@ DevicePlugin::DevicePlugin(const HostPaths& paths, PluginConfig config, PluginOp
           .ok = outcome.held()});
   }
   advertised_ = held_groups(selected, outcomes_);
+  report_journal_strays();
   publish_health();
   for (const auto& resource : advertised_) {
     servers_.push_back(
@@ -141,6 +135,36 @@ std::vector<bind::DeviceOutcome> DevicePlugin::stop() {
           .ok = outcome.ok});
   }
   return outcomes;
+}
+
+void DevicePlugin::report_journal_strays() const {
+  // The binder reconciles only the groups this config selects. An entry for anything else (a
+  // config that changed since a plugin was killed, a group now refused, `vfiokit bind` by
+  // hand) is left alone: taking it home could pull a device from under whoever bound it. It is
+  // said, with the command that takes it home.
+  std::vector<pci::Bdf> ours;
+  for (const auto& resource : advertised_) {
+    for (const auto& group : resource.groups) {
+      ours.insert(ours.end(), group.members.begin(), group.members.end());
+    }
+  }
+  try {
+    const bind::JournalScan scan = bind::Journal(paths_.run / "vfiokit").scan();
+    for (const auto& entry : scan.entries) {
+      if (std::find(ours.begin(), ours.end(), entry.bdf) != ours.end()) continue;
+      emit({.kind = PluginEvent::Kind::group,
+            .resource = {},
+            .subject = entry.bdf.to_string(),
+            .detail = "in the binding journal (" + std::string(bind::to_string(entry.state)) +
+                      ", written by pid " + std::to_string(entry.pid) +
+                      ") but not one of this plugin's groups: left as it is",
+            .fix = "vfiokit restore " + entry.bdf.to_string() +
+                   " takes it home, if nothing else uses it",
+            .ok = false});
+    }
+  } catch (const Error& e) {
+    spdlog::warn("device plugin: the binding journal could not be read: {}", e.what());
+  }
 }
 
 void DevicePlugin::emit(PluginEvent event) const {
@@ -185,7 +209,9 @@ void DevicePlugin::look_after_kubelet(bool retry_due) {
       if (registration.registered && server.kubelet_restarted()) {
         // kubelet deleted our socket with every other one: serve anew, then register.
         registration.registered = false;
+        registration.serve_again = true;
         server.restart();
+        registration.serve_again = false;
         registration.registered = true;
         emit({.kind = PluginEvent::Kind::kubelet,
               .resource = server.resource_name(),
@@ -194,7 +220,14 @@ void DevicePlugin::look_after_kubelet(bool retry_due) {
               .fix = {},
               .ok = true});
       } else if (!registration.registered && retry_due) {
-        server.register_with_kubelet();
+        // After a restart that failed half-way the socket may be gone: serve it again first,
+        // or kubelet would be told about a socket nobody answers on.
+        if (registration.serve_again) {
+          server.restart();
+          registration.serve_again = false;
+        } else {
+          server.register_with_kubelet();
+        }
         registration.registered = true;
         registration.failure_reported = false;
         emit({.kind = PluginEvent::Kind::advertised,

@@ -92,10 +92,12 @@ class DevicePlugin {
   void emit(PluginEvent event) const;
   void publish_health();
   void look_after_kubelet(bool retry_due);
+  void report_journal_strays() const;
 
   struct Registration {
     bool registered = false;
     bool failure_reported = false;  // one event per outage, not one per retry
+    bool serve_again = false;       // a restart failed: the socket must be served anew
   };
 
   HostPaths paths_;
