@@ -5,6 +5,7 @@
 #include <set>
 
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/text.h"
 #include "vfiokit/iommu/group.h"
 
 namespace vfiokit::k8s {
@@ -55,36 +56,33 @@ std::vector<std::string> preferred_allocation(const Resource& resource,
                                               std::span<const std::string> available,
                                               std::span<const std::string> must_include,
                                               std::size_t size) {
-  const auto offered = lookup(kPreferOperation, resource, available, "available ID");
-  lookup(kPreferOperation, resource, must_include, "required ID");
+  // kubelet names each ID once; a repeat counts once here rather than failing the pod.
   const std::set<std::string_view> available_ids(available.begin(), available.end());
+  std::vector<std::string> chosen;
+  std::set<std::string_view> required;
   for (const auto& id : must_include) {
-    if (!available_ids.count(id)) {
-      throw request_error(kPreferOperation, resource,
-                          "required ID " + id + " is not among the available ones")
-          .with("id", id)
-          .hint("kubelet's must-include IDs are a subset of the available ones");
-    }
+    if (required.insert(id).second) chosen.push_back(id);
   }
-  if (must_include.size() > size || size > available.size()) {
+  if (required.size() > size || size > available_ids.size()) {
     throw request_error(kPreferOperation, resource,
                         "cannot choose " + std::to_string(size) + " of " +
-                            std::to_string(available.size()) + " available devices with " +
-                            std::to_string(must_include.size()) + " required")
+                            std::to_string(available_ids.size()) + " available devices with " +
+                            std::to_string(required.size()) + " required")
         .with("size", std::to_string(size))
         .hint("ask for at most as many devices as are available, and at least the required ones");
   }
 
   // Devices not yet chosen, by NUMA node (-1, "unknown", counts as one node of its own), each
-  // node's in id order.
-  const std::set<std::string_view> required(must_include.begin(), must_include.end());
+  // node's in id order. Only the resource's own devices are preferred: an available ID it does
+  // not know is left for kubelet to decide about (it fills what a preference leaves open), and
+  // a required one it does not know spans no node.
   std::map<int, std::vector<std::string_view>> free_by_node;
   std::set<int> spanned;
-  for (const GroupDevice* device : offered) {
-    if (required.count(device->id)) {
-      spanned.insert(device->numa_node);
-    } else {
-      free_by_node[device->numa_node].push_back(device->id);
+  for (const GroupDevice& device : resource.devices) {
+    if (required.count(device.id)) {
+      spanned.insert(device.numa_node);
+    } else if (available_ids.count(device.id)) {
+      free_by_node[device.numa_node].push_back(device.id);
     }
   }
   for (auto& [node, ids] : free_by_node) std::sort(ids.begin(), ids.end());
@@ -102,7 +100,6 @@ std::vector<std::string> preferred_allocation(const Resource& resource,
     return key(a) < key(b);
   });
 
-  std::vector<std::string> chosen(must_include.begin(), must_include.end());
   for (int node : order) {
     for (std::string_view id : free_by_node[node]) {
       if (chosen.size() == size) break;
@@ -111,20 +108,6 @@ std::vector<std::string> preferred_allocation(const Resource& resource,
   }
   std::sort(chosen.begin(), chosen.end());
   return chosen;
-}
-
-std::string pci_resource_variable(std::string_view resource_name) {
-  std::string variable = "PCI_RESOURCE_";
-  for (char c : resource_name) {
-    if (c >= 'a' && c <= 'z') {
-      variable += static_cast<char>(c - 'a' + 'A');
-    } else if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-      variable += c;
-    } else {
-      variable += '_';
-    }
-  }
-  return variable;
 }
 
 ContainerAllocation allocate(const HostPaths& paths, const Resource& resource,
@@ -146,15 +129,19 @@ ContainerAllocation allocate(const HostPaths& paths, const Resource& resource,
   // HostPaths::dev, so that a fixture tree (or a /dev mounted elsewhere) gives real host paths.
   ContainerAllocation allocation;
   allocation.devices.push_back({"/dev/vfio/vfio", (paths.dev / "vfio/vfio").string(), "rw"});
-  std::vector<std::string> bdfs;
+  // KubeVirt takes one address of PCI_RESOURCE_<name> per hostDevice: only the functions the
+  // resource selected belong there, while the pod gets the whole group's node (VFIO opens a
+  // group, not a function) and the group's members in a variable of their own.
+  std::vector<std::string> selected;
+  std::vector<std::string> members;
   for (const GroupDevice* device : devices) {
     allocation.devices.push_back({"/dev/vfio/" + std::to_string(device->group),
                                   iommu::vfio_group_node(paths, device->group).string(), "rw"});
-    for (const auto& member : device->members) bdfs.push_back(member.to_string());
+    for (const auto& bdf : device->selected) selected.push_back(bdf.to_string());
+    for (const auto& bdf : device->members) members.push_back(bdf.to_string());
   }
-  std::string joined;
-  for (const auto& bdf : bdfs) joined += (joined.empty() ? "" : ",") + bdf;
-  allocation.envs[pci_resource_variable(resource.name)] = joined;
+  allocation.envs[pci_resource_variable(resource.name)] = join(selected, ",");
+  allocation.envs[group_members_variable(resource.name)] = join(members, ",");
   return allocation;
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vfiokit/base/error.h"
+#include "vfiokit/k8s/names.h"
 
 namespace vfiokit::k8s {
 namespace {
@@ -129,6 +130,40 @@ void check_resource_name(const std::string& key, const std::string& name) {
   }
   if (std::string problem = qualified_name_problem(rest); !problem.empty()) {
     refuse(key, json_string(name) + ": " + problem, fix);
+  }
+}
+
+// The plugin serves each resource on PLUGIN_DIR/plugin_socket_name(name); a unix socket's path
+// must fit sun_path. The plugin checks the real --plugin-dir when it serves; kubelet's default
+// directory is checked here, so that a name that can never be served there is refused early.
+void check_socket_path(const std::string& key, const std::string& name) {
+  const std::string socket = std::string(kDefaultPluginDir) + plugin_socket_name(name);
+  if (socket.size() > kMaxSocketPath) {
+    refuse(key,
+           json_string(name) + " makes the socket path " + socket + " " +
+               std::to_string(socket.size()) + " bytes long, more than the " +
+               std::to_string(kMaxSocketPath) + " a unix socket's path holds",
+           "give the resource a shorter name, or serve from a shorter --plugin-dir");
+  }
+}
+
+// Two resources must not share a socket file (one plugin would replace the other's) nor a
+// PCI_RESOURCE_* variable (a pod with both would see only one list). Names that differ only
+// among '/', '.' and '-' share a socket; only among '/', '.' and '_', or in case, a variable.
+void check_distinct_names(const std::string& key, const std::string& name,
+                          const std::string& earlier_key, const std::string& earlier_name) {
+  const std::string fix = "rename one of them so that they differ in a letter or digit";
+  if (plugin_socket_name(name) == plugin_socket_name(earlier_name)) {
+    refuse(key,
+           json_string(name) + " and " + json_string(earlier_name) + " (" + earlier_key +
+               ") would both be served on the socket " + plugin_socket_name(name),
+           fix);
+  }
+  if (pci_resource_variable(name) == pci_resource_variable(earlier_name)) {
+    refuse(key,
+           json_string(name) + " and " + json_string(earlier_name) + " (" + earlier_key +
+               ") would both list their devices in " + pci_resource_variable(name),
+           fix);
   }
 }
 
@@ -294,10 +329,16 @@ PluginConfig parse_plugin_config(std::string_view json_text) {
   }
   std::set<std::string> names;
   for (std::size_t i = 0; i < config.resources.size(); ++i) {
-    if (!names.insert(config.resources[i].name).second) {
-      refuse("resources[" + std::to_string(i) + "].name",
-             json_string(config.resources[i].name) + " is named by an earlier resource too",
+    const std::string key = "resources[" + std::to_string(i) + "].name";
+    const std::string& name = config.resources[i].name;
+    if (!names.insert(name).second) {
+      refuse(key, json_string(name) + " is named by an earlier resource too",
              "give each resource its own name; list every selector of one resource under it");
+    }
+    check_socket_path(key, name);
+    for (std::size_t earlier = 0; earlier < i; ++earlier) {
+      check_distinct_names(key, name, "resources[" + std::to_string(earlier) + "].name",
+                           config.resources[earlier].name);
     }
   }
   return config;

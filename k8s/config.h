@@ -53,7 +53,9 @@ struct PluginConfig {
 
 // Throws Error (operation "read device-plugin config", kind usage) naming the key and what it
 // should be: malformed JSON, an unknown key, a resource name kubelet would refuse, a resource
-// with nothing to select, a repeated resource name, a malformed ID, class or BDF.
+// with nothing to select, a repeated resource name, two names that would share a socket file or
+// a PCI_RESOURCE_* variable (names.h; both are named), a name whose socket path would not fit a
+// unix socket under kubelet's default device-plugins directory, a malformed ID, class or BDF.
 PluginConfig parse_plugin_config(std::string_view json_text);
 
 }  // namespace vfiokit::k8s

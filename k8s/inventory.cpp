@@ -146,7 +146,7 @@ std::vector<ResourceGroups> select_groups(const PluginConfig& config,
           resource.refused.push_back({bdf, verdict.problem, verdict.fix});
         continue;
       }
-      SelectedGroup selected_group{group, {}, -1};
+      SelectedGroup selected_group{group, {}, picked, -1};
       std::set<int> nodes;
       for (const auto* function : functions) {
         if (function->is_bridge()) continue;
@@ -172,6 +172,7 @@ GroupDevice assess_group(const SelectedGroup& group, std::span<const pci::PciDev
                                     : group.members.front().to_string();
   device.group = group.group;
   device.members = group.members;
+  device.selected = group.selected;
   device.numa_node = group.numa_node;
 
   std::vector<std::string> reasons;

@@ -19,8 +19,10 @@ namespace vfiokit::k8s {
 
 struct SelectedGroup {
   unsigned group = 0;
-  std::vector<pci::Bdf> members;  // the group's endpoints (bridges excluded), sorted
-  int numa_node = -1;             // the members' node when they agree, else -1
+  std::vector<pci::Bdf> members;   // the group's endpoints (bridges excluded), sorted
+  std::vector<pci::Bdf> selected;  // the members the resource's selectors matched, sorted: what
+                                   // KubeVirt gets as the device's address (PCI_RESOURCE_*)
+  int numa_node = -1;              // the members' node when they agree, else -1
 
   bool operator==(const SelectedGroup&) const = default;
 };

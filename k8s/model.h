@@ -18,8 +18,9 @@ enum class Health { healthy, unhealthy };
 struct GroupDevice {
   std::string id;  // the group's first endpoint, "0000:01:00.0": stable across reboots, unlike N
   unsigned group = 0;
-  std::vector<pci::Bdf> members;  // the endpoints (bridges excluded), sorted
-  int numa_node = -1;             // -1: the platform does not say
+  std::vector<pci::Bdf> members;   // the endpoints (bridges excluded), sorted
+  std::vector<pci::Bdf> selected;  // the members the resource's selectors matched, sorted
+  int numa_node = -1;              // -1: the platform does not say
   Health health = Health::unhealthy;
   std::string reason;  // why it is unhealthy, naming the function and the fix; empty when healthy
 

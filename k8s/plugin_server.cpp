@@ -185,12 +185,6 @@ class DevicePluginService final : public v1beta1::DevicePlugin::Service {
 
 }  // namespace
 
-std::string plugin_socket_name(std::string_view resource_name) {
-  std::string name = "vfiokit-";
-  for (const char c : resource_name) name += (c == '/' || c == '.') ? '-' : c;
-  return name + ".sock";
-}
-
 struct PluginServer::Impl {
   Impl(HostPaths host_paths, fs::path plugin_dir, std::string resource,
        const DeviceBoard& device_board)

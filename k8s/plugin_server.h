@@ -12,12 +12,9 @@
 
 #include "vfiokit/base/host_paths.h"
 #include "vfiokit/k8s/board.h"
+#include "vfiokit/k8s/names.h"
 
 namespace vfiokit::k8s {
-
-// "vfiokit-vfiokit-io-nvme.sock" for "vfiokit.io/nvme": one socket per resource, named so that
-// it is a plain file name ('/' and '.' become '-').
-std::string plugin_socket_name(std::string_view resource_name);
 
 // kubelet's socket in its device-plugins directory: where plugins register.
 inline constexpr std::string_view kKubeletSocketName = "kubelet.sock";

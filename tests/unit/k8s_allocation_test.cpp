@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/fixtures.h"
 #include "vfiokit/base/error.h"
+#include "vfiokit/k8s/config.h"
+#include "vfiokit/k8s/inventory.h"
 
 namespace vfiokit::k8s {
 namespace {
@@ -13,6 +16,7 @@ using Ids = std::vector<std::string>;
 
 pci::Bdf bdf(const char* text) { return *pci::parse_bdf(text); }
 
+// A device whose resource selected its first member, `id`; `more_members` came with the group.
 GroupDevice device(const char* id, unsigned group, int numa_node,
                    std::vector<pci::Bdf> more_members = {}) {
   GroupDevice d;
@@ -20,6 +24,7 @@ GroupDevice device(const char* id, unsigned group, int numa_node,
   d.group = group;
   d.members = {bdf(id)};
   d.members.insert(d.members.end(), more_members.begin(), more_members.end());
+  d.selected = {bdf(id)};
   d.numa_node = numa_node;
   d.health = Health::healthy;
   return d;
@@ -126,37 +131,7 @@ TEST_P(K8sPreferredAllocationRefusal, NamesTheIdAndTheResource) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, K8sPreferredAllocationRefusal,
-                         testing::Values(BadRequest{"available ID of no device",
-                                                    {"0000:01:00.0", "0000:09:00.0"},
-                                                    {},
-                                                    1,
-                                                    "0000:09:00.0",
-                                                    "not a device of vfiokit.io/nvme"},
-                                         BadRequest{"required ID of no device",
-                                                    {"0000:01:00.0"},
-                                                    {"0000:09:00.0"},
-                                                    1,
-                                                    "0000:09:00.0",
-                                                    "not a device of vfiokit.io/nvme"},
-                                         BadRequest{"required but not available",
-                                                    {"0000:01:00.0"},
-                                                    {"0000:02:00.0"},
-                                                    1,
-                                                    "0000:02:00.0",
-                                                    "not among the available"},
-                                         BadRequest{"available twice",
-                                                    {"0000:01:00.0", "0000:01:00.0"},
-                                                    {},
-                                                    1,
-                                                    "0000:01:00.0",
-                                                    "named twice"},
-                                         BadRequest{"required twice",
-                                                    {"0000:01:00.0"},
-                                                    {"0000:01:00.0", "0000:01:00.0"},
-                                                    2,
-                                                    "0000:01:00.0",
-                                                    "named twice"},
-                                         BadRequest{"more required than asked",
+                         testing::Values(BadRequest{"more required than asked",
                                                     {"0000:01:00.0", "0000:02:00.0"},
                                                     {"0000:01:00.0", "0000:02:00.0"},
                                                     1,
@@ -167,11 +142,50 @@ INSTANTIATE_TEST_SUITE_P(Cases, K8sPreferredAllocationRefusal,
                                                     {},
                                                     2,
                                                     "",
+                                                    "cannot choose 2 of 1"},
+                                         BadRequest{"more asked than available, counting a "
+                                                    "repeated one once",
+                                                    {"0000:01:00.0", "0000:01:00.0"},
+                                                    {},
+                                                    2,
+                                                    "",
                                                     "cannot choose 2 of 1"}));
+
+// kubelet fails the pod's admission when GetPreferredAllocation fails, and the answer is only a
+// preference: what the plugin does not know is left alone, never refused.
+TEST(K8sPreferredAllocation, AnAvailableIdOfNoDeviceIsNeverPreferredNorRefused) {
+  const Ids available{"0000:09:00.0", "0000:81:00.0", "0000:01:00.0", "0000:02:00.0"};
+  EXPECT_EQ(preferred_allocation(numa_resource(), available, {}, 2),
+            (Ids{"0000:01:00.0", "0000:02:00.0"}));
+  // Asked for more than the resource's own available ones: those, and kubelet fills the rest.
+  const Ids mostly_unknown{"0000:09:00.0", "0000:0a:00.0", "0000:01:00.0"};
+  EXPECT_EQ(preferred_allocation(numa_resource(), mostly_unknown, {}, 2), (Ids{"0000:01:00.0"}));
+}
+
+TEST(K8sPreferredAllocation, RequiredIdsAreKeptAsGivenEvenUnknownOrUnavailable) {
+  const Ids available{"0000:01:00.0", "0000:81:00.0", "0000:82:00.0"};
+  EXPECT_EQ(preferred_allocation(numa_resource(), available, Ids{"0000:09:00.0"}, 2),
+            (Ids{"0000:09:00.0", "0000:81:00.0"}));
+  // Required but not among the available: still in the answer, and its node (1) still counts.
+  const Ids without_82{"0000:01:00.0", "0000:02:00.0", "0000:81:00.0"};
+  EXPECT_EQ(preferred_allocation(numa_resource(), without_82, Ids{"0000:82:00.0"}, 2),
+            (Ids{"0000:81:00.0", "0000:82:00.0"}));
+  EXPECT_EQ(
+      preferred_allocation(numa_resource(), available, Ids{"0000:82:00.0", "0000:82:00.0"}, 2),
+      (Ids{"0000:81:00.0", "0000:82:00.0"}));
+}
 
 TEST(K8sPciResourceVariable, IsKubeVirtsName) {
   EXPECT_EQ(pci_resource_variable("vfiokit.io/nvme"), "PCI_RESOURCE_VFIOKIT_IO_NVME");
-  EXPECT_EQ(pci_resource_variable("example.com/Edu_1-x"), "PCI_RESOURCE_EXAMPLE_COM_EDU_1_X");
+  // KubeVirt's util.ResourceNameToEnvVar: upper case, '/' and '.' to '_'; '-' and '_' stay.
+  EXPECT_EQ(pci_resource_variable("example.com/Edu_1-x.v2"), "PCI_RESOURCE_EXAMPLE_COM_EDU_1-X_V2");
+  EXPECT_EQ(pci_resource_variable("my-domain.io/gpu"), "PCI_RESOURCE_MY-DOMAIN_IO_GPU");
+}
+
+TEST(K8sGroupMembersVariable, HasThePciResourceVariablesSuffix) {
+  EXPECT_EQ(group_members_variable("vfiokit.io/nvme"), "VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_NVME");
+  EXPECT_EQ(group_members_variable("my-domain.io/a_b-c"),
+            "VFIOKIT_GROUP_MEMBERS_MY-DOMAIN_IO_A_B-C");
 }
 
 TEST(K8sAllocate, GivesTheContainerThenodesAndTheAddressesInRequestOrder) {
@@ -187,9 +201,47 @@ TEST(K8sAllocate, GivesTheContainerThenodesAndTheAddressesInRequestOrder) {
                                     {"/dev/vfio/7", "/fixture/dev/vfio/7", "rw"},
                                     {"/dev/vfio/1", "/fixture/dev/vfio/1", "rw"},
                                 }));
+  EXPECT_EQ(
+      allocation.envs,
+      (std::map<std::string, std::string>{
+          {"PCI_RESOURCE_VFIOKIT_IO_GPU", "0000:02:00.0,0000:01:00.0"},
+          {"VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_GPU", "0000:02:00.0,0000:01:00.0,0000:01:00.1"}}));
+}
+
+// The fixture's GPU shares IOMMU group 1 with its HDMI audio function (and the root port):
+// KubeVirt takes one PCI_RESOURCE address per hostDevice, so the GPU's alone is there, while
+// the pod gets the group's node and both functions in VFIOKIT_GROUP_MEMBERS.
+TEST(K8sAllocate, AGpuSelectedByClassGivesItsOwnAddressAndTheWholeGroupsMembers) {
+  const HostPaths paths = test::fixture_sysfs("gpu-audio-group");
+  auto functions = read_functions(paths);
+  const auto selection = select_groups(
+      parse_plugin_config(R"({"resources": [{"name": "vfiokit.io/gpu", "classes": ["0300"]}]})"),
+      functions);
+  ASSERT_EQ(selection.at(0).groups.size(), 1u);
+  const SelectedGroup& group = selection[0].groups[0];
+  EXPECT_EQ(group.members, (std::vector<pci::Bdf>{bdf("0000:01:00.0"), bdf("0000:01:00.1")}));
+  EXPECT_EQ(group.selected, (std::vector<pci::Bdf>{bdf("0000:01:00.0")}));
+
+  // The group as the binder leaves it: its endpoints on vfio-pci, the root port on pcieport.
+  std::vector<pci::PciDevice> present;
+  for (auto& function : functions) {
+    if (function.iommu_group != group.group) continue;
+    if (!function.is_bridge()) function.driver = "vfio-pci";
+    present.push_back(function);
+  }
+  const Resource resource{"vfiokit.io/gpu", {assess_group(group, present, true)}};
+  ASSERT_EQ(resource.devices[0].health, Health::healthy) << resource.devices[0].reason;
+  EXPECT_EQ(resource.devices[0].selected, group.selected);
+
+  const Ids ids{"0000:01:00.0"};
+  const ContainerAllocation allocation = allocate(paths, resource, ids);
   EXPECT_EQ(allocation.envs,
             (std::map<std::string, std::string>{
-                {"PCI_RESOURCE_VFIOKIT_IO_GPU", "0000:02:00.0,0000:01:00.0,0000:01:00.1"}}));
+                {"PCI_RESOURCE_VFIOKIT_IO_GPU", "0000:01:00.0"},
+                {"VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_GPU", "0000:01:00.0,0000:01:00.1"}}));
+  ASSERT_EQ(allocation.devices.size(), 2u);
+  EXPECT_EQ(allocation.devices[1].container_path, "/dev/vfio/1");
+  EXPECT_EQ(allocation.devices[1].host_path, (paths.dev / "vfio/1").string());
 }
 
 TEST(K8sAllocate, OnTheLiveHostTheHostPathsAreTheContainerPaths) {
@@ -202,6 +254,7 @@ TEST(K8sAllocate, OnTheLiveHostTheHostPathsAreTheContainerPaths) {
     EXPECT_EQ(node.permissions, "rw");
   }
   EXPECT_EQ(allocation.envs.at("PCI_RESOURCE_VFIOKIT_IO_NVME"), "0000:00:02.0");
+  EXPECT_EQ(allocation.envs.at("VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_NVME"), "0000:00:02.0");
 }
 
 struct BadAllocation {

@@ -50,9 +50,70 @@ TEST(K8sConfig, ResourceNamesKubeletAccepts) {
         std::string(R"({"resources": [{"name": ")") + name + R"(", "devices": ["1:"]}]})";
     EXPECT_EQ(parse_plugin_config(text).resources.at(0).name, name) << name;
   }
-  const std::string longest = "a.b/" + std::string(63, 'n');
+  // The longest whose socket, /var/lib/kubelet/device-plugins/vfiokit-NAME.sock, fits sun_path
+  // (107 bytes and a NUL): 62 characters.
+  const std::string longest = "a.b/" + std::string(58, 'n');
   EXPECT_NO_THROW(
       parse_plugin_config(R"({"resources": [{"name": ")" + longest + R"(", "devices": ["1:"]}]})"));
+}
+
+std::string two_resources(const std::string& first, const std::string& second) {
+  return R"({"resources": [{"name": ")" + first + R"(", "devices": ["1:"]}, {"name": ")" + second +
+         R"(", "devices": ["2:"]}]})";
+}
+
+TEST(K8sConfig, NamesThatDifferOnlyInWhatTheirSocketAndVariableKeepAreAccepted) {
+  // '-' and '_' are kept apart in both the socket name and KubeVirt's variable.
+  const auto config = parse_plugin_config(two_resources("a.io/x-y", "a.io/x_y"));
+  EXPECT_EQ(config.resources.size(), 2u);
+}
+
+struct Clash {
+  std::string first;
+  std::string second;
+  std::string shared;  // the socket or variable both would have
+};
+
+void PrintTo(const Clash& c, std::ostream* out) { *out << c.first << " " << c.second; }
+
+class K8sConfigNameClash : public testing::TestWithParam<Clash> {};
+
+TEST_P(K8sConfigNameClash, IsRefusedNamingBothResourcesAndTheKey) {
+  const Clash& clash = GetParam();
+  try {
+    parse_plugin_config(two_resources(clash.first, clash.second));
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage);
+    EXPECT_EQ(e.context_value("key"), "resources[1].name") << e.what();
+    EXPECT_NE(e.message().find("\"" + clash.first + "\" (resources[0].name)"), std::string::npos)
+        << e.what();
+    EXPECT_NE(e.message().find("\"" + clash.second + "\""), std::string::npos) << e.what();
+    EXPECT_NE(e.message().find(clash.shared), std::string::npos) << e.what();
+    EXPECT_FALSE(e.hint().empty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, K8sConfigNameClash,
+    testing::Values(Clash{"a.io/x-y", "a-io/x.y", "socket vfiokit-a-io-x-y.sock"},
+                    Clash{"a.io/x.y", "a.io/x-y", "socket vfiokit-a-io-x-y.sock"},
+                    Clash{"a.io/x_y", "a.io/x.y", "PCI_RESOURCE_A_IO_X_Y"},
+                    Clash{"a.io/nvme", "a.io/NVMe", "PCI_RESOURCE_A_IO_NVME"}));
+
+TEST(K8sConfig, ANameWhoseSocketPathDoesNotFitIsRefusedWithAFix) {
+  const std::string name = "a.b/" + std::string(59, 'n');
+  try {
+    parse_plugin_config(R"({"resources": [{"name": ")" + name + R"(", "devices": ["1:"]}]})");
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage);
+    EXPECT_EQ(e.context_value("key"), "resources[0].name") << e.what();
+    EXPECT_NE(e.message().find(name), std::string::npos) << e.what();
+    EXPECT_NE(e.message().find("108 bytes long, more than the 107"), std::string::npos) << e.what();
+    EXPECT_NE(e.hint().find("shorter name"), std::string::npos) << e.hint();
+    EXPECT_NE(e.hint().find("--plugin-dir"), std::string::npos) << e.hint();
+  }
 }
 
 struct Mistake {

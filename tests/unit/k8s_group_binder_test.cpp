@@ -51,14 +51,16 @@ const Drivers kRigHome{
     {"0000:00:01.0", std::nullopt}, {"0000:00:02.0", "nvme"}, {"0000:00:03.0", "e1000e"}};
 
 std::vector<ResourceGroups> rig_resources() {
-  return {{"vfiokit.io/nvme", {{2, {bdf("0000:00:02.0")}, -1}}, {}},
-          {"vfiokit.io/edu", {{1, {bdf("0000:00:01.0")}, -1}}, {}}};
+  return {{"vfiokit.io/nvme", {{2, {bdf("0000:00:02.0")}, {bdf("0000:00:02.0")}, -1}}, {}},
+          {"vfiokit.io/edu", {{1, {bdf("0000:00:01.0")}, {bdf("0000:00:01.0")}, -1}}, {}}};
 }
 
 TEST(K8sGroupBinder, BindsAGroupWithTheJournalAndGivesItBackAtTheEnd) {
   Host host("gpu-audio-group");
   const std::vector<ResourceGroups> resources{
-      {"vfiokit.io/gpu", {{1, {bdf("0000:01:00.0"), bdf("0000:01:00.1")}, -1}}, {}}};
+      {"vfiokit.io/gpu",
+       {{1, {bdf("0000:01:00.0"), bdf("0000:01:00.1")}, {bdf("0000:01:00.0")}, -1}},
+       {}}};
   {
     GroupBinder binder(host.paths, host.options());
     const auto outcomes = binder.take(resources);
@@ -85,7 +87,7 @@ TEST(K8sGroupBinder, BindsAGroupWithTheJournalAndGivesItBackAtTheEnd) {
 TEST(K8sGroupBinder, ARefusedGroupIsReportedNotThrownAndNothingIsWritten) {
   Host host("boot-vga");
   const std::vector<ResourceGroups> resources{
-      {"vfiokit.io/igpu", {{1, {bdf("0000:00:02.0")}, -1}}, {}}};
+      {"vfiokit.io/igpu", {{1, {bdf("0000:00:02.0")}, {bdf("0000:00:02.0")}, -1}}, {}}};
   GroupBinder binder(host.paths, host.options());
   const auto outcomes = binder.take(resources);
   ASSERT_EQ(outcomes.size(), 1u);
@@ -211,7 +213,7 @@ TEST(K8sGroupBinder, KeepBoundLeavesTheGroupsAndTheNextPluginAdoptsAndGivesThemB
 TEST(K8sGroupBinder, ADeviceOnVfioWithoutAJournalEntryIsAdoptedButNeverGivenBack) {
   Host host("vfio-in-use");
   const std::vector<ResourceGroups> resources{
-      {"vfiokit.io/nvme", {{11, {bdf("0000:06:00.0")}, -1}}, {}}};
+      {"vfiokit.io/nvme", {{11, {bdf("0000:06:00.0")}, {bdf("0000:06:00.0")}, -1}}, {}}};
   {
     GroupBinder binder(host.paths, host.options());
     const auto outcomes = binder.take(resources);

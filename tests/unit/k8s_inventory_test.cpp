@@ -61,19 +61,23 @@ TEST(K8sSelectGroups, EachMatchingFunctionBringsItsGroupWithItsEndpointsAndNumaN
                                       devices);
   ASSERT_EQ(selected.size(), 3u);
   EXPECT_EQ(selected[0].name, "vfiokit.io/nvme");
-  EXPECT_EQ(selected[0].groups, (std::vector<SelectedGroup>{{2, {bdf("0000:02:00.0")}, 0},
-                                                            {8, {bdf("0000:81:00.0")}, 1}}));
+  EXPECT_EQ(selected[0].groups,
+            (std::vector<SelectedGroup>{{2, {bdf("0000:02:00.0")}, {bdf("0000:02:00.0")}, 0},
+                                        {8, {bdf("0000:81:00.0")}, {bdf("0000:81:00.0")}, 1}}));
   ASSERT_EQ(selected[0].refused.size(), 1u);
   EXPECT_EQ(selected[0].refused[0].bdf, bdf("0000:05:00.0"));
   EXPECT_NE(selected[0].refused[0].problem.find("no IOMMU group"), std::string::npos);
   EXPECT_NE(selected[0].refused[0].fix.find("intel_iommu=on"), std::string::npos);
   EXPECT_NE(selected[0].refused[0].fix.find("amd_iommu=on"), std::string::npos);
 
-  // The bridge stays out of the members; the audio function comes with the GPU.
+  // The bridge stays out of the members; the audio function comes with the GPU, but only the
+  // GPU is what the resource selected.
   EXPECT_EQ(selected[1].groups,
-            (std::vector<SelectedGroup>{{1, {bdf("0000:01:00.0"), bdf("0000:01:00.1")}, 0}}));
+            (std::vector<SelectedGroup>{
+                {1, {bdf("0000:01:00.0"), bdf("0000:01:00.1")}, {bdf("0000:01:00.0")}, 0}}));
   EXPECT_TRUE(selected[1].refused.empty());
-  EXPECT_EQ(selected[2].groups, (std::vector<SelectedGroup>{{3, {bdf("0000:00:03.0")}, -1}}));
+  EXPECT_EQ(selected[2].groups,
+            (std::vector<SelectedGroup>{{3, {bdf("0000:00:03.0")}, {bdf("0000:00:03.0")}, -1}}));
 }
 
 TEST(K8sSelectGroups, MembersOnDifferentNodesMakeTheGroupsNodeUnknown) {
@@ -135,6 +139,9 @@ TEST(K8sSelectGroups, VendorOrDeviceAloneMatchesAndNothingMatchedIsEmpty) {
                                       devices);
   EXPECT_EQ(selected[0].groups.size(), 1u);
   EXPECT_EQ(selected[0].groups[0].group, 1u);
+  // "10de:" matches the GPU and its audio function alike: both are selected.
+  EXPECT_EQ(selected[0].groups[0].selected,
+            (std::vector<pci::Bdf>{bdf("0000:01:00.0"), bdf("0000:01:00.1")}));
   EXPECT_EQ(selected[1], (ResourceGroups{"a.io/none", {}, {}}));
 }
 
@@ -149,7 +156,9 @@ TEST(K8sSelectGroups, OrderIsByAddressWhateverTheInputOrder) {
 }
 
 // assess_group: the group 1 of host() as the plugin holds it.
-SelectedGroup gpu_group() { return {1, {bdf("0000:01:00.0"), bdf("0000:01:00.1")}, 0}; }
+SelectedGroup gpu_group() {
+  return {1, {bdf("0000:01:00.0"), bdf("0000:01:00.1")}, {bdf("0000:01:00.0")}, 0};
+}
 std::vector<pci::PciDevice> gpu_group_on_vfio() {
   return {function("0000:00:01.0", 0x8086, 0x1901, 0x060400, 1, "pcieport"),
           function("0000:01:00.0", 0x10de, 0x1b80, 0x030000, 1, "vfio-pci", 0),
@@ -159,7 +168,8 @@ std::vector<pci::PciDevice> gpu_group_on_vfio() {
 TEST(K8sAssessGroup, HealthyWhenEveryMemberIsOnVfioTheGroupViableAndTheNodeThere) {
   const auto present = gpu_group_on_vfio();
   const GroupDevice device = assess_group(gpu_group(), present, true);
-  EXPECT_EQ(device, (GroupDevice{"0000:01:00.0", 1, gpu_group().members, 0, Health::healthy, ""}));
+  EXPECT_EQ(device, (GroupDevice{"0000:01:00.0", 1, gpu_group().members, gpu_group().selected, 0,
+                                 Health::healthy, ""}));
 }
 
 struct Sickness {
@@ -213,7 +223,7 @@ INSTANTIATE_TEST_SUITE_P(
 struct RigWithNvmeOnVfio {
   RigWithNvmeOnVfio() : copy(test::fixture("sysfs/rig")), paths(copy.paths()), kernel(paths) {
     move("0000:00:02.0", "nvme", "vfio-pci");
-    selection = {{"vfiokit.io/nvme", {{2, {bdf("0000:00:02.0")}, -1}}, {}}};
+    selection = {{"vfiokit.io/nvme", {{2, {bdf("0000:00:02.0")}, {bdf("0000:00:02.0")}, -1}}, {}}};
   }
   void move(const char* device, const char* from, const char* to) {
     kernel.write(paths.sys / "bus/pci/devices" / device / "driver_override", to, std::nullopt);
@@ -236,8 +246,13 @@ struct RigWithNvmeOnVfio {
 
 TEST(K8sAssess, ANvmeOnVfioPciIsHealthy) {
   RigWithNvmeOnVfio rig;
-  EXPECT_EQ(rig.nvme(),
-            (GroupDevice{"0000:00:02.0", 2, {bdf("0000:00:02.0")}, -1, Health::healthy, ""}));
+  EXPECT_EQ(rig.nvme(), (GroupDevice{"0000:00:02.0",
+                                     2,
+                                     {bdf("0000:00:02.0")},
+                                     {bdf("0000:00:02.0")},
+                                     -1,
+                                     Health::healthy,
+                                     ""}));
 }
 
 TEST(K8sAssess, ARemovedDeviceIsUnhealthyNotAnError) {
@@ -273,7 +288,8 @@ TEST(K8sAssess, AMissingGroupNodeIsUnhealthy) {
 TEST(K8sAssess, DevicesAreSortedById) {
   RigWithNvmeOnVfio rig;
   rig.move("0000:00:03.0", "e1000e", "vfio-pci");
-  rig.selection[0].groups = {{3, {bdf("0000:00:03.0")}, -1}, {2, {bdf("0000:00:02.0")}, -1}};
+  rig.selection[0].groups = {{3, {bdf("0000:00:03.0")}, {bdf("0000:00:03.0")}, -1},
+                             {2, {bdf("0000:00:02.0")}, {bdf("0000:00:02.0")}, -1}};
   const auto resources = assess(rig.paths, rig.selection);
   ASSERT_EQ(resources.at(0).devices.size(), 2u);
   EXPECT_EQ(resources[0].devices[0].id, "0000:00:02.0");
@@ -289,8 +305,10 @@ TEST(K8sSelectGroups, OnTheRigsTreeNvmeEduAndTheNicAreGroupsOfTheirOwn) {
         {"name": "vfiokit.io/edu", "devices": ["1234:11e8"]},
         {"name": "vfiokit.io/sata", "classes": ["0106"]}]})"),
                                       devices);
-  EXPECT_EQ(selected[0].groups, (std::vector<SelectedGroup>{{2, {bdf("0000:00:02.0")}, -1}}));
-  EXPECT_EQ(selected[1].groups, (std::vector<SelectedGroup>{{1, {bdf("0000:00:01.0")}, -1}}));
+  EXPECT_EQ(selected[0].groups,
+            (std::vector<SelectedGroup>{{2, {bdf("0000:00:02.0")}, {bdf("0000:00:02.0")}, -1}}));
+  EXPECT_EQ(selected[1].groups,
+            (std::vector<SelectedGroup>{{1, {bdf("0000:00:01.0")}, {bdf("0000:00:01.0")}, -1}}));
   // The ICH9 SATA controller shares group 4 with the LPC bridge and the SMBus controller.
   EXPECT_TRUE(selected[2].groups.empty());
   ASSERT_EQ(selected[2].refused.size(), 1u);

@@ -38,6 +38,7 @@ GroupDevice device(std::string id, unsigned group, std::vector<pci::Bdf> members
   d.id = std::move(id);
   d.group = group;
   d.members = std::move(members);
+  d.selected = {d.members.front()};  // what the resource's selectors matched: the first function
   d.numa_node = numa_node;
   d.health = health;
   if (health == Health::unhealthy) d.reason = d.id + " is bound to nvme, not vfio-pci";
@@ -200,13 +201,16 @@ TEST_F(PluginServerTest, MustIncludeLargerThanTheSizeIsInvalid) {
   EXPECT_FALSE(answer.status.error_message().empty());
 }
 
-TEST_F(PluginServerTest, PreferredAllocationOfAnUnknownIdIsInvalidAndNamesIt) {
+// kubelet fails the pod's admission on an error here: an available ID the plugin does not know
+// is only never preferred (this used to be INVALID_ARGUMENT).
+TEST_F(PluginServerTest, PreferredAllocationLeavesAnUnknownAvailableIdAlone) {
   PluginServer server(paths, dir.path(), std::string(kResource), board);
   PluginClient client(plugin_socket());
-  const auto answer = client.preferred({"0000:01:00.0", "0000:09:00.0"}, {}, 1);
-  EXPECT_EQ(answer.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(answer.status.error_message().find("0000:09:00.0"), std::string::npos)
-      << answer.status.error_message();
+  const auto answer = client.preferred({"0000:09:00.0", "0000:01:00.0"}, {}, 1);
+  ASSERT_TRUE(answer.status.ok()) << answer.status.error_message();
+  ASSERT_EQ(answer.response.container_responses_size(), 1);
+  EXPECT_EQ(ids_of(answer.response.container_responses(0).deviceids()),
+            (std::set<std::string>{"0000:01:00.0"}));
 }
 
 TEST_F(PluginServerTest, AllocateAnswersDeviceNodesAndThePciResourceVariable) {
@@ -224,8 +228,9 @@ TEST_F(PluginServerTest, AllocateAnswersDeviceNodesAndThePciResourceVariable) {
   EXPECT_EQ(one.devices(1).container_path(), "/dev/vfio/8");
   EXPECT_EQ(one.devices(1).host_path(), (paths.dev / "vfio/8").string());
   EXPECT_EQ(one.devices(1).permissions(), "rw");
-  ASSERT_EQ(one.envs_size(), 1);
-  EXPECT_EQ(one.envs().at("PCI_RESOURCE_VFIOKIT_IO_NVME"), "0000:02:00.0,0000:02:00.1");
+  ASSERT_EQ(one.envs_size(), 2);
+  EXPECT_EQ(one.envs().at("PCI_RESOURCE_VFIOKIT_IO_NVME"), "0000:02:00.0");
+  EXPECT_EQ(one.envs().at("VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_NVME"), "0000:02:00.0,0000:02:00.1");
   EXPECT_EQ(one.mounts_size(), 0);
 
   const auto& two = answer.response.container_responses(1);
@@ -233,6 +238,7 @@ TEST_F(PluginServerTest, AllocateAnswersDeviceNodesAndThePciResourceVariable) {
   EXPECT_EQ(two.devices(1).container_path(), "/dev/vfio/7");
   EXPECT_EQ(two.devices(2).container_path(), "/dev/vfio/9");
   EXPECT_EQ(two.envs().at("PCI_RESOURCE_VFIOKIT_IO_NVME"), "0000:01:00.0,0000:03:00.0");
+  EXPECT_EQ(two.envs().at("VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_NVME"), "0000:01:00.0,0000:03:00.0");
 }
 
 TEST_F(PluginServerTest, AllocateRefusesAnIdItDoesNotOwnAndNamesIt) {

@@ -54,6 +54,7 @@ Json preview_json(const DevicePluginArgs& args, const k8s::PluginConfig& config,
           {{"id", group.members.empty() ? "" : group.members.front().to_string()},
            {"iommu_group", group.group},
            {"members", bdf_strings(group.members)},
+           {"selected", bdf_strings(group.selected)},
            {"numa_node", group.numa_node < 0 ? Json(nullptr) : Json(group.numa_node)}});
     }
     Json refused = Json::array();
@@ -83,7 +84,8 @@ void print_preview(std::ostream& out, const DevicePluginArgs& args,
         << k8s::plugin_socket_name(resource.name) << "\n";
     for (const auto& group : resource.groups) {
       out << "  " << (group.members.empty() ? "" : group.members.front().to_string()) << "  group "
-          << group.group << "  members " << join(bdf_strings(group.members), ",") << "  numa "
+          << group.group << "  members " << join(bdf_strings(group.members), ",") << "  selected "
+          << join(bdf_strings(group.selected), ",") << "  numa "
           << (group.numa_node < 0 ? std::string("-") : std::to_string(group.numa_node)) << "\n";
     }
     for (const auto& refusal : resource.refused) {
