@@ -13,6 +13,7 @@
 #include "fuzz/fuzz.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/k8s/config.h"
+#include "vfiokit/k8s/names.h"
 
 namespace vfiokit::k8s {
 namespace {
@@ -51,8 +52,14 @@ std::string render(const PluginConfig& config) {
 void check(const PluginConfig& config) {
   FUZZ_CHECK(!config.resources.empty());
   std::set<std::string> names;
+  std::set<std::string> sockets;
+  std::set<std::string> variables;
   for (const auto& resource : config.resources) {
     FUZZ_CHECK(names.insert(resource.name).second);
+    // Two resources must never share a socket or KubeVirt's variable (one would serve or
+    // name the other's devices), and the socket must fit under kubelet's default directory.
+    FUZZ_CHECK(sockets.insert(plugin_socket_name(resource.name)).second);
+    FUZZ_CHECK(variables.insert(pci_resource_variable(resource.name)).second);
     const std::size_t slash = resource.name.find('/');
     FUZZ_CHECK(slash != std::string::npos && slash > 0 && slash + 1 < resource.name.size());
     FUZZ_CHECK(resource.name.find('/', slash + 1) == std::string::npos);

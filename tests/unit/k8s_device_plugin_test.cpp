@@ -27,6 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using test::find_device;
 using test::KubeletStandIn;
 using test::PluginClient;
 using Write = test::FakeKernel::Write;
@@ -66,12 +67,6 @@ const std::vector<Write> kBindWrites{
 pci::Bdf bdf(const char* text) { return *pci::parse_bdf(text); }
 
 fs::path source_dir() { return fs::path(VFIOKIT_FIXTURES).parent_path().parent_path(); }
-
-const v1beta1::Device* find(const v1beta1::ListAndWatchResponse& list, std::string_view id) {
-  const auto it = std::find_if(list.devices().begin(), list.devices().end(),
-                               [&](const v1beta1::Device& d) { return d.id() == id; });
-  return it == list.devices().end() ? nullptr : &*it;
-}
 
 class DevicePluginTest : public ::testing::Test {
  protected:
@@ -298,7 +293,7 @@ TEST_F(DevicePluginTest, ListAndWatchShowsTheDevicesAndADriverChangeMakesOneUnhe
   plugin->check_now();
   const auto nvme_update = nvme->next(kWait);
   ASSERT_TRUE(nvme_update.has_value());
-  EXPECT_EQ(find(*nvme_update, kNvme)->health(), "Unhealthy");
+  EXPECT_EQ(find_device(*nvme_update, kNvme)->health(), "Unhealthy");
   const auto later = events_of(Kind::health);
   ASSERT_EQ(later.size(), 2u);
   EXPECT_EQ(later[1].resource, "vfiokit.io/nvme");
@@ -310,7 +305,7 @@ TEST_F(DevicePluginTest, ListAndWatchShowsTheDevicesAndADriverChangeMakesOneUnhe
   plugin->check_now();
   const auto gone = nvme->next(kWait);
   ASSERT_TRUE(gone.has_value());
-  EXPECT_EQ(find(*gone, kNvme)->health(), "Unhealthy");
+  EXPECT_EQ(find_device(*gone, kNvme)->health(), "Unhealthy");
   ASSERT_EQ(events_of(Kind::health).size(), 3u);
   EXPECT_NE(events_of(Kind::health)[2].detail.find("0000:00:02.0 is gone from the bus"),
             std::string::npos)
@@ -330,8 +325,9 @@ TEST_F(DevicePluginTest, AllocateAnswersTheGroupsNodesAndThePciResourceVariable)
   EXPECT_EQ(container.devices(1).container_path(), "/dev/vfio/2");
   EXPECT_EQ(container.devices(1).host_path(), (paths.dev / "vfio/2").string());
   EXPECT_TRUE(fs::exists(container.devices(1).host_path()));  // the fake kernel's node
-  ASSERT_EQ(container.envs_size(), 1);
+  ASSERT_EQ(container.envs_size(), 2);
   EXPECT_EQ(container.envs().at("PCI_RESOURCE_VFIOKIT_IO_NVME"), kNvme);
+  EXPECT_EQ(container.envs().at("VFIOKIT_GROUP_MEMBERS_VFIOKIT_IO_NVME"), kNvme);
 
   PluginClient edu_client(socket("vfiokit.io/edu"));
   const auto edu = edu_client.allocate({{kEdu}});
@@ -533,7 +529,8 @@ TEST(DevicePluginCli, DryRunShowsWhatEachResourceSelectsAndBindsNothing) {
                                "PCI_RESOURCE_VFIOKIT_IO_NVME, socket vfiokit-vfiokit-io-nvme.sock"),
             std::string::npos)
       << result.output;
-  EXPECT_NE(result.output.find("  0000:00:02.0  group 2  members 0000:00:02.0  numa -"),
+  EXPECT_NE(result.output.find(
+                "  0000:00:02.0  group 2  members 0000:00:02.0  selected 0000:00:02.0  numa -"),
             std::string::npos)
       << result.output;
   EXPECT_NE(result.output.find("vfiokit.io/gpu: 0 devices"), std::string::npos) << result.output;

@@ -26,6 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using test::KubeletStandIn;
+using test::find_device;
 using test::PluginClient;
 
 // Bounded waits: generous enough for a loaded CI machine, and only ever the worst case.
@@ -57,12 +58,6 @@ Resource nvme() {
 
 std::set<std::string> ids_of(const google::protobuf::RepeatedPtrField<std::string>& ids) {
   return {ids.begin(), ids.end()};
-}
-
-const v1beta1::Device* find(const v1beta1::ListAndWatchResponse& list, std::string_view id) {
-  const auto it = std::find_if(list.devices().begin(), list.devices().end(),
-                               [&](const v1beta1::Device& d) { return d.id() == id; });
-  return it == list.devices().end() ? nullptr : &*it;
 }
 
 class PluginServerTest : public ::testing::Test {
@@ -146,16 +141,16 @@ TEST_F(PluginServerTest, ListAndWatchSendsEveryDeviceWithHealthAndNumaNode) {
   const auto list = stream->next(kWait);
   ASSERT_TRUE(list.has_value());
   ASSERT_EQ(list->devices_size(), 4);
-  const v1beta1::Device* first = find(*list, "0000:01:00.0");
+  const v1beta1::Device* first = find_device(*list, "0000:01:00.0");
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(first->health(), "Healthy");
   ASSERT_EQ(first->topology().nodes_size(), 1);
   EXPECT_EQ(first->topology().nodes(0).id(), 0);
-  const v1beta1::Device* second = find(*list, "0000:02:00.0");
+  const v1beta1::Device* second = find_device(*list, "0000:02:00.0");
   ASSERT_NE(second, nullptr);
   ASSERT_EQ(second->topology().nodes_size(), 1);
   EXPECT_EQ(second->topology().nodes(0).id(), 1);
-  const v1beta1::Device* unknown_node = find(*list, "0000:04:00.0");
+  const v1beta1::Device* unknown_node = find_device(*list, "0000:04:00.0");
   ASSERT_NE(unknown_node, nullptr);
   EXPECT_EQ(unknown_node->health(), "Unhealthy");
   EXPECT_FALSE(unknown_node->has_topology());  // no node claimed the platform did not give
@@ -178,8 +173,8 @@ TEST_F(PluginServerTest, AHealthChangeOnTheBoardReachesAnOpenStream) {
   const auto update = stream->next(kWait);
   ASSERT_TRUE(update.has_value());
   ASSERT_EQ(update->devices_size(), 4);
-  EXPECT_EQ(find(*update, "0000:01:00.0")->health(), "Unhealthy");
-  EXPECT_EQ(find(*update, "0000:02:00.0")->health(), "Healthy");
+  EXPECT_EQ(find_device(*update, "0000:01:00.0")->health(), "Unhealthy");
+  EXPECT_EQ(find_device(*update, "0000:02:00.0")->health(), "Healthy");
 }
 
 TEST_F(PluginServerTest, PreferredAllocationKeepsToOneNumaNode) {

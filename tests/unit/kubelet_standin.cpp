@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <utility>
 
@@ -205,6 +206,12 @@ RpcResult<v1beta1::PreStartContainerResponse> PluginClient::pre_start(
   RpcResult<v1beta1::PreStartContainerResponse> result;
   result.status = stub_->PreStartContainer(&context, request, &result.response);
   return result;
+}
+
+const v1beta1::Device* find_device(const v1beta1::ListAndWatchResponse& list, std::string_view id) {
+  const auto it = std::find_if(list.devices().begin(), list.devices().end(),
+                               [&](const v1beta1::Device& d) { return d.id() == id; });
+  return it == list.devices().end() ? nullptr : &*it;
 }
 
 }  // namespace vfiokit::test

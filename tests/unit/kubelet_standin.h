@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -97,6 +98,9 @@ class DeviceListStream {
   std::optional<grpc::Status> end_;
   std::thread thread_;  // last: started once everything it uses exists
 };
+
+// The device with `id` in a list the plugin sent, or nullptr.
+const v1beta1::Device* find_device(const v1beta1::ListAndWatchResponse& list, std::string_view id);
 
 // kubelet as a client of a plugin's socket.
 class PluginClient {

@@ -470,15 +470,18 @@ kubelet is not there, and registering again after kubelet restarts. ListAndWatch
 device Healthy while every member is on the bus, on vfio-pci, its group viable and /dev/vfio/N
 there; sysfs is read again on every PCI uevent and every `--health-interval`.
 GetPreferredAllocation keeps to one NUMA node where it can; Allocate gives /dev/vfio/vfio and
-/dev/vfio/N (rw) and `PCI_RESOURCE_<RESOURCE>` (`vfiokit.io/nvme`: `PCI_RESOURCE_VFIOKIT_IO_NVME`)
-with the members' addresses, the variable KubeVirt reads.
+/dev/vfio/N (rw), `PCI_RESOURCE_<RESOURCE>` (`vfiokit.io/nvme`: `PCI_RESOURCE_VFIOKIT_IO_NVME`,
+KubeVirt's name for it) with the addresses of the functions the resource selected, one per
+device as KubeVirt expects, and `VFIOKIT_GROUP_MEMBERS_<RESOURCE>` with every member of the
+allocated groups (a GPU's audio function too).
 
 It prints one line per event (a group taken or refused, a registration, a health change, kubelet
 restarting, each device going home). On SIGTERM or SIGINT it stops serving, then gives every group
 it took back to its original driver (unless `--keep-bound` or `"keepBound": true`). `--dry-run`
 prints what each resource selects and what is refused, changing nothing; `--json` (only with
 `--dry-run`) prints `{"config", "plugin_dir", "keep_bound", "resources": [{"name",
-"environment_variable", "socket", "devices": [{"id", "iommu_group", "members", "numa_node"}],
+"environment_variable", "socket", "devices": [{"id", "iommu_group", "members", "selected",
+"numa_node"}],
 "refused": [{"bdf", "problem", "fix"}]}]}`.
 
 The serving is done by a program of its own, /usr/libexec/vfiokit/vfiokit-device-plugin (beside
