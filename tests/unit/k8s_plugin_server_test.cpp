@@ -25,8 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using test::KubeletStandIn;
 using test::find_device;
+using test::KubeletStandIn;
 using test::PluginClient;
 
 // Bounded waits: generous enough for a loaded CI machine, and only ever the worst case.
