@@ -15,7 +15,7 @@
 #include <cstring>
 #include <thread>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 
@@ -202,9 +202,9 @@ ChildProcess::~ChildProcess() {
   try {
     if (wait_for(std::chrono::seconds(1))) return;
   } catch (const Error& e) {
-    spdlog::debug("{}", e.what());
+    log::debug("{}", e.what());
   }
-  spdlog::warn("process {} does not end (blocked in the kernel); leaving it", pid_);
+  log::warn("process {} does not end (blocked in the kernel); leaving it", pid_);
   abandon();
 }
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 namespace vfiokit {
 namespace {
@@ -23,7 +23,7 @@ constexpr std::string_view kEraseLine = "\r\033[K";  // carriage return, erase t
 }  // namespace
 
 bool ProgressLine::wanted() noexcept {
-  return ::isatty(STDERR_FILENO) == 1 && spdlog::get_level() == spdlog::level::warn;
+  return ::isatty(STDERR_FILENO) == 1 && log::level() == LogLevel::warn;
 }
 
 void ProgressLine::show(std::string_view text) noexcept {

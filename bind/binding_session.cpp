@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/bind/lock.h"
@@ -33,7 +33,7 @@ BindingSession::~BindingSession() {
   try {
     restore();
   } catch (const Error& e) {
-    spdlog::error("{} ({})", e.what(), e.hint());
+    log::error("{} ({})", e.what(), e.hint());
   }
 }
 

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
 #include "vfiokit/base/signals.h"
+#include "vfiokit/base/text.h"
 #include "vfiokit/iommu/group.h"
 #include "vfiokit/pci/device.h"
 
@@ -74,6 +76,49 @@ class Executor {
     return std::nullopt;
   }
 
+  // A device that had no IOMMU group before vfio-pci probed it (PlannedDevice::learns_group):
+  // the group it joined, once every member of it is known to be in `plan` (or a bridge that
+  // stays on a driver keeping the group viable). A member this bind does not move would share
+  // an IOMMU domain with the device handed to user space.
+  unsigned learn_group(const PlannedDevice& device, const Plan& plan) {
+    const std::string name = device.bdf.to_string();
+    const auto group = pci::read_pci_device(paths_, device.bdf).iommu_group;
+    if (!group) {
+      throw Error("bind", name +
+                              " has no IOMMU group even on vfio-pci: the IOMMU does not cover "
+                              "it, so VFIO cannot isolate its DMA")
+          .with("bdf", name)
+          .hint("see dmesg for the IOMMU driver's messages about " + name);
+    }
+    std::vector<std::string> outsiders;
+    std::vector<std::string> everyone;
+    for (const auto& member : iommu::read_iommu_group(paths_, *group).devices) {
+      const bool planned = std::any_of(plan.devices.begin(), plan.devices.end(),
+                                       [&](const PlannedDevice& d) { return d.bdf == member; });
+      const pci::PciDevice facts = pci::read_pci_device(paths_, member);
+      const bool stays = facts.is_bridge() &&
+                         (!facts.driver || iommu::driver_keeps_group_viable(*facts.driver, true));
+      if (!stays) everyone.push_back(member.to_string());
+      if (!planned && !stays) {
+        outsiders.push_back(member.to_string() + " (on " + describe_driver(facts.driver) + ")");
+      }
+    }
+    if (!outsiders.empty()) {
+      throw Error("bind", name + " joined IOMMU group " + std::to_string(*group) +
+                              " when vfio-pci probed it, and that group also holds " +
+                              join(outsiders, ", ") + ", which this bind does not move")
+          .with("bdf", name)
+          .with("group", std::to_string(*group))
+          .hint("bind the whole group at once: vfiokit bind " + join(everyone, " "));
+    }
+    if (auto entry = journal_.find(device.bdf)) {
+      entry->group = *group;
+      journal_.record(*entry);
+    }
+    log::info("{} joined IOMMU group {} when vfio-pci probed it", name, *group);
+    return *group;
+  }
+
   void move_to_target(const PlannedDevice& device) {
     const std::string& target = *device.target_driver;
     step("override", device.bdf);
@@ -112,8 +157,8 @@ class Executor {
           ops_.write(drivers_dir(paths_) / *driver / "bind", bdf.to_string());
           bound = pci::read_driver(paths_, bdf).has_value();
         } catch (const Error& e) {
-          spdlog::warn("binding {} to {} directly failed ({}); trying drivers_probe",
-                       bdf.to_string(), *driver, e.what());
+          log::warn("binding {} to {} directly failed ({}); trying drivers_probe", bdf.to_string(),
+                    *driver, e.what());
         }
       }
       if (!bound) probe(bdf, driver ? options_.probe_attempts : 1);
@@ -182,6 +227,7 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
   Executor executor(paths, ops, journal, options);
   ExecuteResult result;
   const auto moves = plan.moves();
+  std::map<pci::Bdf, unsigned> learned;  // devices that got their IOMMU group from the probe
   std::vector<unsigned> groups;
   for (const auto& device : plan.devices) {
     if (device.group && device.action != PlannedAction::stay &&
@@ -199,9 +245,15 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
                       options.pid});
     }
     if (!moves.empty()) executor.ensure_driver_registered(*moves.front()->target_driver);
-    for (const auto* device : moves) executor.move_to_target(*device);
+    for (const auto* device : moves) {
+      executor.move_to_target(*device);
+      if (!device->learns_group) continue;
+      const unsigned group = executor.learn_group(*device, plan);
+      learned.emplace(device->bdf, group);
+      if (std::find(groups.begin(), groups.end(), group) == groups.end()) groups.push_back(group);
+    }
     for (unsigned group : groups) executor.wait_for_group_node(group);
-    spdlog::debug("group nodes ready");
+    log::debug("group nodes ready");
     for (const auto* device : moves) {
       auto entry = journal.find(device->bdf);
       entry->state = JournalState::bound;
@@ -224,7 +276,7 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
         journal.remove(device->bdf);
       } catch (const Error& e) {
         all_home = false;
-        spdlog::warn("{}", e.what());
+        log::warn("{}", e.what());
       }
       failure.with(device->bdf.to_string(),
                    "unchanged, still on " + describe_driver(device->current_driver));
@@ -238,10 +290,13 @@ ExecuteResult execute_bind(const HostPaths& paths, const Plan& plan, SysfsOps& o
   }
   for (const auto& device : plan.devices) {
     const bool moved = device.action == PlannedAction::move;
-    result.devices.push_back(
-        {device.bdf, true,
-         moved ? "moved " + describe_driver(device.current_driver) + " -> " + *device.target_driver
-               : device.note});
+    std::string detail =
+        moved ? "moved " + describe_driver(device.current_driver) + " -> " + *device.target_driver
+              : device.note;
+    if (const auto it = learned.find(device.bdf); it != learned.end()) {
+      detail += " (joined IOMMU group " + std::to_string(it->second) + " on the probe)";
+    }
+    result.devices.push_back({device.bdf, true, std::move(detail)});
   }
   result.groups = groups;
   return result;

@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <thread>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
@@ -136,8 +136,8 @@ StateLock::StateLock(const fs::path& run_dir, const LockOptions& options) {
     }
     if (!announced) {
       const auto pid = read_recorded_pid(fd_.get());
-      spdlog::warn("waiting for another vfiokit process (pid {}) to finish",
-                   pid ? std::to_string(*pid) : "?");
+      log::warn("waiting for another vfiokit process (pid {}) to finish",
+                pid ? std::to_string(*pid) : "?");
       announced = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

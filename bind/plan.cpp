@@ -4,6 +4,7 @@
 #include <set>
 
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/iommu/group.h"
 
@@ -133,7 +134,23 @@ std::string closure_note(bool requested, const PlannedDevice& device) {
   return "shares IOMMU group " + std::to_string(device.group.value_or(0));
 }
 
+constexpr const char* kLearnsGroupNote =
+    "no IOMMU group until a driver probes it (a device-tree host): vfio-pci's probe gives it one, "
+    "and every member of that group must be in this bind";
+
+std::string no_group_reason(const HostView& view, const pci::PciDevice& dev) {
+  if (!view.iommu_active)
+    return "it has no IOMMU group: the IOMMU is off, so VFIO cannot isolate its DMA";
+  return "it has no IOMMU group although an IOMMU is active and " +
+         (dev.driver ? "it is bound to " + *dev.driver : std::string("it is a bridge")) +
+         ": the IOMMU does not cover it, so VFIO cannot isolate its DMA";
+}
+
 }  // namespace
+
+bool groupless_until_probed(const HostView& view, const pci::PciDevice& dev) noexcept {
+  return view.iommu_active && !dev.iommu_group && !dev.driver && !dev.is_bridge();
+}
 
 std::string_view to_string(Check check) noexcept {
   switch (check) {
@@ -316,6 +333,7 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
   if (depth == pci::ConfigDepth::full) {
     for (const auto& bdf : requested) gather_rom(paths, view, view.devices.at(bdf));
   }
+  view.iommu_active = !list_dir(paths.sys / "class/iommu").empty();
   return view;
 }
 
@@ -338,8 +356,12 @@ Plan plan_bind(const HostView& view, std::span<const pci::Bdf> requested, const 
     item.note = closure_note(requested_here, item);
 
     if (!dev.iommu_group) {
-      refuse(plan, bdf, Check::iommu,
-             "it has no IOMMU group: the IOMMU is off, so VFIO cannot isolate its DMA", force);
+      if (groupless_until_probed(view, dev)) {
+        item.learns_group = true;
+        item.note = std::string(requested_here ? "requested; " : "") + kLearnsGroupNote;
+      } else {
+        refuse(plan, bdf, Check::iommu, no_group_reason(view, dev), force);
+      }
     }
     if (dev.is_bridge()) {
       item.action = PlannedAction::stay;

@@ -89,6 +89,10 @@ struct GroupFacts {
 struct HostView {
   std::map<pci::Bdf, DeviceFacts> devices;  // the requested devices and their group members
   std::map<unsigned, GroupFacts> groups;
+  // An IOMMU unit is registered (/sys/class/iommu is not empty). A device with no group on such
+  // a host is either not covered by it, or, on a device-tree host (arm64), not yet probed: the
+  // kernel configures a device's IOMMU when a driver probes it, and only then gives it a group.
+  bool iommu_active = false;
 };
 
 // Reads the requested devices and every member of their IOMMU groups. Throws Error (exit 1)
@@ -98,6 +102,11 @@ struct HostView {
 HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requested,
                           const Journal& journal, int self_pid,
                           pci::ConfigDepth depth = pci::ConfigDepth::header);
+
+// A driverless endpoint with no IOMMU group on a host whose IOMMU is active: on a device-tree
+// host its group comes with a driver's probe (HostView::iommu_active). bind lets vfio-pci probe
+// it and checks the group it joins (PlannedDevice::learns_group).
+bool groupless_until_probed(const HostView& view, const pci::PciDevice& dev) noexcept;
 
 enum class PlannedAction {
   move,     // to the target driver (bind) or back to its original driver (unbind/restore)
@@ -121,6 +130,10 @@ struct PlannedDevice {
   std::optional<std::string> original_driver;
   std::optional<std::string> original_override;
   std::string note;  // why it is in the plan, or why it stays
+  // A driverless device with no IOMMU group on a host whose IOMMU is active (group unknown):
+  // vfio-pci's probe gives it its group, and execute_bind then checks that every member of that
+  // group is in this plan before going on (device-tree hosts configure the IOMMU at probe).
+  bool learns_group = false;
 };
 
 struct Refusal {

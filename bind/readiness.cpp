@@ -12,15 +12,28 @@
 namespace vfiokit::bind {
 namespace {
 
-CheckResult check_iommu(const pci::PciDevice& dev) {
+CheckResult check_iommu(const HostView& view, const pci::PciDevice& dev) {
   if (dev.iommu_group) {
     return {"iommu", CheckStatus::pass, "in IOMMU group " + std::to_string(*dev.iommu_group), {}};
+  }
+  if (groupless_until_probed(view, dev)) {
+    return {"iommu", CheckStatus::warn,
+            "no IOMMU group yet: the IOMMU is active, and this host (device-tree) gives a device "
+            "its group when a driver probes it",
+            "`vfiokit bind " + dev.bdf.to_string() +
+                "` lets vfio-pci probe it, then checks the group it joins"};
   }
   return {"iommu", CheckStatus::fail, "no IOMMU group: the IOMMU is off or does not cover it",
           "enable the IOMMU (see `vfiokit doctor`)"};
 }
 
 CheckResult check_group(const HostView& view, const pci::PciDevice& dev) {
+  if (groupless_until_probed(view, dev)) {
+    return {"group-viable",
+            CheckStatus::warn,
+            "unknown until a driver probes it (no IOMMU group yet)",
+            {}};
+  }
   if (!dev.iommu_group) return {"group-viable", CheckStatus::fail, "no IOMMU group", {}};
   const GroupFacts& group = view.groups.at(*dev.iommu_group);
   std::vector<pci::PciDevice> members;
@@ -404,7 +417,7 @@ std::vector<CheckResult> assess_readiness(const HostView& view, const pci::Bdf& 
                                           const iommu::HostIommu& host) {
   const DeviceFacts& facts = view.devices.at(bdf);
   const pci::PciDevice& dev = facts.device;
-  std::vector<CheckResult> checks = {check_iommu(dev),
+  std::vector<CheckResult> checks = {check_iommu(view, dev),
                                      check_group(view, dev),
                                      check_header(dev),
                                      check_sriov(dev),

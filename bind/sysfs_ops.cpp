@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
@@ -64,7 +64,7 @@ void write_in_child(const std::filesystem::path& attribute, std::string_view val
 
 void LiveSysfsOps::write(const std::filesystem::path& attribute, std::string_view value,
                          std::optional<std::chrono::milliseconds> timeout) {
-  spdlog::debug("sysfs: {} <- {}", attribute.string(), trim(value));
+  log::debug("sysfs: {} <- {}", attribute.string(), trim(value));
   if (timeout) {
     write_in_child(attribute, value, *timeout);
   } else {
@@ -73,7 +73,7 @@ void LiveSysfsOps::write(const std::filesystem::path& attribute, std::string_vie
 }
 
 void LiveSysfsOps::load_module(std::string_view name) {
-  spdlog::info("loading kernel module {}", name);
+  log::info("loading kernel module {}", name);
   vfiokit::load_module(name);
 }
 

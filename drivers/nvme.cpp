@@ -5,7 +5,7 @@
 #include <cstring>
 #include <thread>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -100,10 +100,10 @@ void NvmeController::disable() noexcept {
   try {
     bar0_.write32(nvme::kRegConfig, 0);
     if (!wait_ready(false, std::chrono::milliseconds(2000))) {
-      spdlog::warn("{}: NVMe controller did not stop", device_->bdf().to_string());
+      log::warn("{}: NVMe controller did not stop", device_->bdf().to_string());
     }
   } catch (const Error& e) {
-    spdlog::warn("{}", e.what());
+    log::warn("{}", e.what());
   }
 }
 

@@ -21,7 +21,7 @@
 #include <optional>
 #include <vector>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "fuzz/fuzz.h"
 #include "tests/unit/config_builder.h"
@@ -241,7 +241,7 @@ class Guest {
 // The model logs what it refuses a guest (a BAR moved over another stays trapped): useful in a
 // run, noise at thousands of inputs a second.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  spdlog::set_level(spdlog::level::off);
+  log::set_level(LogLevel::off);
   return 0;
 }
 

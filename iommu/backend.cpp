@@ -2,7 +2,7 @@
 
 #include <cerrno>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -18,12 +18,12 @@ DmaMapping IommuBackend::map(const void* vaddr, std::uint64_t iova, std::uint64_
 void IommuBackend::release_all_mappings() noexcept {
   while (!live_.empty()) {
     DmaMapping* mapping = *live_.begin();
-    spdlog::warn("DMA mapping at IOVA {} ({} bytes) outlived its IOMMU backend; unmapping it",
-                 hex(mapping->iova()), mapping->size());
+    log::warn("DMA mapping at IOVA {} ({} bytes) outlived its IOMMU backend; unmapping it",
+              hex(mapping->iova()), mapping->size());
     try {
       unmap_raw(mapping->iova(), mapping->size());
     } catch (const Error& e) {
-      spdlog::error("{}", e.what());
+      log::error("{}", e.what());
     }
     mapping->detach();
   }
@@ -66,7 +66,7 @@ DmaMapping& DmaMapping::operator=(DmaMapping&& other) noexcept {
     try {
       unmap();
     } catch (const Error& e) {
-      spdlog::error("{}", e.what());
+      log::error("{}", e.what());
       detach();
     }
   }
@@ -87,7 +87,7 @@ DmaMapping::~DmaMapping() {
     unmap();
   } catch (const Error& e) {
     // A destructor cannot throw; the pages stay pinned until the container closes.
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
     detach();
   }
 }

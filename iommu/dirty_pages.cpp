@@ -4,7 +4,7 @@
 #include <cerrno>
 #include <utility>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -167,7 +167,7 @@ void DirtyPageLog::release_dirty_tracking() noexcept {
   try {
     tracking->stop();
   } catch (const Error& e) {
-    spdlog::warn("{}", e.what());
+    log::warn("{}", e.what());
     tracking->detach();
   }
 }

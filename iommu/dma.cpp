@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
@@ -115,7 +115,7 @@ DmaBuffer DmaBuffer::allocate(std::size_t size, const DmaBufferOptions& options)
   }
   DmaBuffer buffer(std::move(memory), backing);
   if (options.prefault) prefault(buffer.bytes(), buffer.page_size(), options.prefault_threads);
-  spdlog::debug("DMA buffer: {} in {} pages", human_size(buffer.size()), to_string(backing));
+  log::debug("DMA buffer: {} in {} pages", human_size(buffer.size()), to_string(backing));
   return buffer;
 }
 
@@ -141,7 +141,7 @@ void IovaLease::give_back() noexcept {
   try {
     allocator_->release(iova_, size_);
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
   }
   allocator_ = nullptr;
 }

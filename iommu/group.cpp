@@ -9,7 +9,7 @@
 #include <cstring>
 #include <utility>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
@@ -66,8 +66,8 @@ GroupNodeLease::~GroupNodeLease() {
   if (::fchownat(AT_FDCWD, node_.c_str(), previous_uid_, previous_gid_, AT_SYMLINK_NOFOLLOW) != 0 &&
       errno != ENOENT) {
     const int err = errno;
-    spdlog::warn("could not give {} back to {}:{}: {}", node_.string(), previous_uid_,
-                 previous_gid_, std::strerror(err));
+    log::warn("could not give {} back to {}:{}: {}", node_.string(), previous_uid_, previous_gid_,
+              std::strerror(err));
   }
 }
 

@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
@@ -142,7 +142,7 @@ UniqueFd Type1Backend::open_device(const pci::Bdf& bdf) {
             .hint("load vfio_iommu_type1");
       }
       do_ioctl(container_.fd(), uapi::kSetIommu, iommu_type_);
-      spdlog::debug("container uses {}", name());
+      log::debug("container uses {}", name());
     }
   }
   return group->device_fd(bdf);

@@ -1,6 +1,6 @@
 #include "vfiokit/k8s/device_plugin.h"
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include <algorithm>
 #include <optional>
@@ -115,7 +115,7 @@ DevicePlugin::~DevicePlugin() {
   try {
     stop();
   } catch (const std::exception& e) {
-    spdlog::error("device plugin: stopping: {}", e.what());
+    log::error("device plugin: stopping: {}", e.what());
   }
 }
 
@@ -163,17 +163,17 @@ void DevicePlugin::report_journal_strays() const {
             .ok = false});
     }
   } catch (const Error& e) {
-    spdlog::warn("device plugin: the binding journal could not be read: {}", e.what());
+    log::warn("device plugin: the binding journal could not be read: {}", e.what());
   }
 }
 
 void DevicePlugin::emit(PluginEvent event) const {
   if (event.ok) {
-    spdlog::info("device plugin: {} {} {}: {}", to_string(event.kind), event.resource,
-                 event.subject, event.detail);
+    log::info("device plugin: {} {} {}: {}", to_string(event.kind), event.resource, event.subject,
+              event.detail);
   } else {
-    spdlog::warn("device plugin: {} {} {}: {}", to_string(event.kind), event.resource,
-                 event.subject, event.detail);
+    log::warn("device plugin: {} {} {}: {}", to_string(event.kind), event.resource, event.subject,
+              event.detail);
   }
   if (options_.on_event) options_.on_event(event);
 }
@@ -269,8 +269,8 @@ void DevicePlugin::run() {
       uevents = UeventMonitor::open();
       waiter.add(uevents->fd(), 0);
     } catch (const Error& e) {
-      spdlog::warn("device plugin: no PCI uevents ({}); health is read every {} ms", e.what(),
-                   options_.health_interval.count());
+      log::warn("device plugin: no PCI uevents ({}); health is read every {} ms", e.what(),
+                options_.health_interval.count());
     }
   }
   check_now();

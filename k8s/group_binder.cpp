@@ -6,7 +6,7 @@
 #include <map>
 #include <utility>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/signals.h"
@@ -71,13 +71,13 @@ GroupBinder::~GroupBinder() {
   try {
     for (const auto& outcome : give_back()) {
       if (outcome.ok) {
-        spdlog::info("{}: {}", outcome.bdf.to_string(), outcome.detail);
+        log::info("{}: {}", outcome.bdf.to_string(), outcome.detail);
       } else {
-        spdlog::error("{}: {}", outcome.bdf.to_string(), outcome.detail);
+        log::error("{}: {}", outcome.bdf.to_string(), outcome.detail);
       }
     }
   } catch (const std::exception& e) {
-    spdlog::error("giving the device plugin's groups back: {}", e.what());
+    log::error("giving the device plugin's groups back: {}", e.what());
   }
 }
 
@@ -97,11 +97,11 @@ std::vector<GroupOutcome> GroupBinder::take(std::span<const ResourceGroups> reso
       outcomes.push_back(take_group(group));
       const auto& outcome = outcomes.back();
       if (outcome.held()) {
-        spdlog::info("{} group {}: {}: {}", resource.name, group.group, to_string(outcome.state),
-                     outcome.detail);
+        log::info("{} group {}: {}: {}", resource.name, group.group, to_string(outcome.state),
+                  outcome.detail);
       } else {
-        spdlog::warn("{} group {}: {}: {} ({})", resource.name, group.group,
-                     to_string(outcome.state), outcome.detail, outcome.fix);
+        log::warn("{} group {}: {}: {} ({})", resource.name, group.group, to_string(outcome.state),
+                  outcome.detail, outcome.fix);
       }
     }
   }
@@ -127,8 +127,8 @@ std::string GroupBinder::reconcile(const SelectedGroup& group, bind::Journal& jo
     }
   }
   if (cut_short.empty()) return {};
-  spdlog::warn("group {}: a bind of {} was cut short; taking them home first", group.group,
-               bdf_list(cut_short));
+  log::warn("group {}: a bind of {} was cut short; taking them home first", group.group,
+            bdf_list(cut_short));
   const auto view = bind::gather_host_view(paths_, cut_short, journal, ::getpid());
   const auto plan = bind::plan_restore(view, cut_short, {});
   if (plan.refused()) throw bind::refusal_error(plan, "restore");
@@ -217,8 +217,7 @@ std::vector<bind::DeviceOutcome> GroupBinder::give_back() {
   if (std::exchange(given_back_, true)) return outcomes;
   if (options_.keep_bound) {
     if (!held_.empty()) {
-      spdlog::info("keepBound: {} groups stay on vfio-pci; the next plugin adopts them",
-                   held_.size());
+      log::info("keepBound: {} groups stay on vfio-pci; the next plugin adopts them", held_.size());
     }
     return outcomes;
   }

@@ -1,12 +1,12 @@
 #include "vfiokit/k8s/plugin_server.h"
 
 #include <grpcpp/grpcpp.h>
-#include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "vfiokit/base/log.h"
 
 #include <array>
 #include <atomic>
@@ -149,8 +149,8 @@ class DevicePluginService final : public v1beta1::DevicePlugin::Service {
         }
         for (const auto& [name, value] : allocation.envs) (*out->mutable_envs())[name] = value;
       }
-      spdlog::debug("device-plugin: {}: allocated {} container(s)", resource_name_,
-                    request->container_requests_size());
+      log::debug("device-plugin: {}: allocated {} container(s)", resource_name_,
+                 request->container_requests_size());
     });
   }
 
@@ -169,10 +169,10 @@ class DevicePluginService final : public v1beta1::DevicePlugin::Service {
       body();
       return grpc::Status::OK;
     } catch (const Error& error) {
-      spdlog::warn("device-plugin: {}: {}", resource_name_, status_text(error));
+      log::warn("device-plugin: {}: {}", resource_name_, status_text(error));
       return {grpc::StatusCode::INVALID_ARGUMENT, status_text(error)};
     } catch (const std::exception& error) {
-      spdlog::error("device-plugin: {}: {}", resource_name_, error.what());
+      log::error("device-plugin: {}: {}", resource_name_, error.what());
       return {grpc::StatusCode::INTERNAL, error.what()};
     }
   }
@@ -262,7 +262,7 @@ void PluginServer::Impl::serve() {
         .hint(kPluginDirHint);
   }
   own_socket = identity_of(socket);
-  spdlog::debug("device-plugin: {}: serving on {}", resource_name, socket.string());
+  log::debug("device-plugin: {}: serving on {}", resource_name, socket.string());
 }
 
 void PluginServer::Impl::watch_kubelet_socket() {
@@ -354,8 +354,8 @@ void PluginServer::register_with_kubelet(std::chrono::milliseconds timeout) {
         .hint(kPluginDirHint);
   }
   impl_->registered_kubelet = kubelet;
-  spdlog::info("device-plugin: {}: registered with kubelet at {}", impl_->resource_name,
-               impl_->kubelet_socket.string());
+  log::info("device-plugin: {}: registered with kubelet at {}", impl_->resource_name,
+            impl_->kubelet_socket.string());
 }
 
 bool PluginServer::kubelet_restarted() const {
@@ -367,8 +367,8 @@ bool PluginServer::kubelet_restarted() const {
 }
 
 void PluginServer::restart(std::chrono::milliseconds timeout) {
-  spdlog::info("device-plugin: {}: kubelet restarted; serving and registering again",
-               impl_->resource_name);
+  log::info("device-plugin: {}: kubelet restarted; serving and registering again",
+            impl_->resource_name);
   impl_->registered_kubelet.reset();
   impl_->stop_serving();
   impl_->serve();

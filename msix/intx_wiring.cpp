@@ -2,7 +2,7 @@
 
 #include <linux/vfio.h>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/vfio/irq_set.h"
@@ -30,7 +30,7 @@ IntxWiring::IntxWiring(const vfio::DeviceAccess& device, IrqRouting& vm, std::ui
     deassign();
     throw;  // vectors_ disables INTx as it goes
   }
-  spdlog::debug("INTx of {} wired to GSI {} (level, resampled)", device.bdf().to_string(), gsi_);
+  log::debug("INTx of {} wired to GSI {} (level, resampled)", device.bdf().to_string(), gsi_);
 }
 
 IntxWiring::~IntxWiring() { deassign(); }
@@ -40,7 +40,7 @@ void IntxWiring::deassign() noexcept {
   try {
     vm_->deassign_irqfd(vectors_.eventfd(0), gsi_);
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
   }
   assigned_ = false;
 }

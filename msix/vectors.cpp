@@ -2,7 +2,7 @@
 
 #include <linux/vfio.h>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/vfio/irq_set.h"
@@ -24,7 +24,7 @@ InterruptVectors::~InterruptVectors() {
   try {
     disable();
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
   }
 }
 
@@ -89,7 +89,7 @@ void InterruptVectors::grow(std::uint32_t count) {
       try {
         set_eventfds(0, old);  // the vectors in use, as they were
       } catch (const Error& e) {
-        spdlog::error("{}", e.what());
+        log::error("{}", e.what());
       }
     }
     throw;

@@ -2,7 +2,7 @@
 
 #include <poll.h>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 
@@ -46,7 +46,7 @@ void MsixWiring::give_back(const std::vector<std::uint32_t>& gsis) noexcept {
   try {
     routes_->commit();
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
   }
   routes_->gsis().release(gsis);
 }
@@ -128,7 +128,7 @@ void MsixWiring::teardown() noexcept {
     try {
       routes_->sink().deassign_irqfd(vectors_.eventfd(v), gsis_[v]);
     } catch (const Error& e) {
-      spdlog::error("{}", e.what());
+      log::error("{}", e.what());
     }
     masked_[v] = true;
   }
@@ -136,7 +136,7 @@ void MsixWiring::teardown() noexcept {
   try {
     vectors_.disable();
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
   }
   if (gsis_.empty()) return;
   for (std::uint32_t gsi : gsis_) routes_->unstage(gsi);
@@ -144,7 +144,7 @@ void MsixWiring::teardown() noexcept {
     routes_->commit();
     routes_->gsis().release(gsis_);
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    log::error("{}", e.what());
   }
   gsis_.clear();
   masked_.clear();

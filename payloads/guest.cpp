@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -143,7 +143,7 @@ std::map<std::string, std::uint64_t> PayloadGuest::vcpu_statistics() const {
   try {
     return vcpu_stats_->read();
   } catch (const Error& e) {
-    spdlog::debug("vCPU statistics: {}", e.what());
+    log::debug("vCPU statistics: {}", e.what());
     return {};
   }
 }
@@ -156,7 +156,7 @@ std::optional<std::vector<kvm::StatSample>> samples_of(
   try {
     return reader->read_samples();
   } catch (const Error& e) {
-    spdlog::debug("{} statistics: {}", what, e.what());
+    log::debug("{} statistics: {}", what, e.what());
     return std::nullopt;
   }
 }
@@ -199,7 +199,7 @@ void PayloadGuest::on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> dat
     for (std::uint8_t c : data) {
       if (const auto line = log_.add(c)) {
         ++log_lines_;
-        spdlog::debug("guest: {}", *line);
+        log::debug("guest: {}", *line);
       }
     }
     return;

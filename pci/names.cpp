@@ -7,7 +7,7 @@ extern "C" {
 #include <cstdarg>
 #include <cstdio>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 namespace vfiokit::pci {
 namespace {
@@ -20,7 +20,7 @@ void log_libpci_warning(char* format, ...) {
   va_start(args, format);
   std::vsnprintf(buffer, sizeof buffer, format, args);
   va_end(args);
-  spdlog::debug("libpci: {}", buffer);
+  log::debug("libpci: {}", buffer);
 }
 
 std::string lookup(pci_access* access, int flags, auto... ids) {

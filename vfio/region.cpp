@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -25,8 +25,8 @@ Region::Region(const VfioDevice& device, std::uint32_t index, RegionMapping mapp
     if (address == MAP_FAILED) {
       // Not fatal: the area stays reachable through pread/pwrite.
       const int err = errno;
-      spdlog::warn("{} {}: mmap of {}+{} failed ({}); using pread/pwrite", device.bdf().to_string(),
-                   region_name(index), hex(area.offset), hex(area.size), std::strerror(err));
+      log::warn("{} {}: mmap of {}+{} failed ({}); using pread/pwrite", device.bdf().to_string(),
+                region_name(index), hex(area.offset), hex(area.size), std::strerror(err));
       continue;
     }
     areas_.push_back({area.offset, MappedMemory(address, area.size)});

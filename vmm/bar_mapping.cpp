@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -41,8 +41,8 @@ BarMapping::BarMapping(const vfio::DeviceAccess& device, const BarSpec& bar,
     try {
       mapping = device.map_region(region_, area.offset, area.size);
     } catch (const Error& e) {
-      spdlog::warn("BAR{} {}+{} stays trapped: {}", bar.index, hex(area.offset), hex(area.size),
-                   e.what());
+      log::warn("BAR{} {}+{} stays trapped: {}", bar.index, hex(area.offset), hex(area.size),
+                e.what());
       continue;
     }
     for (const auto& [start, end] : subtract({area.offset, area.offset + area.size}, trapped)) {
@@ -61,7 +61,7 @@ void BarMapping::clear() noexcept {
     try {
       memory_->unmap_memory(slot);
     } catch (const Error& e) {
-      spdlog::error("{}", e.what());
+      log::error("{}", e.what());
     }
   }
   slots_.clear();
@@ -74,8 +74,8 @@ void BarMapping::place(std::uint64_t address) {
     try {
       slots_.push_back(memory_->map_memory(address + piece.offset, piece.host));
     } catch (const Error& e) {
-      spdlog::warn("{} at {} stays trapped: {}", vfio::region_name(region_.index), hex(address),
-                   e.what());
+      log::warn("{} at {} stays trapped: {}", vfio::region_name(region_.index), hex(address),
+                e.what());
       clear();
       return;
     }

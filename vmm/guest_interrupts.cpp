@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 
@@ -40,7 +40,7 @@ GuestInterrupts::GuestInterrupts(const vfio::DeviceAccess& device, msix::RouteTa
   } catch (const Error& e) {
     if (intx->required) throw;
     // A pin the VMM cannot serve is no pin: the guest is told so and uses MSI or MSI-X.
-    spdlog::warn("INTx of {} not offered to the guest: {}", device.bdf().to_string(), e.what());
+    log::warn("INTx of {} not offered to the guest: {}", device.bdf().to_string(), e.what());
     intx_gsi_.reset();
   }
 }
@@ -152,7 +152,7 @@ void GuestInterrupts::apply_msi(const InterruptChange& change) {
     intx_.reset();  // vfio-pci takes MSI only while INTx is off
     wiring_.emplace(device_, VFIO_PCI_MSI_IRQ_INDEX, routes_);
     wiring_->wire(messages, masked);
-    spdlog::debug("guest enabled MSI: {} vector(s)", count);
+    log::debug("guest enabled MSI: {} vector(s)", count);
     return;
   }
   if (!msi_wired || !msi_->enabled()) return;
@@ -186,7 +186,7 @@ void GuestInterrupts::wire_msix() {
   intx_.reset();    // and so does INTx
   wiring_.emplace(device_, VFIO_PCI_MSIX_IRQ_INDEX, routes_);
   wiring_->wire(programming.messages, programming.masked);
-  spdlog::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
+  log::debug("guest MSI-X: {} of {} vectors wired", in_use, table_->size());
 }
 
 void GuestInterrupts::grow_msix() {
@@ -194,8 +194,8 @@ void GuestInterrupts::grow_msix() {
   const MsixProgramming programming = msix_programming(in_use);
   const std::uint32_t before = wiring_->count();
   const bool gap = wiring_->grow(programming.messages, programming.masked);
-  spdlog::debug("guest MSI-X: {} of {} vectors wired (from {}{})", in_use, table_->size(), before,
-                gap ? ", off and on again" : ", added while enabled");
+  log::debug("guest MSI-X: {} of {} vectors wired (from {}{})", in_use, table_->size(), before,
+             gap ? ", off and on again" : ", added while enabled");
 }
 
 void GuestInterrupts::apply_msix(const InterruptChange& change,

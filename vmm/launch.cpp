@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstdio>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -123,10 +123,10 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   // Destroyed bottom-up after the vCPU has stopped: the device model (interrupts unwired, BAR
   // slots removed), then the DMA mapping of guest RAM, then the guest and its RAM.
   payloads::PayloadGuest guest(kvm, image, guest_options);
-  spdlog::debug("VM with {} of RAM, irqchip and a vCPU ready", human_size(guest.memory().size()));
+  log::debug("VM with {} of RAM, irqchip and a vCPU ready", human_size(guest.memory().size()));
   const iommu::DmaMapping ram = opened.backend->map(guest.memory().data(), 0, guest.memory().size(),
                                                     iommu::DmaDirection::bidirectional);
-  spdlog::debug("guest RAM DMA-mapped at IOVA 0 (pinned)");
+  log::debug("guest RAM DMA-mapped at IOVA 0 (pinned)");
   // The device's dirty page log, declared after `ram`: tracking stops before RAM is unmapped.
   std::optional<iommu::DirtyPageTracking> device_dirty;
   if (options.dirty_log) {
@@ -147,7 +147,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     } catch (const Error& e) {
       result.dirty_log->device_missing = e.what();
     }
-    spdlog::debug(
+    log::debug(
         "dirty log: {}; device: {}", result.dirty_log->vcpu_mechanism,
         device_dirty ? result.dirty_log->device_mechanism : result.dirty_log->device_missing);
   }
@@ -158,8 +158,8 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
   PciBus bus;
   bus.attach(VFIOKIT_GUEST_DEVICE_DEVFN >> 3, VFIOKIT_GUEST_DEVICE_DEVFN & 7, device);
   result.layout = device.describe();
-  spdlog::debug("device model ready: {} BAR memory slot(s)", device.memory_slots());
-  if (const auto gsi = device.interrupts().intx_gsi()) spdlog::debug("INTx on IOAPIC pin {}", *gsi);
+  log::debug("device model ready: {} BAR memory slot(s)", device.memory_slots());
+  if (const auto gsi = device.interrupts().intx_gsi()) log::debug("INTx on IOAPIC pin {}", *gsi);
 
   kvm::RunLoop& loop = guest.run_loop();
   loop.on_io(kConfigAddressPort, kConfigDataPort + 3,
@@ -194,7 +194,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     try {
       counts.host = msix::vfio_interrupt_counts(paths, bdf);
     } catch (const Error& e) {
-      spdlog::debug("host interrupt counts: {}", e.what());
+      log::debug("host interrupt counts: {}", e.what());
     }
     const auto stats = guest.vcpu_statistics();
     if (const auto it = stats.find("irq_injections"); it != stats.end())
@@ -216,7 +216,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
     try {
       statistics.device_interrupts = msix::vfio_interrupt_counts(paths, bdf);
     } catch (const Error& e) {
-      spdlog::debug("host interrupt counts: {}", e.what());
+      log::debug("host interrupt counts: {}", e.what());
     }
     statistics.trapped = traps.snapshot();
     statistics.dma_mapped_bytes = guest.memory().size();
@@ -243,7 +243,7 @@ LaunchResult launch_payload(const HostPaths& paths, vfio::OpenedDevice& opened,
         interval.device_pages = written.size();
         merge_pages(*log.device_pages, written);
       } catch (const Error& e) {
-        spdlog::warn("the device's dirty page log could not be read: {}", e.what());
+        log::warn("the device's dirty page log could not be read: {}", e.what());
         log.device_missing = std::string("reading it failed: ") + e.what();
         log.device_pages.reset();
         device_dirty.reset();  // stops tracking

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
@@ -143,7 +143,7 @@ PassthroughDevice::~PassthroughDevice() {
     const std::uint16_t command = device_.config_read16(PCI_COMMAND);
     device_.config_write16(PCI_COMMAND, static_cast<std::uint16_t>(command & ~PCI_COMMAND_MASTER));
   } catch (const Error& e) {
-    spdlog::warn("could not turn off bus mastering: {}", e.what());
+    log::warn("could not turn off bus mastering: {}", e.what());
   }
   mappings_.clear();
 }
@@ -266,7 +266,7 @@ bool PassthroughDevice::requests_flr(std::uint32_t offset,
 }
 
 void PassthroughDevice::function_level_reset() {
-  spdlog::debug("guest resets the function (FLR)");
+  log::debug("guest resets the function (FLR)");
   // The device stops signalling through VFIO before it resets, the emulated state follows the
   // reset, then the command register reads as after one (decoding, bus mastering and Interrupt
   // Disable off): the kernel restores what it saved around VFIO_DEVICE_RESET.
@@ -303,7 +303,7 @@ void PassthroughDevice::config_write(std::uint32_t offset, std::uint32_t size,
   if (bars) {
     if (const auto move = registers_.write(offset, bytes)) {
       // The guest moved the BAR: its slots follow it.
-      spdlog::debug("guest moves BAR{} from {} to {}", move->index, hex(move->from), hex(move->to));
+      log::debug("guest moves BAR{} from {} to {}", move->index, hex(move->from), hex(move->to));
       mapping(move->index).place(move->to);
     }
   }

@@ -18,11 +18,9 @@ using Write = test::FakeKernel::Write;
 pci::Bdf bdf(const char* text) { return *pci::parse_bdf(text); }
 
 struct Rig {
-  explicit Rig(const char* fixture)
-      : copy(test::fixture("sysfs") / fixture),
-        paths(copy.paths()),
-        kernel(paths),
-        journal(paths.run / "vfiokit") {
+  explicit Rig(const char* fixture) : Rig(test::fixture("sysfs") / fixture) {}
+  explicit Rig(const std::filesystem::path& tree)
+      : copy(tree), paths(copy.paths()), kernel(paths), journal(paths.run / "vfiokit") {
     options.pid = 777;
     options.probe_retry_delay = std::chrono::milliseconds(0);
   }
@@ -98,6 +96,80 @@ TEST(ExecuteBind, LoadsVfioPciThenMovesTheWholeGroupAndAppliesTheOwner) {
                                }));
   EXPECT_EQ(rig.driver("0000:00:01.0"), "pcieport");
   EXPECT_EQ(rig.kernel.owners_set, std::vector<std::string>{"vfio/1 1000:1001"});
+}
+
+// The arm64 rig as captured (tests/fixtures/hosts/arm64-rig): a device-tree host with an SMMUv3,
+// where edu (00:01.0, no host driver) has no IOMMU group until a driver probes it; nvme (00:02.0)
+// is in group 0, e1000e (00:03.0) in group 1.
+constexpr const char* kArm64Edu = "0000:00:01.0";
+
+TEST(ExecuteBind, AGrouplessDeviceOnADeviceTreeHostJoinsItsGroupOnTheProbeAndGetsItsNode) {
+  Rig rig(test::fixture("hosts/arm64-rig"));
+  rig.kernel.group_on_probe[kArm64Edu] = 2;
+  const Plan plan = rig.plan_bind_of({bdf(kArm64Edu)});
+  ASSERT_FALSE(plan.refused());
+  ASSERT_EQ(plan.devices.size(), 1u);
+  EXPECT_TRUE(plan.devices[0].learns_group);
+  EXPECT_FALSE(plan.devices[0].group);
+  const auto result = execute_bind(rig.paths, plan, rig.kernel, rig.journal, rig.options);
+  EXPECT_EQ(rig.kernel.writes, (std::vector<Write>{
+                                   {"bus/pci/devices/0000:00:01.0/driver_override", "vfio-pci"},
+                                   {"bus/pci/drivers_probe", "0000:00:01.0"},
+                               }));
+  EXPECT_EQ(rig.driver(kArm64Edu), "vfio-pci");
+  EXPECT_TRUE(rig.group_node(2));
+  EXPECT_EQ(result.groups, std::vector<unsigned>{2});
+  ASSERT_EQ(result.devices.size(), 1u);
+  EXPECT_EQ(result.devices[0].detail,
+            "moved no driver -> vfio-pci (joined IOMMU group 2 on the probe)");
+  const auto entry = rig.journal.find(bdf(kArm64Edu));
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->group, 2u);
+  EXPECT_EQ(entry->state, JournalState::bound);
+  EXPECT_FALSE(entry->original_driver);
+
+  // Unbind takes it back to no driver, and its group stays (the kernel keeps it until removal).
+  rig.kernel.writes.clear();
+  execute_homecoming(rig.paths, rig.plan_unbind_of({bdf(kArm64Edu)}), rig.kernel, rig.journal,
+                     rig.options);
+  EXPECT_FALSE(rig.driver(kArm64Edu));
+  EXPECT_FALSE(rig.override_of(kArm64Edu));
+  EXPECT_FALSE(rig.group_node(2));
+  EXPECT_TRUE(rig.journal.entries().empty());
+}
+
+TEST(ExecuteBind, AGroupJoinedWithADeviceThisBindDoesNotMoveIsRolledBackAndNamed) {
+  Rig rig(test::fixture("hosts/arm64-rig"));
+  rig.kernel.group_on_probe[kArm64Edu] = 0;  // nvme's group
+  try {
+    execute_bind(rig.paths, rig.plan_bind_of({bdf(kArm64Edu)}), rig.kernel, rig.journal,
+                 rig.options);
+    FAIL() << "a group shared with nvme on its host driver was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("joined IOMMU group 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("0000:00:02.0 (on nvme)"), std::string::npos) << e.what();
+    EXPECT_EQ(e.hint(), "bind the whole group at once: vfiokit bind 0000:00:01.0 0000:00:02.0");
+  }
+  EXPECT_FALSE(rig.driver(kArm64Edu));
+  EXPECT_FALSE(rig.override_of(kArm64Edu));
+  EXPECT_EQ(rig.driver("0000:00:02.0"), "nvme");
+  EXPECT_FALSE(rig.group_node(0));
+  EXPECT_TRUE(rig.journal.entries().empty());
+}
+
+TEST(ExecuteBind, ADeviceStillWithoutAGroupOnVfioPciIsRolledBack) {
+  Rig rig(test::fixture("hosts/arm64-rig"));  // no group_on_probe: the IOMMU does not cover it
+  try {
+    execute_bind(rig.paths, rig.plan_bind_of({bdf(kArm64Edu)}), rig.kernel, rig.journal,
+                 rig.options);
+    FAIL() << "a device with no group on vfio-pci was left there";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no IOMMU group even on vfio-pci"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(rig.driver(kArm64Edu));
+  EXPECT_FALSE(rig.override_of(kArm64Edu));
+  EXPECT_TRUE(rig.journal.entries().empty());
 }
 
 TEST(ExecuteUnbind, GoesBackToTheJournalledDriverAndForgetsTheEntry) {

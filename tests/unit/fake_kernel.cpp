@@ -33,6 +33,13 @@ std::optional<std::string> FakeKernel::override_of(const std::string& bdf) const
 }
 
 void FakeKernel::bind_driver(const std::string& bdf, const std::string& driver) {
+  if (const auto joins = group_on_probe.find(bdf);
+      joins != group_on_probe.end() && !fs::is_symlink(device(bdf) / "iommu_group")) {
+    const fs::path group = paths_.sys / "kernel/iommu_groups" / std::to_string(joins->second);
+    fs::create_directories(group / "devices");
+    fs::create_directory_symlink(fs::canonical(device(bdf)), group / "devices" / bdf);
+    fs::create_directory_symlink(group, device(bdf) / "iommu_group");
+  }
   fs::create_directory_symlink(paths_.sys / "bus/pci/drivers" / driver, device(bdf) / "driver");
   if (iommu::is_vfio_driver(driver)) {
     if (auto group = read_link_name(device(bdf) / "iommu_group")) {

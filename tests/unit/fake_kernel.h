@@ -43,6 +43,10 @@ class FakeKernel final : public bind::SysfsOps {
   int fail_errno = EIO;
   // Drivers whose probe never takes a device (drivers_probe leaves it driverless).
   std::vector<std::string> refusing_drivers;
+  // A device-tree host: the IOMMU group (by number) a groupless device joins when a driver
+  // probes it, made then as the kernel makes it (the group's devices/ entry, the device's
+  // iommu_group link).
+  std::map<std::string, unsigned> group_on_probe;
 
   std::vector<Write> writes;
   std::vector<std::string> modules_loaded;

@@ -19,12 +19,27 @@ namespace vfiokit {
 namespace {
 
 TEST(Log, QuietLeavesErrorsOnlyWhateverTheVerbosity) {
-  EXPECT_EQ(log_level({.verbosity = 0}), spdlog::level::warn);
-  EXPECT_EQ(log_level({.verbosity = 1}), spdlog::level::info);
-  EXPECT_EQ(log_level({.verbosity = 2}), spdlog::level::debug);
-  EXPECT_EQ(log_level({.verbosity = 7}), spdlog::level::trace);
-  EXPECT_EQ(log_level({.verbosity = 0, .quiet = true}), spdlog::level::err);
-  EXPECT_EQ(log_level({.verbosity = 2, .quiet = true}), spdlog::level::err);
+  EXPECT_EQ(log_level({.verbosity = 0}), LogLevel::warn);
+  EXPECT_EQ(log_level({.verbosity = 1}), LogLevel::info);
+  EXPECT_EQ(log_level({.verbosity = 2}), LogLevel::debug);
+  EXPECT_EQ(log_level({.verbosity = 7}), LogLevel::trace);
+  EXPECT_EQ(log_level({.verbosity = 0, .quiet = true}), LogLevel::error);
+  EXPECT_EQ(log_level({.verbosity = 2, .quiet = true}), LogLevel::error);
+}
+
+// log::level and LogLevel's order are what log::enabled compares: a level is on from the
+// logger's level up.
+TEST(Log, ALevelIsOnFromTheLoggersLevelUp) {
+  const LogLevel before = log::level();
+  log::set_level(LogLevel::info);
+  EXPECT_EQ(log::level(), LogLevel::info);
+  EXPECT_FALSE(log::enabled(LogLevel::debug));
+  EXPECT_TRUE(log::enabled(LogLevel::info));
+  EXPECT_TRUE(log::enabled(LogLevel::error));
+  log::set_level(LogLevel::off);
+  EXPECT_EQ(log::level(), LogLevel::off);
+  EXPECT_FALSE(log::enabled(LogLevel::error));
+  log::set_level(before);
 }
 
 TEST(Log, ColourOnlyOnATerminalAndNeverWithNoColor) {

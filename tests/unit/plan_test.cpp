@@ -150,6 +150,36 @@ TEST(PlanBind, NoIommuIsRefusedEvenWhenEverythingIsForced) {
   EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"iommu@0000:00:1f.6"});
 }
 
+// On a device-tree host (the arm64 rig, tests/fixtures/hosts/arm64-rig) the IOMMU is active but
+// edu, with no driver yet, has no group: bind plans to let vfio-pci probe it (execute_bind then
+// checks the group it joins). A groupless device that a driver already holds is not covered by
+// the IOMMU, and nothing overrides that.
+TEST(PlanBind, AGrouplessDriverlessDeviceUnderAnActiveIommuLearnsItsGroupFromTheProbe) {
+  const HostPaths paths = test::fixture_host("arm64-rig");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> edu{bdf("0000:00:01.0")};
+  HostView view = gather_host_view(paths, edu, journal, 1);
+  EXPECT_TRUE(view.iommu_active);
+  Plan plan = plan_bind(view, edu, {});
+  EXPECT_FALSE(plan.refused());
+  ASSERT_EQ(plan.devices.size(), 1u);
+  EXPECT_TRUE(plan.devices[0].learns_group);
+  EXPECT_EQ(plan.devices[0].action, PlannedAction::move);
+  EXPECT_NE(plan.devices[0].note.find("no IOMMU group until a driver probes it"),
+            std::string::npos);
+
+  view.devices.at(edu[0]).device.driver = "some_driver";
+  plan = plan_bind(view, edu, ForceFlags{true, true, true, true, true, true});
+  EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"iommu@0000:00:01.0"});
+  EXPECT_NE(plan.refusals[0].reason.find("the IOMMU does not cover it"), std::string::npos);
+
+  view.devices.at(edu[0]).device.driver.reset();
+  view.iommu_active = false;
+  plan = plan_bind(view, edu, {});
+  EXPECT_EQ(checks_of(plan.refusals), std::vector<std::string>{"iommu@0000:00:01.0"});
+  EXPECT_NE(plan.refusals[0].reason.find("the IOMMU is off"), std::string::npos);
+}
+
 TEST(PlanBind, ADeviceAlreadyOnVfioIsLeftAloneEvenWhileInUse) {
   Scenario s("vfio-in-use", {bdf("0000:06:00.0")});
   const Plan plan = plan_bind(s.view, s.requested, {});

@@ -210,6 +210,20 @@ TEST(Readiness, Arm64NvmeBehindSmmuV3AndItsIsReady) {
   EXPECT_EQ(find(checks, "interrupt-remapping").summary, "MSIs isolated by the GICv3 ITS");
 }
 
+// edu in the arm64 rig has no group until a driver probes it: a warning that says bind probes
+// it, not a failure (tests/unit/plan_test.cpp has the plan).
+TEST(Readiness, Arm64EduWithoutAGroupYetIsAWarningThatSaysBindProbesIt) {
+  const HostPaths paths = test::fixture_host("arm64-rig");
+  const Journal journal(paths.run / "vfiokit");
+  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:00:01.0")};
+  const HostView view = gather_host_view(paths, requested, journal, 1, pci::ConfigDepth::full);
+  const auto checks = assess_readiness(view, requested[0], iommu::probe_host_iommu(paths));
+  EXPECT_EQ(find(checks, "iommu").status, CheckStatus::warn);
+  EXPECT_NE(find(checks, "iommu").fix.find("`vfiokit bind 0000:00:01.0` lets vfio-pci probe it"),
+            std::string::npos);
+  EXPECT_EQ(find(checks, "group-viable").status, CheckStatus::warn);
+}
+
 TEST(Readiness, BridgeFailsTheHeaderCheck) {
   EXPECT_EQ(find(assess("gpu-audio-group", "0000:00:01.0"), "header-type").status,
             CheckStatus::fail);

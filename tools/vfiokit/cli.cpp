@@ -9,7 +9,7 @@
 #include <iostream>
 #include <string_view>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/completion.h"
@@ -17,7 +17,6 @@
 #include "tools/vfiokit/privilege.h"
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
-#include "vfiokit/base/log.h"
 
 namespace vfiokit::cli {
 namespace {
@@ -149,7 +148,7 @@ int run(int argc, char** argv) {
   init_logging({.verbosity = options.verbosity,
                 .quiet = options.quiet,
                 .colour = colour_wanted_for(STDERR_FILENO)});
-  spdlog::debug("vfiokit {} started", VFIOKIT_VERSION);
+  log::debug("vfiokit {} started", VFIOKIT_VERSION);
   for (const auto& command : commands) {
     if (!command.app->parsed()) continue;
     try {

@@ -10,7 +10,7 @@
 #include <iostream>
 #include <memory>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/commands.h"
@@ -101,7 +101,7 @@ bind::ExecuteOptions execute_options(const BindingArgs& args, ProgressLine& prog
   const char* stop_at = std::getenv("VFIOKIT_DEBUG_STOP_AT");
   const std::string stop = stop_at ? stop_at : "";
   options.on_step = [stop, &progress](std::string_view step, const pci::Bdf& bdf) {
-    spdlog::info("{}: {}", bdf.to_string(), step);
+    log::info("{}: {}", bdf.to_string(), step);
     progress.show(bdf.to_string() + ": " + std::string(step_description(step)));
     if (stop.empty()) return;
     const std::size_t at = stop.find('@');
@@ -233,10 +233,10 @@ int run_bind(const GlobalOptions& options, const BindingArgs& args) {
   std::optional<bind::StateLock> lock;
   if (!args.dry_run) lock.emplace(run_dir, lock_options(args));
   bind::Journal journal(run_dir);
-  spdlog::debug("gathering host facts");
+  log::debug("gathering host facts");
   const auto view = bind::gather_host_view(paths, bdfs, journal, ::getpid());
   BindingReport report{"bind", args.dry_run, bind::plan_bind(view, bdfs, args.force), {}, {}};
-  spdlog::debug("planned {} devices", report.plan.devices.size());
+  log::debug("planned {} devices", report.plan.devices.size());
   if (!report.plan.refused() && !args.dry_run) {
     bind::LiveSysfsOps ops;
     report.result = bind::execute_bind(paths, report.plan, ops, journal, exec);

@@ -10,7 +10,7 @@
 #include <memory>
 #include <set>
 
-#include <spdlog/spdlog.h>
+#include "vfiokit/base/log.h"
 
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/cli.h"
@@ -201,7 +201,7 @@ class MetricsFile {
     try {
       write_file_durable(path_, prometheus_text(vmm::metric_families(statistics, labels_)));
     } catch (const Error& e) {
-      if (!warned_) spdlog::warn("--metrics-file {}: {}", path_.string(), e.what());
+      if (!warned_) log::warn("--metrics-file {}: {}", path_.string(), e.what());
       warned_ = true;
     }
   }
@@ -451,7 +451,7 @@ class RunFolder {
   ~RunFolder() {
     std::error_code error;
     std::filesystem::remove_all(path_, error);
-    if (error) spdlog::warn("could not remove {}: {}", path_.string(), error.message());
+    if (error) log::warn("could not remove {}: {}", path_.string(), error.message());
   }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 

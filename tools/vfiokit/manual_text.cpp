@@ -207,7 +207,15 @@ finish; 0 fails at once; a value that is not a number of seconds from 0 to 86400
 durably in /run/vfiokit/devices/BDF, loads vfio-pci if it is missing, and per device writes
 `driver_override` = vfio-pci, unbinds from the current driver (10 s timeout), writes
 `drivers_probe` (retried), verifies the driver link, and keeps the override. It waits for
-/dev/vfio/GROUP and gives it to `--owner`. It never uses `new_id`. If any step fails, every
+/dev/vfio/GROUP and gives it to `--owner`. It never uses `new_id`.
+
+A device-tree host (arm64) gives a PCI device its IOMMU group only when a driver probes it, so a
+device no driver has taken has no group yet. When an IOMMU is active (/sys/class/iommu is not
+empty) bind lets vfio-pci probe such a device, then reads the group it joined: if that group
+holds a device this bind does not move (other than a bridge on a driver that keeps the group
+viable), the device goes back to no driver and the error names the group's members and the
+`vfiokit bind` that moves them together. Without an active IOMMU, or for a groupless device a
+driver already holds, the iommu check refuses. If any step fails, every
 device already changed is taken back to its original driver and the error names each device
 with what happened to it (exit 1). `--dry-run` prints the plan and the checks and changes
 nothing.
