@@ -15,9 +15,8 @@
 #include <cstring>
 #include <thread>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 
 extern char** environ;
 

@@ -2,9 +2,8 @@
 
 #include <unistd.h>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/bind/lock.h"
 
 namespace vfiokit::bind {

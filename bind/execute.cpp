@@ -4,10 +4,9 @@
 #include <filesystem>
 #include <map>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/iommu/group.h"

@@ -8,10 +8,9 @@
 #include <cerrno>
 #include <thread>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/signals.h"
 
 namespace vfiokit::bind {

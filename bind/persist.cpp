@@ -113,6 +113,16 @@ PersistPlan plan_persist(const HostView& view, std::span<const pci::Bdf> request
   PersistPlan out;
   out.plan = plan_bind(view, requested, without_group_in_use);
   std::erase_if(out.plan.forced, [](const Refusal& r) { return r.check == Check::group_in_use; });
+  // What boots onto vfio-pci is the whole group, and a device still without one (a device-tree
+  // host gives it one at the first probe) has members nobody knows yet.
+  for (const auto& device : out.plan.devices) {
+    if (!device.learns_group) continue;
+    out.plan.refusals.push_back(
+        {device.bdf, Check::iommu,
+         "it has no IOMMU group until a driver probes it, so which devices boot onto vfio-pci "
+         "with it is unknown: `vfiokit bind " +
+             device.bdf.to_string() + "` first (it gets its group), then persist"});
+  }
   if (out.plan.refused()) return out;
   for (const auto& device : out.plan.devices) {
     if (device.action == PlannedAction::stay) continue;

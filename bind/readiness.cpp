@@ -18,8 +18,8 @@ CheckResult check_iommu(const HostView& view, const pci::PciDevice& dev) {
   }
   if (groupless_until_probed(view, dev)) {
     return {"iommu", CheckStatus::warn,
-            "no IOMMU group yet: the IOMMU is active, and this host (device-tree) gives a device "
-            "its group when a driver probes it",
+            "no IOMMU group yet: an IOMMU is active, and a device-tree host (arm64) gives a "
+            "device its group when a driver probes it",
             "`vfiokit bind " + dev.bdf.to_string() +
                 "` lets vfio-pci probe it, then checks the group it joins"};
   }

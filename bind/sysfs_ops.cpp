@@ -8,11 +8,10 @@
 #include <string>
 #include <thread>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
 #include "vfiokit/base/kmod.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/process.h"
 
 namespace vfiokit::bind {

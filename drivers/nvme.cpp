@@ -5,9 +5,8 @@
 #include <cstring>
 #include <thread>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/iommu/dma_sync.h"
 

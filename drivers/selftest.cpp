@@ -239,6 +239,12 @@ StageResult stage_irq_kvm(Context& ctx) {
     count = device.irq_info(index).count;
   }
   if (count == 0) return skipped("irq-kvm", "the device has no MSI or MSI-X vectors");
+#if !defined(__x86_64__)
+  // Before /dev/kvm is opened: what is missing is the guest, whether or not KVM is there.
+  return skipped("irq-kvm",
+                 "not on this architecture: its guest, the irq-probe payload, is a 32-bit x86 "
+                 "program, which KVM runs on x86_64 hosts only");
+#endif
   count = std::min<std::uint32_t>(count, kMaxGuestVectors);
   const kvm::KvmSystem kvm = kvm::KvmSystem::open(ctx.paths);
   vfiokit_irq_params params{};

@@ -21,12 +21,11 @@
 #include <optional>
 #include <vector>
 
-#include "vfiokit/base/log.h"
-
 #include "fuzz/fuzz.h"
 #include "tests/unit/config_builder.h"
 #include "tests/unit/fake_device.h"
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/vmm/passthrough.h"
 
 namespace vfiokit::vmm {

@@ -4,9 +4,8 @@
 #include <cerrno>
 #include <utility>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 
 namespace vfiokit::iommu {

@@ -9,10 +9,9 @@
 #include <thread>
 #include <vector>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/base/unique_fd.h"
 #include "vfiokit/iommu/dma_sync.h"

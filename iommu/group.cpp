@@ -9,10 +9,9 @@
 #include <cstring>
 #include <utility>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 
 namespace vfiokit::iommu {
 

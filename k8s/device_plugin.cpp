@@ -1,13 +1,13 @@
 #include "vfiokit/k8s/device_plugin.h"
 
-#include "vfiokit/base/log.h"
-
 #include <algorithm>
 #include <optional>
 #include <utility>
 
 #include "vfiokit/base/epoll.h"
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/base/uevent.h"
 #include "vfiokit/bind/journal.h"
@@ -62,7 +62,7 @@ std::string_view to_string(PluginEvent::Kind kind) noexcept {
 }
 
 std::vector<ResourceGroups> select_host_groups(const HostPaths& paths, const PluginConfig& config) {
-  return select_groups(config, read_functions(paths));
+  return select_groups(config, read_functions(paths), !list_dir(paths.sys / "class/iommu").empty());
 }
 
 DevicePlugin::DevicePlugin(const HostPaths& paths, PluginConfig config, PluginOptions options)

@@ -6,9 +6,8 @@
 #include <map>
 #include <utility>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/bind/journal.h"

@@ -92,7 +92,8 @@ std::vector<pci::PciDevice> read_functions(const HostPaths& paths) {
 }
 
 std::vector<ResourceGroups> select_groups(const PluginConfig& config,
-                                          std::span<const pci::PciDevice> devices) {
+                                          std::span<const pci::PciDevice> devices,
+                                          bool iommu_active) {
   std::vector<const pci::PciDevice*> sorted;
   for (const auto& device : devices) sorted.push_back(&device);
   std::sort(sorted.begin(), sorted.end(),
@@ -122,6 +123,17 @@ std::vector<ResourceGroups> select_groups(const PluginConfig& config,
     ResourceGroups resource{config.resources[r].name, {}, {}};
     std::map<unsigned, std::vector<pci::Bdf>> picked_in_group;
     for (const auto* device : selected[r]) {
+      if (!device->iommu_group && iommu_active && !device->driver && !device->is_bridge()) {
+        const std::string bdf = device->bdf.to_string();
+        resource.refused.push_back(
+            {device->bdf,
+             "it has no IOMMU group yet: a device-tree host gives a device its group when a "
+             "driver probes it, and the device plugin does not probe devices",
+             "give it its group once: `vfiokit bind " + bdf + "`, then `vfiokit unbind " + bdf +
+                 "` (it stays driverless and keeps the group until it goes away), then restart "
+                 "the plugin"});
+        continue;
+      }
       if (!device->iommu_group) {
         resource.refused.push_back(
             {device->bdf, "it has no IOMMU group: the IOMMU is off, so VFIO cannot isolate its DMA",

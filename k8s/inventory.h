@@ -49,8 +49,12 @@ struct ResourceGroups {
 // function has no IOMMU group, when two resources select functions of the same group (each is
 // named), and when the group holds a host, ISA or other platform bridge that must never leave
 // its host driver. The binder's plan (bind/plan.h) makes the other safety checks.
+// `iommu_active` (an IOMMU unit is registered) tells a device a device-tree host has not given a
+// group yet, because no driver has probed it, from one the IOMMU does not cover: the refusal
+// says which, and its fix.
 std::vector<ResourceGroups> select_groups(const PluginConfig& config,
-                                          std::span<const pci::PciDevice> devices);
+                                          std::span<const pci::PciDevice> devices,
+                                          bool iommu_active = false);
 
 // Every PCI function on the host, for select_groups(): read at ConfigDepth::header, which is all
 // selection needs; a function removed while they are read is left out.

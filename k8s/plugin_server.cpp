@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include "vfiokit/base/log.h"
 
 #include <array>
 #include <atomic>
@@ -19,6 +18,7 @@
 
 #include "k8s/api/deviceplugin.grpc.pb.h"
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/unique_fd.h"
 #include "vfiokit/k8s/allocation.h"
 

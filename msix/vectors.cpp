@@ -2,9 +2,8 @@
 
 #include <linux/vfio.h>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/vfio/irq_set.h"
 
 namespace vfiokit::msix {

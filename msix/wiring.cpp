@@ -2,9 +2,8 @@
 
 #include <poll.h>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 
 namespace vfiokit::msix {
 

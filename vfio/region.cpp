@@ -6,9 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 
 namespace vfiokit::vfio {

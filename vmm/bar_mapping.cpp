@@ -2,9 +2,8 @@
 
 #include <cstring>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 
 namespace vfiokit::vmm {

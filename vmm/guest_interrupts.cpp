@@ -6,9 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 
 namespace vfiokit::vmm {
 namespace {

@@ -3,9 +3,8 @@
 #include <atomic>
 #include <cstdio>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/iommu/backend.h"
 #include "vfiokit/iommu/dirty_pages.h"

@@ -6,9 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "vfiokit/base/log.h"
-
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
 #include "vfiokit/pci/device.h"
 

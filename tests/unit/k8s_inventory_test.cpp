@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "tests/unit/fake_kernel.h"
@@ -87,6 +88,26 @@ TEST(K8sSelectGroups, MembersOnDifferentNodesMakeTheGroupsNodeUnknown) {
       select_groups(config(R"({"resources": [{"name": "a.io/gpu", "classes": ["03"]}]})"), devices);
   ASSERT_EQ(selected[0].groups.size(), 1u);
   EXPECT_EQ(selected[0].groups[0].numa_node, -1);
+}
+
+// Under an active IOMMU a driverless function with no group is one no driver has probed yet (a
+// device-tree host): the refusal says so and how to give it its group, not "turn the IOMMU on".
+TEST(K8sSelectGroups, AGrouplessDriverlessFunctionUnderAnActiveIommuIsToldHowToGetItsGroup) {
+  auto devices = host();
+  const auto groupless = std::find_if(devices.begin(), devices.end(),
+                                      [](const auto& d) { return d.bdf == bdf("0000:05:00.0"); });
+  ASSERT_NE(groupless, devices.end());
+  ASSERT_FALSE(groupless->iommu_group);
+  groupless->driver.reset();
+  const auto selected = select_groups(
+      config(R"({"resources": [{"name": "vfiokit.io/nvme", "bdfs": ["0000:05:00.0"]}]})"), devices,
+      true);
+  ASSERT_EQ(selected[0].refused.size(), 1u);
+  EXPECT_NE(selected[0].refused[0].problem.find("no IOMMU group yet"), std::string::npos);
+  EXPECT_NE(selected[0].refused[0].fix.find("`vfiokit bind 0000:05:00.0`, then `vfiokit unbind "
+                                            "0000:05:00.0`"),
+            std::string::npos)
+      << selected[0].refused[0].fix;
 }
 
 TEST(K8sSelectGroups, AGroupTwoResourcesSelectIsRefusedForBothNamingBoth) {

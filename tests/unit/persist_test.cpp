@@ -89,6 +89,17 @@ TEST(PlanPersist, TheWholeGroupButTheBridgeWithTheDriversItLeaves) {
   EXPECT_EQ(planned.entries, (std::vector<PersistEntry>{gpu(), audio()}));
 }
 
+// edu on the arm64 rig has no IOMMU group until a driver probes it: bind can learn it, a boot
+// configuration cannot, so persist refuses and says to bind first.
+TEST(PlanPersist, ADeviceWithoutAGroupYetIsRefusedWithBindFirstAsTheFix) {
+  const PersistPlan refused = persist_plan_of(test::fixture_host("arm64-rig"), "0000:00:01.0");
+  ASSERT_EQ(refused.plan.refusals.size(), 1u);
+  EXPECT_EQ(refused.plan.refusals[0].check, Check::iommu);
+  EXPECT_NE(refused.plan.refusals[0].reason.find("`vfiokit bind 0000:00:01.0` first"),
+            std::string::npos);
+  EXPECT_TRUE(refused.entries.empty());
+}
+
 TEST(PlanPersist, TheSameRefusalsAsABind) {
   const PersistPlan refused = persist_plan_of(test::fixture_sysfs("boot-vga"), "0000:00:02.0");
   ASSERT_EQ(refused.plan.refusals.size(), 1u);

@@ -9,14 +9,13 @@
 #include <iostream>
 #include <string_view>
 
-#include "vfiokit/base/log.h"
-
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/completion.h"
 #include "tools/vfiokit/manual.h"
 #include "tools/vfiokit/privilege.h"
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
+#include "vfiokit/base/log.h"
 
 namespace vfiokit::cli {
 namespace {

@@ -10,14 +10,13 @@
 #include <iostream>
 #include <memory>
 
-#include "vfiokit/base/log.h"
-
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/commands.h"
 #include "tools/vfiokit/device_report.h"
 #include "tools/vfiokit/report.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/progress.h"
 #include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"

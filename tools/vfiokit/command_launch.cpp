@@ -10,8 +10,6 @@
 #include <memory>
 #include <set>
 
-#include "vfiokit/base/log.h"
-
 #include "tools/vfiokit/binding_report.h"
 #include "tools/vfiokit/cli.h"
 #include "tools/vfiokit/commands.h"
@@ -19,6 +17,7 @@
 #include "tools/vfiokit/options.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/base/log.h"
 #include "vfiokit/base/process.h"
 #include "vfiokit/base/signals.h"
 #include "vfiokit/base/text.h"
