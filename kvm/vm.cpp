@@ -122,6 +122,15 @@ void Vm::remove_memory(std::uint32_t slot) {
 }
 
 void Vm::create_irqchip() {
+#if !defined(__x86_64__)
+  // KVM_CREATE_IRQCHIP makes x86's PIC, IOAPIC and LAPICs; on arm64 it would make a GICv2, which
+  // a GICv3 host (the arm64 rig's, and every arm64 server's with an ITS) does not emulate.
+  throw Error("create irqchip",
+              "not on this architecture: vfiokit creates x86's in-kernel irqchip (PIC, IOAPIC, "
+              "LAPICs); an arm64 VM needs a vGICv3 with an ITS (KVM_CREATE_DEVICE), which "
+              "vfiokit does not create yet, so its GSI routes and irqfds are x86-only")
+      .hint("wire interrupts into a VM on an x86_64 host, or through QEMU (launch --qemu)");
+#endif
   do_ioctl(fd_.get(), uapi::kCreateIrqchip);
   irqchip_ = true;
 }
