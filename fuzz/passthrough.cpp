@@ -240,7 +240,7 @@ class Guest {
 // The model logs what it refuses a guest (a BAR moved over another stays trapped): useful in a
 // run, noise at thousands of inputs a second.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  log::set_level(LogLevel::off);
+  vfiokit::log::set_level(vfiokit::LogLevel::off);
   return 0;
 }
 

@@ -12,12 +12,15 @@
 namespace vfiokit::bind {
 namespace {
 
-std::vector<CheckResult> assess(const char* fixture, const char* device) {
-  const HostPaths paths = test::fixture_sysfs(fixture);
+std::vector<CheckResult> assess_on(const HostPaths& paths, const char* device) {
   const Journal journal(paths.run / "vfiokit");
   const std::vector<pci::Bdf> requested{*pci::parse_bdf(device)};
   const HostView view = gather_host_view(paths, requested, journal, 1, pci::ConfigDepth::full);
   return assess_readiness(view, requested[0], iommu::probe_host_iommu(paths));
+}
+
+std::vector<CheckResult> assess(const char* fixture, const char* device) {
+  return assess_on(test::fixture_sysfs(fixture), device);
 }
 
 CheckResult find(const std::vector<CheckResult>& checks, std::string_view id) {
@@ -200,11 +203,7 @@ TEST(Readiness, NoIommuFails) {
 // The arm64 rig (tests/fixtures/hosts/arm64-rig): its nvme's MSI-X goes through the GICv3 ITS,
 // which isolates MSIs as interrupt remapping does on x86.
 TEST(Readiness, Arm64NvmeBehindSmmuV3AndItsIsReady) {
-  const HostPaths paths = test::fixture_host("arm64-rig");
-  const Journal journal(paths.run / "vfiokit");
-  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:00:02.0")};
-  const HostView view = gather_host_view(paths, requested, journal, 1, pci::ConfigDepth::full);
-  const auto checks = assess_readiness(view, requested[0], iommu::probe_host_iommu(paths));
+  const auto checks = assess_on(test::fixture_host("arm64-rig"), "0000:00:02.0");
   EXPECT_EQ(find(checks, "iommu").summary, "in IOMMU group 0");
   EXPECT_EQ(find(checks, "interrupt-remapping").status, CheckStatus::pass);
   EXPECT_EQ(find(checks, "interrupt-remapping").summary, "MSIs isolated by the GICv3 ITS");
@@ -213,11 +212,7 @@ TEST(Readiness, Arm64NvmeBehindSmmuV3AndItsIsReady) {
 // edu in the arm64 rig has no group until a driver probes it: a warning that says bind probes
 // it, not a failure (tests/unit/plan_test.cpp has the plan).
 TEST(Readiness, Arm64EduWithoutAGroupYetIsAWarningThatSaysBindProbesIt) {
-  const HostPaths paths = test::fixture_host("arm64-rig");
-  const Journal journal(paths.run / "vfiokit");
-  const std::vector<pci::Bdf> requested{*pci::parse_bdf("0000:00:01.0")};
-  const HostView view = gather_host_view(paths, requested, journal, 1, pci::ConfigDepth::full);
-  const auto checks = assess_readiness(view, requested[0], iommu::probe_host_iommu(paths));
+  const auto checks = assess_on(test::fixture_host("arm64-rig"), "0000:00:01.0");
   EXPECT_EQ(find(checks, "iommu").status, CheckStatus::warn);
   EXPECT_NE(find(checks, "iommu").fix.find("`vfiokit bind 0000:00:01.0` lets vfio-pci probe it"),
             std::string::npos);
