@@ -31,7 +31,7 @@ namespace {
 
 constexpr std::uint16_t kNvmeVendor = 0x1b36;
 // irq-kvm: device vector n becomes guest vector 0x30 + n, for at most 200 vectors (up to 0xf7).
-constexpr std::uint32_t kFirstGuestVector = 0x30;
+constexpr std::uint8_t kFirstGuestVector = 0x30;
 constexpr std::uint32_t kMaxGuestVectors = 200;
 constexpr std::uint16_t kNvmeDevice = 0x0010;
 constexpr std::uint32_t kNvmeClass = 0x010802;
@@ -227,9 +227,11 @@ std::string loopback_every_vector(msix::InterruptVectors& vectors,
 }
 
 // The device's vectors wired into a fresh VM running irq-probe: vector v on GSI g_v, routed as
-// an MSI to APIC 0 with guest vector 0x30 + v. Each vector fired with the loopback must reach
-// the guest once; a real device interrupt (edu's raise register, nvme's Identify completion)
-// must reach it too, as a second arrival of vector 0x30; and nothing else may arrive.
+// an MSI that reaches guest vector 0x30 + v (x86: to APIC 0; arm64: through the ITS, as event v
+// of the guest's device, which irq-probe maps to LPI 8192 + 0x30 + v). Each vector fired with the
+// loopback must reach the guest once; a real device interrupt (edu's raise register, nvme's
+// Identify completion) must reach it too, as a second arrival of vector 0x30; and nothing else may
+// arrive.
 StageResult stage_irq_kvm(Context& ctx) {
   const auto& device = ctx.opened.device;
   std::uint32_t index = VFIO_PCI_MSIX_IRQ_INDEX;
@@ -239,25 +241,13 @@ StageResult stage_irq_kvm(Context& ctx) {
     count = device.irq_info(index).count;
   }
   if (count == 0) return skipped("irq-kvm", "the device has no MSI or MSI-X vectors");
-#if !defined(__x86_64__)
-  // Before /dev/kvm is opened: what is missing is the guest, whether or not KVM is there.
-  return skipped("irq-kvm",
-                 "not on this architecture: its guest, the irq-probe payload, is a 32-bit x86 "
-                 "program, which KVM runs on x86_64 hosts only");
-#endif
   count = std::min<std::uint32_t>(count, kMaxGuestVectors);
   const kvm::KvmSystem kvm = kvm::KvmSystem::open(ctx.paths);
-  vfiokit_irq_params params{};
-  params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
-  params.count = count;
   std::vector<msix::MsiMessage> messages;
   for (std::uint32_t v = 0; v < count; ++v) {
-    params.vectors[v] = static_cast<std::uint8_t>(kFirstGuestVector + v);
-    messages.push_back(msix::encode_msi({0, params.vectors[v]}));
+    messages.push_back(payloads::irq_probe_message(v, kFirstGuestVector));
   }
-  payloads::GuestOptions options;
-  options.parameters.resize(sizeof params);
-  std::memcpy(options.parameters.data(), &params, sizeof params);
+  const payloads::GuestOptions options = payloads::irq_probe_options(count, kFirstGuestVector);
   const auto payload = payloads::find("irq-probe");
   payloads::PayloadGuest guest(kvm, payload->image, options);
   msix::MsixWiring wiring(device, index, guest.routes());

@@ -50,6 +50,23 @@ inline constexpr IoctlPtr<const kvm_irqfd> kIrqfd = VFIOKIT_IOCTL_PTR(const kvm_
 inline constexpr IoctlPtr<const kvm_msi> kSignalMsi =
     VFIOKIT_IOCTL_PTR(const kvm_msi, KVM_SIGNAL_MSI);
 
+// In-kernel devices, VM fd: arm64's interrupt controller (a vGICv3 and its ITS, kvm/gic.h) is
+// one. KVM_CREATE_DEVICE writes the new device's fd into `fd`.
+inline constexpr IoctlPtr<kvm_create_device> kCreateDevice =
+    VFIOKIT_IOCTL_PTR(kvm_create_device, KVM_CREATE_DEVICE);
+// Device fd. Kernel contract: `addr` points at the attribute's value (a u64 for a GIC address,
+// unused for a control), which the kernel reads during the call.
+inline constexpr IoctlPtr<const kvm_device_attr> kSetDeviceAttr =
+    VFIOKIT_IOCTL_PTR(const kvm_device_attr, KVM_SET_DEVICE_ATTR);
+inline constexpr IoctlPtr<const kvm_device_attr> kHasDeviceAttr =
+    VFIOKIT_IOCTL_PTR(const kvm_device_attr, KVM_HAS_DEVICE_ATTR);
+static_assert(sizeof(kvm_create_device) == 12);
+static_assert(offsetof(kvm_create_device, fd) == 4);
+static_assert(sizeof(kvm_device_attr) == 24);
+static_assert(offsetof(kvm_device_attr, group) == 4);
+static_assert(offsetof(kvm_device_attr, attr) == 8);
+static_assert(offsetof(kvm_device_attr, addr) == 16);
+
 // Dirty tracking (kvm/dirty_tracker.h), VM fd. KVM_ENABLE_CAP turns on the dirty ring
 // (KVM_CAP_DIRTY_LOG_RING{,_ACQ_REL}, args[0] = its size in bytes per vCPU) and manual protect
 // (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE).
@@ -106,6 +123,25 @@ static_assert(offsetof(kvm_cpuid_entry2, eax) == 12);
 static_assert(offsetof(kvm_cpuid_entry2, edx) == 24);
 #endif  // __x86_64__
 
+#if defined(__aarch64__)
+// arm64 vCPU set-up (<asm/kvm.h>): the target KVM prefers on this host (VM fd), KVM_ARM_VCPU_INIT
+// with it before the vCPU's first run, and its registers one at a time.
+inline constexpr IoctlPtr<kvm_vcpu_init> kArmPreferredTarget =
+    VFIOKIT_IOCTL_PTR(kvm_vcpu_init, KVM_ARM_PREFERRED_TARGET);
+inline constexpr IoctlPtr<const kvm_vcpu_init> kArmVcpuInit =
+    VFIOKIT_IOCTL_PTR(const kvm_vcpu_init, KVM_ARM_VCPU_INIT);
+// Kernel contract: `addr` points at a value of the size the register id encodes (u64 for the
+// core registers vfiokit sets), read (SET) or written (GET) during the call.
+inline constexpr IoctlPtr<const kvm_one_reg> kSetOneReg =
+    VFIOKIT_IOCTL_PTR(const kvm_one_reg, KVM_SET_ONE_REG);
+inline constexpr IoctlPtr<const kvm_one_reg> kGetOneReg =
+    VFIOKIT_IOCTL_PTR(const kvm_one_reg, KVM_GET_ONE_REG);
+static_assert(sizeof(kvm_vcpu_init) == 32);
+static_assert(offsetof(kvm_vcpu_init, features) == 4);
+static_assert(sizeof(kvm_one_reg) == 16);
+static_assert(offsetof(kvm_one_reg, addr) == 8);
+#endif  // __aarch64__
+
 // struct kvm_irqfd is 32 bytes, not the 16 some write-ups claim: fd, gsi, flags, resamplefd,
 // then 16 bytes of padding the kernel requires to be zero.
 static_assert(sizeof(kvm_mp_state) == 4);
@@ -124,11 +160,15 @@ static_assert(offsetof(kvm_irq_routing, flags) == 4);
 static_assert(sizeof(kvm_irq_routing_entry) == 48);
 static_assert(offsetof(kvm_irq_routing_entry, type) == 4);
 static_assert(offsetof(kvm_irq_routing_entry, u) == 16);
+static_assert(offsetof(kvm_irq_routing_entry, flags) == 8);  // KVM_MSI_VALID_DEVID
 static_assert(sizeof(kvm_irq_routing_msi) == 16);
 static_assert(offsetof(kvm_irq_routing_msi, data) == 8);
+static_assert(offsetof(kvm_irq_routing_msi, devid) == 12);
 static_assert(sizeof(kvm_irq_routing_irqchip) == 8);
 static_assert(sizeof(kvm_msi) == 32);
 static_assert(offsetof(kvm_msi, data) == 8);
+static_assert(offsetof(kvm_msi, flags) == 12);
+static_assert(offsetof(kvm_msi, devid) == 16);
 static_assert(sizeof(kvm_userspace_memory_region) == 32);
 static_assert(offsetof(kvm_userspace_memory_region, guest_phys_addr) == 8);
 static_assert(offsetof(kvm_userspace_memory_region, userspace_addr) == 24);

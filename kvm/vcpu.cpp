@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "vfiokit/base/text.h"
@@ -277,6 +278,54 @@ VcpuState Vcpu::state() const noexcept {
   return {};  // arm64: KVM_GET_REGS is x86's; the registers are KVM_GET_ONE_REG's, not read yet
 #endif
 }
+
+#if defined(__aarch64__)
+namespace {
+
+constexpr std::uint64_t core_register(std::size_t offset) {
+  // KVM_REG_ARM_CORE_REG: the register's offset in struct kvm_regs, in 32-bit words.
+  return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | (offset / sizeof(std::uint32_t));
+}
+
+// The ids KVM documents for them (Documentation/virt/kvm/api.rst, "ARM64 registers").
+static_assert(core_register(offsetof(kvm_regs, regs.pc)) == 0x6030000000100040);
+static_assert(core_register(offsetof(kvm_regs, regs.pstate)) == 0x6030000000100042);
+static_assert(core_register(offsetof(kvm_regs, sp_el1)) == 0x6030000000100044);
+
+}  // namespace
+
+std::uint64_t Vcpu::one_reg(std::uint64_t id) const {
+  std::uint64_t value = 0;
+  // Kernel contract: `addr` points at 8 bytes (a U64 id), which KVM_GET_ONE_REG writes.
+  const kvm_one_reg reg{id, reinterpret_cast<std::uintptr_t>(&value)};
+  const int rc = try_ioctl(fd_.get(), uapi::kGetOneReg, &reg);
+  if (rc < 0) throw ioctl_error(rc, uapi::kGetOneReg.name).with("register", hex(id));
+  return value;
+}
+
+void Vcpu::set_one_reg(std::uint64_t id, std::uint64_t value) {
+  // Kernel contract: `addr` points at 8 bytes (a U64 id), which KVM_SET_ONE_REG reads.
+  const kvm_one_reg reg{id, reinterpret_cast<std::uintptr_t>(&value)};
+  const int rc = try_ioctl(fd_.get(), uapi::kSetOneReg, &reg);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kSetOneReg.name)
+        .with("register", hex(id))
+        .with("value", hex(value));
+  }
+}
+
+void enter_aarch64_el1(Vcpu& vcpu, std::uint64_t entry, std::uint64_t stack) {
+  constexpr std::uint64_t kEl1h = 0x5;             // PSR_MODE_EL1h: EL1, SP_EL1
+  constexpr std::uint64_t kAllMasked = 0xfu << 6;  // D, A, I, F
+  vcpu.set_one_reg(core_register(offsetof(kvm_regs, regs.pstate)), kEl1h | kAllMasked);
+  vcpu.set_one_reg(core_register(offsetof(kvm_regs, sp_el1)), stack);
+  vcpu.set_one_reg(core_register(offsetof(kvm_regs, regs.pc)), entry);
+}
+#else
+void enter_aarch64_el1(Vcpu&, std::uint64_t, std::uint64_t) {
+  throw Error("enter EL1", "not on this architecture: an arm64 guest needs an arm64 KVM host");
+}
+#endif
 
 #if defined(__x86_64__)
 kvm_sregs Vcpu::sregs() const {

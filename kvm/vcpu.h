@@ -109,6 +109,11 @@ class Vcpu {
   [[nodiscard]] kvm_sregs sregs() const;
   void set_sregs(const kvm_sregs& sregs);
 #endif
+#if defined(__aarch64__)
+  // arm64's registers, one at a time: `id` is a KVM_REG_ARM64 register id of size U64.
+  [[nodiscard]] std::uint64_t one_reg(std::uint64_t id) const;
+  void set_one_reg(std::uint64_t id, std::uint64_t value);
+#endif
   // KVM_MP_STATE_RUNNABLE, _HALTED, ... (only meaningful while the vCPU is not running).
   [[nodiscard]] std::uint32_t mp_state() const;
   // regs(), mp_state() and the local APIC together; never throws (known is false when the
@@ -142,5 +147,9 @@ void require_x86_guests(std::string_view operation);
 // (0x10) segments, paging off, interrupts off, at `entry` with the stack at `stack`. x86 only:
 // elsewhere it throws an Error saying the payload guests need an x86 host.
 void enter_protected_mode(Vcpu& vcpu, std::uint32_t entry, std::uint32_t stack);
+
+// Where an arm64 payload starts: EL1 on SP_EL1 (EL1h), the MMU off, every exception masked
+// (DAIF), at `entry` with SP_EL1 = `stack`. arm64 only: elsewhere it throws an Error saying so.
+void enter_aarch64_el1(Vcpu& vcpu, std::uint64_t entry, std::uint64_t stack);
 
 }  // namespace vfiokit::kvm

@@ -6,6 +6,7 @@
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
+#include "vfiokit/kvm/gic.h"
 #include "vfiokit/kvm/system.h"
 #include "vfiokit/kvm/uapi.h"
 #include "vfiokit/kvm/vcpu.h"
@@ -121,19 +122,81 @@ void Vm::remove_memory(std::uint32_t slot) {
   slots_.remove(slot);
 }
 
+#if defined(__aarch64__)
+namespace {
+
+// KVM_SET_DEVICE_ATTR on one of the GIC's devices. `value` is read by the kernel during the call.
+void set_gic_attribute(int device, std::uint32_t group, std::uint64_t attribute,
+                       const std::uint64_t* value, const char* what) {
+  kvm_device_attr attr{};
+  attr.group = group;
+  attr.attr = attribute;
+  attr.addr = reinterpret_cast<std::uintptr_t>(value);
+  const int rc = try_ioctl(device, uapi::kSetDeviceAttr, &attr);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kSetDeviceAttr.name)
+        .with("attribute", what)
+        .with("value", value ? hex(*value) : std::string("none"));
+  }
+}
+
+UniqueFd create_gic_device(int vm, std::uint32_t type, const char* name) {
+  kvm_create_device device{};
+  device.type = type;
+  const int rc = try_ioctl(vm, uapi::kCreateDevice, &device);
+  if (rc < 0) {
+    throw ioctl_error(rc, uapi::kCreateDevice.name)
+        .with("device", name)
+        .hint(rc == -ENODEV ? "this host's KVM has no " + std::string(name) +
+                                  " (a GICv2-only host, or KVM without an in-kernel GIC)"
+                            : "");
+  }
+  return UniqueFd(static_cast<int>(device.fd));
+}
+
+}  // namespace
+
+void Vm::create_irqchip() {
+  if (irqchip_) throw Error("create irqchip", "this VM already has one");
+  // Kernel contract: KVM_VGIC_V3_ADDR_TYPE_REDIST is the base of a contiguous run of 128 KiB
+  // redistributors, one per vCPU in id order; the distributor and the ITS are 64 KiB aligned.
+  gic_ = create_gic_device(fd_.get(), KVM_DEV_TYPE_ARM_VGIC_V3, "vGICv3");
+  set_gic_attribute(gic_.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
+                    &kGicDistributor, "GICv3 distributor address");
+  set_gic_attribute(gic_.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+                    &kGicRedistributors, "GICv3 redistributor address");
+  // The ITS only after the vGICv3 it belongs to.
+  its_ = create_gic_device(fd_.get(), KVM_DEV_TYPE_ARM_VGIC_ITS, "vGICv3 ITS");
+  set_gic_attribute(its_.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_ITS_ADDR_TYPE, &kGicIts,
+                    "ITS address");
+  irqchip_ = true;
+}
+
+void Vm::finish_irqchip() {
+  if (!irqchip_) return;
+  if (vcpus_created_ == 0) {
+    throw Error("finish irqchip", "no vCPU yet: the vGIC sizes its redistributors by them")
+        .hint("create every vCPU first");
+  }
+  set_gic_attribute(gic_.get(), KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, nullptr,
+                    "vGICv3 init");
+  set_gic_attribute(its_.get(), KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, nullptr,
+                    "ITS init");
+}
+#else
 void Vm::create_irqchip() {
 #if !defined(__x86_64__)
-  // KVM_CREATE_IRQCHIP makes x86's PIC, IOAPIC and LAPICs; on arm64 it would make a GICv2, which
-  // a GICv3 host (the arm64 rig's, and every arm64 server's with an ITS) does not emulate.
   throw Error("create irqchip",
               "not on this architecture: vfiokit creates x86's in-kernel irqchip (PIC, IOAPIC, "
-              "LAPICs); an arm64 VM needs a vGICv3 with an ITS (KVM_CREATE_DEVICE), which "
-              "vfiokit does not create yet, so its GSI routes and irqfds are x86-only")
-      .hint("wire interrupts into a VM on an x86_64 host, or through QEMU (launch --qemu)");
+              "LAPICs) and arm64's (a vGICv3 with an ITS)")
+      .hint("wire interrupts into a VM on an x86_64 or arm64 host");
 #endif
   do_ioctl(fd_.get(), uapi::kCreateIrqchip);
   irqchip_ = true;
 }
+
+void Vm::finish_irqchip() {}
+#endif
 
 void Vm::set_gsi_routing(std::span<const msix::RouteEntry> entries) {
   // Kernel contract: an 8-byte header {nr, flags = 0}, then exactly `nr` 48-byte entries (at
@@ -151,6 +214,10 @@ void Vm::set_gsi_routing(std::span<const msix::RouteEntry> entries) {
       e.u.msi.address_lo = static_cast<std::uint32_t>(msi->address);
       e.u.msi.address_hi = static_cast<std::uint32_t>(msi->address >> 32);
       e.u.msi.data = msi->data;
+      if (msi->device_id) {
+        e.flags = KVM_MSI_VALID_DEVID;
+        e.u.msi.devid = *msi->device_id;
+      }
     } else {
       const auto& pin = std::get<msix::IrqchipPin>(entries[i].target);
       e.type = KVM_IRQ_ROUTING_IRQCHIP;
@@ -223,6 +290,10 @@ void Vm::signal_msi(const msix::MsiMessage& message) {
   msi.address_lo = static_cast<std::uint32_t>(message.address);
   msi.address_hi = static_cast<std::uint32_t>(message.address >> 32);
   msi.data = message.data;
+  if (message.device_id) {
+    msi.flags = KVM_MSI_VALID_DEVID;
+    msi.devid = *message.device_id;
+  }
   const int rc = try_ioctl(fd_.get(), uapi::kSignalMsi, &msi);
   if (rc < 0) throw ioctl_error(rc, uapi::kSignalMsi.name).with("msi_data", hex(message.data));
 }
@@ -234,6 +305,17 @@ Vcpu Vm::create_vcpu(std::uint32_t id) {
   Vcpu vcpu(UniqueFd(rc), id, vcpu_mmap_size_);
 #if defined(__x86_64__)
   vcpu.set_cpuid(cpuid_);
+#elif defined(__aarch64__)
+  // A vCPU runs nothing until KVM_ARM_VCPU_INIT: with the target KVM prefers here and no
+  // optional features, it resets to EL1h with every exception masked (DAIF).
+  kvm_vcpu_init init{};
+  do_ioctl(fd_.get(), uapi::kArmPreferredTarget, &init);
+  const int init_rc = try_ioctl(vcpu.fd(), uapi::kArmVcpuInit, &init);
+  if (init_rc < 0) {
+    throw ioctl_error(init_rc, uapi::kArmVcpuInit.name)
+        .with("vcpu", std::to_string(id))
+        .with("target", std::to_string(init.target));
+  }
 #endif
   return vcpu;
 }

@@ -80,8 +80,15 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
   std::uint32_t map_memory(std::uint64_t guest_address, std::span<std::uint8_t> host) override;
   void unmap_memory(std::uint32_t slot) override { remove_memory(slot); }
 
-  // PIC, IOAPIC and a LAPIC per vCPU in the kernel; needed for irqfds and MSI routes.
+  // The in-kernel interrupt controller; needed for irqfds and MSI routes. x86: PIC, IOAPIC and
+  // a LAPIC per vCPU. arm64: a vGICv3 and its ITS at kvm/gic.h's addresses (MSIs then need a
+  // device ID: kvm::its_msi). Before any vCPU exists on x86; on arm64 either way, then
+  // finish_irqchip() once all vCPUs exist.
   void create_irqchip();
+  // arm64: KVM_DEV_ARM_VGIC_CTRL_INIT on the vGIC and the ITS, after the last create_vcpu() (the
+  // redistributors are per vCPU, and no vCPU can be added after it) and before the first run.
+  // Nothing to do on x86, or without an irqchip.
+  void finish_irqchip();
   [[nodiscard]] bool has_irqchip() const noexcept { return irqchip_; }
 
   void set_gsi_routing(std::span<const msix::RouteEntry> entries) override;
@@ -123,6 +130,10 @@ class Vm final : public msix::IrqRouting, public GuestMemoryMap {
 
  private:
   UniqueFd fd_;
+  // arm64's vGICv3 and ITS devices (create_irqchip): declared after fd_, so they close first;
+  // each holds a reference to the VM, which KVM frees with the last one.
+  UniqueFd gic_;
+  UniqueFd its_;
   std::size_t vcpu_mmap_size_;
   // What every vCPU is given (KVM_SET_CPUID2) before it runs. Without it KVM's local APIC
   // accepts no timer mode: a periodic LAPIC timer silently became one-shot, and a payload's

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace vfiokit::msix {
@@ -20,8 +21,18 @@ enum class DeliveryMode : std::uint8_t {
 };
 
 struct MsiMessage {
+  constexpr MsiMessage() = default;
+  // Not an aggregate: {address, data} (x86's, and most of vfiokit's) leaves the device ID out.
+  constexpr MsiMessage(std::uint64_t message_address, std::uint32_t message_data,
+                       std::optional<std::uint32_t> requester = std::nullopt)
+      : address(message_address), data(message_data), device_id(requester) {}
+
   std::uint64_t address = 0;
   std::uint32_t data = 0;
+  // The requester ID an interrupt translation service looks the message up by: arm64's GICv3
+  // ITS translates (device ID, event ID = data) into an interrupt, so KVM needs it with every
+  // MSI to a VM that has one (KVM_MSI_VALID_DEVID). x86 has no such thing: nullopt.
+  std::optional<std::uint32_t> device_id;
   bool operator==(const MsiMessage&) const = default;
 };
 

@@ -9,15 +9,41 @@
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/log.h"
 #include "vfiokit/base/text.h"
+#include "vfiokit/kvm/gic.h"
 #include "vfiokit/payloads/mailbox.h"
 
 namespace vfiokit::payloads {
 namespace {
 
-// The first thing a PayloadGuest makes: on a host that cannot run its x86 guest, the refusal
-// comes before any KVM call can fail less clearly.
-MappedMemory allocate_ram(std::size_t size) {
+#if defined(__x86_64__)
+constexpr bool kX86 = true;
+#else
+constexpr bool kX86 = false;
+#endif
+
+// The first thing a PayloadGuest makes: on a host that cannot run the image, the refusal comes
+// before any KVM call can fail less clearly. An arm64 host runs arm64 images only (irq-probe's
+// arm64 build), which carry VFIOKIT_ARM64_IMAGE_MAGIC; every other host, x86 ones.
+MappedMemory allocate_ram(std::size_t size, std::span<const std::uint8_t> image) {
+#if defined(__aarch64__)
+  std::uint64_t magic = 0;
+  if (image.size() >= VFIOKIT_ARM64_IMAGE_MAGIC_OFFSET + sizeof magic) {
+    std::memcpy(&magic, image.data() + VFIOKIT_ARM64_IMAGE_MAGIC_OFFSET, sizeof magic);
+  }
+  if (magic != VFIOKIT_ARM64_IMAGE_MAGIC) {
+    throw Error("run a payload guest",
+                "not on this architecture: this image is not an arm64 payload (vfiokit builds "
+                "irq-probe for arm64; its other payloads are 32-bit x86 programs)")
+        .hint("run x86 payloads on an x86_64 host");
+  }
+  if (!kvm::ram_below_gic(size)) {
+    throw Error("run a payload guest", human_size(size) + " of guest RAM would reach the GIC at " +
+                                           hex(kvm::kGicDistributor));
+  }
+#else
+  static_cast<void>(image);
   kvm::require_x86_guests("run a payload guest");
+#endif
   void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (address == MAP_FAILED) {
@@ -28,9 +54,24 @@ MappedMemory allocate_ram(std::size_t size) {
 
 // KVM wants the irqchip before any vCPU exists, so the VM is completed here, in the member
 // initializer of the vCPU.
+// (arm64: the vGIC is finished once its one vCPU exists, before any route is committed, since
+// finishing it resets the routing table.)
 kvm::Vcpu first_vcpu(kvm::Vm& vm, bool irqchip) {
   if (irqchip) vm.create_irqchip();
-  return vm.create_vcpu(0);
+  kvm::Vcpu vcpu = vm.create_vcpu(0);
+  vm.finish_irqchip();
+  return vcpu;
+}
+
+// The mailbox's MMIO window (arm64 payloads) as the port writes it stands for.
+kvm::IoExit mailbox_port_write(const kvm::MmioExit& mmio) {
+  kvm::IoExit io;
+  io.port = static_cast<std::uint16_t>(VFIOKIT_MAILBOX_FIRST +
+                                       (mmio.address - VFIOKIT_MAILBOX_MMIO_BASE) / 4);
+  io.size = static_cast<std::uint8_t>(mmio.length);
+  io.out = mmio.write;
+  io.count = 1;
+  return io;
 }
 
 std::optional<kvm::DirtyTracker> dirty_tracker_for(kvm::Vm& vm, const GuestOptions& options) {
@@ -95,12 +136,48 @@ std::optional<MailboxEvent> MailboxQueue::take(std::uint16_t port) {
   return event;
 }
 
+namespace {
+
+std::uint8_t probe_vector(std::uint32_t n, std::uint8_t first_vector) {
+  if (n > 0xffu - first_vector) {
+    throw Error("irq-probe", "device vector " + std::to_string(n) + " would be guest vector " +
+                                 hex(first_vector + n) + ", past 0xff");
+  }
+  return static_cast<std::uint8_t>(first_vector + n);
+}
+
+}  // namespace
+
+GuestOptions irq_probe_options(std::uint32_t count, std::uint8_t first_vector) {
+  vfiokit_irq_params params{};
+  if (count > sizeof params.vectors) {
+    throw Error("irq-probe", std::to_string(count) + " vectors; it takes at most " +
+                                 std::to_string(sizeof params.vectors));
+  }
+  params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
+  params.count = count;
+  params.device_id = VFIOKIT_GUEST_DEVICE_DEVFN;
+  for (std::uint32_t n = 0; n < count; ++n) params.vectors[n] = probe_vector(n, first_vector);
+  GuestOptions options;
+  options.parameters.resize(sizeof params);
+  std::memcpy(options.parameters.data(), &params, sizeof params);
+  return options;
+}
+
+msix::MsiMessage irq_probe_message(std::uint32_t n, std::uint8_t first_vector) {
+  const std::uint8_t vector = probe_vector(n, first_vector);
+  if constexpr (kX86) return msix::encode_msi({0, vector});
+  static_cast<void>(vector);
+  return kvm::its_msi(VFIOKIT_GUEST_DEVICE_DEVFN, n);
+}
+
 PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,
                            const GuestOptions& options)
-    : memory_(allocate_ram(options.memory)),
+    : memory_(allocate_ram(options.memory, image)),
       vm_(system.create_vm()),
       dirty_(dirty_tracker_for(vm_, options)),
-      routes_(vm_, options.irqchip),
+      // x86 keeps the PIC/IOAPIC pins' routes in every table; arm64's vGIC has no such pins.
+      routes_(vm_, options.irqchip && kX86),
       vcpu_(first_vcpu(vm_, options.irqchip)),
       vcpu_stats_(kvm::StatsReader::open(vcpu_.fd())),
       vm_stats_(kvm::StatsReader::open(vm_.fd())) {
@@ -119,10 +196,19 @@ PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::ui
   } else {
     vm_.add_memory(0, 0, memory_.bytes());
   }
-  kvm::enter_protected_mode(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
-  loop_.on_io(
-      VFIOKIT_MAILBOX_FIRST, VFIOKIT_MAILBOX_LAST,
-      [this](const kvm::IoExit& io, std::span<std::uint8_t> data) { on_mailbox(io, data); });
+  if constexpr (kX86) {
+    kvm::enter_protected_mode(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
+    loop_.on_io(
+        VFIOKIT_MAILBOX_FIRST, VFIOKIT_MAILBOX_LAST,
+        [this](const kvm::IoExit& io, std::span<std::uint8_t> data) { on_mailbox(io, data); });
+  } else {
+    kvm::enter_aarch64_el1(vcpu_, VFIOKIT_PAYLOAD_ADDRESS, VFIOKIT_STACK_TOP);
+    loop_.on_mmio(VFIOKIT_MAILBOX_MMIO_BASE,
+                  VFIOKIT_MAILBOX_MMIO_BASE + VFIOKIT_MAILBOX_MMIO_SIZE - 1,
+                  [this](const kvm::MmioExit& mmio, std::span<std::uint8_t> data) {
+                    on_mailbox(mailbox_port_write(mmio), data);
+                  });
+  }
 }
 
 PayloadGuest::~PayloadGuest() { stop(); }

@@ -86,6 +86,14 @@ class MailboxQueue {
   bool done_queued_ = false;
 };
 
+// irq-probe's parameters for a device whose vectors 0..count-1 must arrive as guest vectors
+// first_vector + n, each once; and the MSI message vfiokit routes for device vector n. x86: a
+// fixed-delivery message to APIC 0 naming the vector. arm64: event n of the device at
+// VFIOKIT_GUEST_DEVICE_DEVFN through the ITS (kvm::its_msi), which irq-probe maps to LPI
+// 8192 + first_vector + n. Throws Error when the vectors would pass 0xff.
+GuestOptions irq_probe_options(std::uint32_t count, std::uint8_t first_vector = 0x30);
+msix::MsiMessage irq_probe_message(std::uint32_t n, std::uint8_t first_vector = 0x30);
+
 class PayloadGuest {
  public:
   PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,

@@ -1,7 +1,8 @@
 /* irq-probe: reports every interrupt it receives, vector and running count, on
  * VFIOKIT_MAILBOX_VECTOR, and tells the VMM once it has seen each expected vector
  * (VFIOKIT_MAILBOX_VALUE = IRQ_PROBE_ALL_SEEN). It never finishes by itself: the VMM stops it.
- * Parameters: struct vfiokit_irq_params at VFIOKIT_PARAMS_ADDRESS. */
+ * Parameters: struct vfiokit_irq_params at VFIOKIT_PARAMS_ADDRESS. Built for x86 and arm64
+ * (where the ITS maps the device's events to LPIs first: prepare_msi_vectors). */
 #include "vfiokit/payloads/runtime.h"
 
 #define IRQ_PROBE_ALL_SEEN 0xa11u
@@ -27,6 +28,8 @@ uint32_t payload_main(void) {
     if (!expected[vector]) expected_left++;
     expected[vector] = 1;
   }
+  const uint32_t refused = prepare_msi_vectors(params->device_id, params->vectors, params->count);
+  if (refused) return refused;
   set_interrupt_handler(on_interrupt);
   log_hex("irq-probe: expecting vectors", expected_left);
   outl(VFIOKIT_MAILBOX_READY, VFIOKIT_MAILBOX_MAGIC);

@@ -6,7 +6,8 @@
 
 /* out32: the payload is up (VFIOKIT_MAILBOX_MAGIC) and waiting. */
 #define VFIOKIT_MAILBOX_READY 0x500
-/* out32: an interrupt arrived: vector | (how many times it has arrived so far) << 8. */
+/* out32: an interrupt arrived: vector | (how many times it has arrived so far) << 8. On arm64
+ * the "vector" V is LPI 8192 + V (the payload maps device events to those LPIs). */
 #define VFIOKIT_MAILBOX_VECTOR 0x501
 /* out32: the payload is finished: 0 passed, anything else a failure code. */
 #define VFIOKIT_MAILBOX_DONE 0x502
@@ -22,11 +23,22 @@
 #define VFIOKIT_MAILBOX_FIRST 0x500
 #define VFIOKIT_MAILBOX_LAST 0x50f
 
+/* arm64 has no port I/O: an arm64 payload writes port P's value to guest-physical
+ * VFIOKIT_MAILBOX_MMIO_BASE + (P - VFIOKIT_MAILBOX_FIRST) * 4, with one plain store of the
+ * port's width (a KVM_EXIT_MMIO: nothing is mapped there). */
+#define VFIOKIT_MAILBOX_MMIO_BASE 0x09000000u
+#define VFIOKIT_MAILBOX_MMIO_SIZE ((VFIOKIT_MAILBOX_LAST - VFIOKIT_MAILBOX_FIRST + 1) * 4)
+/* An arm64 payload image carries this at byte 8 (after its first branch), so the VMM never runs
+ * an x86 image on an arm64 vCPU. "VFKA64" and two NULs, read as a little-endian u64. */
+#define VFIOKIT_ARM64_IMAGE_MAGIC 0x00003436414b4656ull
+#define VFIOKIT_ARM64_IMAGE_MAGIC_OFFSET 8u
+
 #define VFIOKIT_MAILBOX_MAGIC 0x564b4d31u /* "VKM1" */
 
 /* DONE codes a payload's runtime uses; vfiokit's payloads use 0x0100 up, yours 0x0200 up. */
 #define VFIOKIT_DONE_PASSED 0u
-#define VFIOKIT_DONE_EXCEPTION 0xe000u /* | the exception vector */
+#define VFIOKIT_DONE_EXCEPTION \
+  0xe000u /* | the vector (x86), | ESR_EL1's class (arm64, DETAIL: ESR) */
 #define VFIOKIT_DONE_BAD_PARAMETERS 0x00ffu
 
 /* Guest-physical layout shared by the VMM and the payloads. */
@@ -41,7 +53,10 @@
 struct vfiokit_irq_params {
   unsigned int magic;
   unsigned int count;         /* how many of vectors[] are used */
-  unsigned char vectors[224]; /* 32..255 */
+  unsigned char vectors[224]; /* 32..255; device vector i arrives as vectors[i] */
+  /* arm64: the ITS DeviceID the VMM's MSI routes carry (the requester ID), whose event i the
+   * payload maps to vectors[i]. Unused on x86, where the MSI names the vector itself. */
+  unsigned int device_id;
 };
 
 /* nvme-identify's parameters: the serial Identify Controller must report ("" accepts any
@@ -72,5 +87,7 @@ struct vfiokit_nvme_params {
 #define VFIOKIT_DONE_NOT_EDU 0x0107u  /* edu-dma, edu-intx: not QEMU's edu (1234:11e8) */
 #define VFIOKIT_DONE_NOT_NVME 0x0108u /* nvme-identify: not an NVMe controller (class 01:08:02) */
 #define VFIOKIT_DONE_NO_INTX 0x0109u  /* edu-intx: no INTx pin, or a line no IOAPIC input has */
+/* arm64 runtime: the ITS did not take its commands (DETAIL: GITS_CREADR | CWRITER << 32). */
+#define VFIOKIT_DONE_ITS_STUCK 0x010au
 
 #endif

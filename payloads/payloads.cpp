@@ -20,6 +20,9 @@ VFIOKIT_EMBED(vfiokit_payload_edu_intx, VFIOKIT_PAYLOAD_DIR "/edu-intx.bin");
 VFIOKIT_EMBED(vfiokit_payload_nvme_identify, VFIOKIT_PAYLOAD_DIR "/nvme-identify.bin");
 VFIOKIT_EMBED(vfiokit_payload_faulty, VFIOKIT_PAYLOAD_DIR "/faulty.bin");
 VFIOKIT_EMBED(vfiokit_payload_silent, VFIOKIT_PAYLOAD_DIR "/silent.bin");
+#if defined(__aarch64__)
+VFIOKIT_EMBED(vfiokit_payload_irq_probe_arm64, VFIOKIT_PAYLOAD_DIR "/irq-probe-arm64.bin");
+#endif
 
 #define VFIOKIT_IMAGE(symbol)                     \
   extern "C" const std::uint8_t symbol##_start[]; \
@@ -32,38 +35,45 @@ VFIOKIT_IMAGE(vfiokit_payload_edu_intx);
 VFIOKIT_IMAGE(vfiokit_payload_nvme_identify);
 VFIOKIT_IMAGE(vfiokit_payload_faulty);
 VFIOKIT_IMAGE(vfiokit_payload_silent);
+#if defined(__aarch64__)
+VFIOKIT_IMAGE(vfiokit_payload_irq_probe_arm64);
+#endif
 
 namespace vfiokit::payloads {
 
-std::vector<Payload> all() {
-  return {
-      {"irq-probe",
-       "reports every interrupt vector it receives through the mailbox",
-       {vfiokit_payload_irq_probe_start, vfiokit_payload_irq_probe_end}},
-      {"edu-dma",
-       "finds edu on the PCI bus, enables MSI, DMAs 4 KiB in and back out, compares",
-       {vfiokit_payload_edu_dma_start, vfiokit_payload_edu_dma_end}},
-      {"dirty-pages",
-       "writes known guest pages with the CPU and has edu write others by DMA "
-       "(for launch --dirty-log)",
-       {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end},
-       VFIOKIT_DIRTY_DEVICE_WINDOW + VFIOKIT_DIRTY_WINDOW_PAGES * 4096},
-      {"edu-intx",
-       "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
-       "once and that Interrupt Disable holds it back",
-       {vfiokit_payload_edu_intx_start, vfiokit_payload_edu_intx_end}},
-      {"nvme-identify",
-       "finds an NVMe controller, enables MSI-X, runs Identify Controller, "
-       "checks the serial",
-       {vfiokit_payload_nvme_identify_start, vfiokit_payload_nvme_identify_end}},
-      {"faulty",
-       "divides by zero: proves a faulting payload ends launch with a clear error",
-       {vfiokit_payload_faulty_start, vfiokit_payload_faulty_end}},
-      {"silent",
-       "never reports a result: proves launch ends it at the timeout",
-       {vfiokit_payload_silent_start, vfiokit_payload_silent_end}},
-  };
-}
+std::vector<Payload> all(){return {
+    {"irq-probe",
+     "reports every interrupt vector it receives through the mailbox",
+#if defined(__aarch64__)
+     // The one payload built for arm64 too (through the GICv3 ITS); the others are x86's.
+     {vfiokit_payload_irq_probe_arm64_start, vfiokit_payload_irq_probe_arm64_end}},
+#else
+     {vfiokit_payload_irq_probe_start, vfiokit_payload_irq_probe_end}},
+#endif
+    {"edu-dma",
+     "finds edu on the PCI bus, enables MSI, DMAs 4 KiB in and back out, compares",
+     {vfiokit_payload_edu_dma_start, vfiokit_payload_edu_dma_end}},
+    {"dirty-pages",
+     "writes known guest pages with the CPU and has edu write others by DMA "
+     "(for launch --dirty-log)",
+     {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end},
+     VFIOKIT_DIRTY_DEVICE_WINDOW + VFIOKIT_DIRTY_WINDOW_PAGES * 4096},
+    {"edu-intx",
+     "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
+     "once and that Interrupt Disable holds it back",
+     {vfiokit_payload_edu_intx_start, vfiokit_payload_edu_intx_end}},
+    {"nvme-identify",
+     "finds an NVMe controller, enables MSI-X, runs Identify Controller, "
+     "checks the serial",
+     {vfiokit_payload_nvme_identify_start, vfiokit_payload_nvme_identify_end}},
+    {"faulty",
+     "divides by zero: proves a faulting payload ends launch with a clear error",
+     {vfiokit_payload_faulty_start, vfiokit_payload_faulty_end}},
+    {"silent",
+     "never reports a result: proves launch ends it at the timeout",
+     {vfiokit_payload_silent_start, vfiokit_payload_silent_end}},
+};
+}  // namespace vfiokit::payloads
 
 LaunchablePayload load_for_launch(const std::string& name_or_path) {
   // Before the CLI binds anything: the guest cannot run on this host's architecture.

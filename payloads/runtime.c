@@ -78,9 +78,10 @@ __asm__(
     ".endr\n"
     "interrupt_common:\n"
     "  pushal\n"
-    "  pushl 32(%esp)\n" /* the vector the stub pushed, above the 8 saved registers */
+    "  pushl 44(%esp)\n" /* the interrupted EFLAGS: above the registers, vector, EIP and CS */
+    "  pushl 36(%esp)\n" /* the vector the stub pushed (32 above the registers, +4 now) */
     "  call dispatch_interrupt\n"
-    "  addl $4, %esp\n"
+    "  addl $8, %esp\n"
     "  popal\n"
     "  addl $4, %esp\n"
     "  iret\n");
@@ -122,6 +123,11 @@ void finish(uint32_t code) {
 
 void set_interrupt_handler(interrupt_handler handler) { user_handler = handler; }
 
+uint32_t prepare_msi_vectors(uint32_t device_id, const uint8_t* vectors, uint32_t count) {
+  (void)device_id, (void)vectors, (void)count;
+  return 0; /* the LAPIC takes the vector the MSI message names */
+}
+
 uint32_t interrupt_count(uint32_t vector) { return vector < 256 ? counts[vector] : 0; }
 
 int wait_for_interrupt_count(uint32_t vector, uint32_t count, uint32_t timeout_ticks) {
@@ -139,11 +145,24 @@ void wait_for_interrupt(void) {
   __asm__ volatile("sti; hlt; cli" ::: "memory");
 }
 
-void dispatch_interrupt(uint32_t vector);
-void dispatch_interrupt(uint32_t vector) {
+#define EFLAGS_IF 0x200u
+
+void dispatch_interrupt(uint32_t vector, uint32_t interrupted_eflags);
+void dispatch_interrupt(uint32_t vector, uint32_t interrupted_eflags) {
   if (vector < 32) {
     log_hex("exception", vector);
     finish(VFIOKIT_DONE_EXCEPTION | vector);
+  }
+  /* An external interrupt is taken only with IF set, and every gate here clears IF: one that
+   * interrupted code running with IF clear (this handler, or the cli'd code around hlt) was not
+   * an interrupt but an emulator delivering an event twice. QEMU 7.2's TCG SVM (the rig's nested
+   * KVM) does that: helper_vmrun delivers an EVENTINJ interrupt and also leaves it in
+   * exception_index, which the CPU loop delivers again if it exits first (docs/hil.md, "Rig
+   * artefacts"). No payload uses `int n`, so nothing legitimate lands here. It is reported, not
+   * counted, and has no EOI (the LAPIC has nothing in service for it). */
+  if (!(interrupted_eflags & EFLAGS_IF)) {
+    log_hex("runtime: ignored a second delivery, with interrupts off, of vector", vector);
+    return;
   }
   if (vector == SPURIOUS_VECTOR) return; /* no EOI for the spurious vector */
   counts[vector]++;

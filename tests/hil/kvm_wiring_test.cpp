@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <cstring>
+#include <iostream>
 #include <set>
 
 #include "tests/hil/rig_support.h"
@@ -23,18 +23,6 @@ namespace vfiokit::hil {
 namespace {
 
 using namespace std::chrono_literals;
-
-// irq-probe expecting guest vectors 0x30.. for `count` device vectors.
-payloads::GuestOptions probe_options(std::uint32_t count) {
-  vfiokit_irq_params params{};
-  params.magic = VFIOKIT_IRQ_PARAMS_MAGIC;
-  params.count = count;
-  for (std::uint32_t v = 0; v < count; ++v) params.vectors[v] = static_cast<std::uint8_t>(0x30 + v);
-  payloads::GuestOptions options;
-  options.parameters.resize(sizeof params);
-  std::memcpy(options.parameters.data(), &params, sizeof params);
-  return options;
-}
 
 std::vector<msix::MsiMessage> messages(std::uint32_t count) {
   std::vector<msix::MsiMessage> out;
@@ -77,7 +65,8 @@ class KvmWiring : public testing::Test {
 };
 
 TEST_F(KvmWiring, AllSixtyFiveNvmeVectorsReachTheGuestAsTheirOwnVectors) {
-  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(65));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image,
+                               payloads::irq_probe_options(65));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(65));
   EXPECT_EQ(guest.routes().commits(), 1u) << "65 routes must go to KVM in one KVM_SET_GSI_ROUTING";
@@ -89,13 +78,19 @@ TEST_F(KvmWiring, AllSixtyFiveNvmeVectorsReachTheGuestAsTheirOwnVectors) {
   for (int i = 0; i < 65; ++i) seen.insert(next_vector(guest));
   std::set<std::string> expected;
   for (std::uint32_t v = 0; v < 65; ++v) expected.insert(hex(0x30 + v) + "#1");
-  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(seen, expected) << guest.log();
   EXPECT_TRUE(guest.wait_for(VFIOKIT_MAILBOX_VALUE, 5s)) << "irq-probe did not see every vector";
   EXPECT_EQ(next_vector(guest, 200ms), "none");
+  // The rig's emulator sometimes delivers an injected interrupt a second time with interrupts
+  // off (docs/hil.md, "Rig artefacts"); the runtime ignores those and logs them: shown, not hidden.
+  if (guest.log().find("ignored a second delivery") != std::string::npos) {
+    std::cout << "hil: rig artefact (QEMU delivered an injected interrupt twice):\n" << guest.log();
+  }
 }
 
 TEST_F(KvmWiring, MaskFireUnmaskDeliversOnce) {
-  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(4));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image,
+                               payloads::irq_probe_options(4));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(4));
   guest.start();
@@ -123,7 +118,8 @@ TEST_F(KvmWiring, MaskFireUnmaskDeliversOnce) {
 // where it does not (6.1) the index goes off and on, and the vector that was live is fired once
 // so an interrupt the device raised in the gap is not lost.
 TEST_F(KvmWiring, GrowingMsixHasAGapOnlyWhereTheKernelNeedsOne) {
-  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(4));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image,
+                               payloads::irq_probe_options(4));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(1));
   guest.start();
@@ -150,7 +146,8 @@ TEST_F(KvmWiring, GrowingMsixHasAGapOnlyWhereTheKernelNeedsOne) {
 }
 
 TEST_F(KvmWiring, RetargetMovesAVectorToANewGuestVector) {
-  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(2));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image,
+                               payloads::irq_probe_options(2));
   msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
   wiring.wire(messages(2));
   guest.start();
@@ -161,7 +158,8 @@ TEST_F(KvmWiring, RetargetMovesAVectorToANewGuestVector) {
 }
 
 TEST_F(KvmWiring, DeassignedVectorsReachNobody) {
-  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(1));
+  payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image,
+                               payloads::irq_probe_options(1));
   {
     msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
     wiring.wire(messages(1));
@@ -182,7 +180,8 @@ TEST_F(KvmWiring, DeassignedVectorsReachNobody) {
 TEST_F(KvmWiring, ManyVmsComeAndGoLeavingNoFdsOrMemory) {
   // One round first, so lazily created process state (thread stacks, signal handler) exists.
   auto round = [&] {
-    payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image, probe_options(8));
+    payloads::PayloadGuest guest(*kvm_, payloads::find("irq-probe")->image,
+                                 payloads::irq_probe_options(8));
     msix::MsixWiring wiring(opened_->device, VFIO_PCI_MSIX_IRQ_INDEX, guest.routes());
     wiring.wire(messages(8));
     guest.start();

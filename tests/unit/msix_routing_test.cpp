@@ -170,6 +170,26 @@ TEST(RouteTable, AWholeChangeSetIsOneCommit) {
   EXPECT_FALSE(table.route(gsis[1]));
 }
 
+// arm64's ITS finds an MSI by the requester ID it carries; a table without the irqchip pins (an
+// arm64 VM has none) passes it through to the VM as staged, and a change of device ID alone is a
+// change to commit.
+TEST(RouteTable, AMessagesDeviceIdReachesTheVmAndChangingItIsAChange) {
+  RecordingSink vm;
+  RouteTable table(vm, /*keep_irqchip_routes=*/false);
+  const auto gsi = table.gsis().allocate(1).front();
+  const MsiMessage its_event{0x08090040, 7, 0x08};
+  table.stage(gsi, its_event);
+  table.commit();
+  ASSERT_EQ(vm.tables.size(), 1u);
+  ASSERT_EQ(vm.tables[0].size(), 1u);
+  EXPECT_EQ(std::get<MsiMessage>(vm.tables[0][0].target).device_id, 0x08u);
+  table.stage(gsi, MsiMessage{0x08090040, 7, 0x09});
+  EXPECT_TRUE(table.dirty());
+  table.stage(gsi, MsiMessage{0x08090040, 7});
+  EXPECT_NE(table.route(gsi), its_event) << "no device ID is not device ID 8";
+  EXPECT_FALSE(MsiMessage(0xfee00000, 0x30).device_id);
+}
+
 TEST(RouteTable, IrqchipGsisAndOutOfRangeGsisAreRefused) {
   RecordingSink vm;
   RouteTable table(vm);

@@ -2,9 +2,14 @@
 // way that can be wrong found before anything is bound (usage errors, exit 2).
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "tests/unit/fixtures.h"
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/fs.h"
+#include "vfiokit/kvm/gic.h"
+#include "vfiokit/msix/msi.h"
+#include "vfiokit/payloads/guest.h"
 #include "vfiokit/payloads/mailbox.h"
 #include "vfiokit/payloads/payloads.h"
 
@@ -86,6 +91,43 @@ TEST(LaunchablePayload, APayloadsOwnRamUseMustFitToo) {
     EXPECT_EQ(e.hint(), "give it --memory 11 or more");
   }
   EXPECT_EQ(load_for_launch("edu-dma").memory_used, 0u);
+}
+
+// irq-probe's parameters as the guest reads them (mailbox.h's struct): device vector n expected as
+// first + n, the device ID the arm64 ITS maps, and nothing past 0xff or the 224 slots.
+TEST(IrqProbe, ParametersSayWhichVectorsAndWhichDevice) {
+  const GuestOptions options = irq_probe_options(65, 0x40);
+  vfiokit_irq_params params{};
+  ASSERT_EQ(options.parameters.size(), sizeof params);
+  std::memcpy(&params, options.parameters.data(), sizeof params);
+  EXPECT_EQ(params.magic, VFIOKIT_IRQ_PARAMS_MAGIC);
+  EXPECT_EQ(params.count, 65u);
+  EXPECT_EQ(params.vectors[0], 0x40);
+  EXPECT_EQ(params.vectors[64], 0x80);
+  EXPECT_EQ(params.vectors[65], 0) << "past count";
+  EXPECT_EQ(params.device_id, VFIOKIT_GUEST_DEVICE_DEVFN);
+  EXPECT_EQ(irq_probe_options(0xd0).parameters.size(), sizeof params);  // 0x30..0xff
+  EXPECT_THROW(irq_probe_options(0xd1), Error);                         // 0x100
+  EXPECT_THROW(irq_probe_options(225, 0), Error);
+  EXPECT_THROW(static_cast<void>(irq_probe_message(0xd0)), Error);
+}
+
+// The message for device vector n: on x86 the LAPIC vector itself, to APIC 0; on arm64 event n of
+// the guest's device, at the ITS's doorbell, with its device ID (the guest maps the LPI).
+TEST(IrqProbe, TheMessageForEachDeviceVector) {
+#if defined(__aarch64__)
+  EXPECT_EQ(irq_probe_message(5), kvm::its_msi(VFIOKIT_GUEST_DEVICE_DEVFN, 5));
+#else
+  EXPECT_EQ(irq_probe_message(5), msix::encode_msi({0, 0x35}));
+  EXPECT_EQ(irq_probe_message(5, 0x80), msix::encode_msi({0, 0x85}));
+  EXPECT_FALSE(irq_probe_message(5).device_id);
+#endif
+  const msix::MsiMessage its = kvm::its_msi(0x0108, 64);
+  EXPECT_EQ(its.address, kvm::kGicIts + 0x10040);  // GITS_TRANSLATER
+  EXPECT_EQ(its.data, 64u);
+  EXPECT_EQ(its.device_id, 0x0108u);
+  EXPECT_TRUE(kvm::ram_below_gic(kvm::kGicDistributor));
+  EXPECT_FALSE(kvm::ram_below_gic(kvm::kGicDistributor + 4096));
 }
 
 }  // namespace

@@ -76,7 +76,23 @@ TEST(UapiCodes, Kvm) {
   EXPECT_EQ(kClearDirtyLog.code, 0xc018aec0u);
   EXPECT_EQ(kClearDirtyLog.name, "KVM_CLEAR_DIRTY_LOG");
   EXPECT_EQ(kResetDirtyRings.code, 0xaec7u);
+  // In-kernel devices (arm64's vGICv3 and ITS).
+  EXPECT_EQ(kCreateDevice.code, 0xc00caee0u);  // 0x0c: a 12-byte struct kvm_create_device
+  EXPECT_EQ(kSetDeviceAttr.code, 0x4018aee1u);
+  EXPECT_EQ(kHasDeviceAttr.code, 0x4018aee3u);
+  EXPECT_EQ(kSetDeviceAttr.name, "KVM_SET_DEVICE_ATTR");
 }
+
+#if defined(__aarch64__)
+TEST(UapiCodes, KvmArm64) {
+  using namespace kvm::uapi;
+  EXPECT_EQ(kArmVcpuInit.code, 0x4020aeaeu);
+  EXPECT_EQ(kArmPreferredTarget.code, 0x8020aeafu);
+  EXPECT_EQ(kSetOneReg.code, 0x4010aeacu);
+  EXPECT_EQ(kGetOneReg.code, 0x4010aeabu);
+  EXPECT_EQ(kArmVcpuInit.name, "KVM_ARM_VCPU_INIT");
+}
+#endif
 
 }  // namespace
 }  // namespace vfiokit
