@@ -149,7 +149,7 @@ std::string no_group_reason(const HostView& view, const pci::PciDevice& dev) {
 }  // namespace
 
 bool groupless_until_probed(const HostView& view, const pci::PciDevice& dev) noexcept {
-  return view.iommu_active && !dev.iommu_group && !dev.driver && !dev.is_bridge();
+  return groupless_until_probed(view.iommu_active, dev);
 }
 
 std::string_view to_string(Check check) noexcept {

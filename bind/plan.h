@@ -106,6 +106,11 @@ HostView gather_host_view(const HostPaths& paths, std::span<const pci::Bdf> requ
 // A driverless endpoint with no IOMMU group on a host whose IOMMU is active: on a device-tree
 // host its group comes with a driver's probe (HostView::iommu_active). bind lets vfio-pci probe
 // it and checks the group it joins (PlannedDevice::learns_group).
+// The same test with the host's IOMMU state given (the device plugin's inventory asks it too);
+// inline, so a user of the predicate alone links nothing of bind's.
+inline bool groupless_until_probed(bool iommu_active, const pci::PciDevice& dev) noexcept {
+  return iommu_active && !dev.iommu_group && !dev.driver && !dev.is_bridge();
+}
 bool groupless_until_probed(const HostView& view, const pci::PciDevice& dev) noexcept;
 
 enum class PlannedAction {

@@ -7,6 +7,7 @@
 
 #include "vfiokit/base/error.h"
 #include "vfiokit/base/text.h"
+#include "vfiokit/bind/plan.h"
 #include "vfiokit/iommu/group.h"
 
 namespace vfiokit::k8s {
@@ -123,7 +124,7 @@ std::vector<ResourceGroups> select_groups(const PluginConfig& config,
     ResourceGroups resource{config.resources[r].name, {}, {}};
     std::map<unsigned, std::vector<pci::Bdf>> picked_in_group;
     for (const auto* device : selected[r]) {
-      if (!device->iommu_group && iommu_active && !device->driver && !device->is_bridge()) {
+      if (bind::groupless_until_probed(iommu_active, *device)) {
         const std::string bdf = device->bdf.to_string();
         resource.refused.push_back(
             {device->bdf,

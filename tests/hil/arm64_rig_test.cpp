@@ -238,5 +238,22 @@ TEST(Arm64RigKvm, NvmeMsixVectorsReachTheGuestAsLpisThroughTheIts) {
   EXPECT_EQ(vfiokit({"restore", "--all"}).exit_status, 0);
 }
 
+// The same stage on edu, whose one MSI vector (plain MSI, not MSI-X) goes through the ITS as
+// event 0, and whose own MSI, raised through its register, reaches the guest's LPI as well.
+TEST(Arm64RigKvm, EdusOwnMsiReachesTheGuestThroughTheIts) {
+  VFIOKIT_REQUIRE_RIG();
+  const auto edu = find_pci_function(kEduVendor, kEduDevice);
+  ASSERT_TRUE(edu) << "the rig has no edu";
+  const auto bind = vfiokit({"bind", *edu});
+  ASSERT_EQ(bind.exit_status, 0) << bind.output;
+  const auto selftest = vfiokit({"selftest", *edu, "--json", "--stage", "irq-kvm"});
+  const auto json = conforming_json(selftest, "selftest.json");
+  ASSERT_EQ(json["stages"].size(), 1u) << selftest.output;
+  EXPECT_EQ(json["stages"][0]["status"], "ok") << json["stages"][0].dump();
+  EXPECT_NE(json["stages"][0]["detail"].get<std::string>().find("edu's own MSI"), std::string::npos)
+      << json["stages"][0].dump();
+  EXPECT_EQ(vfiokit({"unbind", *edu}).exit_status, 0);
+}
+
 }  // namespace
 }  // namespace vfiokit::hil
