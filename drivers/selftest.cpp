@@ -3,8 +3,10 @@
 #include <linux/vfio.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <random>
 
 #include "vfiokit/base/error.h"
@@ -241,6 +243,12 @@ StageResult stage_irq_kvm(Context& ctx) {
     count = device.irq_info(index).count;
   }
   if (count == 0) return skipped("irq-kvm", "the device has no MSI or MSI-X vectors");
+#if !defined(__x86_64__) && !defined(__aarch64__)
+  // Before /dev/kvm is opened: what is missing is the guest, whether or not KVM is there.
+  return skipped("irq-kvm",
+                 "not on this architecture: its guest, the irq-probe payload, is built for x86_64 "
+                 "and arm64 only");
+#endif
   count = std::min<std::uint32_t>(count, kMaxGuestVectors);
   const kvm::KvmSystem kvm = kvm::KvmSystem::open(ctx.paths);
   std::vector<msix::MsiMessage> messages;
@@ -249,7 +257,18 @@ StageResult stage_irq_kvm(Context& ctx) {
   }
   const payloads::GuestOptions options = payloads::irq_probe_options(count, kFirstGuestVector);
   const auto payload = payloads::find("irq-probe");
-  payloads::PayloadGuest guest(kvm, payload->image, options);
+  std::optional<payloads::PayloadGuest> made;
+  try {
+    made.emplace(kvm, payload->image, options);
+  } catch (const Error& e) {
+    // A host KVM without the in-kernel interrupt controller vfiokit makes (arm64: a GICv2-only
+    // host has no vGICv3 or ITS) cannot take the routes: nothing to test, not a failure.
+    if (e.errno_value() != ENODEV) throw;
+    return skipped("irq-kvm", std::string("this host's KVM cannot give a VM the interrupt "
+                                          "controller MSIs need: ") +
+                                  e.what());
+  }
+  payloads::PayloadGuest& guest = *made;
   msix::MsixWiring wiring(device, index, guest.routes());
   wiring.wire(messages);
   guest.start();
@@ -295,6 +314,11 @@ StageResult stage_irq_kvm(Context& ctx) {
   // Anything more would be an interrupt the guest should not have seen.
   if (const auto extra = guest.wait_for(VFIOKIT_MAILBOX_VECTOR, std::chrono::milliseconds(200))) {
     throw Error("irq-kvm", "the guest also saw vector " + hex(extra->value & 0xff));
+  }
+  // Shown, not hidden: an emulator's repeated delivery, which the guest ignored (docs/hil.md).
+  if (const std::uint64_t repeated = guest.repeated_deliveries()) {
+    real += "; the guest ignored " + std::to_string(repeated) +
+            " repeated delivery(ies) that came with its interrupts off (an emulator artefact)";
   }
   return {"irq-kvm", StageStatus::passed,
           std::to_string(count) + " " + vfio::irq_index_name(index) + " vectors wired through " +

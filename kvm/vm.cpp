@@ -160,15 +160,19 @@ void Vm::create_irqchip() {
   if (irqchip_) throw Error("create irqchip", "this VM already has one");
   // Kernel contract: KVM_VGIC_V3_ADDR_TYPE_REDIST is the base of a contiguous run of 128 KiB
   // redistributors, one per vCPU in id order; the distributor and the ITS are 64 KiB aligned.
-  gic_ = create_gic_device(fd_.get(), KVM_DEV_TYPE_ARM_VGIC_V3, "vGICv3");
-  set_gic_attribute(gic_.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
+  // Kept only when all of it worked. (KVM keeps a vGIC it made for the VM's life, so a VM whose
+  // irqchip failed half-way is not one to try again with: the caller drops it.)
+  UniqueFd gic = create_gic_device(fd_.get(), KVM_DEV_TYPE_ARM_VGIC_V3, "vGICv3");
+  set_gic_attribute(gic.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST,
                     &kGicDistributor, "GICv3 distributor address");
-  set_gic_attribute(gic_.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+  set_gic_attribute(gic.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST,
                     &kGicRedistributors, "GICv3 redistributor address");
   // The ITS only after the vGICv3 it belongs to.
-  its_ = create_gic_device(fd_.get(), KVM_DEV_TYPE_ARM_VGIC_ITS, "vGICv3 ITS");
-  set_gic_attribute(its_.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_ITS_ADDR_TYPE, &kGicIts,
+  UniqueFd its = create_gic_device(fd_.get(), KVM_DEV_TYPE_ARM_VGIC_ITS, "vGICv3 ITS");
+  set_gic_attribute(its.get(), KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_ITS_ADDR_TYPE, &kGicIts,
                     "ITS address");
+  gic_ = std::move(gic);
+  its_ = std::move(its);
   irqchip_ = true;
 }
 

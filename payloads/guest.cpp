@@ -24,7 +24,7 @@ constexpr bool kX86 = false;
 // The first thing a PayloadGuest makes: on a host that cannot run the image, the refusal comes
 // before any KVM call can fail less clearly. An arm64 host runs arm64 images only (irq-probe's
 // arm64 build), which carry VFIOKIT_ARM64_IMAGE_MAGIC; every other host, x86 ones.
-MappedMemory allocate_ram(std::size_t size, std::span<const std::uint8_t> image) {
+MappedMemory allocate_ram(std::size_t size, std::span<const std::uint8_t> image, bool irqchip) {
 #if defined(__aarch64__)
   std::uint64_t magic = 0;
   if (image.size() >= VFIOKIT_ARM64_IMAGE_MAGIC_OFFSET + sizeof magic) {
@@ -40,8 +40,17 @@ MappedMemory allocate_ram(std::size_t size, std::span<const std::uint8_t> image)
     throw Error("run a payload guest", human_size(size) + " of guest RAM would reach the GIC at " +
                                            hex(kvm::kGicDistributor));
   }
+  if (size < VFIOKIT_ARM64_RUNTIME_RAM) {
+    throw Error("run a payload guest", "the arm64 runtime keeps its GIC tables up to " +
+                                           hex(VFIOKIT_ARM64_RUNTIME_RAM) + ", past " +
+                                           human_size(size) + " of guest RAM");
+  }
+  if (!irqchip) {
+    throw Error("run a payload guest",
+                "the arm64 runtime sets up the GIC at start, so its VM needs the irqchip");
+  }
 #else
-  static_cast<void>(image);
+  static_cast<void>(image), static_cast<void>(irqchip);
   kvm::require_x86_guests("run a payload guest");
 #endif
   void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
@@ -173,7 +182,7 @@ msix::MsiMessage irq_probe_message(std::uint32_t n, std::uint8_t first_vector) {
 
 PayloadGuest::PayloadGuest(const kvm::KvmSystem& system, std::span<const std::uint8_t> image,
                            const GuestOptions& options)
-    : memory_(allocate_ram(options.memory, image)),
+    : memory_(allocate_ram(options.memory, image, options.irqchip)),
       vm_(system.create_vm()),
       dirty_(dirty_tracker_for(vm_, options)),
       // x86 keeps the PIC/IOAPIC pins' routes in every table; arm64's vGIC has no such pins.
@@ -289,8 +298,19 @@ void PayloadGuest::on_mailbox(const kvm::IoExit& io, std::span<std::uint8_t> dat
     }
     return;
   }
+  if (io.port == VFIOKIT_MAILBOX_REPEATED) {
+    ++repeated_deliveries_;
+    log::debug("guest: the runtime ignored a second delivery of vector {:#x} (interrupts were off)",
+               value);
+    return;
+  }
   events_.push({io.port, value, now});
   changed_.notify_all();
+}
+
+std::uint64_t PayloadGuest::repeated_deliveries() const {
+  std::lock_guard lock(mutex_);
+  return repeated_deliveries_;
 }
 
 std::optional<MailboxEvent> PayloadGuest::next_event(std::chrono::milliseconds timeout) {

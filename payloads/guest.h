@@ -1,6 +1,7 @@
 // A small VM that runs one flat payload (one of payloads.h, or a user's own): RAM, the in-kernel
-// irqchip with its route table, one vCPU entered in 32-bit protected mode at the payload's load
-// address, and a thread that runs it while the port-I/O mailbox (payloads/mailbox.h) turns into
+// irqchip with its route table, one vCPU entered at the payload's load address (x86: in 32-bit
+// protected mode; arm64, irq-probe's arm64 build only: in EL1 with the MMU off), and a thread
+// that runs it while the mailbox (payloads/mailbox.h: port I/O, or MMIO on arm64) turns into
 // events for the host.
 #pragma once
 
@@ -31,7 +32,7 @@ namespace vfiokit::payloads {
 struct GuestOptions {
   std::size_t memory = std::size_t{16} << 20;  // guest RAM at guest-physical 0
   std::vector<std::uint8_t> parameters;        // copied to VFIOKIT_PARAMS_ADDRESS
-  bool irqchip = true;                         // in-kernel PIC/IOAPIC/LAPIC (MSI needs it)
+  bool irqchip = true;  // in-kernel PIC/IOAPIC/LAPIC, arm64: vGICv3 + ITS (MSI needs it)
   // Log the pages the vCPU writes in guest RAM (kvm/dirty_tracker.h): the ring or the bitmap.
   std::optional<kvm::DirtyTrackerOptions> dirty_tracking;
 };
@@ -126,6 +127,9 @@ class PayloadGuest {
   // How many log lines the guest has ended so far: a sign of progress between mailbox events.
   [[nodiscard]] std::uint64_t log_lines() const;
   [[nodiscard]] std::uint64_t events_dropped() const;
+  // Interrupts the x86 runtime ignored because they came while interrupts were off: an emulator
+  // delivering an injected interrupt twice (mailbox.h, VFIOKIT_MAILBOX_REPEATED). 0 on hardware.
+  [[nodiscard]] std::uint64_t repeated_deliveries() const;
   // Where the vCPU is (after stop(), or while it waits in the kernel), and KVM's statistics
   // for it (empty where the kernel has no binary statistics): for a payload that never reports.
   [[nodiscard]] kvm::VcpuState vcpu_state() const noexcept { return vcpu_.state(); }
@@ -159,6 +163,7 @@ class PayloadGuest {
   MailboxQueue events_;
   GuestLog log_;
   std::uint64_t log_lines_ = 0;
+  std::uint64_t repeated_deliveries_ = 0;
   std::exception_ptr failure_;
   bool finished_ = false;
 };

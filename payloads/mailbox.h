@@ -20,6 +20,11 @@
 #define VFIOKIT_MAILBOX_STARTED 0x505
 /* out32: a word that qualifies the DONE code that follows (which one says what it means). */
 #define VFIOKIT_MAILBOX_DETAIL 0x506
+/* out32: the x86 runtime ignored a delivery of this vector that came while interrupts were off,
+ * which no real interrupt does: an emulator delivering an injected interrupt twice (docs/hil.md,
+ * "Rig artefact"). The VMM counts these (PayloadGuest::repeated_deliveries) instead of queueing
+ * them. */
+#define VFIOKIT_MAILBOX_REPEATED 0x507
 #define VFIOKIT_MAILBOX_FIRST 0x500
 #define VFIOKIT_MAILBOX_LAST 0x50f
 
@@ -87,7 +92,11 @@ struct vfiokit_nvme_params {
 #define VFIOKIT_DONE_NOT_EDU 0x0107u  /* edu-dma, edu-intx: not QEMU's edu (1234:11e8) */
 #define VFIOKIT_DONE_NOT_NVME 0x0108u /* nvme-identify: not an NVMe controller (class 01:08:02) */
 #define VFIOKIT_DONE_NO_INTX 0x0109u  /* edu-intx: no INTx pin, or a line no IOAPIC input has */
-/* arm64 runtime: the ITS did not take its commands (DETAIL: GITS_CREADR | CWRITER << 32). */
+/* arm64 runtime: the ITS did not take a command (DETAIL: the low half of GITS_CREADR), or has
+ * no table of a type it needs (DETAIL: the GITS_BASER Type, 1 devices or 4 collections). */
 #define VFIOKIT_DONE_ITS_STUCK 0x010au
+/* The guest RAM the arm64 runtime needs: its GIC tables lie from 4 MiB to the end of the ITT
+ * at 0x450000 (2 KiB); PayloadGuest refuses less. */
+#define VFIOKIT_ARM64_RUNTIME_RAM 0x460000u
 
 #endif

@@ -41,39 +41,48 @@ VFIOKIT_IMAGE(vfiokit_payload_irq_probe_arm64);
 
 namespace vfiokit::payloads {
 
-std::vector<Payload> all(){return {
-    {"irq-probe",
-     "reports every interrupt vector it receives through the mailbox",
+namespace {
+
+// irq-probe's image for this build's architecture: the one payload built for arm64 too (through
+// the GICv3 ITS); the others are x86's.
+std::span<const std::uint8_t> irq_probe_image() {
 #if defined(__aarch64__)
-     // The one payload built for arm64 too (through the GICv3 ITS); the others are x86's.
-     {vfiokit_payload_irq_probe_arm64_start, vfiokit_payload_irq_probe_arm64_end}},
+  return {vfiokit_payload_irq_probe_arm64_start, vfiokit_payload_irq_probe_arm64_end};
 #else
-     {vfiokit_payload_irq_probe_start, vfiokit_payload_irq_probe_end}},
+  return {vfiokit_payload_irq_probe_start, vfiokit_payload_irq_probe_end};
 #endif
-    {"edu-dma",
-     "finds edu on the PCI bus, enables MSI, DMAs 4 KiB in and back out, compares",
-     {vfiokit_payload_edu_dma_start, vfiokit_payload_edu_dma_end}},
-    {"dirty-pages",
-     "writes known guest pages with the CPU and has edu write others by DMA "
-     "(for launch --dirty-log)",
-     {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end},
-     VFIOKIT_DIRTY_DEVICE_WINDOW + VFIOKIT_DIRTY_WINDOW_PAGES * 4096},
-    {"edu-intx",
-     "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
-     "once and that Interrupt Disable holds it back",
-     {vfiokit_payload_edu_intx_start, vfiokit_payload_edu_intx_end}},
-    {"nvme-identify",
-     "finds an NVMe controller, enables MSI-X, runs Identify Controller, "
-     "checks the serial",
-     {vfiokit_payload_nvme_identify_start, vfiokit_payload_nvme_identify_end}},
-    {"faulty",
-     "divides by zero: proves a faulting payload ends launch with a clear error",
-     {vfiokit_payload_faulty_start, vfiokit_payload_faulty_end}},
-    {"silent",
-     "never reports a result: proves launch ends it at the timeout",
-     {vfiokit_payload_silent_start, vfiokit_payload_silent_end}},
-};
-}  // namespace vfiokit::payloads
+}
+
+}  // namespace
+
+std::vector<Payload> all() {
+  return {
+      {"irq-probe", "reports every interrupt vector it receives through the mailbox",
+       irq_probe_image()},
+      {"edu-dma",
+       "finds edu on the PCI bus, enables MSI, DMAs 4 KiB in and back out, compares",
+       {vfiokit_payload_edu_dma_start, vfiokit_payload_edu_dma_end}},
+      {"dirty-pages",
+       "writes known guest pages with the CPU and has edu write others by DMA "
+       "(for launch --dirty-log)",
+       {vfiokit_payload_dirty_pages_start, vfiokit_payload_dirty_pages_end},
+       VFIOKIT_DIRTY_DEVICE_WINDOW + VFIOKIT_DIRTY_WINDOW_PAGES * 4096},
+      {"edu-intx",
+       "finds edu on the PCI bus, raises its interrupt on the INTx pin, checks each arrives "
+       "once and that Interrupt Disable holds it back",
+       {vfiokit_payload_edu_intx_start, vfiokit_payload_edu_intx_end}},
+      {"nvme-identify",
+       "finds an NVMe controller, enables MSI-X, runs Identify Controller, "
+       "checks the serial",
+       {vfiokit_payload_nvme_identify_start, vfiokit_payload_nvme_identify_end}},
+      {"faulty",
+       "divides by zero: proves a faulting payload ends launch with a clear error",
+       {vfiokit_payload_faulty_start, vfiokit_payload_faulty_end}},
+      {"silent",
+       "never reports a result: proves launch ends it at the timeout",
+       {vfiokit_payload_silent_start, vfiokit_payload_silent_end}},
+  };
+}
 
 LaunchablePayload load_for_launch(const std::string& name_or_path) {
   // Before the CLI binds anything: the guest cannot run on this host's architecture.

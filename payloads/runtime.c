@@ -130,10 +130,12 @@ void dispatch_interrupt(uint32_t vector, uint32_t interrupted_eflags) {
    * an interrupt but an emulator delivering an event twice. QEMU 7.2's TCG SVM (the rig's nested
    * KVM) does that: helper_vmrun delivers an EVENTINJ interrupt and also leaves it in
    * exception_index, which the CPU loop delivers again if it exits first (docs/hil.md, "Rig
-   * artefacts"). No payload uses `int n`, so nothing legitimate lands here. It is reported, not
-   * counted, and has no EOI (the LAPIC has nothing in service for it). */
+   * artefact"). Only an `int n` with IF clear could land here otherwise, and no payload does
+   * that. It is reported to the VMM, not counted, and has no EOI (the LAPIC has nothing in
+   * service for it). */
   if (!(interrupted_eflags & EFLAGS_IF)) {
     log_hex("runtime: ignored a second delivery, with interrupts off, of vector", vector);
+    outl(VFIOKIT_MAILBOX_REPEATED, vector);
     return;
   }
   if (vector == SPURIOUS_VECTOR) return; /* no EOI for the spurious vector */

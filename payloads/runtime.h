@@ -82,7 +82,8 @@ uint32_t interrupt_count(uint32_t vector);
 /* Halts until the next interrupt, with no window in which one could be missed (x86: sti; hlt;
  * arm64: wfi with IRQs masked, which a pending interrupt still wakes, then unmask). */
 void wait_for_interrupt(void);
-/* x86 only, so far (the arm64 runtime has no timer tick). Starts the LAPIC's periodic timer (vector
+#if !defined(__aarch64__) /* the arm64 runtime has no timer tick yet */
+/* Starts the LAPIC's periodic timer (vector
  * 0x20, about every 10 ms), so that waits for a device can time out instead of halting forever. Off
  * until a payload asks: a payload that counts interrupts (irq-probe) sees only the ones it is sent.
  */
@@ -90,6 +91,7 @@ void start_timer_tick(void);
 /* Halts until `vector` has arrived `count` times in all, or `timeout_ticks` wake-ups passed.
  * Starts the timer tick. Returns 1 when the count was reached. */
 int wait_for_interrupt_count(uint32_t vector, uint32_t count, uint32_t timeout_ticks);
+#endif
 
 /* The runtime's timer vector; payloads choose their device vectors from 0x30 up. */
 #define RUNTIME_TIMER_VECTOR 0x20u

@@ -2,7 +2,15 @@
  * GICv3 and its ITS at kvm/gic.h's addresses, and the MMIO mailbox. The VMM enters at the load
  * address in EL1h with DAIF masked and SP_EL1 at VFIOKIT_STACK_TOP (kvm::enter_aarch64_el1).
  * Register offsets and command encodings: the Arm GICv3/v4 architecture specification (IHI 0069),
- * as KVM's vGICv3 and ITS implement them. */
+ * as KVM's vGICv3 and ITS implement them.
+ *
+ * Memory the ITS reads (the command queue, the LPI property table) is written here with the MMU
+ * off, so as Device memory, straight to RAM, while KVM reads it through the host's cacheable
+ * mapping: on a host without FEAT_S2FWB a line of it may still sit in the host's cache from an
+ * earlier read, stale. So each write is followed by a clean and invalidate to the point of
+ * coherency (dc civac) of its lines, then dsb sy, before the ITS is told (the Arm ARM's rule for
+ * data written with the MMU off that a cacheable observer reads next). TCG keeps caches
+ * coherent, so the rig cannot show this; real hosts need it. */
 #include "vfiokit/payloads/runtime.h"
 
 /* The GIC's frames (kvm/gic.h; QEMU virt's layout). */
@@ -31,13 +39,19 @@
 #define LPI_ID_BITS 16u                /* LPIs 8192..65535 */
 #define LPI_PROPERTIES 0x400000u       /* a byte per LPI: priority | enable */
 #define LPI_PENDING 0x410000u          /* a bit per INTID: 8 KiB */
-#define ITS_DEVICE_TABLE 0x420000u     /* GITS_BASER0: one 64 KiB page */
-#define ITS_COLLECTION_TABLE 0x430000u /* GITS_BASER1: one 64 KiB page */
+#define ITS_DEVICE_TABLE 0x420000u     /* the BASER of Type 1: one 64 KiB page */
+#define ITS_COLLECTION_TABLE 0x430000u /* the BASER of Type 4: one 64 KiB page */
 #define ITS_COMMAND_QUEUE 0x440000u    /* 16 pages of 4 KiB: 2048 commands */
 #define ITS_COMMAND_QUEUE_PAGES 16u
-#define ITS_ITT 0x450000u          /* the one device's interrupt translation table */
-#define ITS_EVENT_ID_BITS 8u       /* events 0..255: 2 KiB of ITT */
-#define LPI_PRIORITY_ENABLED 0xa1u /* priority 0xa0 (below PMR's 0xff), enabled */
+#define ITS_ITT 0x450000u    /* the one device's interrupt translation table */
+#define ITS_EVENT_ID_BITS 8u /* events 0..255: 2 KiB of ITT, up to VFIOKIT_ARM64_RUNTIME_RAM */
+/* Priority 0xa0 (bits 7:2; below PMR's 0xff), bit 1 RES1, enabled (bit 0). */
+#define LPI_PRIORITY_ENABLED 0xa3u
+#define GITS_BASER_TYPE(value) (((value) >> 56) & 0x7u)
+#define GITS_BASER_TYPE_DEVICES 1u
+#define GITS_BASER_TYPE_COLLECTIONS 4u
+#define GITS_BASER_PAGE_64K (2ull << 8)
+#define GITS_CREADR_OFFSET 0xfffe0u /* bits 19:5; bit 0 is Stalled */
 
 #define FIRST_LPI 8192u
 #define SPURIOUS_INTID 1023u
@@ -140,7 +154,7 @@ void exception(uint64_t kind) {
   __asm__ volatile("mrs %0, esr_el1" : "=r"(syndrome));
   log_hex("exception entry", (uint32_t)kind);
   outl(VFIOKIT_MAILBOX_DETAIL, (uint32_t)syndrome);
-  finish(VFIOKIT_DONE_EXCEPTION | (uint32_t)(syndrome >> 26));
+  finish(VFIOKIT_DONE_EXCEPTION | (uint32_t)((syndrome >> 26) & 0x3f)); /* ESR_EL1.EC */
 }
 
 void dispatch_irq(void);
@@ -174,20 +188,33 @@ void wait_for_interrupt(void) {
   __asm__ volatile("wfi\n msr daifclr, #2\n isb\n msr daifset, #2" ::: "memory");
 }
 
+/* Cleans and invalidates [address, address + size) to the point of coherency, then waits for it
+ * (see the top of this file for why). The line size is CTR_EL0.DminLine's. */
+static void clean_invalidate(uintptr_t address, uint32_t size) {
+  uint64_t ctr;
+  __asm__ volatile("mrs %0, ctr_el0" : "=r"(ctr));
+  const uintptr_t line = (uintptr_t)4 << ((ctr >> 16) & 0xf);
+  for (uintptr_t at = address & ~(line - 1); at < address + size; at += line) {
+    __asm__ volatile("dc civac, %0" ::"r"(at) : "memory");
+  }
+  __asm__ volatile("dsb sy" ::: "memory");
+}
+
 /* One ITS command (4 doublewords) at the queue's write offset; GITS_CWRITER then tells the ITS,
  * which (KVM's) consumes everything up to it before the write returns. Waits for GITS_CREADR all
  * the same, as on hardware. */
 static uint32_t its_command(uint64_t dw0, uint64_t dw1, uint64_t dw2) {
-  volatile uint64_t* slot = (volatile uint64_t*)(uintptr_t)(ITS_COMMAND_QUEUE + command_offset);
+  const uintptr_t address = ITS_COMMAND_QUEUE + command_offset;
+  volatile uint64_t* slot = (volatile uint64_t*)address;
   slot[0] = dw0;
   slot[1] = dw1;
   slot[2] = dw2;
   slot[3] = 0;
-  __asm__ volatile("dsb sy" ::: "memory"); /* the command is in memory before the doorbell */
+  clean_invalidate(address, 32); /* in memory, and no stale copy, before the doorbell */
   command_offset += 32;
   mmio_write64(GITS_BASE + GITS_CWRITER, command_offset);
   for (uint32_t tries = 0; tries < 1000000; ++tries) {
-    if (mmio_read64(GITS_BASE + GITS_CREADR) == command_offset) return 0;
+    if ((mmio_read64(GITS_BASE + GITS_CREADR) & GITS_CREADR_OFFSET) == command_offset) return 0;
   }
   outl(VFIOKIT_MAILBOX_DETAIL, (uint32_t)mmio_read64(GITS_BASE + GITS_CREADR));
   return VFIOKIT_DONE_ITS_STUCK;
@@ -206,7 +233,7 @@ uint32_t prepare_msi_vectors(uint32_t device_id, const uint8_t* vectors, uint32_
   uint32_t refused = 0;
   uint8_t* properties = (uint8_t*)(uintptr_t)LPI_PROPERTIES;
   for (uint32_t i = 0; i < count; ++i) properties[vectors[i]] = LPI_PRIORITY_ENABLED;
-  __asm__ volatile("dsb sy" ::: "memory"); /* KVM reads the property byte at MAPTI */
+  clean_invalidate(LPI_PROPERTIES, 256); /* KVM reads the property byte at MAPTI */
   /* The collection on this CPU, the device with its ITT, then event i -> LPI 8192 + vectors[i]. */
   if ((refused = its_command(ITS_MAPC, 0, GITS_VALID | COLLECTION))) return refused;
   if ((refused = its_command(ITS_MAPD | (uint64_t)device_id << 32, ITS_EVENT_ID_BITS - 1,
@@ -223,17 +250,31 @@ uint32_t prepare_msi_vectors(uint32_t device_id, const uint8_t* vectors, uint32_
   return its_command(ITS_SYNC, 0, 0);
 }
 
-static void enable_gic(void) {
+/* Points the ITS's BASER of `type` at `table` (one 64 KiB page); 0, or the DONE code when the ITS
+ * has no such table. KVM's ITS has the device table in BASER0 and the collections in BASER1,
+ * with Type and Entry_Size read-only; a hardware-like ITS is looked through all eight. */
+static uint32_t set_its_table(uint32_t type, uint64_t table) {
+  for (uint32_t n = 0; n < 8; ++n) {
+    if (GITS_BASER_TYPE(mmio_read64(GITS_BASE + GITS_BASER(n))) != type) continue;
+    mmio_write64(GITS_BASE + GITS_BASER(n), GITS_VALID | GITS_BASER_PAGE_64K | table);
+    return 0;
+  }
+  outl(VFIOKIT_MAILBOX_DETAIL, type);
+  return VFIOKIT_DONE_ITS_STUCK;
+}
+
+static uint32_t enable_gic(void) {
   mmio_write32(GICD_BASE + GICD_CTLR, GICD_CTLR_ENABLE_GROUP1);
   mmio_write32(GICR_BASE + GICR_WAKER, 0); /* awake (KVM: always) */
   /* LPIs: the property and pending tables, then enable (both registers are fixed after). */
   mmio_write64(GICR_BASE + GICR_PROPBASER, LPI_PROPERTIES | (LPI_ID_BITS - 1));
   mmio_write64(GICR_BASE + GICR_PENDBASER, LPI_PENDING | GICR_PENDBASER_PTZ);
   mmio_write32(GICR_BASE + GICR_CTLR, GICR_CTLR_ENABLE_LPIS);
-  /* The ITS: its two tables (one 64 KiB page each; Type and Entry_Size are read-only), the
-   * command queue, then enable; KVM refuses to enable it before all three are valid. */
-  mmio_write64(GITS_BASE + GITS_BASER(0), GITS_VALID | ITS_DEVICE_TABLE);
-  mmio_write64(GITS_BASE + GITS_BASER(1), GITS_VALID | ITS_COLLECTION_TABLE);
+  /* The ITS: its two tables, the command queue, then enable; KVM refuses to enable it before all
+   * three are valid. */
+  uint32_t refused = set_its_table(GITS_BASER_TYPE_DEVICES, ITS_DEVICE_TABLE);
+  if (!refused) refused = set_its_table(GITS_BASER_TYPE_COLLECTIONS, ITS_COLLECTION_TABLE);
+  if (refused) return refused;
   mmio_write64(GITS_BASE + GITS_CBASER,
                GITS_VALID | ITS_COMMAND_QUEUE | (ITS_COMMAND_QUEUE_PAGES - 1));
   mmio_write64(GITS_BASE + GITS_CWRITER, 0);
@@ -246,10 +287,11 @@ static void enable_gic(void) {
       "msr s3_0_c12_c12_7, %1\n"  /* ICC_IGRPEN1_EL1 */
       "isb" ::"r"(0xffull),
       "r"(1ull));
+  return 0;
 }
 
 void runtime_main(void);
 void runtime_main(void) {
-  enable_gic();
-  finish(payload_main());
+  const uint32_t refused = enable_gic();
+  finish(refused ? refused : payload_main());
 }
