@@ -61,10 +61,9 @@ MappedMemory allocate_ram(std::size_t size, std::span<const std::uint8_t> image,
   return MappedMemory(address, size);
 }
 
-// KVM wants the irqchip before any vCPU exists, so the VM is completed here, in the member
-// initializer of the vCPU.
-// (arm64: the vGIC is finished once its one vCPU exists, before any route is committed, since
-// finishing it resets the routing table.)
+// x86 KVM wants the irqchip before any vCPU exists, so the VM is completed here, in the member
+// initializer of the vCPU; arm64's vGIC is finished once its one vCPU exists, and before any
+// route is committed, since finishing it resets the routing table.
 kvm::Vcpu first_vcpu(kvm::Vm& vm, bool irqchip) {
   if (irqchip) vm.create_irqchip();
   kvm::Vcpu vcpu = vm.create_vcpu(0);
