@@ -176,6 +176,14 @@ TEST(Arm64RigKvm, AVmWithMemoryAVcpuAndAVgicWithAnIts) {
   ASSERT_TRUE(event.valid()) << strerror(errno);
   vm.assign_irqfd(event.get(), gsi);
   vm.deassign_irqfd(event.get(), gsi);
+  // An x86 payload is refused by name before anything runs: only irq-probe is built for arm64.
+  try {
+    payloads::PayloadGuest x86(kvm, payloads::find("edu-dma")->image);
+    FAIL() << "an x86 image was accepted on arm64";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not on this architecture"), std::string::npos)
+        << e.what();
+  }
 }
 
 // irq-probe's arm64 build in a VM with a vGICv3 and an ITS: nvme's 65 MSI-X vectors, fired by
