@@ -12,15 +12,12 @@
 namespace vfiokit::kvm {
 
 inline constexpr std::uint64_t kGicDistributor = 0x08000000;  // GICD: 64 KiB
-inline constexpr std::uint64_t kGicDistributorSize = 0x10000;
-inline constexpr std::uint64_t kGicIts = 0x08080000;  // GITS: control frame + translater frame
-inline constexpr std::uint64_t kGicItsSize = 0x20000;
-inline constexpr std::uint64_t kGicRedistributors = 0x080a0000;  // GICR: 128 KiB per vCPU
-inline constexpr std::uint64_t kGicRedistributorStride = 0x20000;
+// GITS: 128 KiB, the control frame and the translater frame.
+inline constexpr std::uint64_t kGicIts = 0x08080000;
+// GICR: 128 KiB per vCPU, in vCPU id order.
+inline constexpr std::uint64_t kGicRedistributors = 0x080a0000;
 // GITS_TRANSLATER, the ITS's doorbell: a device's MSI writes its event ID here.
 inline constexpr std::uint64_t kGicItsTranslater = kGicIts + 0x10040;
-// The first LPI INTID (GICv3: 8192 and up are LPIs).
-inline constexpr std::uint32_t kFirstLpi = 8192;
 
 // The MSI a device with requester ID `device_id` sends for `event_id` through the VM's ITS:
 // address GITS_TRANSLATER, data the event ID. Which LPI it becomes is the guest's choice (its

@@ -58,8 +58,6 @@ inline constexpr IoctlPtr<kvm_create_device> kCreateDevice =
 // unused for a control), which the kernel reads during the call.
 inline constexpr IoctlPtr<const kvm_device_attr> kSetDeviceAttr =
     VFIOKIT_IOCTL_PTR(const kvm_device_attr, KVM_SET_DEVICE_ATTR);
-inline constexpr IoctlPtr<const kvm_device_attr> kHasDeviceAttr =
-    VFIOKIT_IOCTL_PTR(const kvm_device_attr, KVM_HAS_DEVICE_ATTR);
 static_assert(sizeof(kvm_create_device) == 12);
 static_assert(offsetof(kvm_create_device, fd) == 4);
 static_assert(sizeof(kvm_device_attr) == 24);

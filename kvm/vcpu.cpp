@@ -10,6 +10,25 @@
 #include "vfiokit/kvm/uapi.h"
 
 namespace vfiokit::kvm {
+
+#if defined(__aarch64__)
+namespace {
+
+constexpr std::uint64_t core_register(std::size_t offset) {
+  // KVM_REG_ARM_CORE_REG: the register's offset in struct kvm_regs, in 32-bit words.
+  return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | (offset / sizeof(std::uint32_t));
+}
+
+constexpr std::uint64_t kPcRegister = core_register(offsetof(kvm_regs, regs.pc));
+constexpr std::uint64_t kPstateRegister = core_register(offsetof(kvm_regs, regs.pstate));
+constexpr std::uint64_t kSpEl1Register = core_register(offsetof(kvm_regs, sp_el1));
+// The ids KVM documents for them (Documentation/virt/kvm/api.rst, "ARM64 registers").
+static_assert(kPcRegister == 0x6030000000100040);
+static_assert(kPstateRegister == 0x6030000000100042);
+static_assert(kSpEl1Register == 0x6030000000100044);
+
+}  // namespace
+#endif
 namespace {
 
 #if defined(__x86_64__)
@@ -274,26 +293,22 @@ VcpuState Vcpu::state() const noexcept {
         parse_lapic({reinterpret_cast<const std::uint8_t*>(lapic.regs), sizeof lapic.regs});
   }
   return state;
+#elif defined(__aarch64__)
+  // arm64: the registers one at a time. A vCPU waiting in WFI is still "runnable" to KVM, so
+  // `halted` is not known here and stays false.
+  try {
+    const std::uint64_t pstate = one_reg(kPstateRegister);
+    constexpr std::uint64_t kIrqMasked = 1u << 7;  // PSTATE.I
+    return {true, false, (pstate & kIrqMasked) == 0, one_reg(kPcRegister), {}};
+  } catch (const Error&) {
+    return {};
+  }
 #else
-  return {};  // arm64: KVM_GET_REGS is x86's; the registers are KVM_GET_ONE_REG's, not read yet
+  return {};
 #endif
 }
 
 #if defined(__aarch64__)
-namespace {
-
-constexpr std::uint64_t core_register(std::size_t offset) {
-  // KVM_REG_ARM_CORE_REG: the register's offset in struct kvm_regs, in 32-bit words.
-  return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | (offset / sizeof(std::uint32_t));
-}
-
-// The ids KVM documents for them (Documentation/virt/kvm/api.rst, "ARM64 registers").
-static_assert(core_register(offsetof(kvm_regs, regs.pc)) == 0x6030000000100040);
-static_assert(core_register(offsetof(kvm_regs, regs.pstate)) == 0x6030000000100042);
-static_assert(core_register(offsetof(kvm_regs, sp_el1)) == 0x6030000000100044);
-
-}  // namespace
-
 std::uint64_t Vcpu::one_reg(std::uint64_t id) const {
   std::uint64_t value = 0;
   // Kernel contract: `addr` points at 8 bytes (a U64 id), which KVM_GET_ONE_REG writes.
@@ -317,9 +332,9 @@ void Vcpu::set_one_reg(std::uint64_t id, std::uint64_t value) {
 void enter_aarch64_el1(Vcpu& vcpu, std::uint64_t entry, std::uint64_t stack) {
   constexpr std::uint64_t kEl1h = 0x5;             // PSR_MODE_EL1h: EL1, SP_EL1
   constexpr std::uint64_t kAllMasked = 0xfu << 6;  // D, A, I, F
-  vcpu.set_one_reg(core_register(offsetof(kvm_regs, regs.pstate)), kEl1h | kAllMasked);
-  vcpu.set_one_reg(core_register(offsetof(kvm_regs, sp_el1)), stack);
-  vcpu.set_one_reg(core_register(offsetof(kvm_regs, regs.pc)), entry);
+  vcpu.set_one_reg(kPstateRegister, kEl1h | kAllMasked);
+  vcpu.set_one_reg(kSpEl1Register, stack);
+  vcpu.set_one_reg(kPcRegister, entry);
 }
 #else
 void enter_aarch64_el1(Vcpu&, std::uint64_t, std::uint64_t) {

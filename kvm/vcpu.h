@@ -87,8 +87,8 @@ LapicState parse_lapic(std::span<const std::uint8_t> page);
 struct VcpuState {
   bool known = false;               // false when the kernel would not say
   bool halted = false;              // KVM_MP_STATE_HALTED: waiting in the kernel for an interrupt
-  bool interrupts_enabled = false;  // RFLAGS.IF
-  std::uint64_t rip = 0;
+  bool interrupts_enabled = false;  // RFLAGS.IF (arm64: PSTATE.I clear)
+  std::uint64_t rip = 0;            // the instruction pointer (arm64: PC)
   std::optional<LapicState> lapic;  // with an in-kernel irqchip
 };
 
@@ -116,8 +116,9 @@ class Vcpu {
 #endif
   // KVM_MP_STATE_RUNNABLE, _HALTED, ... (only meaningful while the vCPU is not running).
   [[nodiscard]] std::uint32_t mp_state() const;
-  // regs(), mp_state() and the local APIC together; never throws (known is false when the
-  // registers cannot be read, and always on arm64; lapic is empty without an in-kernel irqchip).
+  // regs(), mp_state() and the local APIC together (arm64: PC and PSTATE, no halted state, no
+  // LAPIC); never throws (known is false when the registers cannot be read; lapic is empty
+  // without an in-kernel irqchip).
   [[nodiscard]] VcpuState state() const noexcept;
 
   // One KVM_RUN. EAGAIN is retried; EINTR comes back as ExitKind::interrupted so a stop request

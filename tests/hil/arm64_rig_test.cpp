@@ -232,6 +232,12 @@ TEST(Arm64RigKvm, NvmeMsixVectorsReachTheGuestAsLpisThroughTheIts) {
     wiring.retarget(3, kvm::its_msi(kDevice, 3));
     wiring.vectors().trigger(3);
     EXPECT_EQ(next_vector(20s), "0x33#2");
+    // Stopped, the vCPU says where it is (KVM_GET_ONE_REG): in irq-probe's image.
+    guest.stop();
+    const kvm::VcpuState state = guest.vcpu_state();
+    EXPECT_TRUE(state.known);
+    EXPECT_GE(state.rip, VFIOKIT_PAYLOAD_ADDRESS);
+    EXPECT_LT(state.rip, VFIOKIT_PAYLOAD_ADDRESS + payloads::find("irq-probe")->image.size());
   }
   // The selftest's irq-kvm stage: the same wiring, then the real thing: nvme's Identify
   // completion, an MSI-X write through the SMMU to the host's ITS, reaches the guest's LPI too.
